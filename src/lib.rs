@@ -1,0 +1,84 @@
+//! # taskmesh
+//!
+//! A peer-to-peer task-processing mesh: Ceylon's *TaskProcessingPlayground*,
+//! done for real over libp2p.
+//!
+//! Module map, top to bottom (each layer depends only on those above it):
+//!
+//! - [`task`]: plain data: ids, tasks, payloads, statuses, reports.
+//! - [`scheduler`]: the admin's brain, a pure state machine (DAG, auctions,
+//!   awards, worker liveness). No I/O, no clock.
+//! - [`election`]: who is admin, a pure state machine fed by gossip and time.
+//! - [`protocol`]: every message on the wire and its size-limited codec.
+//! - [`worker`]: the [`Worker`] trait users implement, and the runtime that
+//!   runs accepted tasks with bounded concurrency.
+//! - [`net`]: the libp2p swarm and the one event loop per node that feeds the
+//!   state machines and carries out their outputs.
+//! - [`node`] and [`playground`]: the public API, built on cheap handles.
+
+pub mod election;
+pub mod net;
+pub mod node;
+pub mod playground;
+pub mod protocol;
+pub mod scheduler;
+pub mod task;
+pub mod worker;
+
+#[cfg(test)]
+mod sim;
+
+pub use node::{keypair_from_seed, Node, NodeConfig, NodeHandle};
+pub use playground::Playground;
+pub use task::{NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerInfo};
+pub use worker::{Offer, ProcessError, TaskRequest, Worker};
+
+/// Re-exported so users can name multiaddrs and peer ids without adding
+/// libp2p themselves.
+pub use libp2p::{Multiaddr, PeerId};
+
+use std::time::Duration;
+
+/// Everything that can go wrong in the library's public API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node's event loop has stopped (shut down or crashed).
+    #[error("the node is shut down")]
+    NodeGone,
+    /// A task ended in failure.
+    #[error("task failed: {0}")]
+    Task(#[from] TaskError),
+    /// A task's output was asked for before it finished.
+    #[error("task {0} is not finished (status: {1})")]
+    NotFinished(TaskId, TaskStatus),
+    /// A payload could not be encoded or decoded.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The admin refused a submitted batch.
+    #[error("submission refused: {0}")]
+    Submit(#[from] scheduler::SubmitError),
+    /// No admin was elected within the wait.
+    #[error("no admin was elected within {0:?}; is the mesh reachable?")]
+    NoAdmin(Duration),
+    /// The admin that held the call went away.
+    #[error("the admin was lost: {0}")]
+    AdminLost(String),
+    /// The admin does not know this task id.
+    #[error("unknown task id {0}")]
+    UnknownTask(TaskId),
+    /// A network failure (dial, listen, request).
+    #[error("network: {0}")]
+    Transport(String),
+    /// The peer understood the request but refused it.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A peer answered something that makes no sense here.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The node or its workers are set up wrongly.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A bounded wait ran out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}

@@ -1,0 +1,297 @@
+//! The admin side of the loop: feeding the scheduler and carrying out its
+//! outputs, and holding callers that wait for tasks to finish.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::{EventLoop, Pending, Reply};
+use crate::protocol::{Gossip, Request, Response};
+use crate::scheduler::{Input, Output, Scheduler};
+use crate::task::{TaskId, TaskReport};
+use crate::Error;
+
+/// Who gets an answer once it is ready.
+pub(crate) enum Answer<T> {
+    Local(Reply<T>),
+    Remote(ResponseChannel<Response>),
+}
+
+/// A caller waiting for a set of tasks to finish.
+struct Waiter {
+    ids: Vec<TaskId>,
+    remaining: usize,
+    answer: Answer<Vec<TaskReport>>,
+}
+
+/// State that exists only while this node is admin.
+pub(crate) struct AdminState {
+    sched: Scheduler,
+    term: u64,
+    next_token: u64,
+    submits: HashMap<u64, Answer<Vec<TaskId>>>,
+    waiters: HashMap<u64, Waiter>,
+    /// Waiter ids per unfinished task.
+    by_task: HashMap<TaskId, Vec<u64>>,
+    /// Remote waiters answer with partial results at these times.
+    wait_deadlines: BTreeSet<(Instant, u64)>,
+}
+
+impl AdminState {
+    pub(crate) fn next_deadline(&self, started: Instant) -> Option<Instant> {
+        let s = self.sched.next_deadline().map(|d| started + d);
+        let w = self.wait_deadlines.first().map(|d| d.0);
+        s.into_iter().chain(w).min()
+    }
+}
+
+impl EventLoop {
+    pub(super) fn become_admin(&mut self, term: u64) {
+        info!(term, "this node is now the admin");
+        self.sched = Some(AdminState {
+            sched: Scheduler::new(self.cfg.scheduler.clone()),
+            term,
+            next_token: 0,
+            submits: HashMap::new(),
+            waiters: HashMap::new(),
+            by_task: HashMap::new(),
+            wait_deadlines: BTreeSet::new(),
+        });
+        if !self.workers.is_empty() {
+            let workers = self.workers.specs();
+            self.admin_input(Input::Register {
+                node: self.me_node.clone(),
+                workers,
+            });
+        }
+    }
+
+    /// Leaving office: everyone waiting on this admin is told so.
+    pub(super) fn step_down(&mut self) {
+        let Some(state) = self.sched.take() else { return };
+        info!(term = state.term, "no longer the admin");
+        let not_admin = Response::NotAdmin {
+            admin: self.admin.map(|a| a.0.to_string()),
+            term: self.admin.map_or(0, |a| a.1),
+        };
+        let lost = || Error::AdminLost("this node stepped down as admin".into());
+        for (_, a) in state.submits {
+            self.answer_err(a, lost(), not_admin.clone());
+        }
+        for (_, w) in state.waiters {
+            self.answer_err(w.answer, lost(), not_admin.clone());
+        }
+    }
+
+    /// Sends a result locally, or over the wire as `wire(value)`.
+    fn answer<T>(&mut self, a: Answer<T>, value: T, wire: impl FnOnce(T) -> Response) {
+        match a {
+            Answer::Local(tx) => {
+                let _ = tx.send(Ok(value));
+            }
+            Answer::Remote(ch) => {
+                let _ = self.swarm.behaviour_mut().rr.send_response(ch, wire(value));
+            }
+        }
+    }
+
+    /// Sends an error locally, or `remote` over the wire.
+    fn answer_err<T>(&mut self, a: Answer<T>, e: Error, remote: Response) {
+        match a {
+            Answer::Local(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Answer::Remote(ch) => {
+                let _ = self.swarm.behaviour_mut().rr.send_response(ch, remote);
+            }
+        }
+    }
+
+    pub(super) fn admin_submit(&mut self, tasks: Vec<crate::task::Task>, answer: Answer<Vec<TaskId>>) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let token = state.next_token;
+        state.next_token += 1;
+        state.submits.insert(token, answer);
+        self.admin_input(Input::Submit { token, tasks });
+    }
+
+    pub(super) fn admin_reports(&self, ids: &[TaskId]) -> Vec<Option<TaskReport>> {
+        let now = self.now();
+        let Some(state) = &self.sched else {
+            return vec![None; ids.len()];
+        };
+        ids.iter().map(|id| state.sched.report_of(id, now)).collect()
+    }
+
+    pub(super) fn admin_workers(&self) -> Vec<crate::task::WorkerInfo> {
+        self.sched.as_ref().map(|s| s.sched.workers()).unwrap_or_default()
+    }
+
+    /// Registers a waiter; answers at once if every task is already final or
+    /// some id is unknown.
+    pub(super) fn admin_await(
+        &mut self,
+        ids: Vec<TaskId>,
+        answer: Answer<Vec<TaskReport>>,
+        max_wait: Option<Duration>,
+    ) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let mut remaining = 0;
+        for id in &ids {
+            match state.sched.status(id) {
+                None => {
+                    let remote = Response::Refused(format!("unknown task id {id}"));
+                    self.answer_err(answer, Error::UnknownTask(*id), remote);
+                    return;
+                }
+                Some(s) if !s.is_final() => remaining += 1,
+                Some(_) => {}
+            }
+        }
+        if remaining == 0 {
+            let reports = self.admin_reports(&ids).into_iter().flatten().collect();
+            return self.answer(answer, reports, wire_reports);
+        }
+        let token = state.next_token;
+        state.next_token += 1;
+        for id in &ids {
+            if state.sched.status(id).is_some_and(|s| !s.is_final()) {
+                state.by_task.entry(*id).or_default().push(token);
+            }
+        }
+        if let Some(d) = max_wait {
+            state.wait_deadlines.insert((Instant::now() + d, token));
+        }
+        state.waiters.insert(
+            token,
+            Waiter {
+                ids,
+                remaining,
+                answer,
+            },
+        );
+    }
+
+    /// Feeds the scheduler one input and carries out everything it answers,
+    /// including inputs that come back from this node's own workers.
+    pub(super) fn admin_input(&mut self, first: Input) {
+        let mut inbox = VecDeque::from([first]);
+        let mut out = Vec::new();
+        while let Some(input) = inbox.pop_front() {
+            let now = self.now();
+            let Some(state) = self.sched.as_mut() else { return };
+            state.sched.handle(input, now, &mut out);
+            for o in out.drain(..) {
+                self.admin_output(o, &mut inbox);
+            }
+        }
+    }
+
+    pub(super) fn admin_tick(&mut self) {
+        self.admin_input(Input::Tick);
+        let now = Instant::now();
+        while let Some(state) = self.sched.as_mut() {
+            let Some(&(at, token)) = state.wait_deadlines.first() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            state.wait_deadlines.pop_first();
+            if let Some(w) = state.waiters.remove(&token) {
+                let reports: Vec<Option<TaskReport>> = self.admin_reports(&w.ids);
+                let complete: Vec<TaskReport> = reports.iter().flatten().cloned().collect();
+                self.answer(w.answer, complete, |_| Response::Reports(reports));
+            }
+        }
+    }
+
+    fn admin_output(&mut self, o: Output, inbox: &mut VecDeque<Input>) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let term = state.term;
+        match o {
+            Output::Submitted { token, result } => {
+                if let Some(a) = state.submits.remove(&token) {
+                    match (a, result) {
+                        (Answer::Local(tx), r) => {
+                            let _ = tx.send(r.map_err(Error::Submit));
+                        }
+                        (Answer::Remote(ch), r) => {
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .rr
+                                .send_response(ch, Response::Submitted(r));
+                        }
+                    }
+                }
+            }
+            Output::Announce(tasks) => {
+                let bids = self.workers.bids_for(&tasks);
+                if !bids.is_empty() {
+                    inbox.push_back(Input::Bids {
+                        node: self.me_node.clone(),
+                        bids,
+                    });
+                }
+                debug!(count = tasks.len(), term, "announcing");
+                self.publish(false, &Gossip::Announce { term, tasks });
+            }
+            Output::Assign { node, assignments } => {
+                if node == self.me_node {
+                    for a in assignments {
+                        let ans = self.workers.accept(a);
+                        inbox.push_back(Input::AssignAnswer {
+                            node: node.clone(),
+                            task: ans.task,
+                            attempt: ans.attempt,
+                            accepted: ans.accepted,
+                        });
+                    }
+                } else if let Ok(peer) = node.as_str().parse::<PeerId>() {
+                    let items = assignments.iter().map(|a| (a.task, a.attempt)).collect();
+                    self.send(
+                        peer,
+                        Request::Assign { term, assignments },
+                        Pending::Assign { node, items },
+                    );
+                }
+            }
+            Output::Changed { id, status } => {
+                if status.is_final() {
+                    self.task_final(id);
+                }
+            }
+        }
+    }
+
+    fn task_final(&mut self, id: TaskId) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let Some(tokens) = state.by_task.remove(&id) else {
+            return;
+        };
+        let mut done = Vec::new();
+        for token in tokens {
+            let Some(w) = state.waiters.get_mut(&token) else {
+                continue;
+            };
+            w.remaining -= 1;
+            if w.remaining == 0 {
+                done.push(state.waiters.remove(&token).expect("present"));
+                state.wait_deadlines.retain(|d| d.1 != token);
+            }
+        }
+        for w in done {
+            let reports: Vec<TaskReport> = self.admin_reports(&w.ids).into_iter().flatten().collect();
+            self.answer(w.answer, reports, wire_reports);
+        }
+    }
+}
+
+fn wire_reports(reports: Vec<TaskReport>) -> Response {
+    Response::Reports(reports.into_iter().map(Some).collect())
+}

@@ -1,0 +1,152 @@
+//! Request-response traffic: requests from peers, and answers to ours.
+
+use std::time::Duration;
+
+use libp2p::request_response::{self, Message, ResponseChannel};
+use libp2p::PeerId;
+use tracing::{debug, warn};
+
+use super::admin::Answer;
+use super::{node_id, EventLoop, Pending};
+use crate::protocol::{AssignAnswer, Request, Response};
+use crate::scheduler::Input;
+
+/// The longest a remote caller may ask the admin to hold an await.
+const MAX_AWAIT: Duration = Duration::from_secs(30);
+
+impl EventLoop {
+    pub(super) fn on_rr(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request { request, channel, .. } => self.on_request(peer, request, channel),
+                Message::Response { request_id, response } => {
+                    if let Some(what) = self.pending.remove(&request_id) {
+                        self.on_response(peer, what, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(what) = self.pending.remove(&request_id) {
+                    self.request_failed(peer, what, error.to_string());
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                // Malformed or oversize requests end here: the codec refused
+                // them; the stream is dropped and nothing else happens.
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, resp: Response) {
+        let _ = self.swarm.behaviour_mut().rr.send_response(channel, resp);
+    }
+
+    fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
+        if let Request::Assign { term, assignments } = req {
+            // Awards are taken only from the admin this node follows.
+            if self.admin != Some((peer, term)) {
+                let why = format!("{peer} at term {term} is not the admin this node follows");
+                return self.respond(channel, Response::Refused(why));
+            }
+            let answers: Vec<AssignAnswer> =
+                assignments.into_iter().map(|a| self.workers.accept(a)).collect();
+            return self.respond(channel, Response::Assigned(answers));
+        }
+        let Some(term) = self.sched.as_ref().map(|_| self.admin.map_or(0, |a| a.1)) else {
+            let resp = Response::NotAdmin {
+                admin: self.admin.map(|a| a.0.to_string()),
+                term: self.admin.map_or(0, |a| a.1),
+            };
+            return self.respond(channel, resp);
+        };
+        let node = node_id(&peer);
+        match req {
+            Request::Register { workers } => {
+                self.admin_input(Input::Register { node, workers });
+                self.respond(channel, Response::Ok);
+            }
+            Request::Bids { term: t, bids } => {
+                self.respond(channel, Response::Ok);
+                if t == term {
+                    self.admin_input(Input::Bids { node, bids });
+                }
+            }
+            Request::Reports { reports, .. } => {
+                self.respond(channel, Response::Ok);
+                self.admin_input(Input::Reports { node, reports });
+            }
+            Request::Submit { tasks } => self.admin_submit(tasks, Answer::Remote(channel)),
+            Request::Status { ids } => {
+                let reports = self.admin_reports(&ids);
+                self.respond(channel, Response::Reports(reports));
+            }
+            Request::Await { ids, max_wait_ms } => {
+                let wait = Duration::from_millis(max_wait_ms).min(MAX_AWAIT);
+                self.admin_await(ids, Answer::Remote(channel), Some(wait));
+            }
+            Request::Workers => {
+                let workers = self.admin_workers();
+                self.respond(channel, Response::Workers(workers));
+            }
+            Request::Assign { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
+        match what {
+            Pending::Client(op) => self.client_answer(op, resp),
+            Pending::Register => {
+                if !matches!(resp, Response::Ok) {
+                    debug!(%peer, ?resp, "registration not taken; will retry");
+                    self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
+            }
+            Pending::Bids => {}
+            Pending::Assign { node, items } => {
+                let answers = match resp {
+                    Response::Assigned(a) => a,
+                    other => {
+                        warn!(%peer, ?other, "assignment not taken");
+                        items
+                            .iter()
+                            .map(|&(task, attempt)| AssignAnswer {
+                                task,
+                                attempt,
+                                accepted: false,
+                                reason: None,
+                            })
+                            .collect()
+                    }
+                };
+                for a in answers {
+                    if !items.contains(&(a.task, a.attempt)) {
+                        continue; // answers only count for what was sent
+                    }
+                    if let Some(why) = &a.reason {
+                        debug!(%peer, task = %a.task, why, "assignment refused");
+                    }
+                    let input = Input::AssignAnswer {
+                        node: node.clone(),
+                        task: a.task,
+                        attempt: a.attempt,
+                        accepted: a.accepted,
+                    };
+                    self.admin_input(input);
+                }
+            }
+            Pending::Reports(reports) => {
+                if !matches!(resp, Response::Ok) {
+                    warn!(%peer, ?resp, count = reports.len(), "results refused; keeping them for the next admin");
+                    self.unsent.extend(reports);
+                }
+            }
+        }
+    }
+}

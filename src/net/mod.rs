@@ -1,0 +1,459 @@
+//! The network layer: one libp2p swarm and one event loop per node.
+//!
+//! The loop owns the swarm, the election, the scheduler (while this node is
+//! admin) and the worker runtime as plain fields. It only translates: swarm
+//! events become state-machine inputs, state-machine outputs become swarm
+//! calls. Handles talk to it through a bounded command channel and get their
+//! answers on oneshots.
+
+mod admin;
+mod behaviour;
+mod client;
+mod inbound;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::OutboundRequestId;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::election::{Election, ElectionInput, ElectionOutput};
+use crate::node::NodeConfig;
+use crate::protocol::{self, Gossip, Request};
+use crate::scheduler::Report;
+use crate::task::{NodeId, Task, TaskId, TaskReport, WorkerInfo};
+use crate::worker::WorkerRuntime;
+use crate::Error;
+
+pub(crate) use behaviour::{build_swarm, Behaviour, BehaviourEvent};
+
+/// What a node looks like from outside, published by the loop on a watch
+/// channel so handles can read it without a round trip.
+#[derive(Clone, Debug, Default)]
+pub struct NodeState {
+    /// The current admin, if one is known.
+    pub admin: Option<PeerId>,
+    /// The admin's term.
+    pub term: u64,
+    /// True when this node is the admin.
+    pub is_admin: bool,
+    /// Addresses this node listens on, with `/p2p/<peer id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected: Vec<PeerId>,
+}
+
+/// A reply channel.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// Calls from handles to the loop.
+pub(crate) enum Command {
+    /// Submit a batch to the admin.
+    Submit(Vec<Task>, Reply<Vec<TaskId>>),
+    /// Current reports of tasks (`None` for unknown ids).
+    Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
+    /// Wait until every task is final.
+    Await(Vec<TaskId>, Reply<Vec<TaskReport>>),
+    /// The admin's list of workers.
+    Workers(Reply<Vec<WorkerInfo>>),
+    /// Dial an address.
+    Dial(Multiaddr, Reply<()>),
+    /// Stop: resign, finish running work within the grace period, exit.
+    Shutdown(Duration, oneshot::Sender<()>),
+}
+
+/// A client call waiting for an admin, or for the admin's answer.
+pub(crate) enum ClientOp {
+    Submit(Vec<Task>, Reply<Vec<TaskId>>),
+    Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
+    Await {
+        ids: Vec<TaskId>,
+        done: HashMap<TaskId, TaskReport>,
+        reply: Reply<Vec<TaskReport>>,
+    },
+    Workers(Reply<Vec<WorkerInfo>>),
+}
+
+/// What an outbound request was for, so its answer can be routed.
+pub(crate) enum Pending {
+    Client(ClientOp),
+    Register,
+    Bids,
+    Assign { node: NodeId, items: Vec<(TaskId, u32)> },
+    Reports(Vec<Report>),
+}
+
+/// The event loop. See the module documentation.
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    me: PeerId,
+    me_node: NodeId,
+    cfg: NodeConfig,
+    commands: mpsc::Receiver<Command>,
+    state: watch::Sender<NodeState>,
+    started: Instant,
+    election: Election,
+    admin_topic: gossipsub::IdentTopic,
+    tasks_topic: gossipsub::IdentTopic,
+    /// The admin as last announced by the election, with its term.
+    admin: Option<(PeerId, u64)>,
+    /// Present while this node is admin.
+    sched: Option<admin::AdminState>,
+    workers: WorkerRuntime,
+    /// Outbound requests awaiting their answers.
+    pending: HashMap<OutboundRequestId, Pending>,
+    /// Client calls that arrived while no admin was known, with deadlines.
+    parked: VecDeque<(Instant, ClientOp)>,
+    /// Results not yet delivered to an admin.
+    unsent: Vec<Report>,
+    /// When to retry registering with the admin, if a try failed.
+    register_retry: Option<Instant>,
+    /// Set by a shutdown command: the grace deadline and who to tell.
+    closing: Option<(Instant, oneshot::Sender<()>)>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        cfg: NodeConfig,
+        workers: WorkerRuntime,
+        commands: mpsc::Receiver<Command>,
+        state: watch::Sender<NodeState>,
+    ) -> Self {
+        let me = *swarm.local_peer_id();
+        let me_node = node_id(&me);
+        let started = Instant::now();
+        let election = Election::new(me_node.clone(), cfg.election.clone(), Duration::ZERO);
+        let admin_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/admin", cfg.mesh));
+        let tasks_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/tasks", cfg.mesh));
+        EventLoop {
+            swarm,
+            me,
+            me_node,
+            cfg,
+            commands,
+            state,
+            started,
+            election,
+            admin_topic,
+            tasks_topic,
+            admin: None,
+            sched: None,
+            workers,
+            pending: HashMap::new(),
+            parked: VecDeque::new(),
+            unsent: Vec::new(),
+            register_retry: None,
+            closing: None,
+        }
+    }
+
+    /// Time since the loop started: the clock of the state machines.
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs until shut down or until every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let gs = &mut self.swarm.behaviour_mut().gossipsub;
+        for t in [&self.admin_topic, &self.tasks_topic] {
+            if let Err(e) = gs.subscribe(t) {
+                warn!(error = %e, "cannot subscribe");
+            }
+        }
+        let mut timer = Box::pin(tokio::time::sleep_until(self.started));
+        self.election_input(ElectionInput::Tick);
+        loop {
+            let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if self.closing_done() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv(), if self.closing.is_none() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                report = self.workers.next_finished() => {
+                    let mut reports = vec![report];
+                    reports.extend(self.workers.try_finished());
+                    self.deliver_reports(reports);
+                }
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                _ = &mut timer => self.on_timer(),
+            }
+        }
+        if let Some((_, done)) = self.closing.take() {
+            let _ = done.send(());
+        }
+        info!("node stopped");
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut at = far;
+        let mut take = |d: Option<Instant>| {
+            if let Some(d) = d {
+                at = at.min(d);
+            }
+        };
+        take(self.election.next_deadline().map(|d| self.started + d));
+        if let Some(s) = &self.sched {
+            take(s.next_deadline(self.started));
+        }
+        take(self.parked.front().map(|p| p.0));
+        take(self.register_retry);
+        take(self.closing.as_ref().map(|c| c.0));
+        at
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        self.election_input(ElectionInput::Tick);
+        if self.sched.is_some() {
+            self.admin_tick();
+        }
+        while self.parked.front().is_some_and(|p| p.0 <= now) {
+            let (_, op) = self.parked.pop_front().expect("checked");
+            op.fail(Error::NoAdmin(self.cfg.admin_wait));
+        }
+        if self.register_retry.is_some_and(|t| t <= now) {
+            self.register_retry = None;
+            self.register();
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let op = match cmd {
+            Command::Submit(tasks, reply) => ClientOp::Submit(tasks, reply),
+            Command::Status(ids, reply) => ClientOp::Status(ids, reply),
+            Command::Await(ids, reply) => ClientOp::Await {
+                ids,
+                done: HashMap::new(),
+                reply,
+            },
+            Command::Workers(reply) => ClientOp::Workers(reply),
+            Command::Dial(addr, reply) => {
+                let r = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")));
+                let _ = reply.send(r);
+                return;
+            }
+            Command::Shutdown(grace, done) => {
+                self.begin_shutdown(grace, done);
+                return;
+            }
+        };
+        self.route(op);
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration, done: oneshot::Sender<()>) {
+        info!(running = self.workers.running(), "shutting down");
+        self.workers.drain();
+        self.election_input(ElectionInput::Shutdown);
+        // Give the resignation a moment on the wire even when idle.
+        let grace = grace.max(Duration::from_millis(50));
+        self.closing = Some((Instant::now() + grace, done));
+    }
+
+    /// Closing ends once running work is reported, or at the grace deadline.
+    fn closing_done(&self) -> bool {
+        let Some((deadline, _)) = &self.closing else {
+            return false;
+        };
+        let idle =
+            self.workers.running() == 0 && !self.pending.values().any(|p| matches!(p, Pending::Reports(_)));
+        Instant::now() >= *deadline || (idle && Instant::now() + self.cfg.shutdown_linger >= *deadline)
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.publish_state();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                debug!(peer = %peer_id, "connected");
+                if num_established.get() == 1 {
+                    self.publish_state();
+                    if self.admin.is_some_and(|(a, _)| a == peer_id) {
+                        self.register();
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if num_established == 0 {
+                    debug!(peer = %peer_id, ?cause, "disconnected");
+                    self.peer_left(peer_id);
+                    self.publish_state();
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(?peer_id, %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn peer_left(&mut self, peer: PeerId) {
+        let node = node_id(&peer);
+        self.election_input(ElectionInput::PeerLeft(node.clone()));
+        if self.sched.is_some() {
+            self.admin_input(crate::scheduler::Input::NodeLeft(node));
+        }
+    }
+
+    fn on_behaviour(&mut self, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => self.on_gossip(message),
+            BehaviourEvent::Rr(ev) => self.on_rr(ev),
+            BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if peer != self.me && !self.swarm.is_connected(&peer) {
+                        debug!(%peer, %addr, "mdns found a peer");
+                        self.swarm.add_peer_address(peer, addr.clone());
+                        let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));
+                    }
+                }
+            }
+            BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, message: gossipsub::Message) {
+        // Signed gossip (strict validation) always carries its source.
+        let Some(source) = message.source else { return };
+        let msg: Gossip = match protocol::decode(&message.data) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(peer = %source, error = %e, "malformed gossip dropped");
+                return;
+            }
+        };
+        match msg {
+            Gossip::Election { msg, addrs } => {
+                for a in addrs.iter().take(16).filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                    self.swarm.add_peer_address(source, a);
+                }
+                self.election_input(ElectionInput::Message {
+                    from: node_id(&source),
+                    msg,
+                });
+                if !self.swarm.is_connected(&source) && self.admin.is_some_and(|(a, _)| a == source) {
+                    let _ = self.swarm.dial(source);
+                }
+            }
+            Gossip::Announce { term, tasks } => {
+                if self.admin != Some((source, term)) || source == self.me {
+                    debug!(peer = %source, term, "announcement from a non-admin ignored");
+                    return;
+                }
+                let bids = self.workers.bids_for(&tasks);
+                if !bids.is_empty() {
+                    self.send(source, Request::Bids { term, bids }, Pending::Bids);
+                }
+            }
+        }
+    }
+
+    /// Feeds the election and carries out what it says.
+    fn election_input(&mut self, input: ElectionInput) {
+        let mut out = Vec::new();
+        self.election.handle(input, self.now(), &mut out);
+        for o in out {
+            match o {
+                ElectionOutput::Publish(msg) => {
+                    let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+                    self.publish(true, &Gossip::Election { msg, addrs });
+                }
+                ElectionOutput::AdminChanged { admin, term } => self.admin_changed(admin, term),
+            }
+        }
+    }
+
+    fn admin_changed(&mut self, admin: Option<NodeId>, term: u64) {
+        let admin = admin.and_then(|n| n.as_str().parse::<PeerId>().ok());
+        info!(admin = ?admin.map(|p| p.to_string()), term, "admin changed");
+        let was_admin = self.sched.is_some();
+        self.admin = admin.map(|a| (a, term));
+        if admin == Some(self.me) {
+            if !was_admin {
+                self.become_admin(term);
+            }
+        } else if was_admin {
+            self.step_down();
+        }
+        if self.admin.is_some() {
+            self.register();
+            self.flush_parked();
+            self.flush_unsent();
+        }
+        self.publish_state();
+    }
+
+    /// Publishes gossip; a message nobody hears yet is not an error here:
+    /// the auction retries, and heartbeats repeat.
+    fn publish(&mut self, admin_topic: bool, msg: &Gossip) {
+        let topic = if admin_topic {
+            self.admin_topic.clone()
+        } else {
+            self.tasks_topic.clone()
+        };
+        let bytes = match protocol::encode(msg) {
+            Ok(b) => b,
+            Err(e) => return warn!(error = %e, "cannot encode gossip"),
+        };
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => warn!(error = %e, "gossip publish failed"),
+        }
+    }
+
+    fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.swarm
+            .listeners()
+            .map(|a| a.clone().with_p2p(self.me).unwrap_or_else(|a| a))
+            .collect()
+    }
+
+    fn publish_state(&mut self) {
+        let state = NodeState {
+            admin: self.admin.map(|a| a.0),
+            term: self.admin.map_or(0, |a| a.1),
+            is_admin: self.sched.is_some(),
+            listen_addrs: self.listen_addrs(),
+            connected: self.swarm.connected_peers().copied().collect(),
+        };
+        self.state.send_replace(state);
+    }
+}
+
+/// The pure core's name for a peer.
+pub(crate) fn node_id(peer: &PeerId) -> NodeId {
+    NodeId::new(peer.to_base58())
+}

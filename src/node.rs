@@ -1,0 +1,354 @@
+//! A mesh node: starts the swarm and its event loop, and hands out cheap
+//! cloneable handles to talk to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{identity, Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::election::ElectionConfig;
+use crate::net::{build_swarm, Command, EventLoop, NodeState};
+use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::scheduler::SchedulerConfig;
+use crate::task::{Task, TaskId, TaskReport, WorkerInfo};
+use crate::worker::{Worker, WorkerRuntime};
+use crate::Error;
+
+/// How a node is set up. `Default` gives a loopback node on a random port,
+/// mDNS off, admin-eligible with no preference.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The mesh name: nodes only talk to nodes of the same mesh.
+    pub mesh: String,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (multiaddrs, ideally with `/p2p/<peer id>`).
+    pub join: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// The node's identity; a fresh one when `None`.
+    pub keypair: Option<identity::Keypair>,
+    /// Admin election settings (eligibility, priority, timeouts).
+    pub election: ElectionConfig,
+    /// Scheduler settings, used while this node is admin.
+    pub scheduler: SchedulerConfig,
+    /// Largest request or response frame.
+    pub max_frame: usize,
+    /// How long a request may go unanswered.
+    pub request_timeout: Duration,
+    /// How long a client call waits for an admin to be elected.
+    pub admin_wait: Duration,
+    /// When shutting down with nothing left to finish, how long to keep the
+    /// connections up so the last messages leave.
+    pub shutdown_linger: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            mesh: "default".into(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            join: Vec::new(),
+            mdns: false,
+            keypair: None,
+            election: ElectionConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            request_timeout: Duration::from_secs(60),
+            admin_wait: Duration::from_secs(15),
+            shutdown_linger: Duration::from_millis(50),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Uses a deterministic identity derived from `seed`, so the peer id is
+    /// the same on every run (demos and tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.keypair = Some(keypair_from_seed(seed));
+        self
+    }
+
+    /// Adds a peer to join.
+    pub fn join(mut self, addr: Multiaddr) -> Self {
+        self.join.push(addr);
+        self
+    }
+
+    /// Makes the node prefer to be admin and claim at once (the playground).
+    pub fn prefer_admin(mut self) -> Self {
+        self.election.priority = u8::MAX;
+        self.election.first_timeout = Some(Duration::ZERO);
+        self
+    }
+
+    /// Makes the node never become admin.
+    pub fn not_admin(mut self) -> Self {
+        self.election.eligible = false;
+        self
+    }
+}
+
+/// An ed25519 identity derived from a number: the seed's bytes, spread over
+/// 32 bytes with a fixed mix. Not secret; for stable demo and test ids only.
+pub fn keypair_from_seed(seed: u64) -> identity::Keypair {
+    let mut bytes = [0u8; 32];
+    let mut x = seed ^ 0x7461_736b_6d65_7368; // "taskmesh"
+    for chunk in bytes.chunks_mut(8) {
+        // splitmix64
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    identity::Keypair::ed25519_from_bytes(bytes).expect("32 bytes is a valid ed25519 secret")
+}
+
+/// A cheap, cloneable way to talk to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<NodeState>,
+    peer_id: PeerId,
+}
+
+impl NodeHandle {
+    async fn call<T>(&self, make: impl FnOnce(crate::net::Reply<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| Error::NodeGone)?;
+        rx.await.map_err(|_| Error::NodeGone)?
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Submits a batch (any order; dependencies inside the batch or on known
+    /// tasks). Accepted whole or refused whole.
+    pub async fn submit_batch(&self, tasks: Vec<Task>) -> Result<Vec<TaskId>, Error> {
+        self.call(|r| Command::Submit(tasks, r)).await
+    }
+
+    /// Submits one task.
+    pub async fn submit(&self, task: Task) -> Result<TaskId, Error> {
+        let ids = self.submit_batch(vec![task]).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty submit answer".into()))
+    }
+
+    /// The task's report as of now (any status).
+    pub async fn task(&self, id: TaskId) -> Result<TaskReport, Error> {
+        let mut r = self.call(|r| Command::Status(vec![id], r)).await?;
+        r.pop().flatten().ok_or(Error::UnknownTask(id))
+    }
+
+    /// Reports of several tasks as of now (`None` for unknown ids).
+    pub async fn tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Option<TaskReport>>, Error> {
+        self.call(|r| Command::Status(ids, r)).await
+    }
+
+    /// Waits until the task has completed or failed, and returns its report
+    /// (a failed task is a report with an error, not an `Err`).
+    pub async fn wait(&self, id: TaskId) -> Result<TaskReport, Error> {
+        let mut r = self.wait_all(vec![id]).await?;
+        r.pop().ok_or(Error::UnknownTask(id))
+    }
+
+    /// Waits until every task has completed or failed; reports in `ids` order.
+    pub async fn wait_all(&self, ids: Vec<TaskId>) -> Result<Vec<TaskReport>, Error> {
+        self.call(|r| Command::Await(ids, r)).await
+    }
+
+    /// Submits a batch and waits for all of it; reports in submission order.
+    pub async fn execute_batch(&self, tasks: Vec<Task>) -> Result<Vec<TaskReport>, Error> {
+        let ids = self.submit_batch(tasks).await?;
+        self.wait_all(ids).await
+    }
+
+    /// Ceylon's call: submits a task and, when `wait_for_completion`, waits
+    /// for its end; otherwise returns its report right after submission.
+    pub async fn add_and_execute_task(
+        &self,
+        task: Task,
+        wait_for_completion: bool,
+    ) -> Result<TaskReport, Error> {
+        let id = self.submit(task).await?;
+        if wait_for_completion {
+            self.wait(id).await
+        } else {
+            self.task(id).await
+        }
+    }
+
+    /// The workers connected to the admin, with their current load.
+    pub async fn connected_workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        self.call(Command::Workers).await
+    }
+
+    /// Dials another node.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), Error> {
+        self.call(|r| Command::Dial(addr, r)).await
+    }
+
+    /// The node's state as of now.
+    pub fn state(&self) -> NodeState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until `pred` holds for the node's state, or `timeout` passes.
+    pub async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&NodeState) -> bool,
+    ) -> Result<NodeState, Error> {
+        let mut rx = self.state.clone();
+        let fut = async {
+            let s = rx.wait_for(|s| pred(s)).await.map_err(|_| Error::NodeGone)?;
+            Ok::<_, Error>(s.clone())
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+    }
+
+    /// Waits until some admin is known, and returns it.
+    pub async fn wait_for_admin(&self, timeout: Duration) -> Result<PeerId, Error> {
+        let s = self.wait_for_state(timeout, |s| s.admin.is_some()).await?;
+        s.admin.ok_or(Error::NoAdmin(timeout))
+    }
+
+    /// Waits until the admin lists at least `n` workers.
+    pub async fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<Vec<WorkerInfo>, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(ws) = self.connected_workers().await {
+                if ws.len() >= n {
+                    return Ok(ws);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            // Registration is an event at the admin that this handle cannot
+            // subscribe to across the network; ask again shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A running node. Dropping it stops the node at once; [`Node::shutdown`]
+/// stops it gracefully.
+pub struct Node {
+    handle: NodeHandle,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node hosting `workers` (possibly none: a client or a pure
+    /// admin). Returns once it listens on every address in `cfg.listen`.
+    pub async fn start(cfg: NodeConfig, workers: Vec<Arc<dyn Worker>>) -> Result<Node, Error> {
+        let key = cfg
+            .keypair
+            .clone()
+            .unwrap_or_else(identity::Keypair::generate_ed25519);
+        let peer_id = key.public().to_peer_id();
+        let runtime = WorkerRuntime::new(workers)?;
+        let mut swarm = build_swarm(&cfg, key)?;
+        for addr in &cfg.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
+        }
+        for addr in &cfg.join {
+            swarm
+                .dial(addr.clone())
+                .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")))?;
+        }
+        let listens = cfg.listen.len();
+        let (tx, rx) = mpsc::channel(1024);
+        let (state_tx, state_rx) = watch::channel(NodeState::default());
+        let span = tracing::info_span!("node", peer = %short(&peer_id));
+        let task = tokio::spawn(
+            EventLoop::new(swarm, cfg, runtime, rx, state_tx)
+                .run()
+                .instrument(span),
+        );
+        let handle = NodeHandle {
+            commands: tx,
+            state: state_rx,
+            peer_id,
+        };
+        handle
+            .wait_for_state(Duration::from_secs(10), |s| s.listen_addrs.len() >= listens)
+            .await?;
+        Ok(Node {
+            handle,
+            task: Some(task),
+        })
+    }
+
+    /// A handle to this node.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.handle.peer_id
+    }
+
+    /// The addresses this node listens on, with `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.handle.state().listen_addrs
+    }
+
+    /// Stops gracefully: resigns if admin, stops bidding, lets running tasks
+    /// finish and report for up to `grace`, then closes.
+    pub async fn shutdown_with_grace(mut self, grace: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .handle
+            .commands
+            .send(Command::Shutdown(grace, tx))
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops gracefully with a two-second grace period.
+    pub async fn shutdown(self) {
+        self.shutdown_with_grace(Duration::from_secs(2)).await
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeHandle;
+    fn deref(&self) -> &NodeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The last characters of a peer id: enough to tell nodes apart in logs.
+pub(crate) fn short(p: &PeerId) -> String {
+    let s = p.to_base58();
+    s[s.len().saturating_sub(6)..].to_string()
+}

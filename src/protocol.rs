@@ -1,0 +1,326 @@
+//! Every message that crosses the network, and the codec that carries them.
+//!
+//! Two channels:
+//! - **gossipsub** ([`Gossip`]): election traffic on `taskmesh/<mesh>/admin`
+//!   and batched task announcements on `taskmesh/<mesh>/tasks`;
+//! - **request-response** on [`PROTOCOL_NAME`] ([`Request`] / [`Response`]):
+//!   registration, bids, awards, reports, and client calls.
+//!
+//! Each frame is a little-endian `u32` length and then the bincode encoding
+//! of `(WIRE_VERSION, message)`. The length is checked against the limit
+//! *before* any byte of the body is read or allocated, so an oversize or
+//! lying frame costs nothing. Messages that carry admin decisions carry the
+//! admin's term, so later admins can fence earlier ones.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::election::ElectionMsg;
+use crate::scheduler::{Announcement, Assignment, Bid, Report, SubmitError};
+use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
+
+/// The request-response protocol name.
+pub const PROTOCOL_NAME: &str = "/taskmesh/1";
+
+/// Version stamped into every frame; a frame of another version is refused.
+pub const WIRE_VERSION: u16 = 1;
+
+/// Default largest frame, requests and responses alike.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Gossiped messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// Election traffic, with the sender's listen addresses so that nodes
+    /// not directly connected to it can dial it.
+    Election {
+        /// The election message.
+        msg: ElectionMsg,
+        /// The sender's listen addresses (multiaddr text).
+        addrs: Vec<String>,
+    },
+    /// Tasks open for bidding, announced by the admin of `term`.
+    Announce {
+        /// The admin's term.
+        term: u64,
+        /// The announced tasks.
+        tasks: Vec<Announcement>,
+    },
+}
+
+/// A node's answer to one award.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignAnswer {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt answered.
+    pub attempt: u32,
+    /// True when the worker took it.
+    pub accepted: bool,
+    /// Why not, when refused.
+    pub reason: Option<String>,
+}
+
+/// Requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Worker node → admin: the workers this node hosts (replaces any
+    /// earlier list).
+    Register {
+        /// The workers.
+        workers: Vec<WorkerSpec>,
+    },
+    /// Worker node → admin: answers to announcements.
+    Bids {
+        /// The term of the admin the bids are for.
+        term: u64,
+        /// The bids.
+        bids: Vec<Bid>,
+    },
+    /// Admin → worker node: awards.
+    Assign {
+        /// The admin's term.
+        term: u64,
+        /// The awards.
+        assignments: Vec<Assignment>,
+    },
+    /// Worker node → admin: results.
+    Reports {
+        /// The term of the admin that assigned the work.
+        term: u64,
+        /// The results.
+        reports: Vec<Report>,
+    },
+    /// Client → admin: a batch of tasks, accepted or refused whole.
+    Submit {
+        /// The batch.
+        tasks: Vec<Task>,
+    },
+    /// Client → admin: the current reports of some tasks.
+    Status {
+        /// The tasks asked about.
+        ids: Vec<TaskId>,
+    },
+    /// Client → admin: answer once all these tasks are final, or after
+    /// `max_wait_ms` with whatever is known then.
+    Await {
+        /// The tasks waited on.
+        ids: Vec<TaskId>,
+        /// The longest the admin may hold the request.
+        max_wait_ms: u64,
+    },
+    /// Client → admin: the connected workers.
+    Workers,
+}
+
+/// Responses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// The receiver is not the admin; here is who it believes is.
+    NotAdmin {
+        /// The admin's peer id, if known.
+        admin: Option<String>,
+        /// Its term.
+        term: u64,
+    },
+    /// Answers to an [`Request::Assign`], one per assignment.
+    Assigned(Vec<AssignAnswer>),
+    /// The answer to a submission.
+    Submitted(Result<Vec<TaskId>, SubmitError>),
+    /// Reports, one per asked id (`None` for an unknown id).
+    Reports(Vec<Option<TaskReport>>),
+    /// The connected workers.
+    Workers(Vec<WorkerInfo>),
+    /// The request was understood but refused (stale term, bad input).
+    Refused(String),
+}
+
+/// Encodes a message into one frame body (no length prefix).
+pub fn encode<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    bincode::serde::encode_to_vec((WIRE_VERSION, msg), bincode_config())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes one frame body, refusing other versions and trailing bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    let ((version, msg), used): ((u16, T), usize) =
+        bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<{ 64 << 20 }>())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if version != WIRE_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("wire version {version}, expected {WIRE_VERSION}"),
+        ));
+    }
+    if used != bytes.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "trailing bytes in frame",
+        ));
+    }
+    Ok(msg)
+}
+
+/// The request-response codec: length-prefixed bincode with a size limit.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    /// Largest frame accepted or sent.
+    pub max_frame: usize,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec {
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+impl Codec {
+    async fn read_frame<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
+        &self,
+        io: &mut T,
+    ) -> io::Result<M> {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > self.max_frame {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes is over the limit of {}", self.max_frame),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        io.read_exact(&mut buf).await?;
+        decode(&buf)
+    }
+
+    async fn write_frame<T: AsyncWrite + Unpin + Send, M: Serialize>(
+        &self,
+        io: &mut T,
+        msg: &M,
+    ) -> io::Result<()> {
+        let body = encode(msg)?;
+        if body.len() > self.max_frame {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "message of {} bytes is over the limit of {}",
+                    body.len(),
+                    self.max_frame
+                ),
+            ));
+        }
+        io.write_all(&(body.len() as u32).to_le_bytes()).await?;
+        io.write_all(&body).await?;
+        io.close().await
+    }
+}
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read_frame(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, req: Request) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &Self::Protocol, io: &mut T, res: Response) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        self.write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Payload;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec as _;
+
+    fn proto() -> libp2p::StreamProtocol {
+        libp2p::StreamProtocol::new(PROTOCOL_NAME)
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let task = Task::new("t", "worker", 3).with_payload(Payload::from_bytes(vec![1, 2, 3]));
+        let req = Request::Submit { tasks: vec![task] };
+        let mut c = Codec::default();
+        let mut buf = Cursor::new(Vec::new());
+        c.write_request(&proto(), &mut buf, req.clone()).await.unwrap();
+        buf.set_position(0);
+        assert_eq!(c.read_request(&proto(), &mut buf).await.unwrap(), req);
+    }
+
+    #[tokio::test]
+    async fn oversize_frame_is_refused_before_reading_the_body() {
+        let mut c = Codec { max_frame: 8 };
+        // Claims 4 GiB but carries nothing: must fail on the length alone.
+        let mut buf = Cursor::new(u32::MAX.to_le_bytes().to_vec());
+        let err = c.read_request(&proto(), &mut buf).await.unwrap_err();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        let mut out = Cursor::new(Vec::new());
+        let big = Request::Submit {
+            tasks: vec![Task::new("t", "w", 1)],
+        };
+        assert!(c.write_request(&proto(), &mut out, big).await.is_err());
+    }
+
+    #[test]
+    fn garbage_and_wrong_versions_are_errors_not_panics() {
+        for bytes in [
+            vec![],
+            vec![0xff; 3],
+            vec![1, 0, 200, 200, 200, 200, 200],
+            vec![9, 0, 0],
+        ] {
+            assert!(decode::<Request>(&bytes).is_err());
+            assert!(decode::<Gossip>(&bytes).is_err());
+        }
+        let other =
+            bincode::serde::encode_to_vec((WIRE_VERSION + 1, Request::Workers), bincode_config()).unwrap();
+        assert!(decode::<Request>(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("wire version"));
+        let mut ok = encode(&Request::Workers).unwrap();
+        ok.push(0);
+        assert!(decode::<Request>(&ok).is_err());
+    }
+
+    #[test]
+    fn hostile_length_prefixes_inside_bodies_do_not_allocate_wildly() {
+        // A vec length of u64::MAX inside a small body must fail cleanly.
+        let mut body = encode(&Request::Status { ids: vec![] }).unwrap();
+        let n = body.len();
+        body.truncate(n - 1);
+        body.extend_from_slice(&[253, 255, 255, 255, 255, 255, 255, 255, 255]);
+        assert!(decode::<Request>(&body).is_err());
+    }
+}

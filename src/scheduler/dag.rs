@@ -1,0 +1,293 @@
+//! Validation of a submitted batch: the batch is accepted whole or refused
+//! whole, and the refusal says exactly what is wrong.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Task, TaskId};
+
+/// Why a batch of tasks was refused. Nothing of a refused batch is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum SubmitError {
+    /// Two tasks share an id, or a task reuses the id of a known task.
+    #[error("duplicate task id {id} (task {name:?})")]
+    DuplicateId {
+        /// The repeated id.
+        id: TaskId,
+        /// The name of the task that repeats it.
+        name: String,
+    },
+    /// A task depends on an id that is neither in the batch nor known.
+    #[error("task {task:?} depends on unknown task id {dependency}")]
+    UnknownDependency {
+        /// The dependent task's name.
+        task: String,
+        /// The unknown id.
+        dependency: TaskId,
+    },
+    /// The dependencies form a cycle; the tasks in it, in order.
+    #[error("dependency cycle: {}", .tasks.join(" -> "))]
+    Cycle {
+        /// Names along the cycle, the first repeated at the end.
+        tasks: Vec<String>,
+    },
+    /// A task's input is larger than the admin accepts.
+    #[error("task {task:?} input is {size} bytes, over the limit of {max}")]
+    Oversize {
+        /// The task's name.
+        task: String,
+        /// Its input size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The batch holds more tasks than one submission may.
+    #[error("batch of {count} tasks is over the limit of {max}")]
+    TooMany {
+        /// Tasks in the batch.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The admin holds as many unfinished tasks as it may.
+    #[error("admin is full: {held} unfinished tasks held, limit {max}")]
+    Full {
+        /// Unfinished tasks held.
+        held: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A task is malformed in some other way.
+    #[error("task {task:?} is invalid: {reason}")]
+    Invalid {
+        /// The task's name.
+        task: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Limits applied to every batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest task input in bytes.
+    pub max_payload: usize,
+    /// Most tasks in one batch.
+    pub max_batch: usize,
+}
+
+/// Checks a batch against itself and against the tasks already known
+/// (`known`), and returns the batch's indices in dependency order (every task
+/// after the batch tasks it depends on).
+pub fn validate(
+    batch: &[Task],
+    known: impl Fn(&TaskId) -> bool,
+    limits: Limits,
+) -> Result<Vec<usize>, SubmitError> {
+    if batch.len() > limits.max_batch {
+        return Err(SubmitError::TooMany {
+            count: batch.len(),
+            max: limits.max_batch,
+        });
+    }
+    let mut index: HashMap<TaskId, usize> = HashMap::with_capacity(batch.len());
+    for (i, t) in batch.iter().enumerate() {
+        if t.role.is_empty() {
+            return Err(SubmitError::Invalid {
+                task: t.name.clone(),
+                reason: "empty role".into(),
+            });
+        }
+        if t.input.len() > limits.max_payload {
+            return Err(SubmitError::Oversize {
+                task: t.name.clone(),
+                size: t.input.len(),
+                max: limits.max_payload,
+            });
+        }
+        if known(&t.id) || index.insert(t.id, i).is_some() {
+            return Err(SubmitError::DuplicateId {
+                id: t.id,
+                name: t.name.clone(),
+            });
+        }
+    }
+    for t in batch {
+        let mut seen = HashSet::with_capacity(t.dependencies.len());
+        for d in &t.dependencies {
+            if !seen.insert(d) {
+                return Err(SubmitError::Invalid {
+                    task: t.name.clone(),
+                    reason: format!("dependency {d} listed twice"),
+                });
+            }
+            if !index.contains_key(d) && !known(d) {
+                return Err(SubmitError::UnknownDependency {
+                    task: t.name.clone(),
+                    dependency: *d,
+                });
+            }
+        }
+    }
+    topo_order(batch, &index)
+}
+
+/// Kahn's algorithm over the edges inside the batch (known tasks cannot
+/// depend on new ones, so no cycle passes through them).
+fn topo_order(batch: &[Task], index: &HashMap<TaskId, usize>) -> Result<Vec<usize>, SubmitError> {
+    let n = batch.len();
+    let mut indegree = vec![0u32; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, t) in batch.iter().enumerate() {
+        for d in &t.dependencies {
+            if let Some(&j) = index.get(d) {
+                indegree[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut head = 0;
+    while head < order.len() {
+        let j = order[head];
+        head += 1;
+        for &i in &dependents[j] {
+            indegree[i] -= 1;
+            if indegree[i] == 0 {
+                order.push(i);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    Err(SubmitError::Cycle {
+        tasks: find_cycle(batch, index, &indegree),
+    })
+}
+
+/// Walks back along unresolved dependencies from a task left in a cycle
+/// until a task repeats; the walk from that task on is the cycle.
+fn find_cycle(batch: &[Task], index: &HashMap<TaskId, usize>, indegree: &[u32]) -> Vec<String> {
+    let Some(start) = indegree.iter().position(|&d| d > 0) else {
+        return Vec::new();
+    };
+    let mut path = vec![start];
+    let mut pos: HashMap<usize, usize> = HashMap::from([(start, 0)]);
+    let mut cur = start;
+    loop {
+        // Every task left with indegree > 0 has a dependency also left over.
+        let next = batch[cur]
+            .dependencies
+            .iter()
+            .filter_map(|d| index.get(d).copied())
+            .find(|&j| indegree[j] > 0);
+        let Some(next) = next else {
+            return path.iter().map(|&i| batch[i].name.clone()).collect();
+        };
+        if let Some(&p) = pos.get(&next) {
+            // path[p..] is the cycle walked against the dependency direction;
+            // reverse it so it reads "a -> b" as "a runs before b".
+            let mut names: Vec<String> = path[p..].iter().rev().map(|&i| batch[i].name.clone()).collect();
+            names.push(names[0].clone());
+            return names;
+        }
+        pos.insert(next, path.len());
+        path.push(next);
+        cur = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Payload;
+
+    const LIMITS: Limits = Limits {
+        max_payload: 16,
+        max_batch: 10,
+    };
+
+    fn none(_: &TaskId) -> bool {
+        false
+    }
+
+    #[test]
+    fn orders_any_listing_of_a_dag() {
+        let a = Task::new("a", "w", 1);
+        let b = Task::new("b", "w", 1).after(&a);
+        let c = Task::new("c", "w", 1).after(&a).after(&b);
+        let batch = vec![c.clone(), b.clone(), a.clone()];
+        let order = validate(&batch, none, LIMITS).unwrap();
+        let names: Vec<_> = order.iter().map(|&i| batch[i].name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn refuses_cycles_naming_the_tasks() {
+        let mut a = Task::new("a", "w", 1);
+        let b = Task::new("b", "w", 1).after(&a);
+        let c = Task::new("c", "w", 1).after(&b);
+        a = a.after(&c);
+        let free = Task::new("free", "w", 1);
+        let err = validate(&[free, a, b, c], none, LIMITS).unwrap_err();
+        let SubmitError::Cycle { tasks } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(tasks.len(), 4);
+        assert_eq!(tasks.first(), tasks.last());
+        for n in ["a", "b", "c"] {
+            assert!(tasks.iter().any(|t| t == n), "{tasks:?}");
+        }
+        assert!(err.to_string().contains(" -> "));
+    }
+
+    #[test]
+    fn refuses_self_dependency_as_cycle() {
+        let mut a = Task::new("a", "w", 1);
+        a.dependencies.push(a.id);
+        assert_eq!(
+            validate(&[a], none, LIMITS).unwrap_err(),
+            SubmitError::Cycle {
+                tasks: vec!["a".into(), "a".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_table() {
+        let a = Task::new("a", "w", 1);
+        let ghost = TaskId::random();
+        let cases: Vec<(Vec<Task>, &str)> = vec![
+            (vec![a.clone(), a.clone()], "duplicate"),
+            (vec![Task::new("b", "w", 1).depends_on(ghost)], "unknown"),
+            (
+                vec![Task::new("big", "w", 1).with_payload(Payload(vec![0; 17]))],
+                "over the limit",
+            ),
+            (vec![Task::new("r", "", 1)], "empty role"),
+            (
+                (0..11).map(|i| Task::new(format!("t{i}"), "w", 1)).collect(),
+                "batch of 11",
+            ),
+        ];
+        for (batch, want) in cases {
+            let err = validate(&batch, none, LIMITS).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn known_tasks_count_as_dependencies_and_as_duplicates() {
+        let old = TaskId::random();
+        let known = |id: &TaskId| *id == old;
+        assert!(validate(&[Task::new("n", "w", 1).depends_on(old)], known, LIMITS).is_ok());
+        let mut dup = Task::new("d", "w", 1);
+        dup.id = old;
+        assert!(matches!(
+            validate(&[dup], known, LIMITS),
+            Err(SubmitError::DuplicateId { .. })
+        ));
+    }
+}
