@@ -205,6 +205,11 @@ pub struct Election {
     deadline: Option<Duration>,
     /// This node's fixed share of `cfg.jitter`.
     jitter: Duration,
+    /// True once the followed node has sent a heartbeat for its term: only
+    /// then is it the admin (a claimer may still lose).
+    confirmed: bool,
+    /// The admin and term last reported to the driver.
+    announced: Option<(NodeId, u64)>,
 }
 
 impl Election {
@@ -222,6 +227,8 @@ impl Election {
             departed: None,
             deadline: None,
             jitter,
+            confirmed: false,
+            announced: None,
         };
         e.deadline = match e.cfg.first_timeout {
             Some(first) if e.cfg.eligible => Some(now.saturating_add(first)),
@@ -241,10 +248,28 @@ impl Election {
             ElectionInput::Message { from, msg } => self.on_message(from, msg, now, out),
             ElectionInput::PeerLeft(peer) => {
                 if self.leader.as_ref().is_some_and(|l| l.id == peer) {
-                    self.lose_leader_quickly(now, out);
+                    self.lose_leader_quickly(now);
                 }
             }
             ElectionInput::Shutdown => self.on_shutdown(out),
+        }
+        self.report_admin(out);
+    }
+
+    /// Tells the driver when the confirmed admin (or its term) changed.
+    fn report_admin(&mut self, out: &mut Vec<ElectionOutput>) {
+        let current = match self.role {
+            Role::Admin => Some((self.me.clone(), self.term)),
+            _ if self.confirmed => self.leader.as_ref().map(|l| (l.id.clone(), l.term)),
+            _ => None,
+        };
+        if current != self.announced {
+            let term = current.as_ref().map_or(self.term, |c| c.1);
+            out.push(ElectionOutput::AdminChanged {
+                admin: current.as_ref().map(|c| c.0.clone()),
+                term,
+            });
+            self.announced = current;
         }
     }
 
@@ -255,12 +280,13 @@ impl Election {
         self.deadline
     }
 
-    /// The current admin, which may be this node. A follower reports the
-    /// best claimer it follows before that claimer's first heartbeat.
+    /// The current admin, which may be this node: a node counts as admin
+    /// once it has sent a heartbeat (a claimer may still lose).
     pub fn admin(&self) -> Option<&NodeId> {
         match self.role {
             Role::Admin => Some(&self.me),
-            _ => self.leader.as_ref().map(|l| &l.id),
+            _ if self.confirmed => self.leader.as_ref().map(|l| &l.id),
+            _ => None,
         }
     }
 
@@ -296,9 +322,8 @@ impl Election {
         }
         match self.role {
             Role::Follower => {
-                if self.leader.take().is_some() {
-                    self.announce(None, out);
-                }
+                self.leader = None;
+                self.confirmed = false;
                 if self.cfg.eligible {
                     self.claim(now, out);
                 } else {
@@ -307,7 +332,6 @@ impl Election {
             }
             Role::Candidate => {
                 self.role = Role::Admin;
-                self.announce(Some(self.me.clone()), out);
                 self.heartbeat(now, out);
             }
             Role::Admin => self.heartbeat(now, out),
@@ -316,6 +340,7 @@ impl Election {
     }
 
     fn on_message(&mut self, from: NodeId, msg: ElectionMsg, now: Duration, out: &mut Vec<ElectionOutput>) {
+        let heartbeat = matches!(msg, ElectionMsg::Heartbeat { .. });
         let (term, priority, ledger_pos) = match msg {
             ElectionMsg::Heartbeat {
                 term,
@@ -330,7 +355,7 @@ impl Election {
             ElectionMsg::Resign { term } => {
                 let resigns = |l: &Rank| l.id == from && term >= l.term;
                 if self.leader.as_ref().is_some_and(resigns) {
-                    self.lose_leader_quickly(now, out);
+                    self.lose_leader_quickly(now);
                 }
                 return;
             }
@@ -341,11 +366,11 @@ impl Election {
             priority,
             id: from,
         };
-        self.on_rank(rank, now, out);
+        self.on_rank(rank, heartbeat, now, out);
     }
 
     /// A claim or heartbeat: both mean "rank me as a possible admin".
-    fn on_rank(&mut self, rank: Rank, now: Duration, out: &mut Vec<ElectionOutput>) {
+    fn on_rank(&mut self, rank: Rank, heartbeat: bool, now: Duration, out: &mut Vec<ElectionOutput>) {
         let gone = |(id, term): &(NodeId, u64)| *id == rank.id && rank.term <= *term;
         if self.departed.as_ref().is_some_and(gone) {
             return;
@@ -363,34 +388,32 @@ impl Election {
             _ => Some(self.my_rank()),
         };
         if from_leader || best.is_none_or(|b| rank > b) {
-            self.follow(rank, now, out);
+            self.follow(rank, heartbeat, now);
         } else if self.role == Role::Admin {
             self.heartbeat(now, out);
         }
     }
 
     /// Follows `rank.id` (yielding or stepping down if need be) and restarts
-    /// the follower timer.
-    fn follow(&mut self, rank: Rank, now: Duration, out: &mut Vec<ElectionOutput>) {
-        let changed = self.role != Role::Follower
-            || self
+    /// the follower timer. The followed node counts as admin once it has
+    /// sent a heartbeat for its term.
+    fn follow(&mut self, rank: Rank, heartbeat: bool, now: Duration) {
+        let same = self.role == Role::Follower
+            && self
                 .leader
                 .as_ref()
-                .is_none_or(|l| l.id != rank.id || l.term != rank.term);
+                .is_some_and(|l| l.id == rank.id && l.term == rank.term);
+        self.confirmed = heartbeat || (same && self.confirmed);
         self.term = self.term.max(rank.term);
         self.role = Role::Follower;
-        let id = rank.id.clone();
         self.leader = Some(rank);
         self.deadline = self.follower_deadline(now);
-        if changed {
-            self.announce(Some(id), out);
-        }
     }
 
     /// The admin resigned or disconnected: forget it and claim soon.
-    fn lose_leader_quickly(&mut self, now: Duration, out: &mut Vec<ElectionOutput>) {
+    fn lose_leader_quickly(&mut self, now: Duration) {
         self.departed = self.leader.take().map(|l| (l.id, l.term));
-        self.announce(None, out);
+        self.confirmed = false;
         self.deadline = self.cfg.eligible.then(|| now.saturating_add(self.jitter / 4));
     }
 
@@ -398,9 +421,6 @@ impl Election {
         if self.role == Role::Admin {
             let resign = ElectionMsg::Resign { term: self.term };
             out.push(ElectionOutput::Publish(resign));
-        }
-        if self.admin().is_some() {
-            self.announce(None, out);
         }
         self.role = Role::Stopped;
         self.leader = None;
@@ -433,13 +453,6 @@ impl Election {
     fn follower_deadline(&self, now: Duration) -> Option<Duration> {
         let timeout = self.cfg.election_timeout.saturating_add(self.jitter);
         Some(now.saturating_add(timeout))
-    }
-
-    fn announce(&self, admin: Option<NodeId>, out: &mut Vec<ElectionOutput>) {
-        out.push(ElectionOutput::AdminChanged {
-            admin,
-            term: self.term,
-        });
     }
 }
 

@@ -16,6 +16,7 @@
 //!   state machines and carries out their outputs.
 //! - [`node`] and [`playground`]: the public API, built on cheap handles.
 
+pub mod builtin;
 pub mod election;
 pub mod net;
 pub mod node;
@@ -23,6 +24,7 @@ pub mod playground;
 pub mod protocol;
 pub mod scheduler;
 pub mod task;
+pub mod taskfile;
 pub mod worker;
 
 #[cfg(test)]
@@ -35,7 +37,7 @@ pub use worker::{Offer, ProcessError, TaskRequest, Worker};
 
 /// Re-exported so users can name multiaddrs and peer ids without adding
 /// libp2p themselves.
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{identity, Multiaddr, PeerId};
 
 use std::time::Duration;
 

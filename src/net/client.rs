@@ -18,6 +18,9 @@ use crate::Error;
 /// How long the admin may hold one remote await before answering.
 const AWAIT_SLICE: Duration = Duration::from_secs(5);
 
+/// How soon to ask again after a peer said it is not the admin.
+const NOT_ADMIN_RETRY: Duration = Duration::from_millis(100);
+
 impl ClientOp {
     /// Fails the call with `e`.
     pub(super) fn fail(self, e: Error) {
@@ -37,14 +40,19 @@ impl EventLoop {
         self.pending.insert(id, what);
     }
 
-    /// Runs a client call at the admin, wherever it is.
+    /// Runs a client call at the admin, wherever it is, giving up on
+    /// finding one after `admin_wait`.
     pub(super) fn route(&mut self, op: ClientOp) {
+        self.route_by(op, Instant::now() + self.cfg.admin_wait);
+    }
+
+    /// Runs a client call at the admin, giving up on finding one at `deadline`.
+    fn route_by(&mut self, op: ClientOp, deadline: Instant) {
         if self.sched.is_some() {
             return self.run_locally(op);
         }
         let Some((admin, _)) = self.admin else {
-            let deadline = Instant::now() + self.cfg.admin_wait;
-            self.parked.push_back((deadline, op));
+            self.parked.push((deadline, op));
             return;
         };
         let req = match &op {
@@ -56,7 +64,7 @@ impl EventLoop {
             },
             ClientOp::Workers(_) => Request::Workers,
         };
-        self.send(admin, req, Pending::Client(op));
+        self.send(admin, req, Pending::Client(op, deadline));
     }
 
     fn run_locally(&mut self, op: ClientOp) {
@@ -79,20 +87,28 @@ impl EventLoop {
         }
     }
 
-    /// An admin is known now: send what waited for one.
+    /// Sends what waited for an admin (those still without one stay), and
+    /// fails what waited too long.
     pub(super) fn flush_parked(&mut self) {
-        for (_, op) in std::mem::take(&mut self.parked) {
-            self.route(op);
+        let now = Instant::now();
+        for (deadline, op) in std::mem::take(&mut self.parked) {
+            if deadline <= now {
+                op.fail(Error::NoAdmin(self.cfg.admin_wait));
+            } else {
+                self.route_by(op, deadline);
+            }
         }
     }
 
     /// The admin's answer to a client call.
-    pub(super) fn client_answer(&mut self, op: ClientOp, resp: Response) {
+    pub(super) fn client_answer(&mut self, op: ClientOp, deadline: Instant, resp: Response) {
         match (op, resp) {
             (op, Response::NotAdmin { .. }) => {
-                // Our view of the admin is stale; wait for the election.
-                let deadline = Instant::now() + self.cfg.admin_wait;
-                self.parked.push_back((deadline, op));
+                // Our view of the admin is ahead of or behind the mesh's: ask
+                // again shortly, until the deadline.
+                self.parked.push((deadline, op));
+                let soon = Instant::now() + NOT_ADMIN_RETRY;
+                self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
             }
             (op, Response::Refused(why)) => op.fail(Error::Refused(why)),
             (ClientOp::Submit(_, r), Response::Submitted(res)) => drop(r.send(res.map_err(Error::Submit))),
@@ -158,7 +174,7 @@ impl EventLoop {
     pub(super) fn request_failed(&mut self, peer: PeerId, what: Pending, error: String) {
         debug!(%peer, %error, "request failed");
         match what {
-            Pending::Client(op) => op.fail(Error::Transport(format!("admin {peer} unreachable: {error}"))),
+            Pending::Client(op, _) => op.fail(Error::Transport(format!("admin {peer} unreachable: {error}"))),
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
             Pending::Bids => {}
             Pending::Assign { node, items } => {

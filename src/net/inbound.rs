@@ -73,6 +73,7 @@ impl EventLoop {
                 self.respond(channel, Response::Ok);
             }
             Request::Bids { term: t, bids } => {
+                debug!(%peer, count = bids.len(), term = t, "bids");
                 self.respond(channel, Response::Ok);
                 if t == term {
                     self.admin_input(Input::Bids { node, bids });
@@ -101,7 +102,7 @@ impl EventLoop {
 
     fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
         match what {
-            Pending::Client(op) => self.client_answer(op, resp),
+            Pending::Client(op, deadline) => self.client_answer(op, deadline, resp),
             Pending::Register => {
                 if !matches!(resp, Response::Ok) {
                     debug!(%peer, ?resp, "registration not taken; will retry");

@@ -11,7 +11,7 @@ mod behaviour;
 mod client;
 mod inbound;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -81,10 +81,14 @@ pub(crate) enum ClientOp {
 
 /// What an outbound request was for, so its answer can be routed.
 pub(crate) enum Pending {
-    Client(ClientOp),
+    /// A client call, and when to give up finding an admin for it.
+    Client(ClientOp, Instant),
     Register,
     Bids,
-    Assign { node: NodeId, items: Vec<(TaskId, u32)> },
+    Assign {
+        node: NodeId,
+        items: Vec<(TaskId, u32)>,
+    },
     Reports(Vec<Report>),
 }
 
@@ -108,13 +112,18 @@ pub(crate) struct EventLoop {
     /// Outbound requests awaiting their answers.
     pending: HashMap<OutboundRequestId, Pending>,
     /// Client calls that arrived while no admin was known, with deadlines.
-    parked: VecDeque<(Instant, ClientOp)>,
+    parked: Vec<(Instant, ClientOp)>,
+    /// When to send parked calls again after a `NotAdmin` answer.
+    parked_retry: Option<Instant>,
     /// Results not yet delivered to an admin.
     unsent: Vec<Report>,
     /// When to retry registering with the admin, if a try failed.
     register_retry: Option<Instant>,
-    /// Set by a shutdown command: the grace deadline and who to tell.
-    closing: Option<(Instant, oneshot::Sender<()>)>,
+    /// Set by a shutdown command: when it began, the grace deadline, and
+    /// who to tell when done.
+    closing: Option<(Instant, Instant, oneshot::Sender<()>)>,
+    /// Concrete addresses we listen on (wildcards expanded), with `/p2p/`.
+    listening: Vec<Multiaddr>,
 }
 
 impl EventLoop {
@@ -146,10 +155,12 @@ impl EventLoop {
             sched: None,
             workers,
             pending: HashMap::new(),
-            parked: VecDeque::new(),
+            parked: Vec::new(),
+            parked_retry: None,
             unsent: Vec::new(),
             register_retry: None,
             closing: None,
+            listening: Vec::new(),
         }
     }
 
@@ -191,7 +202,7 @@ impl EventLoop {
                 _ = &mut timer => self.on_timer(),
             }
         }
-        if let Some((_, done)) = self.closing.take() {
+        if let Some((_, _, done)) = self.closing.take() {
             let _ = done.send(());
         }
         info!("node stopped");
@@ -209,9 +220,14 @@ impl EventLoop {
         if let Some(s) = &self.sched {
             take(s.next_deadline(self.started));
         }
-        take(self.parked.front().map(|p| p.0));
+        take(self.parked.iter().map(|p| p.0).min());
+        take(self.parked_retry);
         take(self.register_retry);
-        take(self.closing.as_ref().map(|c| c.0));
+        take(
+            self.closing
+                .as_ref()
+                .map(|c| (c.0 + self.cfg.shutdown_linger).min(c.1)),
+        );
         at
     }
 
@@ -221,9 +237,12 @@ impl EventLoop {
         if self.sched.is_some() {
             self.admin_tick();
         }
-        while self.parked.front().is_some_and(|p| p.0 <= now) {
-            let (_, op) = self.parked.pop_front().expect("checked");
-            op.fail(Error::NoAdmin(self.cfg.admin_wait));
+        let retry = self.parked_retry.is_some_and(|t| t <= now);
+        if retry || self.parked.iter().any(|p| p.0 <= now) {
+            if retry {
+                self.parked_retry = None;
+            }
+            self.flush_parked();
         }
         if self.register_retry.is_some_and(|t| t <= now) {
             self.register_retry = None;
@@ -261,26 +280,34 @@ impl EventLoop {
         info!(running = self.workers.running(), "shutting down");
         self.workers.drain();
         self.election_input(ElectionInput::Shutdown);
-        // Give the resignation a moment on the wire even when idle.
-        let grace = grace.max(Duration::from_millis(50));
-        self.closing = Some((Instant::now() + grace, done));
+        let now = Instant::now();
+        self.closing = Some((now, now + grace.max(self.cfg.shutdown_linger), done));
     }
 
-    /// Closing ends once running work is reported, or at the grace deadline.
+    /// Closing ends at the grace deadline, or once running work is reported
+    /// and the last messages had `shutdown_linger` to leave.
     fn closing_done(&self) -> bool {
-        let Some((deadline, _)) = &self.closing else {
+        let Some((began, deadline, _)) = &self.closing else {
             return false;
         };
+        let now = Instant::now();
         let idle =
             self.workers.running() == 0 && !self.pending.values().any(|p| matches!(p, Pending::Reports(_)));
-        Instant::now() >= *deadline || (idle && Instant::now() + self.cfg.shutdown_linger >= *deadline)
+        now >= *deadline || (idle && now >= *began + self.cfg.shutdown_linger)
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
             SwarmEvent::NewListenAddr { address, .. } => {
+                let address = address.with_p2p(self.me).unwrap_or_else(|a| a);
                 info!(%address, "listening");
+                self.listening.push(address);
+                self.publish_state();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = address.with_p2p(self.me).unwrap_or_else(|a| a);
+                self.listening.retain(|a| *a != address);
                 self.publish_state();
             }
             SwarmEvent::ConnectionEstablished {
@@ -374,6 +401,7 @@ impl EventLoop {
                     return;
                 }
                 let bids = self.workers.bids_for(&tasks);
+                debug!(count = tasks.len(), bids = bids.len(), "announcement");
                 if !bids.is_empty() {
                     self.send(source, Request::Bids { term, bids }, Pending::Bids);
                 }

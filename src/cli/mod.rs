@@ -1,0 +1,122 @@
+//! Command-line definitions and the code behind each subcommand.
+
+mod node;
+mod output;
+mod submit;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use taskmesh::{Multiaddr, NodeConfig};
+
+/// taskmesh: a peer-to-peer task-processing mesh.
+///
+/// Start peers with `taskmesh node`, then submit a DAG of tasks with
+/// `taskmesh submit FILE`. Peers find each other by mDNS on a LAN, or join
+/// by multiaddr with `--join`.
+#[derive(Parser, Debug)]
+#[command(name = "taskmesh", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr (the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a peer: listen, join the mesh, host workers, maybe become admin.
+    Node(node::NodeArgs),
+    /// Submit a task file (TOML or JSON) and wait for its results.
+    Submit(submit::SubmitArgs),
+    /// Show tasks known to the admin, by id.
+    Status(submit::StatusArgs),
+    /// List the workers connected to the admin.
+    Workers(submit::WorkersArgs),
+}
+
+/// Options shared by every command that joins a mesh.
+#[derive(Args, Debug, Clone)]
+pub struct MeshArgs {
+    /// Peer to join (repeatable): a multiaddr such as
+    /// /ip4/192.168.1.20/tcp/7411/p2p/12D3Koo…
+    #[arg(long = "join", value_name = "MULTIADDR")]
+    pub join: Vec<Multiaddr>,
+    /// Do not discover peers on the LAN with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Mesh name: peers only talk within the same mesh.
+    #[arg(long, default_value = "default")]
+    pub mesh: String,
+    /// How long to wait for an admin to be elected, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    pub admin_wait: f64,
+}
+
+impl MeshArgs {
+    /// A node configuration with these options applied.
+    pub fn config(&self) -> anyhow::Result<NodeConfig> {
+        let mut cfg = NodeConfig {
+            mesh: self.mesh.clone(),
+            join: self.join.clone(),
+            mdns: !self.no_mdns,
+            ..Default::default()
+        };
+        cfg.admin_wait = secs(self.admin_wait).context("--admin-wait")?;
+        Ok(cfg)
+    }
+}
+
+/// Seconds as a duration, refusing negative and non-finite values.
+pub fn secs(s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("{s} is not a valid number of seconds"))
+}
+
+/// Sets up tracing on stderr.
+pub fn init_logging(cli: &Cli) {
+    // A node narrates what it does; client commands only speak up on trouble.
+    let default = match cli.command {
+        Command::Node(_) => "info,libp2p_mdns=warn,libp2p_gossipsub=warn",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the chosen command; the exit code says whether it succeeded.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Node(a) => node::run(a).await,
+        Command::Submit(a) => submit::run(a).await,
+        Command::Status(a) => submit::status(a).await,
+        Command::Workers(a) => submit::workers(a).await,
+    }
+}
+
+/// A path that must exist, for friendlier messages than a bare io error.
+pub fn existing(path: &PathBuf, what: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!("{what} {} does not exist", path.display());
+    }
+    Ok(())
+}

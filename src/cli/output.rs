@@ -1,0 +1,142 @@
+//! Tables for people, JSON lines for scripts.
+
+use std::io::Write;
+
+use serde::Serialize;
+use taskmesh::{TaskReport, WorkerInfo};
+
+/// Text of a payload: UTF-8 if it is, else a byte count.
+fn payload_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.replace('\n', "\\n"),
+        Err(_) => format!("<{} bytes>", bytes.len()),
+    }
+}
+
+fn result_text(r: &TaskReport) -> String {
+    match (&r.output, &r.error) {
+        (_, Some(e)) => format!("error: {e}"),
+        (Some(o), None) => payload_text(o.as_bytes()),
+        (None, None) => String::new(),
+    }
+}
+
+fn bids_text(r: &TaskReport) -> String {
+    r.auction.as_ref().map_or_else(
+        || "-".to_string(),
+        |a| {
+            a.bids
+                .iter()
+                .map(|b| format!("{}({})", b.worker, b.skill))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    )
+}
+
+/// One row per task.
+pub fn task_table(reports: &[TaskReport]) {
+    let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:width$}  {:>4}  {:9}  {:14}  {:36}  {:>7}  RESULT",
+        "TASK", "DIFF", "STATUS", "WORKER", "BIDS", "TIME"
+    );
+    for r in reports {
+        println!(
+            "{:width$}  {:>4}  {:9}  {:14}  {:36}  {:>5}ms  {}",
+            r.name,
+            r.difficulty,
+            r.status.to_string(),
+            r.worker.as_deref().unwrap_or("-"),
+            bids_text(r),
+            r.elapsed_ms,
+            result_text(r),
+        );
+        if let Some(a) = &r.auction {
+            println!("{:width$}  why: {}", "", a.reason);
+        }
+    }
+}
+
+/// One row per worker.
+pub fn worker_table(workers: &[WorkerInfo]) {
+    println!(
+        "{:16}  {:12}  {:>5}  {:>9}  NODE",
+        "WORKER", "ROLE", "SKILL", "LOAD"
+    );
+    for w in workers {
+        println!(
+            "{:16}  {:12}  {:>5}  {:>4}/{:<4}  {}",
+            w.name, w.role, w.skill, w.load, w.capacity, w.node
+        );
+    }
+}
+
+#[derive(Serialize)]
+struct TaskLine<'a> {
+    name: &'a str,
+    id: String,
+    status: String,
+    role: &'a str,
+    difficulty: u32,
+    worker: Option<&'a str>,
+    node: Option<String>,
+    attempts: u32,
+    elapsed_ms: u64,
+    bids: Vec<&'a str>,
+    reason: Option<&'a str>,
+    output: Option<String>,
+    error: Option<String>,
+}
+
+/// Serialises items as one JSON object per line.
+pub fn json_lines<T: JsonLine>(items: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for item in items {
+        item.write_json(&mut out)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Something printable as one JSON line.
+pub trait JsonLine {
+    /// Writes the JSON object, without the newline.
+    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()>;
+}
+
+impl JsonLine for TaskReport {
+    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let line = TaskLine {
+            name: &self.name,
+            id: self.id.to_string(),
+            status: self.status.to_string(),
+            role: &self.role,
+            difficulty: self.difficulty,
+            worker: self.worker.as_deref(),
+            node: self.node.as_ref().map(|n| n.to_string()),
+            attempts: self.attempts,
+            elapsed_ms: self.elapsed_ms,
+            bids: self
+                .auction
+                .as_ref()
+                .map(|a| a.bids.iter().map(|b| b.worker.as_str()).collect())
+                .unwrap_or_default(),
+            reason: self.auction.as_ref().map(|a| a.reason.as_str()),
+            output: self
+                .output
+                .as_ref()
+                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned()),
+            error: self.error.as_ref().map(|e| e.to_string()),
+        };
+        serde_json::to_writer(out, &line)?;
+        Ok(())
+    }
+}
+
+impl JsonLine for WorkerInfo {
+    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        serde_json::to_writer(out, self)?;
+        Ok(())
+    }
+}
