@@ -30,6 +30,12 @@
 //!   at once (ignoring its messages still in flight) and claims after a
 //!   quarter of its jitter share, well before the full timeout. A silent
 //!   crash is noticed by the timeout alone.
+//! - **Reporting.** [`Election::admin`] and [`ElectionOutput::AdminChanged`]
+//!   name only a *confirmed* admin: this node once it takes office, or the
+//!   node it follows once that node's heartbeat for its term arrives. A
+//!   follower of a mere claimer (which may still lose) names no admin, so a
+//!   driver never routes calls to a node that is not in office yet. An input
+//!   yields at most one `AdminChanged`, after its `Publish` outputs.
 //!
 //! This is not a consensus protocol: during a partition each side elects its
 //! own admin, and lost messages can briefly leave two admins of one term.
@@ -142,13 +148,17 @@ pub enum ElectionInput {
 pub enum ElectionOutput {
     /// Gossip this on the admin topic.
     Publish(ElectionMsg),
-    /// The admin this node knows of changed: another node, this node, or
-    /// `None` while the admin is lost. Also emitted when the same admin is
-    /// heard at a new term.
+    /// The confirmed admin ([`Election::admin`]) changed: this node, which
+    /// just took office; another node, whose heartbeat for its term just
+    /// arrived; or `None` while there is none (the admin was lost, or this
+    /// node follows a claimer that has not sent a heartbeat yet). Also
+    /// emitted when the same admin is confirmed at a new term. Comes after
+    /// any `Publish` of the same input.
     AdminChanged {
         /// The new admin, if any.
         admin: Option<NodeId>,
-        /// Its term (this node's highest seen term when `admin` is `None`).
+        /// Its term (this node's current term, [`Election::term`], when
+        /// `admin` is `None`).
         term: u64,
     },
 }
@@ -194,8 +204,9 @@ pub struct Election {
     /// Highest term seen or held.
     term: u64,
     ledger_pos: u64,
-    /// The node a follower follows, with its last known rank. `None` for a
-    /// candidate, an admin, or a follower that lost its admin.
+    /// The node a follower follows, with its last known rank: a claimer, or
+    /// the admin once `confirmed`. `None` for a candidate, an admin, or a
+    /// follower that lost its admin.
     leader: Option<Rank>,
     /// The last admin that resigned or disconnected, and its term: its
     /// messages still in flight must not revive it.
@@ -237,7 +248,8 @@ impl Election {
         e
     }
 
-    /// Applies one input; what the driver must do is appended to `out`.
+    /// Applies one input; what the driver must do is appended to `out`, any
+    /// [`ElectionOutput::AdminChanged`] last.
     pub fn handle(&mut self, input: ElectionInput, now: Duration, out: &mut Vec<ElectionOutput>) {
         if self.role == Role::Stopped {
             return;
@@ -280,8 +292,11 @@ impl Election {
         self.deadline
     }
 
-    /// The current admin, which may be this node: a node counts as admin
-    /// once it has sent a heartbeat (a claimer may still lose).
+    /// The confirmed admin: this node while it holds office, or the node it
+    /// follows once that node has sent a heartbeat for its term. `None` while
+    /// the admin is lost or the followed node has only claimed (a claimer
+    /// may still lose). Always the admin named by the last
+    /// [`ElectionOutput::AdminChanged`].
     pub fn admin(&self) -> Option<&NodeId> {
         match self.role {
             Role::Admin => Some(&self.me),
@@ -506,6 +521,19 @@ mod tests {
         }
     }
 
+    /// The heartbeat a claimer sends once it takes office; `None` if `m`
+    /// is no claim.
+    fn took_office(m: &ElectionMsg) -> Option<ElectionMsg> {
+        match *m {
+            ElectionMsg::Claim {
+                term,
+                priority,
+                ledger_pos,
+            } => Some(hb(term, priority, ledger_pos)),
+            _ => None,
+        }
+    }
+
     fn msg(from: &str, msg: ElectionMsg) -> ElectionInput {
         ElectionInput::Message { from: id(from), msg }
     }
@@ -570,7 +598,7 @@ mod tests {
         assert!(!e.is_admin() && e.admin().is_none());
         assert_eq!(
             step(&mut e, ElectionInput::Tick, ms(350)),
-            [changed(Some("solo"), 1), ElectionOutput::Publish(hb(1, 0, 0)),]
+            [ElectionOutput::Publish(hb(1, 0, 0)), changed(Some("solo"), 1)]
         );
         assert!(e.is_admin());
         assert_eq!(e.admin(), Some(&id("solo")));
@@ -616,9 +644,11 @@ mod tests {
         }
         assert!(out.is_empty(), "{out:?}");
         assert_eq!((e.admin(), e.term()), (Some(&id("boss")), 3));
-        // Once the heartbeats stop, the follower claims the next term.
+        // Once the heartbeats stop, the follower claims the next term and
+        // reports the admin lost (at the term it now claims).
         let out = run(&mut e, ms(9_900 + 2_250));
-        assert_eq!(out, [changed(None, 3), ElectionOutput::Publish(claim(4, 0, 0))]);
+        assert_eq!(out, [ElectionOutput::Publish(claim(4, 0, 0)), changed(None, 4)]);
+        assert_eq!(e.admin(), None);
     }
 
     #[test]
@@ -644,15 +674,27 @@ mod tests {
                 ElectionMsg::Claim { term, .. } | ElectionMsg::Heartbeat { term, .. } => term,
                 ElectionMsg::Resign { .. } => unreachable!(),
             };
+            let beat = took_office(&m);
             let out = step(&mut e, msg(from, m), ms(10));
             if yields {
-                assert_eq!(out, [changed(Some(from), term.max(1))], "case {i}");
+                // A claimer is followed at once but named only once it
+                // heartbeats.
+                let out = match beat {
+                    Some(beat) => {
+                        assert!(out.is_empty(), "case {i}: {out:?}");
+                        assert_eq!((e.is_admin(), e.admin()), (false, None), "case {i}");
+                        step(&mut e, msg(from, beat), ms(20))
+                    }
+                    None => out,
+                };
+                assert_eq!(out, [changed(Some(from), term)], "case {i}");
                 assert_eq!(e.admin(), Some(&id(from)), "case {i}");
                 assert!(run(&mut e, ms(1000)).is_empty(), "case {i}: follows");
             } else {
                 assert!(out.is_empty(), "case {i}: {out:?}");
                 let out = run(&mut e, ms(250));
-                assert_eq!(out[0], changed(Some("m"), 1), "case {i}: takes office");
+                let office = [ElectionOutput::Publish(hb(1, 0, 0)), changed(Some("m"), 1)];
+                assert_eq!(out, office, "case {i}: takes office");
             }
         }
     }
@@ -674,10 +716,22 @@ mod tests {
         ];
         for (i, (from, m, down)) in cases.into_iter().enumerate() {
             let mut e = admin();
+            let beat = took_office(&m);
             let out = step(&mut e, msg(from, m), ms(260));
             if down {
+                // It steps down at once, but names a claimer only once the
+                // claimer heartbeats.
                 assert!(!e.is_admin(), "case {i}");
+                let out = match beat {
+                    Some(beat) => {
+                        assert_eq!(out, [changed(None, e.term())], "case {i}");
+                        assert_eq!(e.admin(), None, "case {i}");
+                        step(&mut e, msg(from, beat), ms(270))
+                    }
+                    None => out,
+                };
                 assert_eq!(out, [changed(Some(from), e.term())], "case {i}");
+                assert_eq!(e.admin(), Some(&id(from)), "case {i}");
             } else {
                 assert!(e.is_admin(), "case {i}");
                 assert_eq!(out, [ElectionOutput::Publish(hb(1, 0, 0))], "case {i}");
@@ -694,22 +748,109 @@ mod tests {
         assert!(step(&mut e, msg("a", hb(4, 255, 99)), ms(10)).is_empty());
         assert!(step(&mut e, msg("c", hb(5, 0, 0)), ms(10)).is_empty());
         assert_eq!(e.next_deadline(), Some(ms(0) + ms(1500) + e.jitter));
-        // A better one of the same term wins; a higher-term claim raises the term.
+        // A better one of the same term wins; a higher-term claim raises the
+        // term and unseats the admin, but the claimer is named only once it
+        // heartbeats.
         assert_eq!(
             step(&mut e, msg("a", hb(5, 0, 0)), ms(20)),
             [changed(Some("a"), 5)]
         );
+        assert_eq!(step(&mut e, msg("c", claim(6, 0, 0)), ms(30)), [changed(None, 6)]);
+        assert_eq!((e.admin(), e.term()), (None, 6));
+        // The old admin's heartbeats are now stale.
+        assert!(step(&mut e, msg("a", hb(5, 0, 0)), ms(31)).is_empty());
         assert_eq!(
-            step(&mut e, msg("c", claim(6, 0, 0)), ms(30)),
+            step(&mut e, msg("c", hb(6, 0, 0)), ms(35)),
             [changed(Some("c"), 6)]
         );
-        assert_eq!(e.term(), 6);
         // The same admin re-elected at a higher term is announced again.
         assert_eq!(
             step(&mut e, msg("c", hb(8, 0, 0)), ms(40)),
             [changed(Some("c"), 8)]
         );
         assert!(step(&mut e, msg("c", hb(8, 0, 0)), ms(50)).is_empty());
+    }
+
+    #[test]
+    fn follower_names_a_claimer_only_after_its_heartbeat() {
+        let mut e = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        // A claim is followed (term and timer) but names no admin.
+        assert!(step(&mut e, msg("b", claim(1, 0, 0)), ms(10)).is_empty());
+        assert_eq!((e.admin(), e.term()), (None, 1));
+        assert_eq!(e.next_deadline(), Some(ms(10) + ms(1500) + e.jitter));
+        // A repeat of the claim, or a heartbeat from someone it outranks,
+        // confirms nothing.
+        assert!(step(&mut e, msg("b", claim(1, 0, 0)), ms(20)).is_empty());
+        assert!(step(&mut e, msg("c", hb(1, 0, 0)), ms(30)).is_empty());
+        assert_eq!(e.admin(), None);
+        // A better claim of the same term takes over, still unnamed.
+        assert!(step(&mut e, msg("a", claim(1, 0, 0)), ms(40)).is_empty());
+        assert_eq!(e.admin(), None);
+        // The claimer's heartbeat names it, once.
+        assert_eq!(
+            step(&mut e, msg("a", hb(1, 0, 0)), ms(50)),
+            [changed(Some("a"), 1)]
+        );
+        assert_eq!(e.admin(), Some(&id("a")));
+        assert!(step(&mut e, msg("a", hb(1, 0, 0)), ms(60)).is_empty());
+        // A late copy of its claim does not unname it.
+        assert!(step(&mut e, msg("a", claim(1, 0, 0)), ms(70)).is_empty());
+        assert_eq!(e.admin(), Some(&id("a")));
+        // A claimer that outranks the admin unseats it: no admin until the
+        // claimer heartbeats, even if the old admin keeps beating.
+        assert_eq!(step(&mut e, msg("z", claim(2, 0, 0)), ms(80)), [changed(None, 2)]);
+        assert!(step(&mut e, msg("a", hb(1, 0, 0)), ms(90)).is_empty());
+        assert_eq!(e.admin(), None);
+        assert_eq!(
+            step(&mut e, msg("z", hb(2, 0, 0)), ms(100)),
+            [changed(Some("z"), 2)]
+        );
+        // The confirmed admin claiming a new term is unnamed until it
+        // heartbeats again.
+        assert_eq!(
+            step(&mut e, msg("z", claim(3, 0, 0)), ms(110)),
+            [changed(None, 3)]
+        );
+        assert_eq!(
+            step(&mut e, msg("z", hb(3, 0, 0)), ms(120)),
+            [changed(Some("z"), 3)]
+        );
+        // A heartbeat that overtakes its claim names the sender at once;
+        // the late claim changes nothing.
+        assert_eq!(
+            step(&mut e, msg("y", hb(4, 0, 0)), ms(130)),
+            [changed(Some("y"), 4)]
+        );
+        assert!(step(&mut e, msg("y", claim(4, 0, 0)), ms(140)).is_empty());
+        assert_eq!((e.admin(), e.term()), (Some(&id("y")), 4));
+    }
+
+    #[test]
+    fn claimer_that_never_takes_office_is_never_named() {
+        // The claimer vanishes before its first heartbeat: the follower
+        // reports nothing, and claims itself after a quarter of its jitter.
+        let mut e = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        step(&mut e, msg("boss", hb(2, 0, 0)), ms(0));
+        assert_eq!(step(&mut e, msg("c", claim(3, 0, 0)), ms(10)), [changed(None, 3)]);
+        assert!(step(&mut e, ElectionInput::PeerLeft(id("c")), ms(20)).is_empty());
+        let due = e.next_deadline().unwrap();
+        assert!(due < ms(20) + ms(750) / 4, "{due:?}");
+        assert_eq!(
+            run(&mut e, due + ms(250)),
+            [
+                ElectionOutput::Publish(claim(4, 0, 0)),
+                ElectionOutput::Publish(hb(4, 0, 0)),
+                changed(Some("f"), 4),
+            ]
+        );
+        // Silence after a claim runs the full timeout, again naming nobody.
+        let mut e = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        step(&mut e, msg("c", claim(1, 0, 0)), ms(10));
+        let due = e.next_deadline().unwrap();
+        assert_eq!(due, ms(10) + ms(1500) + e.jitter);
+        let out = run(&mut e, due);
+        assert_eq!(out, [ElectionOutput::Publish(claim(2, 0, 0))]);
+        assert_eq!(e.admin(), None);
     }
 
     #[test]
@@ -776,7 +917,8 @@ mod tests {
     fn follower_ignores_a_restarted_nodes_stale_claim() {
         let mut e = admin();
         step(&mut e, msg("z", claim(7, 0, 0)), ms(300)); // "z" wins term 7
-        run(&mut e, ms(400));
+        step(&mut e, msg("z", hb(7, 0, 0)), ms(350));
+        assert!(run(&mut e, ms(400)).is_empty());
         assert_eq!(e.admin(), Some(&id("z")));
         // A restarted node claims term 1: followers ignore it.
         assert!(step(&mut e, msg("a", claim(1, 255, 0)), ms(500)).is_empty());
@@ -796,9 +938,16 @@ mod tests {
         assert_eq!((e.next_deadline(), e.admin()), (None, None));
         assert!(step(&mut e, msg("a", claim(9, 0, 0)), ms(400)).is_empty());
         assert!(step(&mut e, ElectionInput::Tick, ms(9_000)).is_empty());
-        // A follower leaves silently.
+        // A follower leaves silently, unless it had named an admin.
         let mut f = Election::new(id("f"), ElectionConfig::default(), ms(0));
         assert!(step(&mut f, ElectionInput::Shutdown, ms(1)).is_empty());
+        let mut f = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        step(&mut f, msg("c", claim(1, 0, 0)), ms(1));
+        assert!(step(&mut f, ElectionInput::Shutdown, ms(2)).is_empty());
+        let mut f = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        step(&mut f, msg("boss", hb(1, 0, 0)), ms(1));
+        assert_eq!(step(&mut f, ElectionInput::Shutdown, ms(2)), [changed(None, 1)]);
+        assert_eq!(f.admin(), None);
     }
 
     #[test]
@@ -813,7 +962,10 @@ mod tests {
         assert!(step(&mut e, msg("a", claim(1, 255, 41)), ms(1)).is_empty());
         e.set_ledger_pos(43);
         let out = run(&mut e, ms(250));
-        assert_eq!(out[1], ElectionOutput::Publish(hb(1, 0, 43)));
+        assert_eq!(
+            out,
+            [ElectionOutput::Publish(hb(1, 0, 43)), changed(Some("m"), 1)]
+        );
     }
 
     #[test]

@@ -55,11 +55,7 @@ impl Default for NodeConfig {
             mdns: false,
             keypair: None,
             election: ElectionConfig::default(),
-            // TODO(after scheduler tests land): move into SchedulerConfig::default.
-            scheduler: SchedulerConfig {
-                bid_window: Duration::from_millis(50),
-                ..Default::default()
-            },
+            scheduler: SchedulerConfig::default(),
             max_frame: DEFAULT_MAX_FRAME,
             request_timeout: Duration::from_secs(60),
             admin_wait: Duration::from_secs(15),

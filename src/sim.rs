@@ -463,6 +463,26 @@ mod tests {
         NodeId::new(s)
     }
 
+    /// Every admin a live node named had taken office for that term by then
+    /// (its own report came first): nobody names a mere claimer. A restart
+    /// forgets the node's reports, so check before any restart.
+    fn assert_named_only_office_holders(sim: &Sim<ElectionNode>, seed: u64) {
+        for (who, node) in sim.live() {
+            for (at, admin, term) in &node.changes {
+                let Some(admin) = admin else { continue };
+                let took_office = sim
+                    .node(admin)
+                    .changes
+                    .iter()
+                    .any(|(when, a, t)| when <= at && a.as_ref() == Some(admin) && t == term);
+                assert!(
+                    took_office,
+                    "seed {seed}: {who} named {admin} of term {term} at {at:?} before it took office"
+                );
+            }
+        }
+    }
+
     /// `n` default nodes that have agreed on an admin.
     fn converged(seed: u64, n: usize, net: Net) -> Sim<ElectionNode> {
         let mut sim = Sim::elections(seed, n, net);
@@ -482,6 +502,7 @@ mod tests {
             assert_eq!(term, 1, "seed {seed}");
             sim.run_for(ms(10_000));
             assert_eq!(sim.agreed(), Some((admin, 1)), "seed {seed}: not stable");
+            assert_named_only_office_holders(&sim, seed);
         }
     }
 
@@ -513,6 +534,7 @@ mod tests {
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(500)), "seed {seed}");
             let (new, new_term) = sim.agreed().unwrap();
             assert!(new != old && new_term == term + 1, "seed {seed}");
+            assert_named_only_office_holders(&sim, seed);
             sim.add_election(&old, config(seed));
             let back = (new.clone(), new_term);
             assert!(
@@ -532,6 +554,7 @@ mod tests {
             sim.shutdown(&old);
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(500)), "seed {seed}");
             assert_eq!(sim.agreed().unwrap().1, term + 1, "seed {seed}");
+            assert_named_only_office_holders(&sim, seed);
         }
     }
 
@@ -544,6 +567,7 @@ mod tests {
             let start = sim.now();
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(3_000)), "seed {seed}");
             assert!(sim.now() - start >= ms(1_200), "seed {seed}: too early");
+            assert_named_only_office_holders(&sim, seed);
         }
     }
 
@@ -568,6 +592,7 @@ mod tests {
             // The higher term wins as soon as heartbeats cross.
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(1_000)), "seed {seed}");
             assert_eq!(sim.agreed(), Some((b, b_term)), "seed {seed}");
+            assert_named_only_office_holders(&sim, seed);
         }
     }
 
@@ -587,6 +612,7 @@ mod tests {
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(300)), "seed {seed}");
             sim.run_for(ms(10_000));
             assert_eq!(sim.agreed(), Some((id("zz-play"), 1)), "seed {seed}");
+            assert_named_only_office_holders(&sim, seed);
         }
         // Claiming at the same instant as a default-priority node, priority
         // still beats the lower id.
@@ -612,6 +638,7 @@ mod tests {
             assert!(sim.run_until(|s| s.agreed().is_some(), ms(5_000)), "seed {seed}");
             sim.run_for(ms(5_000));
             assert!(sim.agreed().is_some(), "seed {seed}: {:?}", sim.admins());
+            assert_named_only_office_holders(&sim, seed);
         }
     }
 

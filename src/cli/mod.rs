@@ -4,7 +4,6 @@ mod node;
 mod output;
 mod submit;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A path that must exist, for friendlier messages than a bare io error.
-pub fn existing(path: &PathBuf, what: &str) -> anyhow::Result<()> {
+pub fn existing(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
     if !path.exists() {
         anyhow::bail!("{what} {} does not exist", path.display());
     }

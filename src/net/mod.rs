@@ -325,15 +325,13 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
             } => {
-                if num_established == 0 {
-                    debug!(peer = %peer_id, ?cause, "disconnected");
-                    self.peer_left(peer_id);
-                    self.publish_state();
-                }
+                debug!(peer = %peer_id, ?cause, "disconnected");
+                self.peer_left(peer_id);
+                self.publish_state();
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, %error, "dial failed");

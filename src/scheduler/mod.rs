@@ -50,7 +50,11 @@ use crate::task::{
 /// Tunables of the scheduler.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
-    /// How long an auction stays open when not every worker has answered.
+    /// How long an auction stays open when not every worker of the role has
+    /// answered (it closes at once when all have). Default 50 ms: a bid
+    /// crosses one gossip hop and one request, about 1–2 ms in a release
+    /// build on loopback and ~10 ms in a debug build; the margin is for
+    /// loaded machines.
     pub bid_window: Duration,
     /// How long a ready task may wait without a capable worker before failing.
     pub no_worker_timeout: Duration,
@@ -74,7 +78,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
-            bid_window: Duration::from_millis(5),
+            bid_window: Duration::from_millis(50),
             no_worker_timeout: Duration::from_secs(5),
             default_task_timeout: None,
             max_payload: 8 << 20,
@@ -300,8 +304,17 @@ struct Entry {
     /// Dependencies not yet completed.
     waiting_on: u32,
     dependents: Vec<TaskId>,
+    /// Submission order, so that scans over `tasks` act in a stable order.
+    seq: u64,
     submitted_at: Duration,
+    /// When the task last became ready; its capable-worker deadline counts
+    /// from here.
     ready_at: Duration,
+    /// When the current run of auctions without a usable bid started (reset
+    /// by an award, or when every capable worker is busy); `NoBids` counts
+    /// from here, so time spent waiting for a busy worker is not held
+    /// against the bidders.
+    no_bids_since: Option<Duration>,
     attempts: u32,
     round: u32,
     /// Answers in the open auction, with whether each bidder is willing.
@@ -338,6 +351,8 @@ pub struct Scheduler {
     /// dropped when they fire.
     timers: BTreeSet<(Duration, TimerKind, TaskId)>,
     unfinished: usize,
+    /// Sequence number for the next submitted task.
+    next_seq: u64,
     /// Announcements and awards gathered during one step, flushed at its end.
     announce: Vec<Announcement>,
     assign: BTreeMap<NodeId, Vec<Assignment>>,
@@ -359,6 +374,7 @@ impl Scheduler {
             queues: BTreeMap::new(),
             timers: BTreeSet::new(),
             unfinished: 0,
+            next_seq: 0,
             announce: Vec::new(),
             assign: BTreeMap::new(),
         }
@@ -493,6 +509,7 @@ impl Scheduler {
             }
         }
         self.unfinished += 1;
+        self.next_seq += 1;
         self.tasks.insert(
             id,
             Entry {
@@ -500,8 +517,10 @@ impl Scheduler {
                 phase: Phase::Waiting,
                 waiting_on,
                 dependents: Vec::new(),
+                seq: self.next_seq,
                 submitted_at: now,
                 ready_at: now,
+                no_bids_since: None,
                 attempts: 0,
                 round: 0,
                 bids: Vec::new(),
@@ -553,6 +572,7 @@ impl Scheduler {
                 }
             }
         }
+        self.park_stranded(now);
         self.unpark(now);
     }
 
@@ -566,29 +586,31 @@ impl Scheduler {
         for key in keys {
             self.remove_worker(&key, now, out);
         }
+        self.park_stranded(now);
     }
 
     fn remove_worker(&mut self, key: &WorkerKey, now: Duration, out: &mut Vec<Output>) {
         self.workers.remove(key);
-        let held: Vec<TaskId> = self
+        let mut held: Vec<(u64, TaskId)> = self
             .tasks
             .iter()
             .filter(|(_, e)| match &e.phase {
                 Phase::Assigned { worker } | Phase::Running { worker } => worker == key,
-                Phase::Announced {
-                    reserved: Some(w), ..
-                } => w == key,
+                Phase::Announced { .. } => true,
                 _ => false,
             })
-            .map(|(id, _)| *id)
+            .map(|(id, e)| (e.seq, *id))
             .collect();
-        for id in held {
+        // `tasks` is a hash map: act in submission order so runs repeat.
+        held.sort_unstable();
+        for (_, id) in held {
             let e = self.tasks.get_mut(&id).expect("listed");
-            if let Phase::Announced { closes_at, .. } = e.phase {
-                e.phase = Phase::Announced {
-                    closes_at,
-                    reserved: None,
-                };
+            if let Phase::Announced { reserved, .. } = &mut e.phase {
+                if reserved.as_ref() == Some(key) {
+                    *reserved = None;
+                }
+                // A gone worker's answer no longer counts towards closing.
+                e.bids.retain(|(b, _)| b.node != key.0 || b.worker != key.1);
                 continue;
             }
             let err = TaskError::WorkerLost {
@@ -605,7 +627,7 @@ impl Scheduler {
         let Some(e) = self.tasks.get_mut(&bid.task) else {
             return;
         };
-        if bid.round != e.round || !matches!(e.phase, Phase::Announced { .. }) {
+        if bid.round != e.round || !matches!(e.phase, Phase::Announced { .. }) || w.spec.role != e.task.role {
             return;
         }
         if e.bids
@@ -713,11 +735,7 @@ impl Scheduler {
                 (TimerKind::CloseAuction, Phase::Announced { closes_at, .. }) if *closes_at == at => {
                     self.close_auction(id, now, out)
                 }
-                (TimerKind::Retry, Phase::Backoff) => {
-                    self.set_phase(id, Phase::Queued);
-                    let role = self.tasks[&id].task.role.clone();
-                    self.queues.entry(role).or_default().push_back(id);
-                }
+                (TimerKind::Retry, Phase::Backoff) => self.enqueue(id, now),
                 (TimerKind::Deadline, Phase::Parked) => self.deadline(id, now, out),
                 (TimerKind::RunTimeout, Phase::Running { worker }) => {
                     let worker = worker.clone();
@@ -742,52 +760,81 @@ impl Scheduler {
 
     // ---- transitions --------------------------------------------------------
 
-    fn set_phase(&mut self, id: TaskId, phase: Phase) {
-        if let Some(e) = self.tasks.get_mut(&id) {
-            e.phase = phase;
-        }
+    fn make_ready(&mut self, id: TaskId, now: Duration) {
+        self.tasks.get_mut(&id).expect("ready task exists").ready_at = now;
+        self.enqueue(id, now);
     }
 
-    fn make_ready(&mut self, id: TaskId, now: Duration) {
-        let e = self.tasks.get_mut(&id).expect("ready task exists");
-        e.ready_at = now;
+    /// Puts a ready task at the back of its role's queue, or parks it when
+    /// no registered worker could take it (the queue is only pumped while
+    /// the role has room, so a task nobody can take must not wait there).
+    fn enqueue(&mut self, id: TaskId, now: Duration) {
+        let e = &self.tasks[&id];
+        if !self.capable_exists(&e.task.role, e.task.difficulty) {
+            self.park(id, now);
+            return;
+        }
+        let e = self.tasks.get_mut(&id).expect("enqueued task exists");
         e.phase = Phase::Queued;
         self.queues.entry(e.task.role.clone()).or_default().push_back(id);
     }
 
     /// Puts an unawarded task back in line for another auction.
-    fn requeue(&mut self, id: TaskId, _now: Duration, out: &mut Vec<Output>) {
-        let e = self.tasks.get_mut(&id).expect("requeued task exists");
-        e.phase = Phase::Queued;
-        e.bids.clear();
-        self.queues.entry(e.task.role.clone()).or_default().push_back(id);
+    fn requeue(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {
+        self.tasks
+            .get_mut(&id)
+            .expect("requeued task exists")
+            .bids
+            .clear();
+        self.enqueue(id, now);
         out.push(Output::Changed {
             id,
             status: TaskStatus::Pending,
         });
     }
 
-    /// Moves parked tasks whose role now has a capable worker back to queues.
+    /// Moves parked tasks whose role now has a capable worker back to queues,
+    /// in submission order. They keep their original wait start so the
+    /// deadline stays honest.
     fn unpark(&mut self, now: Duration) {
-        let parked: Vec<TaskId> = self
+        let mut parked: Vec<(u64, TaskId)> = self
             .tasks
             .iter()
             .filter(|(_, e)| e.phase == Phase::Parked)
-            .map(|(id, _)| *id)
+            .map(|(id, e)| (e.seq, *id))
             .collect();
-        for id in parked {
+        parked.sort_unstable();
+        for (_, id) in parked {
             let e = &self.tasks[&id];
-            if self
-                .best_skill(&e.task.role)
-                .is_some_and(|s| s >= e.task.difficulty)
-            {
-                let ready_at = e.ready_at;
-                self.make_ready(id, now);
-                // Keep the original wait start so the deadline stays honest.
-                if let Some(e) = self.tasks.get_mut(&id) {
-                    e.ready_at = ready_at;
-                }
+            if self.capable_exists(&e.task.role, e.task.difficulty) {
+                self.enqueue(id, now);
             }
+        }
+    }
+
+    /// Parks queued tasks that no registered worker can take any more (after
+    /// workers left or re-registered with less skill).
+    fn park_stranded(&mut self, now: Duration) {
+        let mut stranded = Vec::new();
+        for queue in self.queues.values_mut() {
+            queue.retain(|id| {
+                let Some(e) = self.tasks.get(id) else { return false };
+                if e.phase != Phase::Queued {
+                    return false; // stale entry
+                }
+                let capable = self
+                    .workers
+                    .values()
+                    .any(|w| w.spec.role == e.task.role && w.spec.skill >= e.task.difficulty);
+                if !capable {
+                    stranded.push(*id);
+                }
+                capable
+            });
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        for id in stranded {
+            self.park(id, now);
         }
     }
 
@@ -803,6 +850,10 @@ impl Scheduler {
             .filter(|w| w.spec.role == role)
             .map(|w| w.spec.skill)
             .max()
+    }
+
+    fn capable_exists(&self, role: &str, difficulty: u32) -> bool {
+        self.best_skill(role).is_some_and(|s| s >= difficulty)
     }
 
     /// Announces queued tasks while capable workers have free slots.
@@ -873,6 +924,7 @@ impl Scheduler {
     fn park(&mut self, id: TaskId, now: Duration) {
         let e = self.tasks.get_mut(&id).expect("parked task exists");
         e.phase = Phase::Parked;
+        e.no_bids_since = None;
         let at = (e.ready_at + self.cfg.no_worker_timeout).max(now);
         self.timers.insert((at, TimerKind::Deadline, id));
     }
@@ -881,6 +933,7 @@ impl Scheduler {
         let e = self.tasks.get_mut(&id).expect("auctioned task exists");
         e.round += 1;
         e.bids.clear();
+        e.no_bids_since.get_or_insert(now);
         let closes_at = now + self.cfg.bid_window;
         e.phase = Phase::Announced {
             closes_at,
@@ -903,9 +956,11 @@ impl Scheduler {
 
     fn close_auction(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {
         let e = self.tasks.get_mut(&id).expect("auction task exists");
-        let Phase::Announced { reserved, .. } = std::mem::replace(&mut e.phase, Phase::Queued) else {
+        let Phase::Announced { reserved, .. } = &e.phase else {
             return;
         };
+        let reserved = reserved.clone();
+        e.phase = Phase::Queued; // placeholder: award or no_award sets the real phase
         self.release(&reserved);
         let e = &self.tasks[&id];
         let lot = Lot {
@@ -916,11 +971,13 @@ impl Scheduler {
         let candidates: Vec<Candidate> = e
             .bids
             .iter()
-            .filter(|(b, willing)| *willing && b.skill >= lot.difficulty)
+            .filter(|(_, willing)| *willing)
             .map(|(b, _)| b)
             .filter_map(|b| {
+                // Judge the worker as registered now, not as it was when it bid.
                 let w = self.workers.get(&(b.node.clone(), b.worker.clone()))?;
-                (w.load < w.spec.capacity).then_some(Candidate {
+                let able = w.spec.role == lot.role && w.spec.skill >= lot.difficulty;
+                (able && w.load < w.spec.capacity).then_some(Candidate {
                     worker: &b.worker,
                     node: &b.node,
                     skill: w.spec.skill,
@@ -965,6 +1022,7 @@ impl Scheduler {
         let timeout = self.run_timeout(&self.tasks[&id].task);
         let e = self.tasks.get_mut(&id).expect("awarded task exists");
         e.attempts += 1;
+        e.no_bids_since = None;
         let bids: Vec<BidRecord> = std::mem::take(&mut e.bids)
             .into_iter()
             .filter(|(_, willing)| *willing)
@@ -1005,14 +1063,19 @@ impl Scheduler {
             .collect();
         if capable.is_empty() {
             self.park(id, now);
+            out.push(Output::Changed {
+                id,
+                status: TaskStatus::Pending,
+            });
             return;
         }
         if capable.iter().all(|w| w.load >= w.spec.capacity) {
             // Everyone able is busy: wait in line for a slot, no deadline.
+            self.tasks.get_mut(&id).expect("exists").no_bids_since = None;
             self.requeue(id, now, out);
             return;
         }
-        let waited = now.saturating_sub(e.ready_at);
+        let waited = now.saturating_sub(e.no_bids_since.unwrap_or(e.ready_at));
         if waited >= self.cfg.no_worker_timeout {
             let err = TaskError::NoBids {
                 role,

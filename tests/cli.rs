@@ -1,0 +1,320 @@
+//! The `taskmesh` binary as separate processes joining by multiaddr.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskmesh");
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A child process killed (and reaped) when dropped, so no test leaves one.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn taskmesh");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest.
+    fn expect_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l[prefix.len()..].trim().to_string(),
+                Ok(_) => {}
+                Err(_) => panic!("no line starting with {prefix:?} within {LIMIT:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion, bounded by `LIMIT`.
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn taskmesh");
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("taskmesh {args:?} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An admin process plus worker processes; returns them and the admin address.
+fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
+    let seed_s = seed.to_string();
+    let admin = Proc::start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        &seed_s,
+        "--admin-priority",
+        "200",
+        "--no-worker-timeout",
+        "1",
+    ]);
+    let addr = admin.expect_line("listening on ");
+    let mut procs = vec![admin];
+    for (i, w) in workers.iter().enumerate() {
+        let s = (seed + 1 + i as u64).to_string();
+        procs.push(Proc::start(&[
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--seed",
+            &s,
+            "--join",
+            &addr,
+            "--worker",
+            w,
+            "--work-ms",
+            work_ms,
+            "--no-admin",
+        ]));
+    }
+    (procs, addr)
+}
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    text(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
+    let (_procs, addr) = mesh(
+        21,
+        &["Junior:worker:3", "Intermediate:worker:6", "Senior:worker:9"],
+        "1",
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tutorial.toml");
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "3",
+        "--json",
+    ]);
+    let lines = json_lines(&out.stdout);
+    assert_eq!(
+        lines.len(),
+        7,
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let skill = |w: &str| match w {
+        "Junior" => 3,
+        "Intermediate" => 6,
+        "Senior" => 9,
+        _ => panic!("{w}"),
+    };
+    for l in &lines {
+        let difficulty = l["difficulty"].as_u64().unwrap();
+        if difficulty == 10 {
+            assert_eq!(l["status"], "failed");
+            assert!(
+                l["error"].as_str().unwrap().contains("best skill on offer: 9"),
+                "{l}"
+            );
+        } else {
+            assert_eq!(l["status"], "completed", "{l}");
+            assert_eq!(l["attempts"], 1);
+            assert!(skill(l["worker"].as_str().unwrap()) >= difficulty, "{l}");
+            assert!(!l["reason"].as_str().unwrap().is_empty());
+        }
+    }
+    // One task failed, so the exit status says so.
+    assert_eq!(out.status.code(), Some(1));
+    let workers = run(&["workers", "--join", &addr, "--no-mdns", "--json"]);
+    assert!(workers.status.success(), "{}", text(&workers.stderr));
+    assert_eq!(json_lines(&workers.stdout).len(), 3);
+}
+
+#[test]
+fn killing_a_worker_process_mid_task_fails_the_task_instead_of_hanging() {
+    let (mut procs, addr) = mesh(31, &["Slow:worker:9"], "1000");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slow.toml");
+    std::fs::write(
+        &file,
+        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 20\n",
+    )
+    .unwrap();
+    // Difficulty 20 × 1000 ms: far longer than this test waits.
+    std::fs::write(
+        &file,
+        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 9\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--no-wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).split_whitespace().next().unwrap().to_string();
+    let status = |id: &str| {
+        let out = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
+        json_lines(&out.stdout).pop().unwrap_or_default()
+    };
+    let deadline = Instant::now() + LIMIT;
+    while status(&id)["status"] != "running" {
+        assert!(Instant::now() < deadline, "task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(procs.pop()); // kill -9 the worker process
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let s = status(&id);
+        if s["status"] == "failed" {
+            assert!(s["error"].as_str().unwrap().contains("lost"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "task still {s} after the worker died");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_key_file_keeps_the_peer_id_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    let key_s = key.to_str().unwrap();
+    let args = [
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--key",
+        key_s,
+    ];
+    let first = Proc::start(&args).expect_line("peer id: ");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let second = Proc::start(&args).expect_line("peer id: ");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "[[task]]\nname = \"a\"\nrole = 7\n").unwrap();
+    let cycle = dir.path().join("cycle.toml");
+    std::fs::write(
+        &cycle,
+        "[[task]]\nname='a'\nrole='w'\ndepends_on=['b']\n[[task]]\nname='b'\nrole='w'\ndepends_on=['a']\n",
+    )
+    .unwrap();
+    let unknown_dep = dir.path().join("dep.toml");
+    std::fs::write(
+        &unknown_dep,
+        "[[task]]\nname='a'\nrole='w'\ndepends_on=['ghost']\n",
+    )
+    .unwrap();
+    let (bad, cyc, dep) = (
+        bad_toml.to_str().unwrap(),
+        cycle.to_str().unwrap(),
+        unknown_dep.to_str().unwrap(),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["node", "--bogus"], "--bogus"),
+        (vec!["node", "--join", "not-a-multiaddr"], "invalid value"),
+        (
+            vec!["node", "--worker", "Junior:worker"],
+            "expected NAME:ROLE:SKILL",
+        ),
+        (
+            vec![
+                "submit",
+                "/nonexistent/tasks.toml",
+                "--no-mdns",
+                "--join",
+                "/ip4/127.0.0.1/tcp/1",
+            ],
+            "does not exist",
+        ),
+        (vec!["submit", bad, "--no-mdns"], "bad.toml:3:"),
+        (vec!["submit", cyc, "--no-mdns"], "cycle"),
+        (vec!["submit", dep, "--no-mdns"], "unknown task \"ghost\""),
+        (vec!["status", "not-a-uuid"], "invalid value"),
+        (vec!["workers", "--no-mdns"], "nothing to join"),
+    ];
+    for (args, want) in cases {
+        let out = run(&args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: stderr {err:?} lacks {want:?}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn an_unreachable_mesh_is_reported_not_waited_on_forever() {
+    let out = run(&[
+        "workers",
+        "--join",
+        "/ip4/127.0.0.1/tcp/1",
+        "--no-mdns",
+        "--admin-wait",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no admin"), "{}", text(&out.stderr));
+}

@@ -1,0 +1,325 @@
+//! In-process multi-node tests: real swarms on loopback.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{bounded, test_config, worker_node, Runs, TestWorker};
+use taskmesh::scheduler::SubmitError;
+use taskmesh::{Error, Node, Payload, Playground, Task, TaskError, TaskStatus};
+
+/// A playground admin with no workers of its own, and three remote worker
+/// nodes: Junior (3), Intermediate (6), Senior (9).
+async fn tutorial_mesh(runs: &Runs) -> (Playground, Vec<Node>) {
+    let pg = Playground::play_with(test_config(), vec![]).await.unwrap();
+    let mut nodes = Vec::new();
+    for (name, skill) in [("Junior", 3), ("Intermediate", 6), ("Senior", 9)] {
+        nodes.push(worker_node(pg.node(), vec![TestWorker::shared(name, skill, runs)]).await);
+    }
+    bounded("3 workers register", pg.wait_for_workers(3, common::LIMIT))
+        .await
+        .unwrap();
+    (pg, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tutorial_awards_are_exclusive_skill_respecting_and_best_fit() {
+    let runs = Runs::default();
+    let (pg, nodes) = tutorial_mesh(&runs).await;
+    let skill = |w: &str| match w {
+        "Junior" => 3,
+        "Intermediate" => 6,
+        "Senior" => 9,
+        other => panic!("unknown worker {other}"),
+    };
+    // One at a time, so every worker is idle: best fit is deterministic.
+    let expected = [
+        (2, "Junior"),
+        (5, "Intermediate"),
+        (8, "Senior"),
+        (1, "Junior"),
+        (6, "Intermediate"),
+    ];
+    for (difficulty, winner) in expected {
+        let task = Task::new(format!("d{difficulty}"), "worker", difficulty)
+            .with_input(&difficulty)
+            .unwrap();
+        let r = bounded("task", pg.add_and_execute_task(task, true))
+            .await
+            .unwrap();
+        assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
+        assert_eq!(r.worker.as_deref(), Some(winner), "difficulty {difficulty}");
+        assert_eq!(r.attempts, 1);
+        assert_eq!(
+            runs.of(&r.id),
+            vec![winner.to_string()],
+            "ran exactly once, by the winner"
+        );
+        let auction = r.auction.as_ref().unwrap();
+        assert!(auction.bids.iter().all(|b| b.skill >= difficulty));
+        assert!(!auction.reason.is_empty());
+        assert_eq!(r.output::<u32>().unwrap(), difficulty);
+    }
+    // A concurrent batch: every task exactly once, by a capable worker.
+    let tasks: Vec<Task> = (0..30)
+        .map(|i| Task::new(format!("b{i}"), "worker", 1 + i % 9))
+        .collect();
+    let reports = bounded("batch", pg.execute_batch(tasks)).await.unwrap();
+    for r in &reports {
+        assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
+        let ran = runs.of(&r.id);
+        assert_eq!(ran.len(), 1, "{} ran {ran:?}", r.name);
+        assert!(skill(&ran[0]) >= r.difficulty);
+    }
+    // Difficulty 10: nobody can; a clear error naming the best skill.
+    let r = bounded(
+        "d10",
+        pg.add_and_execute_task(Task::new("d10", "worker", 10), true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, TaskStatus::Failed);
+    match r.error.clone().unwrap() {
+        TaskError::NoCapableWorker {
+            role,
+            difficulty,
+            best_skill,
+            ..
+        } => {
+            assert_eq!((role.as_str(), difficulty, best_skill), ("worker", 10, Some(9)));
+        }
+        e => panic!("unexpected error {e}"),
+    }
+    assert!(runs.of(&r.id).is_empty());
+    drop(nodes);
+    pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_runs_in_order_passes_outputs_and_cascades_failures() {
+    let runs = Runs::default();
+    let (pg, _nodes) = tutorial_mesh(&runs).await;
+    let prep = Task::new("sum-prep", "worker", 1).with_input(&1u64).unwrap();
+    let mids: Vec<Task> = (0..4u64)
+        .map(|i| {
+            Task::new(format!("sum-mid{i}"), "worker", 2)
+                .with_input(&i)
+                .unwrap()
+                .after(&prep)
+        })
+        .collect();
+    let mut agg = Task::new("sum-agg", "worker", 3).with_input(&0u64).unwrap();
+    for m in &mids {
+        agg = agg.after(m);
+    }
+    let failing = Task::new("fail-here", "worker", 1);
+    let child = Task::new("child", "worker", 1).after(&failing);
+    let grandchild = Task::new("grandchild", "worker", 1).after(&child);
+    // Listed in reverse: the admin orders them.
+    let mut batch = vec![grandchild.clone(), child.clone(), failing.clone(), agg.clone()];
+    batch.extend(mids.iter().cloned().rev());
+    batch.push(prep.clone());
+    let reports = bounded("dag", pg.execute_batch(batch)).await.unwrap();
+    let by_name = |n: &str| reports.iter().find(|r| r.name == n).unwrap().clone();
+    // prep=1; mid_i = i + 1; agg = sum(1..=4) = 10.
+    assert_eq!(by_name("sum-agg").output::<u64>().unwrap(), 10);
+    assert_eq!(by_name("sum-mid3").output::<u64>().unwrap(), 4);
+    let f = by_name("fail-here");
+    assert!(matches!(f.error, Some(TaskError::Processing { .. })), "{f:?}");
+    match by_name("child").error.unwrap() {
+        TaskError::DependencyFailed { id, name } => {
+            assert_eq!((id, name.as_str()), (failing.id, "fail-here"))
+        }
+        e => panic!("{e}"),
+    }
+    match by_name("grandchild").error.unwrap() {
+        TaskError::DependencyFailed { name, .. } => assert_eq!(name, "child"),
+        e => panic!("{e}"),
+    }
+    assert!(
+        runs.of(&child.id).is_empty() && runs.of(&grandchild.id).is_empty(),
+        "dependents never ran"
+    );
+    // A new task on an already-failed one fails at once; on a completed one it runs.
+    let late = Task::new("late", "worker", 1).after(&failing);
+    let r = bounded("late", pg.add_and_execute_task(late, true))
+        .await
+        .unwrap();
+    assert!(matches!(r.error, Some(TaskError::DependencyFailed { .. })));
+    let after_ok = Task::new("sum-after", "worker", 1)
+        .with_input(&5u64)
+        .unwrap()
+        .after(&agg);
+    let r = bounded("after", pg.add_and_execute_task(after_ok, true))
+        .await
+        .unwrap();
+    assert_eq!(r.output::<u64>().unwrap(), 15);
+    pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_refused_whole_with_clear_errors() {
+    let runs = Runs::default();
+    let pg = Playground::play_with(test_config(), vec![TestWorker::shared("w", 5, &runs)])
+        .await
+        .unwrap();
+    let mut a = Task::new("a", "worker", 1);
+    let b = Task::new("b", "worker", 1).after(&a);
+    a = a.after(&b);
+    let ok = Task::new("innocent", "worker", 1);
+    let err = pg.submit_batch(vec![ok.clone(), a, b]).await.unwrap_err();
+    assert!(matches!(err, Error::Submit(SubmitError::Cycle { .. })), "{err}");
+    assert!(err.to_string().contains("cycle"), "{err}");
+    assert!(
+        matches!(pg.task(ok.id).await, Err(Error::UnknownTask(_))),
+        "nothing of a refused batch is kept"
+    );
+
+    let orphan = Task::new("orphan", "worker", 1).depends_on(taskmesh::TaskId::random());
+    let err = pg.submit(orphan).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Submit(SubmitError::UnknownDependency { .. })),
+        "{err}"
+    );
+
+    let dup = Task::new("dup", "worker", 1);
+    let err = pg.submit_batch(vec![dup.clone(), dup.clone()]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Submit(SubmitError::DuplicateId { .. })),
+        "{err}"
+    );
+    pg.submit(dup.clone()).await.unwrap();
+    assert!(matches!(
+        pg.submit(dup).await,
+        Err(Error::Submit(SubmitError::DuplicateId { .. }))
+    ));
+    pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_readable_while_running_and_a_killed_worker_fails_its_task() {
+    let runs = Runs::default();
+    let pg = Playground::play_with(test_config(), vec![]).await.unwrap();
+    let worker = worker_node(pg.node(), vec![TestWorker::shared("Doomed", 5, &runs)]).await;
+    bounded("register", pg.wait_for_workers(1, common::LIMIT))
+        .await
+        .unwrap();
+    let id = pg.submit(Task::new("slow-job", "worker", 1)).await.unwrap();
+    // Status at any moment: observe Running while the worker holds it.
+    bounded("running", async {
+        loop {
+            if pg.task(id).await.unwrap().status == TaskStatus::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let listed = pg.connected_workers().await.unwrap();
+    assert_eq!((listed.len(), listed[0].load), (1, 1));
+    drop(worker); // the process "dies": its connection closes
+    let r = bounded("failure, not a hang", pg.wait(id)).await.unwrap();
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert!(
+        matches!(r.error, Some(TaskError::WorkerLost { ref worker, .. }) if worker == "Doomed"),
+        "{r:?}"
+    );
+    bounded("worker dropped from the list", async {
+        while !pg.connected_workers().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_client_submits_and_waits_through_a_non_admin_node() {
+    let runs = Runs::default();
+    let pg = Playground::play_with(test_config(), vec![TestWorker::shared("Local", 9, &runs)])
+        .await
+        .unwrap();
+    let client = Node::start(
+        test_config()
+            .not_admin()
+            .join(pg.node().listen_addrs()[0].clone()),
+        vec![],
+    )
+    .await
+    .unwrap();
+    bounded("client sees admin", client.wait_for_admin(common::LIMIT))
+        .await
+        .unwrap();
+    let t = Task::new("echo", "worker", 3).with_payload(Payload::from_bytes(b"hi".to_vec()));
+    let r = bounded("remote task", client.add_and_execute_task(t, true))
+        .await
+        .unwrap();
+    assert_eq!(r.output.unwrap().as_bytes(), b"hi");
+    assert_eq!(client.connected_workers().await.unwrap().len(), 1);
+    let unknown = taskmesh::TaskId::random();
+    assert!(matches!(client.task(unknown).await, Err(Error::UnknownTask(_))));
+    assert!(matches!(
+        client.wait(unknown).await,
+        Err(Error::Refused(_) | Error::UnknownTask(_))
+    ));
+    client.shutdown().await;
+    pg.shutdown().await;
+}
+
+/// Four admin-eligible nodes started at once, fully connected.
+async fn four_nodes() -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..4u64 {
+        let mut cfg = test_config().with_seed(100 + i);
+        for n in &nodes {
+            cfg = cfg.join(n.listen_addrs()[0].clone());
+        }
+        nodes.push(Node::start(cfg, vec![]).await.unwrap());
+    }
+    nodes
+}
+
+/// Waits until every node names the same admin among `nodes`; returns it.
+async fn agreed_admin(nodes: &[&Node]) -> taskmesh::PeerId {
+    bounded("one agreed admin", async {
+        loop {
+            let admins: HashSet<_> = nodes.iter().map(|n| n.state().admin).collect();
+            let claimants = nodes.iter().filter(|n| n.state().is_admin).count();
+            if admins.len() == 1 && claimants == 1 {
+                if let Some(Some(a)) = admins.into_iter().next() {
+                    return a;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_simultaneous_nodes_elect_one_admin_and_fail_over_when_it_leaves() {
+    let nodes = four_nodes().await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let admin = agreed_admin(&refs).await;
+    // It stays the only admin for a while (no flapping).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(agreed_admin(&refs).await, admin);
+
+    let (leaving, staying): (Vec<Node>, Vec<Node>) = nodes.into_iter().partition(|n| n.peer_id() == admin);
+    let started = std::time::Instant::now();
+    for n in leaving {
+        n.shutdown().await;
+    }
+    let refs: Vec<&Node> = staying.iter().collect();
+    let next = agreed_admin(&refs).await;
+    assert_ne!(next, admin);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failover took {:?}",
+        started.elapsed()
+    );
+    for n in staying {
+        n.shutdown().await;
+    }
+}
