@@ -99,9 +99,187 @@ impl Worker for EchoWorker {
     }
 }
 
+/// A command worker: runs a program the operator configured for every task
+/// it wins. The program gets the task input on stdin, followed by the
+/// outputs of the task's dependencies in dependency order; its stdout is the
+/// task's output. A non-zero exit is a task error carrying the exit status
+/// and the tail of stderr; a task timeout kills the program.
+///
+/// Nothing a peer sends chooses the program or its arguments: they are fixed
+/// when the node starts. The task's id, name, difficulty and attempt are in
+/// the environment as `TASKMESH_TASK_ID`, `TASKMESH_TASK_NAME`,
+/// `TASKMESH_DIFFICULTY` and `TASKMESH_ATTEMPT`.
+#[derive(Clone, Debug)]
+pub struct CommandWorker {
+    /// Name, role, skill and slots.
+    pub spec: WorkerArg,
+    /// The program to run.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Largest output kept; a program that writes more fails the task.
+    pub max_output: usize,
+}
+
+/// How much of stderr a failed command's error keeps.
+const STDERR_TAIL: usize = 2048;
+
+impl CommandWorker {
+    /// A command worker for `spec` running `program` with `args`.
+    pub fn new(spec: WorkerArg, program: impl Into<String>, args: Vec<String>) -> Self {
+        CommandWorker {
+            spec,
+            program: program.into(),
+            args,
+            max_output: 64 << 20,
+        }
+    }
+
+    async fn run(&self, req: &TaskRequest) -> Result<Vec<u8>, ProcessError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .env("TASKMESH_TASK_ID", req.id.to_string())
+            .env("TASKMESH_TASK_NAME", &req.name)
+            .env("TASKMESH_DIFFICULTY", req.difficulty.to_string())
+            .env("TASKMESH_ATTEMPT", req.attempt.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ProcessError::msg(format!("cannot start {}: {e}", self.program)))?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ProcessError::msg("child pipes missing"));
+        };
+        let mut input = req.input.as_bytes().to_vec();
+        for d in &req.deps {
+            input.extend_from_slice(d.output.as_bytes());
+        }
+        // Feed stdin while reading stdout and stderr, so no pipe fills up.
+        let feed = async move {
+            // A program may exit without reading its input: not an error.
+            let _ = stdin.write_all(&input).await;
+            drop(stdin);
+        };
+        let limit = self.max_output as u64 + 1;
+        let read_out = async move {
+            let mut buf = Vec::new();
+            stdout.take(limit).read_to_end(&mut buf).await.map(|_| buf)
+        };
+        let read_err = async move {
+            let mut buf = Vec::new();
+            let _ = stderr.take(1 << 20).read_to_end(&mut buf).await;
+            buf
+        };
+        let ((), out, err) = tokio::join!(feed, read_out, read_err);
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| ProcessError::msg(format!("waiting for {}: {e}", self.program)))?;
+        let out = out.map_err(|e| ProcessError::msg(format!("reading output of {}: {e}", self.program)))?;
+        if !status.success() {
+            let tail = &err[err.len().saturating_sub(STDERR_TAIL)..];
+            let tail = String::from_utf8_lossy(tail);
+            return Err(ProcessError::msg(format!(
+                "{} exited with {status}; stderr: {}",
+                self.program,
+                tail.trim_end()
+            )));
+        }
+        if out.len() > self.max_output {
+            return Err(ProcessError::msg(format!(
+                "{} wrote more than {} bytes",
+                self.program, self.max_output
+            )));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for CommandWorker {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+    fn role(&self) -> &str {
+        &self.spec.role
+    }
+    fn skill(&self) -> u32 {
+        self.spec.skill
+    }
+    fn slots(&self) -> u32 {
+        self.spec.slots
+    }
+    async fn process(&self, req: TaskRequest) -> Result<Payload, ProcessError> {
+        self.run(&req).await.map(Payload::from_bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(input: &[u8]) -> TaskRequest {
+        TaskRequest {
+            id: crate::TaskId::random(),
+            name: "t".into(),
+            role: "r".into(),
+            difficulty: 1,
+            attempt: 1,
+            input: Payload::from_bytes(input.to_vec()),
+            deps: vec![crate::scheduler::DepOutput {
+                id: crate::TaskId::random(),
+                name: "dep".into(),
+                output: Payload::from_bytes(b" and more".to_vec()),
+            }],
+        }
+    }
+
+    fn spec() -> WorkerArg {
+        "c:r:1".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn command_worker_pipes_input_and_dependencies_through_the_program() {
+        let w = CommandWorker::new(spec(), "tr", vec!["a-z".into(), "A-Z".into()]);
+        let out = w.process(request(b"hello")).await.unwrap();
+        assert_eq!(out.as_bytes(), b"HELLO AND MORE");
+    }
+
+    #[tokio::test]
+    async fn command_worker_reports_exit_status_and_stderr_tail() {
+        let script = "echo doomed >&2; echo partial; exit 3".to_string();
+        let w = CommandWorker::new(spec(), "sh", vec!["-c".into(), script]);
+        let err = w.process(request(b"")).await.unwrap_err().to_string();
+        assert!(err.contains("exit status: 3") && err.contains("doomed"), "{err}");
+        let missing = CommandWorker::new(spec(), "/nonexistent/program", vec![]);
+        assert!(missing
+            .process(request(b""))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("cannot start"));
+    }
+
+    #[tokio::test]
+    async fn command_worker_refuses_oversize_output_and_sees_its_environment() {
+        let mut w = CommandWorker::new(
+            spec(),
+            "sh",
+            vec!["-c".into(), "printf %s \"$TASKMESH_TASK_NAME\"".into()],
+        );
+        assert_eq!(w.process(request(b"")).await.unwrap().as_bytes(), b"t");
+        w.max_output = 0;
+        assert!(w
+            .process(request(b""))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("more than 0 bytes"));
+    }
 
     #[test]
     fn worker_args_parse_or_explain() {

@@ -1,9 +1,11 @@
 //! A mesh node: starts the swarm and its event loop, and hands out cheap
 //! cloneable handles to talk to it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{identity, Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -162,7 +164,14 @@ impl NodeHandle {
 
     /// Waits until every task has completed or failed; reports in `ids` order.
     pub async fn wait_all(&self, ids: Vec<TaskId>) -> Result<Vec<TaskReport>, Error> {
-        self.call(|r| Command::Await(ids, r)).await
+        self.call(|r| Command::Await(ids, false, r)).await
+    }
+
+    /// Waits until at least one of the tasks has completed or failed, and
+    /// returns the reports of all that have (in `ids` order): a way to follow
+    /// a batch's progress without polling.
+    pub async fn wait_any(&self, ids: Vec<TaskId>) -> Result<Vec<TaskReport>, Error> {
+        self.call(|r| Command::Await(ids, true, r)).await
     }
 
     /// Submits a batch and waits for all of it; reports in submission order.
@@ -189,6 +198,11 @@ impl NodeHandle {
     /// The workers connected to the admin, with their current load.
     pub async fn connected_workers(&self) -> Result<Vec<WorkerInfo>, Error> {
         self.call(Command::Workers).await
+    }
+
+    /// The admin and the peers connected to it, with the workers each hosts.
+    pub async fn peers(&self) -> Result<Vec<crate::protocol::PeerInfo>, Error> {
+        self.call(Command::Peers).await
     }
 
     /// Dials another node.
@@ -265,17 +279,21 @@ impl Node {
                 .listen_on(addr.clone())
                 .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
         }
+        let mut joining = HashMap::new();
         for addr in &cfg.join {
+            let opts = DialOpts::from(addr.clone());
+            let id = opts.connection_id();
             swarm
-                .dial(addr.clone())
+                .dial(opts)
                 .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")))?;
+            joining.insert(id, addr.clone());
         }
         let listens = cfg.listen.len();
         let (tx, rx) = mpsc::channel(1024);
         let (state_tx, state_rx) = watch::channel(NodeState::default());
         let span = tracing::info_span!("node", peer = %short(&peer_id));
         let task = tokio::spawn(
-            EventLoop::new(swarm, cfg, runtime, rx, state_tx)
+            EventLoop::new(swarm, cfg, runtime, rx, state_tx, joining)
                 .run()
                 .instrument(span),
         );

@@ -64,6 +64,21 @@ pub struct AssignAnswer {
     pub reason: Option<String>,
 }
 
+/// A peer as the admin sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer id (base58).
+    pub peer: String,
+    /// True for the admin itself.
+    pub is_admin: bool,
+    /// Names of the workers it hosts (registered with the admin).
+    pub workers: Vec<String>,
+    /// Addresses it listens on, as it told the admin (with `/p2p/`).
+    pub addrs: Vec<String>,
+    /// Its software, as it announced itself (e.g. `taskmesh/0.1.0`).
+    pub agent: Option<String>,
+}
+
 /// Requests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -104,16 +119,21 @@ pub enum Request {
         /// The tasks asked about.
         ids: Vec<TaskId>,
     },
-    /// Client → admin: answer once all these tasks are final, or after
-    /// `max_wait_ms` with whatever is known then.
+    /// Client → admin: answer once all these tasks are final (or, with
+    /// `any`, once at least one is), or after `max_wait_ms` with whatever is
+    /// known then. The answer carries the reports of the final tasks.
     Await {
         /// The tasks waited on.
         ids: Vec<TaskId>,
         /// The longest the admin may hold the request.
         max_wait_ms: u64,
+        /// Answer as soon as any one of the tasks is final.
+        any: bool,
     },
     /// Client → admin: the connected workers.
     Workers,
+    /// Client → admin: the peers connected to the admin.
+    Peers,
 }
 
 /// Responses.
@@ -136,6 +156,8 @@ pub enum Response {
     Reports(Vec<Option<TaskReport>>),
     /// The connected workers.
     Workers(Vec<WorkerInfo>),
+    /// The admin and the peers connected to it.
+    Peers(Vec<PeerInfo>),
     /// The request was understood but refused (stale term, bad input).
     Refused(String),
 }

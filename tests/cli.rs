@@ -316,5 +316,5 @@ fn an_unreachable_mesh_is_reported_not_waited_on_forever() {
         "1",
     ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("no admin"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot reach the mesh"), "{}", text(&out.stderr));
 }

@@ -1,5 +1,6 @@
 //! Command-line definitions and the code behind each subcommand.
 
+mod config;
 mod node;
 mod output;
 mod submit;
@@ -45,36 +46,40 @@ pub enum Command {
     Status(submit::StatusArgs),
     /// List the workers connected to the admin.
     Workers(submit::WorkersArgs),
+    /// List the peers connected to the admin, with the workers each hosts.
+    Peers(submit::PeersArgs),
 }
 
 /// Options shared by every command that joins a mesh.
 #[derive(Args, Debug, Clone)]
 pub struct MeshArgs {
-    /// Peer to join (repeatable): a multiaddr such as
-    /// /ip4/192.168.1.20/tcp/7411/p2p/12D3Koo…
+    /// Peer to join (repeatable): a multiaddr with its peer id, as printed by
+    /// `taskmesh node`, e.g. /ip4/192.168.1.20/tcp/7411/p2p/12D3KooW…
     #[arg(long = "join", value_name = "MULTIADDR")]
     pub join: Vec<Multiaddr>,
-    /// Do not discover peers on the LAN with mDNS.
+    /// Do not discover peers on the LAN with mDNS (on by default).
     #[arg(long)]
     pub no_mdns: bool,
-    /// Mesh name: peers only talk within the same mesh.
-    #[arg(long, default_value = "default")]
-    pub mesh: String,
-    /// How long to wait for an admin to be elected, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
-    pub admin_wait: f64,
+    /// Mesh name: peers only talk within the same mesh [default: default].
+    #[arg(long, value_name = "NAME")]
+    pub mesh: Option<String>,
+    /// Seconds to wait for an admin to be elected [default: 15].
+    #[arg(long, value_name = "SECS")]
+    pub admin_wait: Option<f64>,
 }
 
 impl MeshArgs {
     /// A node configuration with these options applied.
     pub fn config(&self) -> anyhow::Result<NodeConfig> {
         let mut cfg = NodeConfig {
-            mesh: self.mesh.clone(),
+            mesh: self.mesh.clone().unwrap_or_else(|| "default".into()),
             join: self.join.clone(),
             mdns: !self.no_mdns,
             ..Default::default()
         };
-        cfg.admin_wait = secs(self.admin_wait).context("--admin-wait")?;
+        if let Some(w) = self.admin_wait {
+            cfg.admin_wait = secs(w).context("--admin-wait")?;
+        }
         Ok(cfg)
     }
 }
@@ -109,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(a) => submit::run(a).await,
         Command::Status(a) => submit::status(a).await,
         Command::Workers(a) => submit::workers(a).await,
+        Command::Peers(a) => submit::peers(a).await,
     }
 }
 

@@ -8,86 +8,128 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use taskmesh::builtin::{EchoWorker, WorkerArg};
+use taskmesh::builtin::{CommandWorker, EchoWorker, WorkerArg};
 use taskmesh::{identity, Multiaddr, Node, Worker};
 
+use super::config::{exec_entry, NodeFile};
 use super::{secs, MeshArgs};
 
-/// Options of `taskmesh node`.
+/// The port a node listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7411;
+
+/// Options of `taskmesh node`. Each can also come from `--config FILE`;
+/// a flag given here overrides the file.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Address to listen on (repeatable). Use tcp/0 for any free port.
-    #[arg(
-        long = "listen",
-        value_name = "MULTIADDR",
-        default_value = "/ip4/0.0.0.0/tcp/7411"
-    )]
+    /// TOML file with any of these options (keys: listen, join, mdns, mesh,
+    /// key, seed, admin, admin_priority, admin_wait, workers, [[exec]],
+    /// work_ms, no_worker_timeout, grace).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/7411].
+    /// Use tcp/0 for any free port.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
     #[command(flatten)]
     pub mesh: MeshArgs,
-    /// Identity file (ed25519, created with mode 0600 if missing): the peer
-    /// id survives restarts.
+    /// Identity file (ed25519, created with mode 0600 if missing), so the
+    /// peer id survives restarts.
     #[arg(long, value_name = "FILE", conflicts_with = "seed")]
     pub key: Option<PathBuf>,
     /// Derive the identity from a number (demos and tests; not secret).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Built-in worker NAME:ROLE:SKILL[:SLOTS] (repeatable): works for
+    /// Built-in worker NAME:ROLE:SKILL[:SLOTS] (repeatable): spends
     /// difficulty × --work-ms, then echoes its input.
     #[arg(long = "worker", value_name = "NAME:ROLE:SKILL[:SLOTS]")]
     pub workers: Vec<WorkerArg>,
-    /// Milliseconds a built-in worker spends per point of difficulty.
-    #[arg(long, value_name = "MS", default_value_t = 10)]
-    pub work_ms: u64,
+    /// Command worker NAME:ROLE:SKILL[:SLOTS] (repeatable) running the
+    /// program given after `--`: task input (then dependency outputs) on
+    /// stdin, stdout is the output, a non-zero exit fails the task with its
+    /// status and the tail of stderr.
+    #[arg(long = "exec", value_name = "NAME:ROLE:SKILL[:SLOTS]", requires = "command")]
+    pub exec: Vec<WorkerArg>,
+    /// The program (and its arguments) for --exec workers.
+    #[arg(last = true, value_name = "PROGRAM ARGS")]
+    pub command: Vec<String>,
+    /// Milliseconds a built-in worker spends per point of difficulty [default: 10].
+    #[arg(long, value_name = "MS")]
+    pub work_ms: Option<u64>,
     /// Never become admin.
     #[arg(long)]
     pub no_admin: bool,
-    /// Preference to be admin (0-255; higher wins elections).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub admin_priority: u8,
-    /// Seconds a task may wait for a capable worker before failing.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub no_worker_timeout: f64,
-    /// Seconds to let running tasks finish on Ctrl-C or SIGTERM.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub grace: f64,
+    /// Preference to be admin, 0-255: higher wins elections [default: 0].
+    #[arg(long, value_name = "N")]
+    pub admin_priority: Option<u8>,
+    /// Seconds a task may wait for a capable worker before failing [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub no_worker_timeout: Option<f64>,
+    /// Seconds to let running tasks finish on Ctrl-C or SIGTERM [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub grace: Option<f64>,
+}
+
+/// Flags over file over defaults.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+/// A non-empty flag list over the file's list.
+fn pick_list<T>(flag: Vec<T>, file: Option<Vec<T>>) -> Vec<T> {
+    if flag.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flag
+    }
 }
 
 pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = a.mesh.config()?;
-    cfg.listen = a.listen.clone();
-    cfg.keypair = Some(match (&a.key, a.seed) {
-        (Some(path), _) => load_or_create_key(path)?,
-        (None, Some(seed)) => taskmesh::keypair_from_seed(seed),
-        (None, None) => identity::Keypair::generate_ed25519(),
+    let file = match &a.config {
+        Some(path) => NodeFile::load(path)?,
+        None => NodeFile::default(),
+    };
+    let mut mesh = a.mesh.clone();
+    mesh.join = pick_list(mesh.join, file.join.clone());
+    mesh.no_mdns = mesh.no_mdns || file.mdns == Some(false);
+    mesh.mesh = mesh.mesh.or(file.mesh.clone());
+    mesh.admin_wait = mesh.admin_wait.or(file.admin_wait);
+    let mut cfg = mesh.config()?;
+    let default_listen = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+        .parse()
+        .expect("valid multiaddr");
+    cfg.listen = pick_list(a.listen.clone(), file.listen.clone());
+    if cfg.listen.is_empty() {
+        cfg.listen = vec![default_listen];
+    }
+    cfg.keypair = Some(match (&a.key, a.seed, &file.key, file.seed) {
+        (Some(path), _, _, _) => load_or_create_key(path)?,
+        (None, Some(seed), _, _) => taskmesh::keypair_from_seed(seed),
+        (None, None, Some(path), _) => load_or_create_key(path)?,
+        (None, None, None, Some(seed)) => taskmesh::keypair_from_seed(seed),
+        (None, None, None, None) => identity::Keypair::generate_ed25519(),
     });
-    cfg.election.eligible = !a.no_admin;
-    cfg.election.priority = a.admin_priority;
-    cfg.scheduler.no_worker_timeout = secs(a.no_worker_timeout).context("--no-worker-timeout")?;
-    let grace = secs(a.grace).context("--grace")?;
-    let step = Duration::from_millis(a.work_ms);
-    let workers: Vec<Arc<dyn Worker>> = a
-        .workers
-        .iter()
-        .map(|spec| {
-            Arc::new(EchoWorker {
-                spec: spec.clone(),
-                step,
-            }) as Arc<dyn Worker>
-        })
-        .collect();
-    let node = Node::start(cfg, workers).await?;
+    cfg.election.eligible = !a.no_admin && file.admin != Some(false);
+    cfg.election.priority = pick(a.admin_priority, file.admin_priority, 0);
+    let no_worker = pick(a.no_worker_timeout, file.no_worker_timeout, 5.0);
+    cfg.scheduler.no_worker_timeout = secs(no_worker).context("--no-worker-timeout")?;
+    let grace = secs(pick(a.grace, file.grace, 10.0)).context("--grace")?;
+    let step = Duration::from_millis(pick(a.work_ms, file.work_ms, 10));
+    let workers = build_workers(&a, &file, step)?;
+    let node = Node::start(cfg, workers.iter().map(|(w, _)| w.clone()).collect()).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "peer id: {}", node.peer_id())?;
         for addr in node.listen_addrs() {
             writeln!(out, "listening on {addr}")?;
         }
-        for w in &a.workers {
+        for (w, what) in &workers {
             writeln!(
                 out,
-                "worker {} (role {}, skill {}, slots {})",
-                w.name, w.role, w.skill, w.slots
+                "worker {} (role {}, skill {}, slots {}): {what}",
+                w.name(),
+                w.role(),
+                w.skill(),
+                w.slots()
             )?;
         }
         out.flush()?;
@@ -96,6 +138,45 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(?grace, "signal received; shutting down");
     node.shutdown_with_grace(grace).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's workers, each with a word on what it runs.
+fn build_workers(
+    a: &NodeArgs,
+    file: &NodeFile,
+    step: Duration,
+) -> anyhow::Result<Vec<(Arc<dyn Worker>, String)>> {
+    let mut out: Vec<(Arc<dyn Worker>, String)> = Vec::new();
+    let builtin = if a.workers.is_empty() {
+        file.worker_args()?
+    } else {
+        a.workers.clone()
+    };
+    for spec in builtin {
+        out.push((Arc::new(EchoWorker { spec, step }), "built-in echo".into()));
+    }
+    if a.exec.is_empty() {
+        for e in &file.exec {
+            let (spec, program, args) = exec_entry(e)?;
+            let what = format!("runs {}", e.command.join(" "));
+            out.push((Arc::new(CommandWorker::new(spec, program, args)), what));
+        }
+    } else {
+        let Some((program, args)) = a.command.split_first() else {
+            bail!("--exec needs a program after `--`, e.g. --exec hasher:hash:5 -- sha256sum");
+        };
+        for spec in &a.exec {
+            let what = format!("runs {}", a.command.join(" "));
+            out.push((
+                Arc::new(CommandWorker::new(spec.clone(), program.clone(), args.to_vec())),
+                what,
+            ));
+        }
+    }
+    if !a.command.is_empty() && a.exec.is_empty() {
+        bail!("a program after `--` needs at least one --exec NAME:ROLE:SKILL[:SLOTS]");
+    }
+    Ok(out)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -58,6 +58,25 @@ pub fn task_table(reports: &[TaskReport]) {
     }
 }
 
+/// One row per peer.
+pub fn peer_table(peers: &[taskmesh::protocol::PeerInfo]) {
+    println!("{:52}  {:6}  {:24}  ADDRESS", "PEER", "ROLE", "WORKERS");
+    for p in peers {
+        let role = match (p.is_admin, p.workers.is_empty()) {
+            (true, _) => "admin",
+            (false, true) => "peer",
+            (false, false) => "worker",
+        };
+        let workers = if p.workers.is_empty() {
+            "-".to_string()
+        } else {
+            p.workers.join(",")
+        };
+        let addr = p.addrs.first().map_or("-", |a| a.as_str());
+        println!("{:52}  {:6}  {:24}  {addr}", p.peer, role, workers);
+    }
+}
+
 /// One row per worker.
 pub fn worker_table(workers: &[WorkerInfo]) {
     println!(
@@ -130,6 +149,13 @@ impl JsonLine for TaskReport {
             error: self.error.as_ref().map(|e| e.to_string()),
         };
         serde_json::to_writer(out, &line)?;
+        Ok(())
+    }
+}
+
+impl JsonLine for taskmesh::protocol::PeerInfo {
+    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        serde_json::to_writer(out, self)?;
         Ok(())
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use taskmesh::{Node, TaskId};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use taskmesh::{Node, TaskId, TaskReport};
 
 use super::output;
 use super::{existing, secs, MeshArgs};
@@ -45,6 +48,16 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Options of `taskmesh peers`.
+#[derive(Args, Debug)]
+pub struct PeersArgs {
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `taskmesh workers`.
 #[derive(Args, Debug)]
 pub struct WorkersArgs {
@@ -56,6 +69,7 @@ pub struct WorkersArgs {
 }
 
 /// Starts a client node (no workers, never admin) and waits for an admin.
+/// Fails fast when every `--join` address is unreachable and mDNS is off.
 async fn client(mesh: &MeshArgs) -> anyhow::Result<Node> {
     if mesh.join.is_empty() && mesh.no_mdns {
         anyhow::bail!("nothing to join: give --join MULTIADDR or allow mDNS");
@@ -63,10 +77,23 @@ async fn client(mesh: &MeshArgs) -> anyhow::Result<Node> {
     let mut cfg = mesh.config()?.not_admin();
     cfg.listen = vec![];
     let wait = cfg.admin_wait;
+    let joins = cfg.join.len();
+    let only_joins = !cfg.mdns;
     let node = Node::start(cfg, vec![]).await?;
-    node.wait_for_admin(wait)
+    let state = node
+        .wait_for_state(wait, |s| {
+            s.admin.is_some() || (only_joins && s.failed_joins.len() == joins)
+        })
         .await
-        .with_context(|| format!("no admin found within {wait:?}"))?;
+        .map_err(|_| anyhow::anyhow!("no admin found within {wait:?}; is the mesh reachable?"))?;
+    if state.admin.is_none() {
+        let why: Vec<String> = state
+            .failed_joins
+            .iter()
+            .map(|(a, e)| format!("{a}: {e}"))
+            .collect();
+        anyhow::bail!("cannot reach the mesh: {}", why.join("; "));
+    }
     Ok(node)
 }
 
@@ -88,7 +115,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
-    let wait = node.wait_all(ids);
+    let wait = follow(&node, ids);
     let reports = match a.timeout {
         Some(t) => {
             let limit = secs(t).context("--timeout")?;
@@ -143,6 +170,100 @@ pub async fn workers(a: WorkersArgs) -> anyhow::Result<ExitCode> {
         output::json_lines(&workers)?;
     } else {
         output::worker_table(&workers);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for every task, showing progress on stderr as tasks finish: a bar
+/// on a terminal, one line per finished task otherwise.
+async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Vec<TaskReport>> {
+    let mut progress = Progress::new(ids.len());
+    let mut done: HashMap<TaskId, TaskReport> = HashMap::new();
+    let mut pending = ids.clone();
+    while !pending.is_empty() {
+        for r in node.wait_any(pending.clone()).await? {
+            progress.finished(&r);
+            done.insert(r.id, r);
+        }
+        pending.retain(|id| !done.contains_key(id));
+        // Each round names every pending id: pace the rounds so a large
+        // batch does not turn progress into a flood of requests.
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    progress.close();
+    Ok(ids.iter().filter_map(|id| done.remove(id)).collect())
+}
+
+/// Progress on stderr.
+struct Progress {
+    total: usize,
+    ok: usize,
+    failed: usize,
+    bar: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal();
+        let p = Progress {
+            total,
+            ok: 0,
+            failed: 0,
+            bar,
+        };
+        p.draw();
+        p
+    }
+
+    fn finished(&mut self, r: &TaskReport) {
+        if r.succeeded() {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.bar {
+            return self.draw();
+        }
+        let who = r.worker.as_deref().unwrap_or("-");
+        let n = self.ok + self.failed;
+        eprintln!(
+            "[{n}/{}] {} {} (worker {who}, {} ms)",
+            self.total, r.name, r.status, r.elapsed_ms
+        );
+    }
+
+    fn draw(&self) {
+        if !self.bar {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let done = self.ok + self.failed;
+        let filled = (done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
+        let (bar, rest) = ("#".repeat(filled), ".".repeat(WIDTH - filled));
+        eprint!(
+            "\r[{bar}{rest}] {done}/{} done, {} failed",
+            self.total, self.failed
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn close(&self) {
+        if self.bar {
+            eprintln!();
+        }
+    }
+}
+
+pub async fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
+    let node = client(&a.mesh).await?;
+    let peers = node.peers().await?;
+    node.shutdown().await;
+    if a.json {
+        output::json_lines(&peers)?;
+    } else {
+        output::peer_table(&peers);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -127,6 +127,46 @@ impl EventLoop {
         ids.iter().map(|id| state.sched.report_of(id, now)).collect()
     }
 
+    /// This node and every connected peer, with the workers each hosts.
+    pub(super) fn admin_peers(&self) -> Vec<crate::protocol::PeerInfo> {
+        let workers = self.admin_workers();
+        let hosted = |p: &libp2p::PeerId| -> Vec<String> {
+            let node = super::node_id(p);
+            workers
+                .iter()
+                .filter(|w| w.node == node)
+                .map(|w| w.name.clone())
+                .collect()
+        };
+        let me = crate::protocol::PeerInfo {
+            peer: self.me.to_string(),
+            is_admin: true,
+            workers: hosted(&self.me),
+            addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            agent: Some(format!("taskmesh/{}", env!("CARGO_PKG_VERSION"))),
+        };
+        let others = self.swarm.connected_peers().map(|p| {
+            let meta = self.peer_meta.get(p).cloned().unwrap_or_default();
+            crate::protocol::PeerInfo {
+                peer: p.to_string(),
+                is_admin: false,
+                workers: hosted(p),
+                addrs: meta.addrs.iter().map(|a| a.to_string()).collect(),
+                agent: (!meta.agent.is_empty()).then_some(meta.agent),
+            }
+        });
+        std::iter::once(me).chain(others).collect()
+    }
+
+    /// Reports of the tasks among `ids` that are final, in `ids` order.
+    fn final_reports(&self, ids: &[TaskId]) -> Vec<TaskReport> {
+        self.admin_reports(ids)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.status.is_final())
+            .collect()
+    }
+
     pub(super) fn admin_workers(&self) -> Vec<crate::task::WorkerInfo> {
         self.sched.as_ref().map(|s| s.sched.workers()).unwrap_or_default()
     }
@@ -136,6 +176,7 @@ impl EventLoop {
     pub(super) fn admin_await(
         &mut self,
         ids: Vec<TaskId>,
+        any: bool,
         answer: Answer<Vec<TaskReport>>,
         max_wait: Option<Duration>,
     ) {
@@ -152,8 +193,8 @@ impl EventLoop {
                 Some(_) => {}
             }
         }
-        if remaining == 0 {
-            let reports = self.admin_reports(&ids).into_iter().flatten().collect();
+        if remaining == 0 || (any && remaining < ids.len()) {
+            let reports = self.final_reports(&ids);
             return self.answer(answer, reports, wire_reports);
         }
         let token = state.next_token;
@@ -166,6 +207,8 @@ impl EventLoop {
         if let Some(d) = max_wait {
             state.wait_deadlines.insert((Instant::now() + d, token));
         }
+        // Waiting for any one: the first final task answers.
+        let remaining = if any { 1 } else { remaining };
         state.waiters.insert(
             token,
             Waiter {
@@ -203,9 +246,8 @@ impl EventLoop {
             }
             state.wait_deadlines.pop_first();
             if let Some(w) = state.waiters.remove(&token) {
-                let reports: Vec<Option<TaskReport>> = self.admin_reports(&w.ids);
-                let complete: Vec<TaskReport> = reports.iter().flatten().cloned().collect();
-                self.answer(w.answer, complete, |_| Response::Reports(reports));
+                let reports = self.final_reports(&w.ids);
+                self.answer(w.answer, reports, wire_reports);
             }
         }
     }
@@ -286,7 +328,7 @@ impl EventLoop {
             }
         }
         for w in done {
-            let reports: Vec<TaskReport> = self.admin_reports(&w.ids).into_iter().flatten().collect();
+            let reports = self.final_reports(&w.ids);
             self.answer(w.answer, reports, wire_reports);
         }
     }

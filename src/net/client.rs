@@ -29,6 +29,7 @@ impl ClientOp {
             ClientOp::Status(_, r) => drop(r.send(Err(e))),
             ClientOp::Await { reply, .. } => drop(reply.send(Err(e))),
             ClientOp::Workers(r) => drop(r.send(Err(e))),
+            ClientOp::Peers(r) => drop(r.send(Err(e))),
         }
     }
 }
@@ -58,11 +59,13 @@ impl EventLoop {
         let req = match &op {
             ClientOp::Submit(tasks, _) => Request::Submit { tasks: tasks.clone() },
             ClientOp::Status(ids, _) => Request::Status { ids: ids.clone() },
-            ClientOp::Await { ids, done, .. } => Request::Await {
+            ClientOp::Await { ids, any, done, .. } => Request::Await {
                 ids: ids.iter().filter(|id| !done.contains_key(id)).copied().collect(),
                 max_wait_ms: AWAIT_SLICE.as_millis() as u64,
+                any: *any,
             },
             ClientOp::Workers(_) => Request::Workers,
+            ClientOp::Peers(_) => Request::Peers,
         };
         self.send(admin, req, Pending::Client(op, deadline));
     }
@@ -73,9 +76,12 @@ impl EventLoop {
             ClientOp::Status(ids, reply) => {
                 let _ = reply.send(Ok(self.admin_reports(&ids)));
             }
-            ClientOp::Await { ids, done, reply } if done.is_empty() => {
-                self.admin_await(ids, Answer::Local(reply), None)
-            }
+            ClientOp::Await {
+                ids,
+                any,
+                done,
+                reply,
+            } if done.is_empty() => self.admin_await(ids, any, Answer::Local(reply), None),
             // Became admin midway through a remote wait: the old admin's
             // tasks are not known here.
             ClientOp::Await { reply, .. } => {
@@ -83,6 +89,9 @@ impl EventLoop {
             }
             ClientOp::Workers(reply) => {
                 let _ = reply.send(Ok(self.admin_workers()));
+            }
+            ClientOp::Peers(reply) => {
+                let _ = reply.send(Ok(self.admin_peers()));
             }
         }
     }
@@ -114,17 +123,31 @@ impl EventLoop {
             (ClientOp::Submit(_, r), Response::Submitted(res)) => drop(r.send(res.map_err(Error::Submit))),
             (ClientOp::Status(_, r), Response::Reports(rs)) => drop(r.send(Ok(rs))),
             (ClientOp::Workers(r), Response::Workers(ws)) => drop(r.send(Ok(ws))),
-            (ClientOp::Await { ids, mut done, reply }, Response::Reports(rs)) => {
+            (ClientOp::Peers(r), Response::Peers(ps)) => drop(r.send(Ok(ps))),
+            (
+                ClientOp::Await {
+                    ids,
+                    any,
+                    mut done,
+                    reply,
+                },
+                Response::Reports(rs),
+            ) => {
                 for r in rs.into_iter().flatten() {
                     if r.status.is_final() {
                         done.insert(r.id, r);
                     }
                 }
-                if ids.iter().all(|id| done.contains_key(id)) {
+                if ids.iter().all(|id| done.contains_key(id)) || (any && !done.is_empty()) {
                     let reports = collect(&ids, &mut done);
                     let _ = reply.send(Ok(reports));
                 } else {
-                    self.route(ClientOp::Await { ids, done, reply });
+                    self.route(ClientOp::Await {
+                        ids,
+                        any,
+                        done,
+                        reply,
+                    });
                 }
             }
             (op, other) => op.fail(Error::Protocol(format!(

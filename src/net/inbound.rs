@@ -88,9 +88,17 @@ impl EventLoop {
                 let reports = self.admin_reports(&ids);
                 self.respond(channel, Response::Reports(reports));
             }
-            Request::Await { ids, max_wait_ms } => {
+            Request::Await {
+                ids,
+                max_wait_ms,
+                any,
+            } => {
                 let wait = Duration::from_millis(max_wait_ms).min(MAX_AWAIT);
-                self.admin_await(ids, Answer::Remote(channel), Some(wait));
+                self.admin_await(ids, any, Answer::Remote(channel), Some(wait));
+            }
+            Request::Peers => {
+                let peers = self.admin_peers();
+                self.respond(channel, Response::Peers(peers));
             }
             Request::Workers => {
                 let workers = self.admin_workers();

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::election::{Election, ElectionInput, ElectionOutput};
 use crate::node::NodeConfig;
-use crate::protocol::{self, Gossip, Request};
+use crate::protocol::{self, Gossip, PeerInfo, Request};
 use crate::scheduler::Report;
 use crate::task::{NodeId, Task, TaskId, TaskReport, WorkerInfo};
 use crate::worker::WorkerRuntime;
@@ -46,6 +46,8 @@ pub struct NodeState {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers with an open connection.
     pub connected: Vec<PeerId>,
+    /// Addresses from `NodeConfig::join` that could not be dialled, and why.
+    pub failed_joins: Vec<(Multiaddr, String)>,
 }
 
 /// A reply channel.
@@ -57,10 +59,13 @@ pub(crate) enum Command {
     Submit(Vec<Task>, Reply<Vec<TaskId>>),
     /// Current reports of tasks (`None` for unknown ids).
     Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
-    /// Wait until every task is final.
-    Await(Vec<TaskId>, Reply<Vec<TaskReport>>),
+    /// Wait until every task is final (or, with `any`, at least one);
+    /// answers with the reports of the final ones.
+    Await(Vec<TaskId>, bool, Reply<Vec<TaskReport>>),
     /// The admin's list of workers.
     Workers(Reply<Vec<WorkerInfo>>),
+    /// The admin's list of peers.
+    Peers(Reply<Vec<PeerInfo>>),
     /// Dial an address.
     Dial(Multiaddr, Reply<()>),
     /// Stop: resign, finish running work within the grace period, exit.
@@ -73,10 +78,12 @@ pub(crate) enum ClientOp {
     Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
     Await {
         ids: Vec<TaskId>,
+        any: bool,
         done: HashMap<TaskId, TaskReport>,
         reply: Reply<Vec<TaskReport>>,
     },
     Workers(Reply<Vec<WorkerInfo>>),
+    Peers(Reply<Vec<PeerInfo>>),
 }
 
 /// What an outbound request was for, so its answer can be routed.
@@ -124,6 +131,19 @@ pub(crate) struct EventLoop {
     closing: Option<(Instant, Instant, oneshot::Sender<()>)>,
     /// Concrete addresses we listen on (wildcards expanded), with `/p2p/`.
     listening: Vec<Multiaddr>,
+    /// Dials to `NodeConfig::join` addresses still under way.
+    joining: HashMap<ConnectionId, Multiaddr>,
+    /// Join addresses that failed, and why.
+    failed_joins: Vec<(Multiaddr, String)>,
+    /// What connected peers told us about themselves (identify).
+    peer_meta: HashMap<PeerId, PeerMeta>,
+}
+
+/// What a peer told us about itself.
+#[derive(Clone, Debug, Default)]
+struct PeerMeta {
+    addrs: Vec<Multiaddr>,
+    agent: String,
 }
 
 impl EventLoop {
@@ -133,6 +153,7 @@ impl EventLoop {
         workers: WorkerRuntime,
         commands: mpsc::Receiver<Command>,
         state: watch::Sender<NodeState>,
+        joining: HashMap<ConnectionId, Multiaddr>,
     ) -> Self {
         let me = *swarm.local_peer_id();
         let me_node = node_id(&me);
@@ -161,6 +182,9 @@ impl EventLoop {
             register_retry: None,
             closing: None,
             listening: Vec::new(),
+            joining,
+            failed_joins: Vec::new(),
+            peer_meta: HashMap::new(),
         }
     }
 
@@ -254,12 +278,14 @@ impl EventLoop {
         let op = match cmd {
             Command::Submit(tasks, reply) => ClientOp::Submit(tasks, reply),
             Command::Status(ids, reply) => ClientOp::Status(ids, reply),
-            Command::Await(ids, reply) => ClientOp::Await {
+            Command::Await(ids, any, reply) => ClientOp::Await {
                 ids,
+                any,
                 done: HashMap::new(),
                 reply,
             },
             Command::Workers(reply) => ClientOp::Workers(reply),
+            Command::Peers(reply) => ClientOp::Peers(reply),
             Command::Dial(addr, reply) => {
                 let r = self
                     .swarm
@@ -313,8 +339,10 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                connection_id,
                 ..
             } => {
+                self.joining.remove(&connection_id);
                 debug!(peer = %peer_id, "connected");
                 if num_established.get() == 1 {
                     self.publish_state();
@@ -330,11 +358,21 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, ?cause, "disconnected");
+                self.peer_meta.remove(&peer_id);
                 self.peer_left(peer_id);
                 self.publish_state();
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => {
                 debug!(?peer_id, %error, "dial failed");
+                if let Some(addr) = self.joining.remove(&connection_id) {
+                    info!(%addr, %error, "cannot join");
+                    self.failed_joins.push((addr, error.to_string()));
+                    self.publish_state();
+                }
             }
             _ => {}
         }
@@ -362,9 +400,12 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr);
+                for addr in info.listen_addrs.iter().take(16) {
+                    self.swarm.add_peer_address(peer_id, addr.clone());
                 }
+                let addrs = info.listen_addrs.into_iter().take(16).collect();
+                let agent = info.agent_version.chars().take(64).collect();
+                self.peer_meta.insert(peer_id, PeerMeta { addrs, agent });
             }
             _ => {}
         }
@@ -474,6 +515,7 @@ impl EventLoop {
             is_admin: self.sched.is_some(),
             listen_addrs: self.listen_addrs(),
             connected: self.swarm.connected_peers().copied().collect(),
+            failed_joins: self.failed_joins.clone(),
         };
         self.state.send_replace(state);
     }
