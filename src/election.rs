@@ -58,7 +58,9 @@ pub struct ElectionConfig {
     /// May this node become admin at all? Ineligible nodes only follow.
     pub eligible: bool,
     /// Preference among claims of equal term and ledger position; higher
-    /// wins. The playground node uses 255 so that it wins; default 0.
+    /// wins. A node with priority `p` also waits only `1/(1+p)` of its jitter
+    /// share before claiming, so preferred nodes usually claim first. The
+    /// playground node uses 255 so that it wins; default 0.
     pub priority: u8,
     /// How often the admin publishes a heartbeat (default 300 ms).
     pub heartbeat_interval: Duration,
@@ -227,7 +229,7 @@ impl Election {
     /// A follower that knows no admin yet; its first claim is due after
     /// `first_timeout`, or after the full timeout if that is `None`.
     pub fn new(me: NodeId, cfg: ElectionConfig, now: Duration) -> Self {
-        let jitter = jitter_share(&me, cfg.jitter_seed, cfg.jitter);
+        let jitter = jitter_share(&me, cfg.jitter_seed, cfg.jitter) / (1 + u32::from(cfg.priority));
         let mut e = Election {
             me,
             cfg,
