@@ -295,6 +295,11 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["submit", dep, "--no-mdns"], "unknown task \"ghost\""),
         (vec!["status", "not-a-uuid"], "invalid value"),
         (vec!["workers", "--no-mdns"], "nothing to join"),
+        (vec!["node", "--exec", "a:b:1"], "PROGRAM ARGS"),
+        (
+            vec!["node", "--config", "/nonexistent/node.toml"],
+            "cannot read config file",
+        ),
     ];
     for (args, want) in cases {
         let out = run(&args);
@@ -316,5 +321,127 @@ fn an_unreachable_mesh_is_reported_not_waited_on_forever() {
         "1",
     ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot reach the mesh"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach the mesh"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    text(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn command_workers_from_a_config_file_hash_files_across_peers() {
+    let (_admin, addr) = mesh(41, &[], "1");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let config = examples.join("hash-node.toml");
+    let _hasher = Proc::start(&[
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--join",
+        &addr,
+        "--no-admin",
+    ]);
+    let file = examples.join("hash-files.toml");
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "2",
+        "--json",
+    ]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("[4/4] manifest completed"),
+        "progress lines on stderr: {err}"
+    );
+    let tasks = json_lines(&out.stdout);
+    let manifest = tasks.iter().find(|t| t["name"] == "manifest").unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut want: Vec<String> = ["fox.txt", "lorem.txt", "mesh.txt"]
+        .iter()
+        .map(|f| format!("{}  {f}", sha256_of(&examples.join("files").join(f))))
+        .collect();
+    want.sort();
+    assert_eq!(manifest, want.join("\n") + "\n");
+    let peers = run(&["peers", "--join", &addr, "--no-mdns", "--json"]);
+    let peers = json_lines(&peers.stdout);
+    assert_eq!(peers.iter().filter(|p| p["is_admin"] == true).count(), 1);
+    assert!(
+        peers
+            .iter()
+            .any(|p| p["workers"] == serde_json::json!(["collector", "hasher"])
+                || p["workers"] == serde_json::json!(["hasher", "collector"])),
+        "{peers:?}"
+    );
+}
+
+#[test]
+fn a_failing_command_reports_its_exit_status_and_stderr() {
+    let (_admin, addr) = mesh(51, &[], "1");
+    let _worker = Proc::start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--join",
+        &addr,
+        "--no-admin",
+        "--exec",
+        "grumpy:fail:1",
+        "--",
+        "sh",
+        "-c",
+        "echo cannot do that >&2; exit 3",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fail.json");
+    std::fs::write(
+        &file,
+        r#"{"task": [{"name": "doomed", "role": "fail", "input": "x"}]}"#,
+    )
+    .unwrap();
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed task makes submit fail");
+    let t = json_lines(&out.stdout).pop().unwrap();
+    let e = t["error"].as_str().unwrap();
+    assert!(
+        e.contains("exit status: 3") && e.contains("cannot do that"),
+        "{e}"
+    );
+    let unknown = run(&[
+        "status",
+        "6f1c8a5e-0000-4000-8000-000000000000",
+        "--join",
+        &addr,
+        "--no-mdns",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("unknown task id"),
+        "{}",
+        text(&unknown.stderr)
+    );
 }
