@@ -48,8 +48,15 @@ impl Scheduler {
         let Some(e) = self.tasks.get_mut(&bid.task) else {
             return;
         };
-        if bid.round != e.round || !matches!(e.phase, Phase::Announced { .. }) || w.spec.role != e.task.role {
+        if bid.round != e.round || w.spec.role != e.task.role {
             return;
+        }
+        match e.phase {
+            Phase::Announced { .. } => {}
+            // The auction of this round closed without an award (its bid
+            // window ended, or every capable worker was busy).
+            Phase::Backoff | Phase::Queued if e.round > 0 => return self.late_bid(key, bid, out),
+            _ => return,
         }
         if e.bids
             .iter()
@@ -76,6 +83,47 @@ impl Scheduler {
         if answered >= expected {
             self.close_auction(bid.task, now, out);
         }
+    }
+
+    /// A bid for the round that just closed without an award. A willing
+    /// worker that can take the task and has an unreserved free slot wins at
+    /// once, instead of the task waiting for its backoff and a new round.
+    fn late_bid(&mut self, key: WorkerKey, bid: Bid, out: &mut Vec<Output>) {
+        let w = &self.workers[&key];
+        let e = &self.tasks[&bid.task];
+        if !bid.willing || w.spec.skill < e.task.difficulty || w.free() == 0 {
+            return;
+        }
+        let lot = Lot {
+            name: &e.task.name,
+            role: &e.task.role,
+            difficulty: e.task.difficulty,
+        };
+        let only = Candidate {
+            worker: &key.1,
+            node: &key.0,
+            skill: w.spec.skill,
+            load: w.load,
+            capacity: w.spec.capacity,
+        };
+        let Some((0, reason)) = self.policy.choose(&lot, &[only]) else {
+            return;
+        };
+        let reason = format!(
+            "late bid for round {}, which had closed without an award: {reason}",
+            e.round
+        );
+        let record = BidRecord {
+            worker: bid.worker,
+            node: key.0.clone(),
+            skill: w.spec.skill,
+            load: bid.load,
+            capacity: w.spec.capacity,
+        };
+        let e = self.tasks.get_mut(&bid.task).expect("checked above");
+        e.bids.clear();
+        e.bids.push((record, true));
+        self.award(bid.task, key, reason, out);
     }
 
     pub(super) fn close_auction(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {

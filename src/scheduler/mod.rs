@@ -21,7 +21,9 @@
 //!    role has answered or when the bid window ends. The [`AwardPolicy`]
 //!    picks the winner among willing bidders with `skill >= difficulty` and
 //!    room. No winner: back to the queue (after a backoff if capable workers
-//!    had room but did not bid; failing after `no_worker_timeout`).
+//!    had room but did not bid; failing after `no_worker_timeout`). A
+//!    willing bid for that closed round arriving before the next one opens
+//!    still wins at once if its worker can take the task and has a free slot.
 //! 5. **Assigned** to the winner with an attempt number and its dependencies'
 //!    outputs; **Running** once the worker accepts (a refusal requeues it).
 //! 6. **Completed** or **Failed** from the worker's report. A failure fails

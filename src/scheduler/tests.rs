@@ -15,6 +15,7 @@ mod awards;
 mod faults;
 mod lifecycle;
 mod property;
+mod retries;
 mod w7;
 
 // ---- building blocks ------------------------------------------------------

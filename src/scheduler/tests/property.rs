@@ -447,7 +447,8 @@ impl Sim {
         for pair in changes.windows(2) {
             let ok = matches!(
                 (&pair[0], &pair[1]),
-                (Pending, Announced | Failed)
+                // A late bid awards a task backing off without a new round.
+                (Pending, Announced | Assigned | Failed)
                     | (Announced, Assigned | Pending | Failed)
                     | (Assigned, Running | Pending | Completed | Failed)
                     | (Running, Completed | Failed)

@@ -1,0 +1,137 @@
+//! Second chances: late bids for a round that closed without an award, and
+//! awards the worker refused.
+
+use super::*;
+
+/// An answer that misses its auction's window still wins the task when that
+/// auction closed without an award, instead of the task waiting for its
+/// backoff and a new round.
+#[test]
+fn a_late_bid_rescues_a_task_backing_off() {
+    use TaskStatus::*;
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1), ("b", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.bid("n1", "a", t, false);
+    h.advance(5); // b stays silent: the window ends without a usable bid
+    assert_eq!(h.status(t), Some(Pending));
+
+    h.advance(2);
+    h.bid("n1", "b", t, true); // b's answer to round 1 arrives now
+    assert_eq!(h.winner(t), Some("b"));
+    assert_eq!(h.announce_times(t), [0], "no second announcement");
+    assert_eq!(h.changes(t), [Pending, Announced, Pending, Assigned]);
+    let auction = h.report_of(t).auction.unwrap();
+    assert_eq!(auction.rounds, 1);
+    let bidders: Vec<_> = auction.bids.iter().map(|b| b.worker.as_str()).collect();
+    assert_eq!(bidders, ["b"], "the late bid is on record");
+    assert!(
+        auction.reason.contains("late bid for round 1"),
+        "{}",
+        auction.reason
+    );
+
+    // Later answers and the backoff's timer change nothing.
+    h.bid("n1", "a", t, true);
+    h.advance(100);
+    assert_eq!((h.status(t), h.assign_count(t)), (Some(Assigned), 1));
+    h.accept(t);
+    h.report_ok(t, b"done");
+    assert_eq!(h.status(t), Some(Completed));
+}
+
+/// A late bid also rescues a task back in its queue that the pump has not
+/// reached yet (here: one task looked at per step).
+#[test]
+fn a_late_bid_rescues_a_queued_task() {
+    let mut h = Harness::with(SchedulerConfig { max_scan: 1, ..cfg() });
+    h.register("n1", &[("w", "worker", 5, 3)]);
+    let [t1] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.advance(14); // round 1 drew nothing; t1 retries at 15
+    let [t2, t3] = h.submit(vec![task(2, 3), task(3, 3)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(h.last_announces(), vec![vec![t2]]);
+    h.advance(1);
+    assert_eq!(
+        h.last_announces(),
+        vec![vec![t3]],
+        "t1 is back in line, behind t3"
+    );
+    assert_eq!((h.status(t1), h.rounds[&t1]), (Some(TaskStatus::Pending), 1));
+
+    h.bid("n1", "w", t1, true);
+    assert_eq!(h.winner(t1), Some("w"));
+    assert_eq!(h.announce_times(t1), [0]);
+    assert_eq!(h.report_of(t1).attempts, 1);
+}
+
+/// Late answers that must not win: round 1 of the task closed at 5 ms
+/// without an award while "c" had room, so the task is backing off.
+#[test]
+fn late_bids_that_change_nothing() {
+    fn late(task: TaskId, round: u32, worker: &str) -> Bid {
+        Bid {
+            task,
+            round,
+            worker: worker.into(),
+            skill: 9,
+            load: 0,
+            capacity: 1,
+            willing: true,
+        }
+    }
+    type Case = (&'static str, fn(&mut Harness, TaskId));
+    let cases: Vec<Case> = vec![
+        ("unwilling", |h, t| h.bid("n1", "c", t, false)),
+        ("from a worker without skill", |h, t| h.bid("n2", "weak", t, true)),
+        ("from a worker without a free slot", |h, t| {
+            h.bid("n1", "a", t, true)
+        }),
+        ("from an unregistered worker", |h, t| {
+            h.bid_raw("n1", late(t, 1, "ghost"))
+        }),
+        ("for round 0", |h, t| h.bid_raw("n1", late(t, 0, "c"))),
+        ("while announced again", |h, t| {
+            h.advance_to(15);
+            h.bid_raw("n1", late(t, 1, "c"));
+        }),
+        ("for an older round", |h, t| {
+            h.advance_to(20); // round 2 closed empty too
+            h.bid_raw("n1", late(t, 1, "c"));
+        }),
+    ];
+    for (what, act) in cases {
+        let mut h = Harness::new();
+        h.register(
+            "n1",
+            &[
+                ("a", "worker", 5, 1),
+                ("b", "worker", 5, 1),
+                ("c", "worker", 5, 1),
+            ],
+        );
+        h.register("n2", &[("weak", "worker", 2, 1)]);
+        let [busy] = h.submit(vec![task(9, 3)])[..] else {
+            unreachable!()
+        };
+        h.bid_all();
+        assert_eq!(h.winner(busy), Some("a"));
+        h.accept(busy);
+        let [t] = h.submit(vec![task(1, 3)])[..] else {
+            unreachable!()
+        };
+        for (node, w) in [("n1", "a"), ("n1", "b"), ("n2", "weak")] {
+            h.bid(node, w, t, false);
+        }
+        h.advance(5);
+        assert_eq!(h.status(t), Some(TaskStatus::Pending), "{what}: backing off");
+        act(&mut h, t);
+        assert_eq!(h.assign_count(t), 0, "{what}");
+        assert_ne!(h.status(t), Some(TaskStatus::Assigned), "{what}");
+    }
+}
