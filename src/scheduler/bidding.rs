@@ -91,7 +91,9 @@ impl Scheduler {
     fn late_bid(&mut self, key: WorkerKey, bid: Bid, out: &mut Vec<Output>) {
         let w = &self.workers[&key];
         let e = &self.tasks[&bid.task];
-        if !bid.willing || w.spec.skill < e.task.difficulty || w.free() == 0 {
+        // The worker that refused the task cannot take it back early.
+        let refused = e.refused_by.as_ref() == Some(&key);
+        if !bid.willing || refused || w.spec.skill < e.task.difficulty || w.free() == 0 {
             return;
         }
         let lot = Lot {
@@ -140,7 +142,7 @@ impl Scheduler {
             role: &e.task.role,
             difficulty: e.task.difficulty,
         };
-        let candidates: Vec<Candidate> = e
+        let mut candidates: Vec<Candidate> = e
             .bids
             .iter()
             .filter(|(_, willing)| *willing)
@@ -158,6 +160,12 @@ impl Scheduler {
                 })
             })
             .collect();
+        if let Some((node, worker)) = &e.refused_by {
+            let refuser = |c: &Candidate| c.node == node && c.worker == worker;
+            if candidates.iter().any(|c| !refuser(c)) {
+                candidates.retain(|c| !refuser(c));
+            }
+        }
         let choice = self
             .policy
             .choose(&lot, &candidates)
@@ -195,6 +203,7 @@ impl Scheduler {
         let e = self.tasks.get_mut(&id).expect("awarded task exists");
         e.attempts += 1;
         e.no_bids_since = None;
+        e.refused_by = None;
         let bids: Vec<BidRecord> = std::mem::take(&mut e.bids)
             .into_iter()
             .filter(|(_, willing)| *willing)
@@ -257,15 +266,6 @@ impl Scheduler {
             self.fail(id, err, now, out);
             return;
         }
-        let shift = e.round.saturating_sub(1).min(16);
-        let delay = (self.cfg.retry_backoff * (1u32 << shift)).min(self.cfg.max_retry_backoff);
-        let e = self.tasks.get_mut(&id).expect("exists");
-        e.phase = Phase::Backoff;
-        e.bids.clear();
-        self.timers.insert((now + delay, TimerKind::Retry, id));
-        out.push(Output::Changed {
-            id,
-            status: TaskStatus::Pending,
-        });
+        self.back_off(id, self.retry_delay(e.round), now, out);
     }
 }

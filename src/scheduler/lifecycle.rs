@@ -68,6 +68,8 @@ impl Scheduler {
                 no_bids_since: None,
                 attempts: 0,
                 round: 0,
+                refusals: 0,
+                refused_by: None,
                 bids: Vec::new(),
                 auction: None,
                 worker: None,
@@ -108,6 +110,7 @@ impl Scheduler {
         let timeout = self.run_timeout(&e.task);
         let e = self.tasks.get_mut(&id).expect("checked above");
         if accepted {
+            e.refusals = 0;
             e.phase = Phase::Running { worker };
             if let Some(t) = timeout {
                 self.timers.insert((now + t, TimerKind::RunTimeout, id));
@@ -120,8 +123,13 @@ impl Scheduler {
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.load = w.load.saturating_sub(1);
             }
+            // Back off as after an auction without a usable bid, longer
+            // with each refusal in a row, and let another bidder win next.
             e.worker = None;
-            self.requeue(id, now, out);
+            e.refusals += 1;
+            let refusals = e.refusals;
+            e.refused_by = Some(worker);
+            self.back_off(id, self.retry_delay(refusals), now, out);
         }
     }
 

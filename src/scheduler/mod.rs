@@ -25,7 +25,10 @@
 //!    willing bid for that closed round arriving before the next one opens
 //!    still wins at once if its worker can take the task and has a free slot.
 //! 5. **Assigned** to the winner with an attempt number and its dependencies'
-//!    outputs; **Running** once the worker accepts (a refusal requeues it).
+//!    outputs; **Running** once the worker accepts. A refusal backs the task
+//!    off like an auction without a usable bid (longer with each refusal in
+//!    a row), and the refuser wins its next award only if no other capable
+//!    worker bids.
 //! 6. **Completed** or **Failed** from the worker's report. A failure fails
 //!    every dependent with an error naming the failed dependency. A worker
 //!    that leaves fails what it held. Reports for a stale attempt are ignored.
@@ -243,6 +246,11 @@ struct Entry {
     no_bids_since: Option<Duration>,
     attempts: u32,
     round: u32,
+    /// Awards refused in a row; sets the backoff after a refusal.
+    refusals: u32,
+    /// The worker that refused the latest award: until the task is awarded
+    /// again it wins only when no other capable worker bids.
+    refused_by: Option<WorkerKey>,
     /// Answers in the open auction, with whether each bidder is willing.
     bids: Vec<(BidRecord, bool)>,
     auction: Option<AuctionRecord>,

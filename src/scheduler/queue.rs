@@ -42,6 +42,26 @@ impl Scheduler {
         });
     }
 
+    /// Takes an unawarded task out of line until `now + delay`, when its
+    /// retry timer puts it back.
+    pub(super) fn back_off(&mut self, id: TaskId, delay: Duration, now: Duration, out: &mut Vec<Output>) {
+        let e = self.tasks.get_mut(&id).expect("backed-off task exists");
+        e.phase = Phase::Backoff;
+        e.bids.clear();
+        self.timers.insert((now + delay, TimerKind::Retry, id));
+        out.push(Output::Changed {
+            id,
+            status: TaskStatus::Pending,
+        });
+    }
+
+    /// The wait before the `n`th retry in a row: `retry_backoff`, doubling
+    /// each time up to `max_retry_backoff`.
+    pub(super) fn retry_delay(&self, n: u32) -> Duration {
+        let shift = n.saturating_sub(1).min(16);
+        (self.cfg.retry_backoff * (1u32 << shift)).min(self.cfg.max_retry_backoff)
+    }
+
     pub(super) fn park(&mut self, id: TaskId, now: Duration) {
         let e = self.tasks.get_mut(&id).expect("parked task exists");
         e.phase = Phase::Parked;

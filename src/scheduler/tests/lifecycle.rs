@@ -56,11 +56,14 @@ fn assignments_carry_attempts_and_dependency_outputs_in_dependency_order() {
         }
     );
 
-    // A refusal puts the task back in line; the next award is attempt 2.
+    // A refusal puts the task back in line after a backoff; the next award
+    // is attempt 2.
     h.refuse(ic);
-    assert_eq!(h.status(ic), Some(TaskStatus::Announced), "re-announced at once");
+    assert_eq!(h.status(ic), Some(TaskStatus::Pending));
     assert_eq!(h.load("n1", "w"), 0);
     assert_eq!(h.report_of(ic).worker, None);
+    h.advance(10);
+    assert_eq!(h.status(ic), Some(TaskStatus::Announced));
     h.bid_all();
     assert_eq!(h.assigned[&ic].1.attempt, 2);
     assert_eq!(h.assigned[&ic].1.deps, first.deps);

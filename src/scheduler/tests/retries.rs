@@ -135,3 +135,108 @@ fn late_bids_that_change_nothing() {
         assert_ne!(h.status(t), Some(TaskStatus::Assigned), "{what}");
     }
 }
+
+/// A refused award backs off instead of going straight back to auction, and
+/// the next round goes to another capable bidder when there is one.
+#[test]
+fn a_refused_award_backs_off_and_goes_to_another_bidder() {
+    use TaskStatus::*;
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1), ("b", "worker", 6, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    assert_eq!(h.winner(t), Some("a"), "the lowest sufficient skill");
+    h.refuse(t);
+    assert_eq!((h.status(t), h.load("n1", "a")), (Some(Pending), 0));
+    h.advance(9);
+    assert_eq!(h.announce_times(t), [0], "no new round during the backoff");
+    h.advance(1);
+    assert_eq!(h.announce_times(t), [0, 10]);
+
+    // a bids again and would win on skill, but just refused: b wins.
+    h.bid_all();
+    assert_eq!(h.winner(t), Some("b"));
+    assert_eq!(h.assigned[&t].1.attempt, 2);
+    let bidders = h.report_of(t).auction.unwrap().bids.len();
+    assert_eq!(bidders, 2, "a's bid is still on record");
+
+    // b refuses too: the second refusal in a row waits twice as long, and
+    // now a may win again.
+    h.refuse(t);
+    h.advance(19);
+    assert_eq!(h.announce_times(t), [0, 10]);
+    h.advance(1);
+    assert_eq!(h.announce_times(t), [0, 10, 30]);
+    h.bid_all();
+    assert_eq!(h.winner(t), Some("a"));
+    h.accept(t);
+    h.report_ok(t, b"done");
+    assert_eq!(h.status(t), Some(Completed));
+    assert_eq!(
+        h.changes(t),
+        [
+            Pending, Announced, Assigned, Pending, Announced, Assigned, Pending, Announced, Assigned,
+            Running, Completed
+        ]
+    );
+}
+
+/// The refuser still wins when it is the only capable bidder, and a worker
+/// that keeps refusing is offered the task at a bounded pace, not in a
+/// tight loop.
+#[test]
+fn a_lone_refusing_worker_is_retried_with_growing_backoff() {
+    let mut h = Harness::new();
+    h.register("n1", &[("w", "worker", 5, 1), ("weak", "worker", 1, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    // Backoffs of 10, 20, 40 (the maximum), 40 ms.
+    for backoff in [10, 20, 40, 40] {
+        h.bid_all(); // weak answers too, unwilling
+        assert_eq!(h.winner(t), Some("w"));
+        h.refuse(t);
+        h.advance(backoff - 1);
+        assert_eq!(h.status(t), Some(TaskStatus::Pending));
+        h.advance(1);
+        assert_eq!(h.status(t), Some(TaskStatus::Announced));
+    }
+    assert_eq!(h.announce_times(t), [0, 10, 30, 70, 110]);
+    assert_eq!(h.assign_count(t), 4);
+    h.bid_all();
+    h.accept(t);
+    h.report_ok(t, b"");
+    assert_eq!(h.status(t), Some(TaskStatus::Completed));
+
+    // Refusals count per task: another task's first refusal waits the first
+    // backoff.
+    let [u] = h.submit(vec![task(2, 3)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.refuse(u);
+    h.advance(10);
+    assert_eq!(h.status(u), Some(TaskStatus::Announced));
+}
+
+/// A late bid from the worker that refused the task does not undo the
+/// backoff; another worker's does.
+#[test]
+fn a_refuser_cannot_take_the_task_back_with_a_late_bid() {
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1), ("b", "worker", 6, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.bid("n1", "a", t, true);
+    h.advance(5); // b never answered round 1
+    assert_eq!(h.winner(t), Some("a"));
+    h.refuse(t);
+    h.bid("n1", "a", t, true);
+    assert_eq!(h.status(t), Some(TaskStatus::Pending), "a refused it");
+    h.bid("n1", "b", t, true);
+    assert_eq!(h.winner(t), Some("b"));
+    assert_eq!(h.announce_times(t), [0]);
+}
