@@ -55,7 +55,7 @@ impl Scheduler {
             Phase::Announced { .. } => {}
             // The auction of this round closed without an award (its bid
             // window ended, or every capable worker was busy).
-            Phase::Backoff | Phase::Queued if e.round > 0 => return self.late_bid(key, bid, out),
+            Phase::Backoff { .. } | Phase::Queued if e.round > 0 => return self.late_bid(key, bid, out),
             _ => return,
         }
         if e.bids

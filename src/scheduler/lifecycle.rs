@@ -113,7 +113,8 @@ impl Scheduler {
             e.refusals = 0;
             e.phase = Phase::Running { worker };
             if let Some(t) = timeout {
-                self.timers.insert((now + t, TimerKind::RunTimeout, id));
+                let kind = TimerKind::RunTimeout { attempt };
+                self.timers.insert((now + t, kind, id));
             }
             out.push(Output::Changed {
                 id,
@@ -235,9 +236,9 @@ impl Scheduler {
                 (TimerKind::CloseAuction, Phase::Announced { closes_at, .. }) if *closes_at == at => {
                     self.close_auction(id, now, out)
                 }
-                (TimerKind::Retry, Phase::Backoff) => self.enqueue(id, now),
+                (TimerKind::Retry, Phase::Backoff { until }) if *until == at => self.enqueue(id, now),
                 (TimerKind::Deadline, Phase::Parked) => self.deadline(id, now, out),
-                (TimerKind::RunTimeout, Phase::Running { worker }) => {
+                (TimerKind::RunTimeout { attempt }, Phase::Running { worker }) if attempt == e.attempts => {
                     let worker = worker.clone();
                     if let Some(w) = self.workers.get_mut(&worker) {
                         w.load = w.load.saturating_sub(1);

@@ -207,8 +207,12 @@ enum Phase {
     Queued,
     /// No registered worker could take it; waiting for one.
     Parked,
-    /// Auction lost for lack of bids; retried at the given time.
-    Backoff,
+    /// Out of line after an auction without an award or a refusal, until
+    /// its retry timer for `until` puts it back (earlier retry timers are
+    /// stale).
+    Backoff {
+        until: Duration,
+    },
     /// Auction open.
     Announced {
         closes_at: Duration,
@@ -269,8 +273,9 @@ enum TimerKind {
     Retry,
     /// A parked task's capable-worker deadline.
     Deadline,
-    /// A running attempt's timeout.
-    RunTimeout,
+    /// A running attempt's timeout; stale once the task moved to another
+    /// attempt.
+    RunTimeout { attempt: u32 },
 }
 
 /// The scheduler. See the module documentation.
@@ -409,7 +414,7 @@ impl Scheduler {
 
 fn status_of(phase: &Phase) -> TaskStatus {
     match phase {
-        Phase::Waiting | Phase::Queued | Phase::Parked | Phase::Backoff => TaskStatus::Pending,
+        Phase::Waiting | Phase::Queued | Phase::Parked | Phase::Backoff { .. } => TaskStatus::Pending,
         Phase::Announced { .. } => TaskStatus::Announced,
         Phase::Assigned { .. } => TaskStatus::Assigned,
         Phase::Running { .. } => TaskStatus::Running,

@@ -46,9 +46,10 @@ impl Scheduler {
     /// retry timer puts it back.
     pub(super) fn back_off(&mut self, id: TaskId, delay: Duration, now: Duration, out: &mut Vec<Output>) {
         let e = self.tasks.get_mut(&id).expect("backed-off task exists");
-        e.phase = Phase::Backoff;
+        let until = now + delay;
+        e.phase = Phase::Backoff { until };
         e.bids.clear();
-        self.timers.insert((now + delay, TimerKind::Retry, id));
+        self.timers.insert((until, TimerKind::Retry, id));
         out.push(Output::Changed {
             id,
             status: TaskStatus::Pending,

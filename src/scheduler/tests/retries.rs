@@ -1,5 +1,5 @@
-//! Second chances: late bids for a round that closed without an award, and
-//! awards the worker refused.
+//! Second chances: late bids for a round that closed without an award,
+//! awards the worker refused, and the timers of earlier chances going stale.
 
 use super::*;
 
@@ -239,4 +239,48 @@ fn a_refuser_cannot_take_the_task_back_with_a_late_bid() {
     h.bid("n1", "b", t, true);
     assert_eq!(h.winner(t), Some("b"));
     assert_eq!(h.announce_times(t), [0]);
+}
+
+/// A backoff's retry timer is stale once the task left that backoff: it
+/// must not cut a later, longer backoff short.
+#[test]
+fn a_retry_timer_from_an_earlier_backoff_does_not_fire() {
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1), ("b", "worker", 6, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.bid("n1", "a", t, false);
+    h.advance(5); // round 1 closes empty: retry at 15
+    h.advance(2);
+    h.bid("n1", "b", t, true); // late, and wins
+    h.advance(1);
+    h.refuse(t); // backs off again: retry at 18
+    h.advance_to(17);
+    assert_eq!(
+        h.status(t),
+        Some(TaskStatus::Pending),
+        "the retry for 15 is stale"
+    );
+    h.advance(1);
+    assert_eq!(h.announce_times(t), [0, 18]);
+}
+
+/// A run timeout belongs to the attempt that was running when it was set.
+/// No input moves a running task to a later attempt today (it can only
+/// finish), so the test does it by hand, as a retry after a lost worker
+/// would.
+#[test]
+fn a_run_timeout_for_an_earlier_attempt_does_not_fire() {
+    let mut h = Harness::new();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 1).with_timeout(ms(100))])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(t);
+    h.s.tasks.get_mut(&t).expect("known").attempts = 2;
+    h.advance(100);
+    assert_eq!(h.status(t), Some(TaskStatus::Running));
+    assert!(h.s.next_deadline().is_none(), "the stale timer is gone");
 }
