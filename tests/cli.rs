@@ -445,3 +445,58 @@ fn a_failing_command_reports_its_exit_status_and_stderr() {
         text(&unknown.stderr)
     );
 }
+
+#[test]
+fn sigterm_lets_a_running_task_finish_and_exits_zero() {
+    let (mut procs, addr) = mesh(61, &["Steady:worker:9"], "150");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.toml");
+    // Difficulty 5 × 150 ms: still running when the signal comes.
+    std::fs::write(
+        &file,
+        "[[task]]\nname = \"steady\"\nrole = \"worker\"\ndifficulty = 5\ninput = \"done\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--no-wait",
+    ]);
+    let id = text(&out.stdout).split_whitespace().next().unwrap().to_string();
+    let status = |id: &str| {
+        let out = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
+        json_lines(&out.stdout).pop().unwrap_or_default()
+    };
+    let deadline = Instant::now() + LIMIT;
+    while status(&id)["status"] != "running" {
+        assert!(Instant::now() < deadline, "task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let worker = procs.last_mut().unwrap();
+    let pid = worker.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + LIMIT;
+    let code = loop {
+        if let Some(s) = worker.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    let s = status(&id);
+    assert_eq!(
+        s["status"], "completed",
+        "the running task finished during the grace period: {s}"
+    );
+    assert_eq!(s["output"], "done");
+}

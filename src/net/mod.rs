@@ -305,9 +305,9 @@ impl EventLoop {
     fn begin_shutdown(&mut self, grace: Duration, done: oneshot::Sender<()>) {
         info!(running = self.workers.running(), "shutting down");
         self.workers.drain();
-        self.election_input(ElectionInput::Shutdown);
         let now = Instant::now();
         self.closing = Some((now, now + grace.max(self.cfg.shutdown_linger), done));
+        self.election_input(ElectionInput::Shutdown);
     }
 
     /// Closing ends at the grace deadline, or once running work is reported
@@ -465,6 +465,10 @@ impl EventLoop {
 
     fn admin_changed(&mut self, admin: Option<NodeId>, term: u64) {
         let admin = admin.and_then(|n| n.as_str().parse::<PeerId>().ok());
+        if self.closing.is_some() && admin.is_none() && self.sched.is_none() {
+            // Leaving: keep reporting to the admin we know until we are gone.
+            return;
+        }
         info!(admin = ?admin.map(|p| p.to_string()), term, "admin changed");
         let was_admin = self.sched.is_some();
         self.admin = admin.map(|a| (a, term));
