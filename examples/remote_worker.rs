@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use taskmesh::builtin::WorkerArg;
 use taskmesh::{Multiaddr, Node, NodeConfig, NodeHandle, Payload, ProcessError, TaskRequest, Worker};
 
@@ -49,23 +49,21 @@ impl Worker for Upper {
     }
 }
 
-fn parse_args() -> anyhow::Result<(Multiaddr, WorkerArg)> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        std::process::exit(0);
-    }
-    let (addr, spec) = match args.as_slice() {
-        [addr] => (addr, "Upper:worker:5"),
-        [addr, spec] => (addr, spec.as_str()),
-        [] => bail!("missing the MULTIADDR of a peer to join\n{USAGE}"),
-        _ => bail!("too many arguments\n{USAGE}"),
+/// The multiaddr to join and the worker to host, from the command line.
+fn parse_args(args: &[String]) -> anyhow::Result<(Multiaddr, WorkerArg)> {
+    let (addr, spec) = match args {
+        [addr] => (addr.as_str(), "Upper:worker:5"),
+        [addr, spec] => (addr.as_str(), spec.as_str()),
+        [] => bail!("missing the MULTIADDR of a peer to join"),
+        _ => bail!("too many arguments"),
     };
-    let addr = addr
+    let addr: Multiaddr = addr
         .parse()
-        .with_context(|| format!("{addr:?} is not a multiaddr\n{USAGE}"))?;
-    let spec = spec.parse().with_context(|| USAGE)?;
-    Ok((addr, spec))
+        .with_context(|| format!("{addr:?} is not a multiaddr"))?;
+    if addr.is_empty() {
+        bail!("the MULTIADDR is empty");
+    }
+    Ok((addr, spec.parse()?))
 }
 
 #[tokio::main]
@@ -73,8 +71,13 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let (addr, spec) = parse_args()?;
-    let cfg = NodeConfig::default().join(addr).not_admin();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let (addr, spec) = parse_args(&args).map_err(|e| anyhow!("{e:#}\n\n{USAGE}"))?;
+    let cfg = NodeConfig::default().join(addr.clone()).not_admin();
     let node = Node::start(cfg, vec![Arc::new(Upper(spec.clone()))]).await?;
     println!("peer id: {}", node.peer_id());
     for a in node.listen_addrs() {
@@ -82,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     tokio::select! {
-        r = register(&node, &spec) => r?,
+        r = register(&node, &addr, &spec) => r?,
         r = shutdown_signal() => {
             r?;
             node.shutdown().await;
@@ -97,8 +100,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Waits until the admin lists this node's worker.
-async fn register(node: &NodeHandle, spec: &WorkerArg) -> anyhow::Result<()> {
-    let wait = Duration::from_secs(20);
+async fn register(node: &NodeHandle, addr: &Multiaddr, spec: &WorkerArg) -> anyhow::Result<()> {
+    let wait = Duration::from_secs(10);
+    let state = node
+        .wait_for_state(wait, |s| !s.connected.is_empty() || !s.failed_joins.is_empty())
+        .await
+        .with_context(|| format!("cannot connect to {addr} within {wait:?}"))?;
+    if let Some((_, why)) = state.failed_joins.first() {
+        bail!("cannot connect to {addr}: {why}");
+    }
     let admin = node
         .wait_for_admin(wait)
         .await
