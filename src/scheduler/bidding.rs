@@ -4,21 +4,19 @@
 
 use std::time::Duration;
 
-use super::{
-    Announcement, Assignment, Bid, Candidate, DepOutput, Lot, Output, Phase, Scheduler, TimerKind, WorkerKey,
-    WorkerState,
-};
-use crate::task::{AuctionRecord, BidRecord, NodeId, TaskError, TaskId, TaskStatus};
+use super::state::{Award, Phase, SeenBid, Slot, TimerKind, WorkerId};
+use super::{Announcement, Assignment, Bid, Candidate, DepOutput, Lot, Output, Scheduler};
+use crate::task::{NodeId, TaskError, TaskStatus};
 
 impl Scheduler {
     pub(super) fn open_auction(
         &mut self,
-        id: TaskId,
-        reserved: WorkerKey,
+        slot: Slot,
+        reserved: WorkerId,
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let e = self.tasks.get_mut(&id).expect("auctioned task exists");
+        let e = &mut self.tasks[slot];
         e.round += 1;
         e.bids.clear();
         e.no_bids_since.get_or_insert(now);
@@ -27,72 +25,61 @@ impl Scheduler {
             closes_at,
             reserved: Some(reserved),
         };
-        self.timers.insert((closes_at, TimerKind::CloseAuction, id));
+        self.timers.insert((closes_at, TimerKind::CloseAuction, slot));
         self.announce.push(Announcement {
-            task: id,
+            task: e.task.id,
             round: e.round,
             name: e.task.name.clone(),
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
             input_len: e.task.input.len() as u64,
         });
-        out.push(Output::Changed {
-            id,
-            status: TaskStatus::Announced,
-        });
+        self.changed(slot, TaskStatus::Announced, out);
     }
 
     pub(super) fn bid(&mut self, node: &NodeId, bid: Bid, now: Duration, out: &mut Vec<Output>) {
-        let key = (node.clone(), bid.worker.clone());
-        let Some(w) = self.workers.get(&key) else { return };
-        let Some(e) = self.tasks.get_mut(&bid.task) else {
+        let Some(id) = self.worker_id(node, &bid.worker) else {
             return;
         };
-        if bid.round != e.round || w.spec.role != e.task.role {
+        let Some(&slot) = self.index.get(&bid.task) else {
+            return;
+        };
+        let w = &self.workers[id];
+        let e = &mut self.tasks[slot];
+        if bid.round != e.round || w.role != e.role {
             return;
         }
         match e.phase {
             Phase::Announced { .. } => {}
             // The auction of this round closed without an award (its bid
             // window ended, or every capable worker was busy).
-            Phase::Backoff { .. } | Phase::Queued if e.round > 0 => return self.late_bid(key, bid, out),
+            Phase::Backoff { .. } | Phase::Queued if e.round > 0 => return self.late_bid(slot, id, bid, out),
             _ => return,
         }
-        if e.bids
-            .iter()
-            .any(|(b, _)| b.node == *node && b.worker == bid.worker)
-        {
+        if e.bids.iter().any(|b| b.worker == id) {
             return;
         }
-        let record = BidRecord {
-            worker: bid.worker,
-            node: node.clone(),
+        e.bids.push(SeenBid {
+            worker: id,
             // The registered skill is authoritative: a bid cannot inflate it.
             skill: w.spec.skill,
             load: bid.load,
             capacity: w.spec.capacity,
-        };
-        e.bids.push((record, bid.willing));
-        let role = e.task.role.clone();
-        let answered = e.bids.len();
-        let expected = self
-            .workers
-            .keys()
-            .filter(|k| self.workers[*k].spec.role == role)
-            .count();
-        if answered >= expected {
-            self.close_auction(bid.task, now, out);
+            willing: bid.willing,
+        });
+        if e.bids.len() >= self.roles[e.role].workers.len() {
+            self.close_auction(slot, now, out);
         }
     }
 
     /// A bid for the round that just closed without an award. A willing
     /// worker that can take the task and has an unreserved free slot wins at
     /// once, instead of the task waiting for its backoff and a new round.
-    fn late_bid(&mut self, key: WorkerKey, bid: Bid, out: &mut Vec<Output>) {
-        let w = &self.workers[&key];
-        let e = &self.tasks[&bid.task];
+    fn late_bid(&mut self, slot: Slot, id: WorkerId, bid: Bid, out: &mut Vec<Output>) {
+        let w = &self.workers[id];
+        let e = &self.tasks[slot];
         // The worker that refused the task cannot take it back early.
-        let refused = e.refused_by.as_ref() == Some(&key);
+        let refused = e.refused_by == Some(id);
         if !bid.willing || refused || w.spec.skill < e.task.difficulty || w.free() == 0 {
             return;
         }
@@ -101,171 +88,151 @@ impl Scheduler {
             role: &e.task.role,
             difficulty: e.task.difficulty,
         };
-        let only = Candidate {
-            worker: &key.1,
-            node: &key.0,
-            skill: w.spec.skill,
-            load: w.load,
-            capacity: w.spec.capacity,
-        };
-        let Some((0, reason)) = self.policy.choose(&lot, &[only]) else {
+        let Some((0, reason)) = self.policy.choose(&lot, &[self.candidate(id)]) else {
             return;
         };
         let reason = format!(
             "late bid for round {}, which had closed without an award: {reason}",
             e.round
         );
-        let record = BidRecord {
-            worker: bid.worker,
-            node: key.0.clone(),
+        let seen = SeenBid {
+            worker: id,
             skill: w.spec.skill,
             load: bid.load,
             capacity: w.spec.capacity,
+            willing: true,
         };
-        let e = self.tasks.get_mut(&bid.task).expect("checked above");
+        let e = &mut self.tasks[slot];
         e.bids.clear();
-        e.bids.push((record, true));
-        self.award(bid.task, key, reason, out);
+        e.bids.push(seen);
+        self.award(slot, id, reason, out);
     }
 
-    pub(super) fn close_auction(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {
-        let e = self.tasks.get_mut(&id).expect("auction task exists");
-        let Phase::Announced { reserved, .. } = &e.phase else {
+    /// A registered worker as the award policy sees it.
+    fn candidate(&self, id: WorkerId) -> Candidate<'_> {
+        let w = &self.workers[id];
+        Candidate {
+            worker: &w.spec.name,
+            node: &w.node,
+            skill: w.spec.skill,
+            load: w.load,
+            capacity: w.spec.capacity,
+        }
+    }
+
+    pub(super) fn close_auction(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+        let e = &mut self.tasks[slot];
+        let Phase::Announced { closes_at, reserved } = e.phase else {
             return;
         };
-        let reserved = reserved.clone();
         e.phase = Phase::Queued; // placeholder: award or no_award sets the real phase
-        self.release(&reserved);
-        let e = &self.tasks[&id];
+        self.timers.remove(&(closes_at, TimerKind::CloseAuction, slot));
+        self.release(reserved);
+        let e = &self.tasks[slot];
+        // Judge each bidder as registered now, not as it was when it bid.
+        let mut able: Vec<WorkerId> = e
+            .bids
+            .iter()
+            .filter(|b| {
+                let w = &self.workers[b.worker];
+                let fits = w.present && w.role == e.role && w.spec.skill >= e.task.difficulty;
+                b.willing && fits && w.load < w.spec.capacity
+            })
+            .map(|b| b.worker)
+            .collect();
+        if let Some(refuser) = e.refused_by {
+            if able.iter().any(|&w| w != refuser) {
+                able.retain(|&w| w != refuser);
+            }
+        }
+        let candidates: Vec<Candidate> = able.iter().map(|&w| self.candidate(w)).collect();
         let lot = Lot {
             name: &e.task.name,
             role: &e.task.role,
             difficulty: e.task.difficulty,
         };
-        let mut candidates: Vec<Candidate> = e
-            .bids
-            .iter()
-            .filter(|(_, willing)| *willing)
-            .map(|(b, _)| b)
-            .filter_map(|b| {
-                // Judge the worker as registered now, not as it was when it bid.
-                let w = self.workers.get(&(b.node.clone(), b.worker.clone()))?;
-                let able = w.spec.role == lot.role && w.spec.skill >= lot.difficulty;
-                (able && w.load < w.spec.capacity).then_some(Candidate {
-                    worker: &b.worker,
-                    node: &b.node,
-                    skill: w.spec.skill,
-                    load: w.load,
-                    capacity: w.spec.capacity,
-                })
-            })
-            .collect();
-        if let Some((node, worker)) = &e.refused_by {
-            let refuser = |c: &Candidate| c.node == node && c.worker == worker;
-            if candidates.iter().any(|c| !refuser(c)) {
-                candidates.retain(|c| !refuser(c));
-            }
-        }
-        let choice = self
-            .policy
-            .choose(&lot, &candidates)
-            .filter(|(i, _)| *i < candidates.len())
-            .map(|(i, reason)| {
-                (
-                    (candidates[i].node.clone(), candidates[i].worker.to_string()),
-                    reason,
-                )
-            });
-        match choice {
-            Some((key, reason)) => self.award(id, key, reason, out),
-            None => self.no_award(id, now, out),
+        let choice = self.policy.choose(&lot, &candidates);
+        match choice.filter(|(i, _)| *i < able.len()) {
+            Some((i, reason)) => self.award(slot, able[i], reason, out),
+            None => self.no_award(slot, now, out),
         }
     }
 
-    fn award(&mut self, id: TaskId, key: WorkerKey, reason: String, out: &mut Vec<Output>) {
-        let deps: Vec<DepOutput> = self.tasks[&id]
-            .task
-            .dependencies
+    fn award(&mut self, slot: Slot, id: WorkerId, reason: String, out: &mut Vec<Output>) {
+        let e = &self.tasks[slot];
+        let deps: Vec<DepOutput> = e
+            .deps
             .iter()
-            .filter_map(|d| {
-                let dep = self.tasks.get(d)?;
+            .filter_map(|&d| {
+                let dep = &self.tasks[d];
                 Some(DepOutput {
-                    id: *d,
+                    id: dep.task.id,
                     name: dep.task.name.clone(),
                     output: dep.output.clone()?,
                 })
             })
             .collect();
-        if let Some(w) = self.workers.get_mut(&key) {
-            w.load += 1;
-        }
-        let timeout = self.run_timeout(&self.tasks[&id].task);
-        let e = self.tasks.get_mut(&id).expect("awarded task exists");
+        let timeout_ms = self.run_timeout(&e.task).map(|d| d.as_millis() as u64);
+        let w = &mut self.workers[id];
+        w.load += 1;
+        let node = w.node.clone();
+        let worker = w.spec.name.clone();
+        let e = &mut self.tasks[slot];
         e.attempts += 1;
         e.no_bids_since = None;
         e.refused_by = None;
-        let bids: Vec<BidRecord> = std::mem::take(&mut e.bids)
+        let bids = std::mem::take(&mut e.bids)
             .into_iter()
-            .filter(|(_, willing)| *willing)
-            .map(|(b, _)| b)
+            .filter(|b| b.willing)
             .collect();
-        e.auction = Some(AuctionRecord {
+        e.award = Some(Box::new(Award {
             bids,
-            reason,
+            reason: reason.into_boxed_str(),
             rounds: e.round,
-        });
-        e.worker = Some(key.clone());
-        e.phase = Phase::Assigned { worker: key.clone() };
-        self.assign.entry(key.0.clone()).or_default().push(Assignment {
-            task: id,
+        }));
+        e.worker = Some(id);
+        e.phase = Phase::Assigned { worker: id };
+        self.assign.entry(node).or_default().push(Assignment {
+            task: e.task.id,
             attempt: e.attempts,
-            worker: key.1,
+            worker,
             name: e.task.name.clone(),
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
             input: e.task.input.clone(),
             deps,
-            timeout_ms: timeout.map(|d| d.as_millis() as u64),
+            timeout_ms,
         });
-        out.push(Output::Changed {
-            id,
-            status: TaskStatus::Assigned,
-        });
+        self.changed(slot, TaskStatus::Assigned, out);
     }
 
     /// An auction closed without a winner.
-    fn no_award(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {
-        let e = &self.tasks[&id];
-        let (role, difficulty) = (e.task.role.clone(), e.task.difficulty);
-        let capable: Vec<&WorkerState> = self
-            .workers
-            .values()
-            .filter(|w| w.spec.role == role && w.spec.skill >= difficulty)
-            .collect();
+    fn no_award(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+        let e = &self.tasks[slot];
+        let difficulty = e.task.difficulty;
+        let capable = self.roles[e.role].workers.iter().map(|&w| &self.workers[w]);
+        let capable: Vec<_> = capable.filter(|w| w.spec.skill >= difficulty).collect();
         if capable.is_empty() {
-            self.park(id, now);
-            out.push(Output::Changed {
-                id,
-                status: TaskStatus::Pending,
-            });
+            self.park(slot, now);
+            self.changed(slot, TaskStatus::Pending, out);
             return;
         }
         if capable.iter().all(|w| w.load >= w.spec.capacity) {
             // Everyone able is busy: wait in line for a slot, no deadline.
-            self.tasks.get_mut(&id).expect("exists").no_bids_since = None;
-            self.requeue(id, now, out);
+            self.tasks[slot].no_bids_since = None;
+            self.requeue(slot, now, out);
             return;
         }
         let waited = now.saturating_sub(e.no_bids_since.unwrap_or(e.ready_at));
         if waited >= self.cfg.no_worker_timeout {
             let err = TaskError::NoBids {
-                role,
+                role: e.task.role.clone(),
                 difficulty,
                 waited_ms: waited.as_millis() as u64,
             };
-            self.fail(id, err, now, out);
+            self.fail(slot, err, now, out);
             return;
         }
-        self.back_off(id, self.retry_delay(e.round), now, out);
+        self.back_off(slot, self.retry_delay(e.round), now, out);
     }
 }

@@ -85,6 +85,36 @@ pub fn validate(
     known: impl Fn(&TaskId) -> bool,
     limits: Limits,
 ) -> Result<Vec<usize>, SubmitError> {
+    plan(batch, known, limits).map(|p| p.order)
+}
+
+/// Marks, in [`Plan`], a dependency on a task known before the batch.
+pub(super) const KNOWN: usize = usize::MAX;
+
+/// A batch that passed [`validate`], with its dependencies resolved.
+pub(super) struct Plan {
+    /// Batch indices in dependency order.
+    pub(super) order: Vec<usize>,
+    /// Every task's dependencies, task after task, in the task's order: the
+    /// batch index of the dependency, or [`KNOWN`].
+    deps: Vec<usize>,
+    /// Task `i`'s dependencies are `deps[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+}
+
+impl Plan {
+    /// Where the dependencies of batch task `i` are (see `deps`).
+    pub(super) fn deps_of(&self, i: usize) -> &[usize] {
+        &self.deps[self.starts[i]..self.starts[i + 1]]
+    }
+}
+
+/// [`validate`], keeping what it learnt about the dependencies.
+pub(super) fn plan(
+    batch: &[Task],
+    known: impl Fn(&TaskId) -> bool,
+    limits: Limits,
+) -> Result<Plan, SubmitError> {
     if batch.len() > limits.max_batch {
         return Err(SubmitError::TooMany {
             count: batch.len(),
@@ -113,38 +143,71 @@ pub fn validate(
             });
         }
     }
+    let mut deps = Vec::new();
+    let mut starts = Vec::with_capacity(batch.len() + 1);
+    starts.push(0);
     for t in batch {
-        let mut seen = HashSet::with_capacity(t.dependencies.len());
-        for d in &t.dependencies {
-            if !seen.insert(d) {
+        // Short lists are searched; long ones get a set, so that a task with
+        // many dependencies cannot make this quadratic.
+        let mut seen = (t.dependencies.len() > 16).then(|| HashSet::with_capacity(t.dependencies.len()));
+        for (j, d) in t.dependencies.iter().enumerate() {
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(d),
+                None => t.dependencies[..j].contains(d),
+            };
+            if repeated {
                 return Err(SubmitError::Invalid {
                     task: t.name.clone(),
                     reason: format!("dependency {d} listed twice"),
                 });
             }
-            if !index.contains_key(d) && !known(d) {
-                return Err(SubmitError::UnknownDependency {
-                    task: t.name.clone(),
-                    dependency: *d,
-                });
+            match index.get(d) {
+                Some(&k) => deps.push(k),
+                None if known(d) => deps.push(KNOWN),
+                None => {
+                    return Err(SubmitError::UnknownDependency {
+                        task: t.name.clone(),
+                        dependency: *d,
+                    })
+                }
             }
         }
+        starts.push(deps.len());
     }
-    topo_order(batch, &index)
+    let mut plan = Plan {
+        order: Vec::new(),
+        deps,
+        starts,
+    };
+    plan.order = topo_order(batch, &plan, &index)?;
+    Ok(plan)
 }
 
 /// Kahn's algorithm over the edges inside the batch (known tasks cannot
 /// depend on new ones, so no cycle passes through them).
-fn topo_order(batch: &[Task], index: &HashMap<TaskId, usize>) -> Result<Vec<usize>, SubmitError> {
+fn topo_order(
+    batch: &[Task],
+    plan: &Plan,
+    index: &HashMap<TaskId, usize>,
+) -> Result<Vec<usize>, SubmitError> {
     let n = batch.len();
-    let mut indegree = vec![0u32; n];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, t) in batch.iter().enumerate() {
-        for d in &t.dependencies {
-            if let Some(&j) = index.get(d) {
-                indegree[i] += 1;
-                dependents[j].push(i);
-            }
+    let inside = |i| plan.deps_of(i).iter().copied().filter(|&j| j != KNOWN);
+    // Each task's dependents in one flat list, in batch order: those of task
+    // `j` are `dependents[first[j]..first[j + 1]]`.
+    let mut indegree: Vec<u32> = (0..n).map(|i| inside(i).count() as u32).collect();
+    let mut first = vec![0usize; n + 1];
+    for j in (0..n).flat_map(inside) {
+        first[j + 1] += 1;
+    }
+    for j in 0..n {
+        first[j + 1] += first[j];
+    }
+    let mut dependents = vec![0usize; first[n]];
+    let mut fill = first.clone();
+    for i in 0..n {
+        for j in inside(i) {
+            dependents[fill[j]] = i;
+            fill[j] += 1;
         }
     }
     let mut order: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
@@ -152,7 +215,7 @@ fn topo_order(batch: &[Task], index: &HashMap<TaskId, usize>) -> Result<Vec<usiz
     while head < order.len() {
         let j = order[head];
         head += 1;
-        for &i in &dependents[j] {
+        for &i in &dependents[first[j]..first[j + 1]] {
             indegree[i] -= 1;
             if indegree[i] == 0 {
                 order.push(i);
@@ -275,6 +338,20 @@ mod tests {
         for (batch, want) in cases {
             let err = validate(&batch, none, LIMITS).unwrap_err().to_string();
             assert!(err.contains(want), "{err} should contain {want}");
+        }
+    }
+
+    #[test]
+    fn repeated_dependencies_are_found_in_short_and_long_lists() {
+        let old: Vec<TaskId> = (0..40).map(|_| TaskId::random()).collect();
+        let known = |id: &TaskId| old.contains(id);
+        for len in [3, 16, 17, 40] {
+            let mut t = Task::new("t", "w", 1);
+            t.dependencies = old[..len].to_vec();
+            assert!(validate(&[t.clone()], known, LIMITS).is_ok(), "{len}");
+            t.dependencies.push(old[len / 2]);
+            let err = validate(&[t], known, LIMITS).unwrap_err().to_string();
+            assert!(err.contains("listed twice"), "{len}: {err}");
         }
     }
 

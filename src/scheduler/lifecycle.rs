@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{dag, Entry, Output, Phase, Report, Scheduler, SubmitError, TimerKind};
+use super::state::{Entry, Phase, Slot, TimerKind};
+use super::{dag, Output, Report, Scheduler, SubmitError};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus};
 
 impl Scheduler {
@@ -25,69 +26,60 @@ impl Scheduler {
             max_payload: self.cfg.max_payload,
             max_batch: self.cfg.max_batch,
         };
-        let order = dag::validate(&tasks, |id| self.tasks.contains_key(id), limits)?;
+        let plan = dag::plan(&tasks, |id| self.index.contains_key(id), limits)?;
         let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-        let mut slots: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
-        for i in order {
-            let Some(task) = slots[i].take() else { continue };
-            self.insert(task, now, out);
+        self.tasks.reserve(tasks.len());
+        self.index.reserve(tasks.len());
+        // Batch index -> slot; dependency order fills it before it is read.
+        let mut slot_of = vec![Slot(0); tasks.len()];
+        let mut batch: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
+        for &i in &plan.order {
+            let Some(task) = batch[i].take() else { continue };
+            let deps = plan.deps_of(i).iter().zip(&task.dependencies);
+            let deps = deps.map(|(&j, id)| {
+                if j == dag::KNOWN {
+                    self.index[id]
+                } else {
+                    slot_of[j]
+                }
+            });
+            let deps = deps.collect();
+            slot_of[i] = self.insert(task, deps, now, out);
         }
         Ok(ids)
     }
 
-    /// Adds one validated task whose batch dependencies are already inserted.
-    fn insert(&mut self, task: Task, now: Duration, out: &mut Vec<Output>) {
-        let id = task.id;
+    /// Adds one validated task whose dependencies (`deps`, in its order) are
+    /// already inserted.
+    fn insert(&mut self, mut task: Task, deps: Box<[Slot]>, now: Duration, out: &mut Vec<Output>) -> Slot {
+        let slot = Slot(self.tasks.len() as u32);
         let mut waiting_on = 0;
         let mut failed_dep = None;
-        for d in &task.dependencies {
-            let dep = self.tasks.get_mut(d).expect("validated dependency");
+        for &d in &deps {
+            let dep = &mut self.tasks[d];
             match dep.phase {
                 Phase::Completed => {}
                 Phase::Failed => {
-                    failed_dep.get_or_insert((*d, dep.task.name.clone()));
+                    failed_dep.get_or_insert((dep.task.id, dep.task.name.clone()));
                 }
                 _ => {
                     waiting_on += 1;
-                    dep.dependents.push(id);
+                    dep.dependents.push(slot);
                 }
             }
         }
         self.unfinished += 1;
-        self.next_seq += 1;
-        self.tasks.insert(
-            id,
-            Entry {
-                task,
-                phase: Phase::Waiting,
-                waiting_on,
-                dependents: Vec::new(),
-                seq: self.next_seq,
-                submitted_at: now,
-                ready_at: now,
-                no_bids_since: None,
-                attempts: 0,
-                round: 0,
-                refusals: 0,
-                refused_by: None,
-                bids: Vec::new(),
-                auction: None,
-                worker: None,
-                output: None,
-                error: None,
-                run_ms: None,
-                finished_at: None,
-            },
-        );
-        out.push(Output::Changed {
-            id,
-            status: TaskStatus::Pending,
-        });
+        self.index.insert(task.id, slot);
+        let role = self.role_id(&task.role);
+        task.dependencies = Vec::new(); // kept as `deps`
+        self.tasks.push(Entry::new(task, deps, role, waiting_on, now));
+        self.changed(slot, TaskStatus::Pending, out);
         if let Some((dep, name)) = failed_dep {
-            self.fail(id, TaskError::DependencyFailed { id: dep, name }, now, out);
+            self.fail(slot, TaskError::DependencyFailed { id: dep, name }, now, out);
         } else if waiting_on == 0 {
-            self.make_ready(id, now);
+            self.make_ready(slot, now);
         }
+        slot
     }
 
     pub(super) fn assign_answer(
@@ -99,85 +91,71 @@ impl Scheduler {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
-        let Some(e) = self.tasks.get(&id) else { return };
-        let Phase::Assigned { worker } = &e.phase else {
+        let Some(&slot) = self.index.get(&id) else { return };
+        let e = &mut self.tasks[slot];
+        let Phase::Assigned { worker } = e.phase else {
             return;
         };
-        if &worker.0 != node || e.attempts != attempt {
+        if self.workers[worker].node != *node || e.attempts != attempt {
             return;
         }
-        let worker = worker.clone();
-        let timeout = self.run_timeout(&e.task);
-        let e = self.tasks.get_mut(&id).expect("checked above");
         if accepted {
             e.refusals = 0;
             e.phase = Phase::Running { worker };
-            if let Some(t) = timeout {
+            if let Some(t) = self.run_timeout(&self.tasks[slot].task) {
                 let kind = TimerKind::RunTimeout { attempt };
-                self.timers.insert((now + t, kind, id));
+                self.timers.insert((now + t, kind, slot));
             }
-            out.push(Output::Changed {
-                id,
-                status: TaskStatus::Running,
-            });
+            self.changed(slot, TaskStatus::Running, out);
         } else {
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.load = w.load.saturating_sub(1);
-            }
             // Back off as after an auction without a usable bid, longer
             // with each refusal in a row, and let another bidder win next.
+            let w = &mut self.workers[worker];
+            w.load = w.load.saturating_sub(1);
             e.worker = None;
             e.refusals += 1;
-            let refusals = e.refusals;
             e.refused_by = Some(worker);
-            self.back_off(id, self.retry_delay(refusals), now, out);
+            let refusals = e.refusals;
+            self.back_off(slot, self.retry_delay(refusals), now, out);
         }
     }
 
     pub(super) fn report(&mut self, node: &NodeId, r: Report, now: Duration, out: &mut Vec<Output>) {
-        let Some(e) = self.tasks.get_mut(&r.task) else {
+        let Some(&slot) = self.index.get(&r.task) else {
             return;
         };
-        let holder = match &e.phase {
-            Phase::Assigned { worker } | Phase::Running { worker } => worker,
-            _ => return,
+        let e = &mut self.tasks[slot];
+        let (Phase::Assigned { worker } | Phase::Running { worker }) = e.phase else {
+            return;
         };
-        if &holder.0 != node || holder.1 != r.worker || e.attempts != r.attempt {
+        let w = &mut self.workers[worker];
+        if w.node != *node || w.spec.name != r.worker || e.attempts != r.attempt {
             return;
         }
-        let key = holder.clone();
         e.run_ms = Some(r.run_ms);
-        if let Some(w) = self.workers.get_mut(&key) {
-            w.load = w.load.saturating_sub(1);
-        }
+        w.load = w.load.saturating_sub(1);
         match r.outcome {
-            Ok(output) => self.complete(r.task, output, now, out),
-            Err(message) => self.fail(
-                r.task,
-                TaskError::Processing {
+            Ok(output) => self.complete(slot, output, now, out),
+            Err(message) => {
+                let err = TaskError::Processing {
                     worker: r.worker,
                     message,
-                },
-                now,
-                out,
-            ),
+                };
+                self.fail(slot, err, now, out);
+            }
         }
     }
 
-    fn complete(&mut self, id: TaskId, output: Payload, now: Duration, out: &mut Vec<Output>) {
-        let e = self.tasks.get_mut(&id).expect("completed task exists");
+    fn complete(&mut self, slot: Slot, output: Payload, now: Duration, out: &mut Vec<Output>) {
+        let e = &mut self.tasks[slot];
         e.phase = Phase::Completed;
         e.output = Some(output);
         e.finished_at = Some(now);
+        let dependents = std::mem::take(&mut e.dependents);
         self.unfinished -= 1;
-        out.push(Output::Changed {
-            id,
-            status: TaskStatus::Completed,
-        });
-        for d in std::mem::take(&mut e.dependents) {
-            let Some(dep) = self.tasks.get_mut(&d) else {
-                continue;
-            };
+        self.changed(slot, TaskStatus::Completed, out);
+        for d in dependents {
+            let dep = &mut self.tasks[d];
             if dep.phase != Phase::Waiting {
                 continue;
             }
@@ -189,86 +167,66 @@ impl Scheduler {
     }
 
     /// Fails a task and, transitively, everything that depends on it.
-    pub(super) fn fail(&mut self, id: TaskId, error: TaskError, now: Duration, out: &mut Vec<Output>) {
-        let mut stack = vec![(id, error)];
-        while let Some((id, error)) = stack.pop() {
-            let Some(e) = self.tasks.get_mut(&id) else {
-                continue;
-            };
+    pub(super) fn fail(&mut self, slot: Slot, error: TaskError, now: Duration, out: &mut Vec<Output>) {
+        let mut stack = vec![(slot, error)];
+        while let Some((slot, error)) = stack.pop() {
+            let e = &mut self.tasks[slot];
             if matches!(e.phase, Phase::Completed | Phase::Failed) {
                 continue;
             }
-            let reserved = match &e.phase {
-                Phase::Announced { reserved, .. } => reserved.clone(),
+            let reserved = match e.phase {
+                Phase::Announced { reserved, .. } => reserved,
                 _ => None,
             };
             e.phase = Phase::Failed;
-            e.error = Some(error);
+            e.error = Some(Box::new(error));
             e.finished_at = Some(now);
-            let name = e.task.name.clone();
+            let (id, name) = (e.task.id, e.task.name.clone());
             let dependents = std::mem::take(&mut e.dependents);
             self.unfinished -= 1;
-            self.release(&reserved);
-            out.push(Output::Changed {
-                id,
-                status: TaskStatus::Failed,
-            });
+            self.release(reserved);
+            self.changed(slot, TaskStatus::Failed, out);
             for d in dependents {
-                stack.push((
-                    d,
-                    TaskError::DependencyFailed {
-                        id,
-                        name: name.clone(),
-                    },
-                ));
+                let name = name.clone();
+                stack.push((d, TaskError::DependencyFailed { id, name }));
             }
         }
     }
 
     pub(super) fn fire_timers(&mut self, now: Duration, out: &mut Vec<Output>) {
-        while let Some(&(at, kind, id)) = self.timers.first() {
+        while let Some(&(at, kind, slot)) = self.timers.first() {
             if at > now {
                 break;
             }
             self.timers.pop_first();
-            let Some(e) = self.tasks.get(&id) else { continue };
-            match (kind, &e.phase) {
-                (TimerKind::CloseAuction, Phase::Announced { closes_at, .. }) if *closes_at == at => {
-                    self.close_auction(id, now, out)
+            let e = &self.tasks[slot];
+            match (kind, e.phase) {
+                (TimerKind::CloseAuction, Phase::Announced { closes_at, .. }) if closes_at == at => {
+                    self.close_auction(slot, now, out)
                 }
-                (TimerKind::Retry, Phase::Backoff { until }) if *until == at => self.enqueue(id, now),
-                (TimerKind::Deadline, Phase::Parked) => self.deadline(id, now, out),
+                (TimerKind::Retry, Phase::Backoff { until }) if until == at => self.enqueue(slot, now),
+                (TimerKind::Deadline, Phase::Parked) => self.deadline(slot, now, out),
                 (TimerKind::RunTimeout { attempt }, Phase::Running { worker }) if attempt == e.attempts => {
-                    let worker = worker.clone();
-                    if let Some(w) = self.workers.get_mut(&worker) {
-                        w.load = w.load.saturating_sub(1);
-                    }
                     let timeout_ms = self.run_timeout(&e.task).map_or(0, |d| d.as_millis() as u64);
-                    self.fail(
-                        id,
-                        TaskError::Timeout {
-                            worker: worker.1,
-                            timeout_ms,
-                        },
-                        now,
-                        out,
-                    );
+                    let w = &mut self.workers[worker];
+                    w.load = w.load.saturating_sub(1);
+                    let worker = w.spec.name.clone();
+                    self.fail(slot, TaskError::Timeout { worker, timeout_ms }, now, out);
                 }
                 _ => {}
             }
         }
     }
 
-    fn deadline(&mut self, id: TaskId, now: Duration, out: &mut Vec<Output>) {
-        let e = &self.tasks[&id];
-        let best_skill = self.best_skill(&e.task.role);
+    fn deadline(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+        let e = &self.tasks[slot];
         let err = TaskError::NoCapableWorker {
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
-            best_skill,
+            best_skill: self.best_skill(e.role),
             waited_ms: now.saturating_sub(e.ready_at).as_millis() as u64,
         };
-        self.fail(id, err, now, out);
+        self.fail(slot, err, now, out);
     }
 
     pub(super) fn run_timeout(&self, task: &Task) -> Option<Duration> {

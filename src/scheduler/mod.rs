@@ -33,11 +33,16 @@
 //!    every dependent with an error naming the failed dependency. A worker
 //!    that leaves fails what it held. Reports for a stale attempt are ignored.
 //!
-//! Where each part lives: this file holds the inputs and outputs, the state
-//! and the queries; `lifecycle` steps 1, 5 and 6 and the timers; `queue`
-//! steps 2 and 3; `bidding` step 4 with [`auction`] holding the award
-//! policies; `workers` the registry and slot accounting; `messages` what
-//! workers send and receive.
+//! Where each part lives: this file holds the inputs and outputs and the
+//! queries; `state` the per-task, per-worker and per-role records;
+//! `lifecycle` steps 1, 5 and 6 and the timers; `queue` steps 2 and 3;
+//! `bidding` step 4 with [`auction`] holding the award policies; `workers`
+//! the registry and slot accounting; `messages` what workers send and
+//! receive.
+//!
+//! Costs: tasks live in a vector in submission order and refer to each
+//! other, to workers and to roles by index, so a step hashes only the task
+//! ids that arrive in inputs. Finished tasks are kept for their reports.
 
 pub mod auction;
 mod bidding;
@@ -45,6 +50,7 @@ pub mod dag;
 mod lifecycle;
 mod messages;
 mod queue;
+mod state;
 mod workers;
 
 #[cfg(test)]
@@ -58,9 +64,9 @@ pub use dag::SubmitError;
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Report};
 
 use crate::task::{
-    AuctionRecord, BidRecord, NodeId, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerInfo,
-    WorkerSpec,
+    AuctionRecord, BidRecord, NodeId, Task, TaskId, TaskReport, TaskStatus, WorkerInfo, WorkerSpec,
 };
+use state::{Award, Entry, Phase, Role, RoleId, Slot, TimerKind, WorkerId, WorkerState};
 
 /// Tunables of the scheduler.
 #[derive(Clone, Debug)]
@@ -182,116 +188,28 @@ pub enum Output {
     },
 }
 
-type WorkerKey = (NodeId, String);
-
-#[derive(Debug)]
-struct WorkerState {
-    spec: WorkerSpec,
-    /// Tasks awarded to this worker and not yet reported.
-    load: u32,
-    /// Auctions counting on one of this worker's free slots.
-    reserved: u32,
-}
-
-impl WorkerState {
-    fn free(&self) -> u32 {
-        self.spec.capacity.saturating_sub(self.load + self.reserved)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Phase {
-    /// Waiting for dependencies.
-    Waiting,
-    /// In its role's queue.
-    Queued,
-    /// No registered worker could take it; waiting for one.
-    Parked,
-    /// Out of line after an auction without an award or a refusal, until
-    /// its retry timer for `until` puts it back (earlier retry timers are
-    /// stale).
-    Backoff {
-        until: Duration,
-    },
-    /// Auction open.
-    Announced {
-        closes_at: Duration,
-        reserved: Option<WorkerKey>,
-    },
-    /// Awarded, waiting for the worker to accept.
-    Assigned {
-        worker: WorkerKey,
-    },
-    /// Being processed.
-    Running {
-        worker: WorkerKey,
-    },
-    Completed,
-    Failed,
-}
-
-#[derive(Debug)]
-struct Entry {
-    task: Task,
-    phase: Phase,
-    /// Dependencies not yet completed.
-    waiting_on: u32,
-    dependents: Vec<TaskId>,
-    /// Submission order, so that scans over `tasks` act in a stable order.
-    seq: u64,
-    submitted_at: Duration,
-    /// When the task last became ready; its capable-worker deadline counts
-    /// from here.
-    ready_at: Duration,
-    /// When the current run of auctions without a usable bid started (reset
-    /// by an award, or when every capable worker is busy); `NoBids` counts
-    /// from here, so time spent waiting for a busy worker is not held
-    /// against the bidders.
-    no_bids_since: Option<Duration>,
-    attempts: u32,
-    round: u32,
-    /// Awards refused in a row; sets the backoff after a refusal.
-    refusals: u32,
-    /// The worker that refused the latest award: until the task is awarded
-    /// again it wins only when no other capable worker bids.
-    refused_by: Option<WorkerKey>,
-    /// Answers in the open auction, with whether each bidder is willing.
-    bids: Vec<(BidRecord, bool)>,
-    auction: Option<AuctionRecord>,
-    worker: Option<WorkerKey>,
-    output: Option<Payload>,
-    error: Option<TaskError>,
-    run_ms: Option<u64>,
-    finished_at: Option<Duration>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKind {
-    /// An auction's bid window ends.
-    CloseAuction,
-    /// A backed-off task rejoins its queue.
-    Retry,
-    /// A parked task's capable-worker deadline.
-    Deadline,
-    /// A running attempt's timeout; stale once the task moved to another
-    /// attempt.
-    RunTimeout { attempt: u32 },
-}
-
 /// The scheduler. See the module documentation.
 pub struct Scheduler {
     cfg: SchedulerConfig,
     policy: Box<dyn AwardPolicy>,
-    tasks: HashMap<TaskId, Entry>,
-    workers: BTreeMap<WorkerKey, WorkerState>,
-    /// Ready tasks per role, oldest first.
-    queues: BTreeMap<String, VecDeque<TaskId>>,
-    /// Timers, ordered by due time; entries for tasks that moved on are
-    /// dropped when they fire.
-    timers: BTreeSet<(Duration, TimerKind, TaskId)>,
+    /// Every task submitted, finished ones too (for their reports), in
+    /// submission order.
+    tasks: Vec<Entry>,
+    /// Where each task is in `tasks`.
+    index: HashMap<TaskId, Slot>,
+    /// Every worker ever registered, present or gone.
+    workers: Vec<WorkerState>,
+    /// The registered workers, by node and name.
+    by_node: BTreeMap<NodeId, BTreeMap<String, WorkerId>>,
+    /// Every role seen on a task or a worker.
+    roles: Vec<Role>,
+    role_ids: HashMap<String, RoleId>,
+    /// Ready tasks per role, oldest first; only non-empty queues are kept.
+    queues: BTreeMap<RoleId, VecDeque<Slot>>,
+    /// Timers, ordered by due time. An auction that closes early removes its
+    /// own; other entries for tasks that moved on are dropped when they fire.
+    timers: BTreeSet<(Duration, TimerKind, Slot)>,
     unfinished: usize,
-    /// Sequence number for the next submitted task.
-    next_seq: u64,
     /// Announcements and awards gathered during one step, flushed at its end.
     announce: Vec<Announcement>,
     assign: BTreeMap<NodeId, Vec<Assignment>>,
@@ -308,12 +226,15 @@ impl Scheduler {
         Scheduler {
             cfg,
             policy,
-            tasks: HashMap::new(),
-            workers: BTreeMap::new(),
+            tasks: Vec::new(),
+            index: HashMap::new(),
+            workers: Vec::new(),
+            by_node: BTreeMap::new(),
+            roles: Vec::new(),
+            role_ids: HashMap::new(),
             queues: BTreeMap::new(),
             timers: BTreeSet::new(),
             unfinished: 0,
-            next_seq: 0,
             announce: Vec::new(),
             assign: BTreeMap::new(),
         }
@@ -357,7 +278,8 @@ impl Scheduler {
 
     /// Everything known about a task.
     pub fn report_of(&self, id: &TaskId, now: Duration) -> Option<TaskReport> {
-        let e = self.tasks.get(id)?;
+        let e = &self.tasks[*self.index.get(id)?];
+        let worker = e.worker.map(|w| &self.workers[w]);
         let end = e.finished_at.unwrap_or(now);
         Some(TaskReport {
             id: *id,
@@ -365,40 +287,68 @@ impl Scheduler {
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
             status: status_of(&e.phase),
-            worker: e.worker.as_ref().map(|w| w.1.clone()),
-            node: e.worker.as_ref().map(|w| w.0.clone()),
+            worker: worker.map(|w| w.spec.name.clone()),
+            node: worker.map(|w| w.node.clone()),
             attempts: e.attempts,
-            auction: e.auction.clone(),
+            auction: e.award.as_ref().map(|a| self.auction_record(a)),
             output: e.output.clone(),
-            error: e.error.clone(),
+            error: e.error.as_deref().cloned(),
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
             run_ms: e.run_ms,
         })
     }
 
+    fn auction_record(&self, award: &Award) -> AuctionRecord {
+        let bids = award.bids.iter().map(|b| {
+            let w = &self.workers[b.worker];
+            BidRecord {
+                worker: w.spec.name.clone(),
+                node: w.node.clone(),
+                skill: b.skill,
+                load: b.load,
+                capacity: b.capacity,
+            }
+        });
+        AuctionRecord {
+            bids: bids.collect(),
+            reason: award.reason.to_string(),
+            rounds: award.rounds,
+        }
+    }
+
     /// The status of a task, cheaply.
     pub fn status(&self, id: &TaskId) -> Option<TaskStatus> {
-        self.tasks.get(id).map(|e| status_of(&e.phase))
+        self.index.get(id).map(|&s| status_of(&self.tasks[s].phase))
     }
 
     /// The registered workers with their current load.
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.workers
-            .iter()
-            .map(|((node, _), w)| WorkerInfo {
+        let ids = self.by_node.values().flat_map(|names| names.values());
+        ids.map(|&id| {
+            let w = &self.workers[id];
+            WorkerInfo {
                 name: w.spec.name.clone(),
                 role: w.spec.role.clone(),
                 skill: w.spec.skill,
                 capacity: w.spec.capacity,
                 load: w.load,
-                node: node.clone(),
-            })
-            .collect()
+                node: w.node.clone(),
+            }
+        })
+        .collect()
     }
 
     /// Tasks not yet completed or failed.
     pub fn unfinished(&self) -> usize {
         self.unfinished
+    }
+
+    /// Tells the driver a task's status changed.
+    fn changed(&self, slot: Slot, status: TaskStatus, out: &mut Vec<Output>) {
+        out.push(Output::Changed {
+            id: self.tasks[slot].task.id,
+            status,
+        });
     }
 
     /// Emits the announcements and awards gathered during one step.

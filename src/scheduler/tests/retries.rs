@@ -279,7 +279,8 @@ fn a_run_timeout_for_an_earlier_attempt_does_not_fire() {
     };
     h.bid_all();
     h.accept(t);
-    h.s.tasks.get_mut(&t).expect("known").attempts = 2;
+    let slot = h.s.index[&t];
+    h.s.tasks[slot].attempts = 2;
     h.advance(100);
     assert_eq!(h.status(t), Some(TaskStatus::Running));
     assert!(h.s.next_deadline().is_none(), "the stale timer is gone");
