@@ -154,6 +154,12 @@ impl Payload {
         Payload(bytes.into())
     }
 
+    /// The bytes as UTF-8 text: how task files and command workers carry
+    /// inputs and outputs (the typed helpers use bincode instead).
+    pub fn as_text(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

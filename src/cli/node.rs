@@ -58,7 +58,9 @@ pub struct NodeArgs {
     /// Never become admin.
     #[arg(long)]
     pub no_admin: bool,
-    /// Preference to be admin, 0-255: higher wins elections [default: 0].
+    /// Preference to be admin, 0-255 [default: 0]: a preferred node claims
+    /// sooner after start and wins simultaneous claims; it does not unseat a
+    /// running admin.
     #[arg(long, value_name = "N")]
     pub admin_priority: Option<u8>,
     /// Seconds a task may wait for a capable worker before failing [default: 5].

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -31,6 +32,11 @@ use crate::worker::WorkerRuntime;
 use crate::Error;
 
 pub(crate) use behaviour::{build_swarm, Behaviour, BehaviourEvent};
+
+/// First delay before dialling a failed join address again; doubles.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// Longest delay between two tries of a join address.
+const MAX_JOIN_RETRY: Duration = Duration::from_secs(30);
 
 /// What a node looks like from outside, published by the loop on a watch
 /// channel so handles can read it without a round trip.
@@ -131,8 +137,11 @@ pub(crate) struct EventLoop {
     closing: Option<(Instant, Instant, oneshot::Sender<()>)>,
     /// Concrete addresses we listen on (wildcards expanded), with `/p2p/`.
     listening: Vec<Multiaddr>,
-    /// Dials to `NodeConfig::join` addresses still under way.
-    joining: HashMap<ConnectionId, Multiaddr>,
+    /// Dials to `NodeConfig::join` addresses still under way, with how
+    /// many times each address failed before.
+    joining: HashMap<ConnectionId, (Multiaddr, u32)>,
+    /// Join addresses to dial again, when, and their failure count.
+    rejoin: Vec<(Instant, Multiaddr, u32)>,
     /// Join addresses that failed, and why.
     failed_joins: Vec<(Multiaddr, String)>,
     /// What connected peers told us about themselves (identify).
@@ -155,6 +164,7 @@ impl EventLoop {
         state: watch::Sender<NodeState>,
         joining: HashMap<ConnectionId, Multiaddr>,
     ) -> Self {
+        let joining = joining.into_iter().map(|(id, addr)| (id, (addr, 0))).collect();
         let me = *swarm.local_peer_id();
         let me_node = node_id(&me);
         let started = Instant::now();
@@ -183,6 +193,7 @@ impl EventLoop {
             closing: None,
             listening: Vec::new(),
             joining,
+            rejoin: Vec::new(),
             failed_joins: Vec::new(),
             peer_meta: HashMap::new(),
         }
@@ -247,6 +258,7 @@ impl EventLoop {
         take(self.parked.iter().map(|p| p.0).min());
         take(self.parked_retry);
         take(self.register_retry);
+        take(self.rejoin.iter().map(|r| r.0).min());
         take(
             self.closing
                 .as_ref()
@@ -267,6 +279,17 @@ impl EventLoop {
                 self.parked_retry = None;
             }
             self.flush_parked();
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rejoin)
+            .into_iter()
+            .partition(|r| r.0 <= now);
+        self.rejoin = later;
+        for (_, addr, failures) in due {
+            let opts = DialOpts::from(addr.clone());
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                self.joining.insert(id, (addr, failures));
+            }
         }
         if self.register_retry.is_some_and(|t| t <= now) {
             self.register_retry = None;
@@ -342,7 +365,9 @@ impl EventLoop {
                 connection_id,
                 ..
             } => {
-                self.joining.remove(&connection_id);
+                if let Some((addr, _)) = self.joining.remove(&connection_id) {
+                    self.failed_joins.retain(|(a, _)| *a != addr);
+                }
                 debug!(peer = %peer_id, "connected");
                 if num_established.get() == 1 {
                     self.publish_state();
@@ -368,9 +393,15 @@ impl EventLoop {
                 connection_id,
             } => {
                 debug!(?peer_id, %error, "dial failed");
-                if let Some(addr) = self.joining.remove(&connection_id) {
-                    info!(%addr, %error, "cannot join");
-                    self.failed_joins.push((addr, error.to_string()));
+                if let Some((addr, failures)) = self.joining.remove(&connection_id) {
+                    // Keep trying: the peer may simply not be up yet.
+                    let backoff = JOIN_RETRY
+                        .saturating_mul(1 << failures.min(5))
+                        .min(MAX_JOIN_RETRY);
+                    info!(%addr, %error, retry_in = ?backoff, "cannot join");
+                    self.failed_joins.retain(|(a, _)| *a != addr);
+                    self.failed_joins.push((addr.clone(), error.to_string()));
+                    self.rejoin.push((Instant::now() + backoff, addr, failures + 1));
                     self.publish_state();
                 }
             }

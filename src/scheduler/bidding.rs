@@ -46,14 +46,21 @@ impl Scheduler {
         };
         let w = &self.workers[id];
         let e = &mut self.tasks[slot];
-        if bid.round != e.round || w.role != e.role {
+        if w.role != e.role {
             return;
         }
+        let current = bid.round == e.round;
         match e.phase {
-            Phase::Announced { .. } => {}
+            Phase::Announced { .. } if current => {}
+            // A willing bid that missed the previous round still says the
+            // worker wants the task: on a slow network, rounds would
+            // otherwise keep closing just before their bids arrive.
+            Phase::Announced { .. } if bid.willing && bid.round > 0 && bid.round + 1 == e.round => {}
             // The auction of this round closed without an award (its bid
             // window ended, or every capable worker was busy).
-            Phase::Backoff { .. } | Phase::Queued if e.round > 0 => return self.late_bid(slot, id, bid, out),
+            Phase::Backoff { .. } | Phase::Queued if current && e.round > 0 => {
+                return self.late_bid(slot, id, bid, out)
+            }
             _ => return,
         }
         if e.bids.iter().any(|b| b.worker == id) {

@@ -96,7 +96,7 @@ impl Worker for TestWorker {
 /// A loopback node config with short timeouts, suited to tests.
 pub fn test_config() -> NodeConfig {
     let mut cfg = NodeConfig::default();
-    cfg.scheduler.no_worker_timeout = Duration::from_millis(800);
+    cfg.scheduler.no_worker_timeout = Duration::from_millis(1500);
     cfg
 }
 

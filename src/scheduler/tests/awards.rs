@@ -409,3 +409,50 @@ fn bidders_are_judged_by_their_current_registration() {
         assert_eq!(h.status(t), Some(TaskStatus::Pending), "{what}");
     }
 }
+
+/// On a slow network a willing bid can miss its round; it still counts in
+/// the next one, so the task is not starved by bids that always arrive late.
+#[test]
+fn a_willing_bid_from_the_previous_round_counts_in_the_next() {
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.advance(5); // round 1 closes unanswered: backoff
+    assert_eq!(h.status(t), Some(TaskStatus::Pending));
+    h.advance(10); // round 2 opens
+    assert_eq!(h.status(t), Some(TaskStatus::Announced));
+    let late = Bid {
+        task: t,
+        round: 1,
+        worker: "a".into(),
+        skill: 5,
+        load: 0,
+        capacity: 1,
+        willing: true,
+    };
+    h.bid_raw("n1", late.clone());
+    assert_eq!(
+        h.status(t),
+        Some(TaskStatus::Assigned),
+        "the only worker answered, if late"
+    );
+    assert_eq!(h.winner(t), Some("a"));
+    // An unwilling answer from an old round says nothing about this one.
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 3)])[..] else {
+        unreachable!()
+    };
+    h.advance(15);
+    h.bid_raw(
+        "n1",
+        Bid {
+            willing: false,
+            task: t,
+            ..late
+        },
+    );
+    assert_eq!(h.status(t), Some(TaskStatus::Announced));
+}
