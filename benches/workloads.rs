@@ -1,1 +1,158 @@
-fn main() {}
+//! The workloads of `shared/benchmarks.md` (W1–W8), multi-process on loopback.
+//!
+//! Run with: `cargo bench --bench workloads` (add `-- --quick` for a short
+//! smoke run, or name workloads: `-- W1 W3`; `--runs N` overrides the runs).
+//!
+//! Prints one JSON line per workload on stdout; progress goes to stderr.
+//! This process is the admin and the client; each of the 3 worker peers is
+//! this binary re-executed with `--worker-process` (one slot each). W6 starts
+//! fresh processes (`--admin-process` plus workers) per run; W7 runs the pure
+//! scheduler in a fresh `--w7-process` per run.
+
+#[path = "workloads/bodies.rs"]
+mod bodies;
+#[path = "workloads/cold.rs"]
+mod cold;
+#[path = "workloads/mesh.rs"]
+mod mesh;
+#[path = "workloads/network.rs"]
+mod network;
+#[path = "workloads/sched.rs"]
+mod sched;
+#[path = "workloads/util.rs"]
+mod util;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::json;
+
+/// What to run and how big.
+pub struct Plan {
+    pub runs: usize,
+    pub w1_tasks: usize,
+    pub w2_sizes: [usize; 2],
+    pub w3_len: usize,
+    pub w4_fan: usize,
+    pub w5_tasks: usize,
+    pub w7_tasks: usize,
+    pub w8_bytes: usize,
+    /// Selected workloads (1..=8).
+    pub selected: BTreeSet<u8>,
+}
+
+impl Plan {
+    fn from_args(args: &[String]) -> anyhow::Result<Plan> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut plan = Plan {
+            runs: if quick { 1 } else { 3 },
+            w1_tasks: 200,
+            w2_sizes: if quick { [100, 1_000] } else { [1_000, 10_000] },
+            w3_len: 100,
+            w4_fan: 500,
+            w5_tasks: 30,
+            w7_tasks: if quick { 100_000 } else { 1_000_000 },
+            w8_bytes: 1 << 20,
+            selected: BTreeSet::new(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--quick" | "--bench" => {}
+                "--runs" => match it.next().and_then(|n| n.parse().ok()) {
+                    Some(n) if n > 0 => plan.runs = n,
+                    _ => bail!("--runs needs a positive number"),
+                },
+                w => match w
+                    .to_ascii_uppercase()
+                    .strip_prefix('W')
+                    .and_then(|n| n.parse().ok())
+                {
+                    Some(n @ 1..=8) => {
+                        plan.selected.insert(n);
+                    }
+                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, W1..W8)"),
+                },
+            }
+        }
+        if plan.selected.is_empty() {
+            plan.selected = (1..=8).collect();
+        }
+        Ok(plan)
+    }
+
+    fn has(&self, w: u8) -> bool {
+        self.selected.contains(&w)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--worker-process") => return mesh::worker_main(&args[1..]),
+        Some("--admin-process") => return cold::admin_main(&args[1..]),
+        Some("--w7-process") => return sched::child_main(&args[1..]),
+        _ => {}
+    }
+    let plan = Plan::from_args(&args)?;
+    let started = Instant::now();
+    if plan.selected.iter().any(|w| matches!(w, 1..=5 | 8)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(on_the_mesh(&plan))?;
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    if plan.has(6) {
+        cold::w6(&plan)?.print();
+    }
+    if plan.has(7) {
+        sched::w7(&plan)?.print();
+    }
+    eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// W1–W5 and W8 on one mesh, after the warm-up.
+async fn on_the_mesh(plan: &Plan) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mesh = mesh::Mesh::start(3, &format!("bench-{}", std::process::id())).await?;
+    eprintln!(
+        "[bench] mesh of 1 admin + 3 worker processes up in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    let node = mesh.node.handle();
+    network::warm_up(&node).await?;
+    eprintln!("[bench] warmed up");
+    if plan.has(1) {
+        network::w1(&node, plan).await?.print();
+    }
+    if plan.has(2) {
+        let line = network::w2(&node, plan).await?;
+        let rss = mesh.peak_rss_mib();
+        let sum: f64 = rss.iter().map(|r| r.1).sum();
+        let per: serde_json::Map<_, _> = rss.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        line.with("peak_rss_sum_mib", json!(sum))
+            .with("peak_rss_mib", json!(per))
+            .with("rss_method", json!("sum of VmHWM of the 4 processes after W2"))
+            .print();
+    }
+    if plan.has(3) {
+        network::w3(&node, plan).await?.print();
+    }
+    if plan.has(4) {
+        network::w4(&node, plan).await?.print();
+    }
+    if plan.has(5) {
+        network::w5(&node, plan).await?.print();
+    }
+    if plan.has(8) {
+        network::w8(&node, plan).await?.print();
+    }
+    Ok(())
+}

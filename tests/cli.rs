@@ -92,7 +92,7 @@ fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
         "--admin-priority",
         "200",
         "--no-worker-timeout",
-        "1",
+        "2",
     ]);
     let addr = admin.expect_line("listening on ");
     let mut procs = vec![admin];
