@@ -150,7 +150,8 @@ impl NodeHandle {
         r.pop().flatten().ok_or(Error::UnknownTask(id))
     }
 
-    /// Reports of several tasks as of now (`None` for unknown ids).
+    /// Reports of several tasks as of now (`None` for unknown ids); with no
+    /// ids, the most recently submitted tasks (up to a thousand).
     pub async fn tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Option<TaskReport>>, Error> {
         self.call(|r| Command::Status(ids, r)).await
     }

@@ -116,7 +116,8 @@ pub enum Request {
     },
     /// Client → admin: the current reports of some tasks.
     Status {
-        /// The tasks asked about.
+        /// The tasks asked about; none asks for the most recent tasks
+        /// (up to a thousand), oldest first.
         ids: Vec<TaskId>,
     },
     /// Client → admin: answer once all these tasks are final (or, with

@@ -173,6 +173,13 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
     }
     // One task failed, so the exit status says so.
     assert_eq!(out.status.code(), Some(1));
+    let all = run(&["status", "--join", &addr, "--no-mdns", "--json"]);
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    assert_eq!(
+        json_lines(&all.stdout).len(),
+        7,
+        "status without ids lists the recent tasks"
+    );
     let workers = run(&["workers", "--join", &addr, "--no-mdns", "--json"]);
     assert!(workers.status.success(), "{}", text(&workers.stderr));
     assert_eq!(json_lines(&workers.stdout).len(), 3);

@@ -38,8 +38,7 @@ pub struct SubmitArgs {
 /// Options of `taskmesh status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Task ids (uuids).
-    #[arg(required = true)]
+    /// Task ids (uuids); none lists the most recent tasks (up to 1000).
     pub ids: Vec<TaskId>,
     #[command(flatten)]
     pub mesh: MeshArgs,
@@ -141,12 +140,16 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     node.shutdown().await;
     let mut known = Vec::new();
     let mut unknown = false;
-    for (id, r) in a.ids.iter().zip(reports) {
-        match r {
-            Some(r) => known.push(r),
-            None => {
-                eprintln!("error: unknown task id {id}");
-                unknown = true;
+    if a.ids.is_empty() {
+        known.extend(reports.into_iter().flatten());
+    } else {
+        for (id, r) in a.ids.iter().zip(reports) {
+            match r {
+                Some(r) => known.push(r),
+                None => {
+                    eprintln!("error: unknown task id {id}");
+                    unknown = true;
+                }
             }
         }
     }

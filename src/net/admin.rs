@@ -28,6 +28,9 @@ struct Waiter {
     answer: Answer<Vec<TaskReport>>,
 }
 
+/// How many tasks a status call without ids lists: the most recent ones.
+pub(crate) const RECENT_TASKS: usize = 1000;
+
 /// State that exists only while this node is admin.
 pub(crate) struct AdminState {
     sched: Scheduler,
@@ -125,6 +128,14 @@ impl EventLoop {
             return vec![None; ids.len()];
         };
         ids.iter().map(|id| state.sched.report_of(id, now)).collect()
+    }
+
+    /// Reports of `ids`, or of the most recent tasks when `ids` is empty.
+    pub(super) fn admin_status(&self, ids: &[TaskId]) -> Vec<Option<TaskReport>> {
+        match &self.sched {
+            Some(state) if ids.is_empty() => self.admin_reports(&state.sched.recent(RECENT_TASKS)),
+            _ => self.admin_reports(ids),
+        }
     }
 
     /// This node and every connected peer, with the workers each hosts.

@@ -74,7 +74,7 @@ impl EventLoop {
         match op {
             ClientOp::Submit(tasks, reply) => self.admin_submit(tasks, Answer::Local(reply)),
             ClientOp::Status(ids, reply) => {
-                let _ = reply.send(Ok(self.admin_reports(&ids)));
+                let _ = reply.send(Ok(self.admin_status(&ids)));
             }
             ClientOp::Await {
                 ids,

@@ -85,7 +85,7 @@ impl EventLoop {
             }
             Request::Submit { tasks } => self.admin_submit(tasks, Answer::Remote(channel)),
             Request::Status { ids } => {
-                let reports = self.admin_reports(&ids);
+                let reports = self.admin_status(&ids);
                 self.respond(channel, Response::Reports(reports));
             }
             Request::Await {

@@ -343,6 +343,12 @@ impl Scheduler {
         self.unfinished
     }
 
+    /// Ids of the most recently submitted tasks, oldest first, at most `n`.
+    pub fn recent(&self, n: usize) -> Vec<TaskId> {
+        let skip = self.tasks.len().saturating_sub(n);
+        self.tasks[skip..].iter().map(|e| e.task.id).collect()
+    }
+
     /// Tells the driver a task's status changed.
     fn changed(&self, slot: Slot, status: TaskStatus, out: &mut Vec<Output>) {
         out.push(Output::Changed {
