@@ -188,50 +188,53 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
 #[test]
 fn killing_a_worker_process_mid_task_fails_the_task_instead_of_hanging() {
     let (mut procs, addr) = mesh(31, &["Slow:worker:9"], "1000");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("slow.toml");
-    std::fs::write(
-        &file,
-        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 20\n",
-    )
-    .unwrap();
-    // Difficulty 20 × 1000 ms: far longer than this test waits.
-    std::fs::write(
-        &file,
+    // Difficulty 9 × 1000 ms: far longer than the test waits before the kill.
+    let id = submit_no_wait(
+        &addr,
         "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 9\n",
-    )
-    .unwrap();
+    );
+    wait_status(&addr, &id, "running");
+    drop(procs.pop()); // kill -9 the worker process
+    let s = wait_status(&addr, &id, "failed");
+    assert!(s["error"].as_str().unwrap().contains("lost"), "{s}");
+}
+
+/// Submits a one-file task list without waiting; returns the first task id.
+fn submit_no_wait(addr: &str, toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tasks.toml");
+    std::fs::write(&file, toml).unwrap();
+    let path = file.to_str().unwrap();
     let out = run(&[
         "submit",
-        file.to_str().unwrap(),
+        path,
         "--join",
-        &addr,
+        addr,
         "--no-mdns",
         "--wait-workers",
         "1",
         "--no-wait",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let id = text(&out.stdout).split_whitespace().next().unwrap().to_string();
-    let status = |id: &str| {
-        let out = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
-        json_lines(&out.stdout).pop().unwrap_or_default()
-    };
-    let deadline = Instant::now() + LIMIT;
-    while status(&id)["status"] != "running" {
-        assert!(Instant::now() < deadline, "task never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(procs.pop()); // kill -9 the worker process
+    text(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The task's JSON status line as the admin reports it now.
+fn status_of(addr: &str, id: &str) -> serde_json::Value {
+    let out = run(&["status", id, "--join", addr, "--no-mdns", "--json"]);
+    json_lines(&out.stdout).pop().unwrap_or_default()
+}
+
+/// Polls the task's status (the CLI has no event stream) until it is `want`.
+fn wait_status(addr: &str, id: &str, want: &str) -> serde_json::Value {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let s = status(&id);
-        if s["status"] == "failed" {
-            assert!(s["error"].as_str().unwrap().contains("lost"), "{s}");
-            break;
+        let s = status_of(addr, id);
+        if s["status"] == want {
+            return s;
         }
-        assert!(Instant::now() < deadline, "task still {s} after the worker died");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "task still {s}, never {want}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -456,34 +459,10 @@ fn a_failing_command_reports_its_exit_status_and_stderr() {
 #[test]
 fn sigterm_lets_a_running_task_finish_and_exits_zero() {
     let (mut procs, addr) = mesh(61, &["Steady:worker:9"], "150");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("one.toml");
     // Difficulty 5 × 150 ms: still running when the signal comes.
-    std::fs::write(
-        &file,
-        "[[task]]\nname = \"steady\"\nrole = \"worker\"\ndifficulty = 5\ninput = \"done\"\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "submit",
-        file.to_str().unwrap(),
-        "--join",
-        &addr,
-        "--no-mdns",
-        "--wait-workers",
-        "1",
-        "--no-wait",
-    ]);
-    let id = text(&out.stdout).split_whitespace().next().unwrap().to_string();
-    let status = |id: &str| {
-        let out = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
-        json_lines(&out.stdout).pop().unwrap_or_default()
-    };
-    let deadline = Instant::now() + LIMIT;
-    while status(&id)["status"] != "running" {
-        assert!(Instant::now() < deadline, "task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let task = "[[task]]\nname = \"steady\"\nrole = \"worker\"\ndifficulty = 5\ninput = \"done\"\n";
+    let id = submit_no_wait(&addr, task);
+    wait_status(&addr, &id, "running");
     let worker = procs.last_mut().unwrap();
     let pid = worker.child.id().to_string();
     assert!(Command::new("kill")
@@ -500,7 +479,7 @@ fn sigterm_lets_a_running_task_finish_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(0));
-    let s = status(&id);
+    let s = status_of(&addr, &id);
     assert_eq!(
         s["status"], "completed",
         "the running task finished during the grace period: {s}"
