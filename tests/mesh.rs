@@ -323,3 +323,44 @@ async fn four_simultaneous_nodes_elect_one_admin_and_fail_over_when_it_leaves() 
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_playground_cleans_up_and_a_dropped_one_stops_at_once() {
+    let runs = Runs::default();
+    let workers = vec![TestWorker::shared("Scoped", 5, &runs)];
+    let out = Playground::scope(workers, async |pg: &Playground| {
+        let t = Task::new("in-scope", "worker", 1).with_input(&7u32).unwrap();
+        pg.add_and_execute_task(t, true)
+            .await
+            .unwrap()
+            .output::<u32>()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, 7);
+
+    // Dropping a playground stops its node: its port refuses connections.
+    let pg = Playground::play(vec![TestWorker::shared("Dropped", 5, &runs)])
+        .await
+        .unwrap();
+    let addr = pg.node().listen_addrs()[0].clone();
+    let handle: taskmesh::NodeHandle = (*pg).clone();
+    drop(pg);
+    bounded("the node's loop ends", async {
+        while handle.connected_workers().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(matches!(handle.connected_workers().await, Err(Error::NodeGone)));
+    let probe = Node::start(test_config().not_admin().join(addr), vec![])
+        .await
+        .unwrap();
+    let state = bounded(
+        "the dial fails",
+        probe.wait_for_state(common::LIMIT, |s| !s.failed_joins.is_empty()),
+    )
+    .await;
+    assert!(state.unwrap().connected.is_empty());
+}
