@@ -13,6 +13,8 @@
 mod bodies;
 #[path = "workloads/cold.rs"]
 mod cold;
+#[path = "workloads/heap.rs"]
+mod heap;
 #[path = "workloads/mesh.rs"]
 mod mesh;
 #[path = "workloads/network.rs"]

@@ -1,0 +1,161 @@
+//! Processes: the bench binary re-executed as a worker peer (or as the W6
+//! admin, or the W7 scheduler run), child guards that kill them, and the
+//! multi-process mesh whose admin and client is this process.
+
+use std::io::Read;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use taskmesh::{Multiaddr, Node, NodeConfig, Worker};
+
+use crate::bodies::BenchWorker;
+use crate::util::{proc_status_bytes, MIB};
+
+/// A child process that dies with its guard. Its stdin is a pipe kept open
+/// by the guard: children exit when it closes, so they also go when this
+/// process dies without running destructors.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Proc {
+    /// Re-executes this binary with `args`; stdout piped when `capture`.
+    pub fn spawn(name: &str, args: &[String], capture: bool) -> anyhow::Result<Proc> {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(if capture { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        let stdin = child.stdin.take();
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            stdin,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The captured stdout (once).
+    pub fn stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a child: exit as soon as stdin closes (the parent is gone or done).
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+}
+
+/// Arguments that start a worker peer joining `admin` in mesh `mesh`.
+pub fn worker_args(admin: &Multiaddr, name: &str, seed: u64, mesh: &str) -> Vec<String> {
+    vec![
+        "--worker-process".into(),
+        admin.to_string(),
+        name.into(),
+        seed.to_string(),
+        mesh.into(),
+    ]
+}
+
+/// Child mode `--worker-process <admin multiaddr> <name> <seed> <mesh>`: a
+/// non-admin node hosting one bench worker with one slot, until stdin closes.
+pub fn worker_main(args: &[String]) -> anyhow::Result<()> {
+    let [admin, name, seed, mesh] = args else {
+        bail!("usage: --worker-process <admin multiaddr> <name> <seed> <mesh>");
+    };
+    exit_when_stdin_closes();
+    let admin: Multiaddr = admin.parse().context("admin multiaddr")?;
+    let cfg = NodeConfig {
+        mesh: mesh.clone(),
+        ..NodeConfig::default()
+    }
+    .not_admin()
+    .with_seed(seed.parse().context("seed")?)
+    .join(admin);
+    let worker: Arc<dyn Worker> = Arc::new(BenchWorker { name: name.clone() });
+    child_runtime()?.block_on(async move {
+        let _node = Node::start(cfg, vec![worker]).await?;
+        futures::future::pending::<anyhow::Result<()>>().await
+    })
+}
+
+/// The runtime of a child process: one thread, as each process of the mesh
+/// shares the machine's two cores with three others.
+pub fn child_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The mesh of benchmarks.md: this process is the admin and the client, and
+/// each worker peer is a separate process on loopback.
+pub struct Mesh {
+    pub node: Node,
+    workers: Vec<Proc>,
+}
+
+impl Mesh {
+    pub async fn start(n_workers: usize, mesh: &str) -> anyhow::Result<Mesh> {
+        let cfg = NodeConfig {
+            mesh: mesh.to_string(),
+            ..NodeConfig::default()
+        }
+        .prefer_admin()
+        .with_seed(1000);
+        let node = Node::start(cfg, Vec::new()).await?;
+        node.wait_for_state(Duration::from_secs(30), |s| s.is_admin)
+            .await?;
+        let addr = node
+            .listen_addrs()
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("admin has no listen address"))?;
+        let mut workers = Vec::new();
+        for i in 1..=n_workers {
+            let name = format!("worker-{i}");
+            let args = worker_args(&addr, &name, 1000 + i as u64, mesh);
+            workers.push(Proc::spawn(&name, &args, false)?);
+        }
+        node.wait_for_workers(n_workers, Duration::from_secs(30)).await?;
+        Ok(Mesh { node, workers })
+    }
+
+    /// Peak RSS (`VmHWM`) of every process of the mesh, in MiB: this
+    /// process (admin + client) first, then the workers.
+    pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {
+        let me = ("admin+client".to_string(), std::process::id());
+        let all = std::iter::once(me).chain(self.workers.iter().map(|p| (p.name.clone(), p.pid())));
+        all.map(|(name, pid)| {
+            let b = proc_status_bytes(pid, "VmHWM").unwrap_or(0);
+            (name, b as f64 / MIB)
+        })
+        .collect()
+    }
+}
