@@ -147,6 +147,13 @@ impl Scheduler {
             })
             .map(|b| b.worker)
             .collect();
+        // Prefer room that no other open auction holds: taking a slot
+        // reserved elsewhere would leave that auction without its worker
+        // while this one's own worker sits idle. Take such a slot only when
+        // nothing else is left.
+        if able.iter().any(|&w| self.workers[w].free() > 0) {
+            able.retain(|&w| self.workers[w].free() > 0);
+        }
         if let Some(refuser) = e.refused_by {
             if able.iter().any(|&w| w != refuser) {
                 able.retain(|&w| w != refuser);

@@ -456,3 +456,24 @@ fn a_willing_bid_from_the_previous_round_counts_in_the_next() {
     );
     assert_eq!(h.status(t), Some(TaskStatus::Announced));
 }
+
+/// Two auctions open at once, each holding a different worker's slot: the
+/// one that closes first must not take the other's worker when its own is
+/// free, or the other closes without an award while a worker idles.
+#[test]
+fn an_auction_prefers_its_own_reserved_worker_over_one_held_elsewhere() {
+    let mut h = Harness::new();
+    h.register("n1", &[("a", "worker", 5, 1)]);
+    h.register("n2", &[("b", "worker", 5, 1)]);
+    let [x, z] = h.submit(vec![task(1, 1), task(2, 1)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(h.last_announces(), vec![vec![x, z]]);
+    // z closes first; a (held for x) would win the tie on node id.
+    h.bid("n1", "a", z, true);
+    h.bid("n2", "b", z, true);
+    assert_eq!(h.winner(z), Some("b"));
+    h.bid("n1", "a", x, true);
+    h.bid("n2", "b", x, true);
+    assert_eq!(h.winner(x), Some("a"), "both tasks placed in one round");
+}
