@@ -140,6 +140,9 @@ pub enum ElectionInput {
     /// The connection to this node closed. If it was the admin, a claim
     /// follows after a short jitter instead of the full timeout.
     PeerLeft(NodeId),
+    /// A node started listening to election traffic: an admin heartbeats at
+    /// once, so the newcomer learns who leads without waiting an interval.
+    PeerJoined(NodeId),
     /// This node is leaving: an admin publishes [`ElectionMsg::Resign`].
     /// Every later input is ignored.
     Shutdown,
@@ -263,6 +266,11 @@ impl Election {
             ElectionInput::PeerLeft(peer) => {
                 if self.leader.as_ref().is_some_and(|l| l.id == peer) {
                     self.lose_leader_quickly(now);
+                }
+            }
+            ElectionInput::PeerJoined(_) => {
+                if self.role == Role::Admin {
+                    self.heartbeat(now, out);
                 }
             }
             ElectionInput::Shutdown => self.on_shutdown(out),
@@ -1003,5 +1011,42 @@ mod tests {
         let out = run(&mut m, ms(2_000));
         assert!(out.contains(&ElectionOutput::Publish(claim(u64::MAX, 0, 0))));
         assert_eq!(m.term(), u64::MAX);
+    }
+
+    #[test]
+    fn an_admin_greets_a_newcomer_with_a_heartbeat_and_others_do_not() {
+        let mut e = Election::new(
+            NodeId::new("a"),
+            ElectionConfig {
+                first_timeout: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            Duration::ZERO,
+        );
+        let mut out = Vec::new();
+        e.handle(
+            ElectionInput::PeerJoined(NodeId::new("b")),
+            Duration::ZERO,
+            &mut out,
+        );
+        assert!(out.is_empty(), "a follower stays quiet: {out:?}");
+        let window = ElectionConfig::default().claim_window;
+        e.handle(ElectionInput::Tick, Duration::ZERO, &mut out);
+        e.handle(ElectionInput::Tick, window, &mut out);
+        assert!(e.is_admin());
+        out.clear();
+        let t = window + Duration::from_millis(1);
+        e.handle(ElectionInput::PeerJoined(NodeId::new("b")), t, &mut out);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [ElectionOutput::Publish(ElectionMsg::Heartbeat { .. })]
+            ),
+            "{out:?}"
+        );
+        assert_eq!(
+            e.next_deadline(),
+            Some(t + ElectionConfig::default().heartbeat_interval)
+        );
     }
 }
