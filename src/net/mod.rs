@@ -420,10 +420,10 @@ impl EventLoop {
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => self.on_gossip(message),
-            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
-                if topic == self.admin_topic.hash() {
-                    self.election_input(ElectionInput::PeerJoined(node_id(&peer_id)));
-                }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
+                if topic == self.admin_topic.hash() =>
+            {
+                self.election_input(ElectionInput::PeerJoined(node_id(&peer_id)));
             }
             BehaviourEvent::Rr(ev) => self.on_rr(ev),
             BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
