@@ -20,7 +20,8 @@ use taskmesh::{Multiaddr, NodeConfig};
 #[derive(Parser, Debug)]
 #[command(name = "taskmesh", version, propagate_version = true)]
 pub struct Cli {
-    /// Log format on stderr (the level comes from RUST_LOG, default info).
+    /// Log format on stderr. The level comes from RUST_LOG (default: info for
+    /// `node`, warn for the other commands).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -42,7 +43,7 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Submit a task file (TOML or JSON) and wait for its results.
     Submit(submit::SubmitArgs),
-    /// Show tasks known to the admin, by id.
+    /// Show tasks known to the admin: by id, or the most recent ones.
     Status(submit::StatusArgs),
     /// List the workers connected to the admin.
     Workers(submit::WorkersArgs),
