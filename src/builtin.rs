@@ -67,6 +67,24 @@ impl fmt::Display for WorkerArg {
     }
 }
 
+/// `name`, `role`, `skill` and `slots` read from a `spec: WorkerArg` field.
+macro_rules! worker_spec_accessors {
+    () => {
+        fn name(&self) -> &str {
+            &self.spec.name
+        }
+        fn role(&self) -> &str {
+            &self.spec.role
+        }
+        fn skill(&self) -> u32 {
+            self.spec.skill
+        }
+        fn slots(&self) -> u32 {
+            self.spec.slots
+        }
+    };
+}
+
 /// The built-in worker: works for `difficulty × step` (simulated effort),
 /// then echoes its input as its output.
 #[derive(Clone, Debug)]
@@ -79,18 +97,7 @@ pub struct EchoWorker {
 
 #[async_trait::async_trait]
 impl Worker for EchoWorker {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-    fn role(&self) -> &str {
-        &self.spec.role
-    }
-    fn skill(&self) -> u32 {
-        self.spec.skill
-    }
-    fn slots(&self) -> u32 {
-        self.spec.slots
-    }
+    worker_spec_accessors!();
     async fn process(&self, req: TaskRequest) -> Result<Payload, ProcessError> {
         if !self.step.is_zero() {
             tokio::time::sleep(self.step * req.difficulty).await;
@@ -201,18 +208,7 @@ impl CommandWorker {
 
 #[async_trait::async_trait]
 impl Worker for CommandWorker {
-    fn name(&self) -> &str {
-        &self.spec.name
-    }
-    fn role(&self) -> &str {
-        &self.spec.role
-    }
-    fn skill(&self) -> u32 {
-        self.spec.skill
-    }
-    fn slots(&self) -> u32 {
-        self.spec.slots
-    }
+    worker_spec_accessors!();
     async fn process(&self, req: TaskRequest) -> Result<Payload, ProcessError> {
         self.run(&req).await.map(Payload::from_bytes)
     }

@@ -10,22 +10,22 @@ mod admin;
 mod behaviour;
 mod client;
 mod inbound;
+mod swarm;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::OutboundRequestId;
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::ConnectionId;
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::election::{Election, ElectionInput, ElectionOutput};
 use crate::node::NodeConfig;
-use crate::protocol::{self, Gossip, PeerInfo, Request};
+use crate::protocol::{self, Gossip, PeerInfo};
 use crate::scheduler::Report;
 use crate::task::{NodeId, Task, TaskId, TaskReport, WorkerInfo};
 use crate::worker::WorkerRuntime;
@@ -280,17 +280,7 @@ impl EventLoop {
             }
             self.flush_parked();
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rejoin)
-            .into_iter()
-            .partition(|r| r.0 <= now);
-        self.rejoin = later;
-        for (_, addr, failures) in due {
-            let opts = DialOpts::from(addr.clone());
-            let id = opts.connection_id();
-            if self.swarm.dial(opts).is_ok() {
-                self.joining.insert(id, (addr, failures));
-            }
-        }
+        self.redial_due(now);
         if self.register_retry.is_some_and(|t| t <= now) {
             self.register_retry = None;
             self.register();
@@ -343,145 +333,6 @@ impl EventLoop {
         let idle =
             self.workers.running() == 0 && !self.pending.values().any(|p| matches!(p, Pending::Reports(_)));
         now >= *deadline || (idle && now >= *began + self.cfg.shutdown_linger)
-    }
-
-    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        match event {
-            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
-            SwarmEvent::NewListenAddr { address, .. } => {
-                let address = address.with_p2p(self.me).unwrap_or_else(|a| a);
-                info!(%address, "listening");
-                self.listening.push(address);
-                self.publish_state();
-            }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                let address = address.with_p2p(self.me).unwrap_or_else(|a| a);
-                self.listening.retain(|a| *a != address);
-                self.publish_state();
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                num_established,
-                connection_id,
-                ..
-            } => {
-                if let Some((addr, _)) = self.joining.remove(&connection_id) {
-                    self.failed_joins.retain(|(a, _)| *a != addr);
-                }
-                debug!(peer = %peer_id, "connected");
-                if num_established.get() == 1 {
-                    self.publish_state();
-                    if self.admin.is_some_and(|(a, _)| a == peer_id) {
-                        self.register();
-                    }
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                cause,
-                ..
-            } => {
-                debug!(peer = %peer_id, ?cause, "disconnected");
-                self.peer_meta.remove(&peer_id);
-                self.peer_left(peer_id);
-                self.publish_state();
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id,
-                error,
-                connection_id,
-            } => {
-                debug!(?peer_id, %error, "dial failed");
-                if let Some((addr, failures)) = self.joining.remove(&connection_id) {
-                    // Keep trying: the peer may simply not be up yet.
-                    let backoff = JOIN_RETRY
-                        .saturating_mul(1 << failures.min(5))
-                        .min(MAX_JOIN_RETRY);
-                    info!(%addr, %error, retry_in = ?backoff, "cannot join");
-                    self.failed_joins.retain(|(a, _)| *a != addr);
-                    self.failed_joins.push((addr.clone(), error.to_string()));
-                    self.rejoin.push((Instant::now() + backoff, addr, failures + 1));
-                    self.publish_state();
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn peer_left(&mut self, peer: PeerId) {
-        let node = node_id(&peer);
-        self.election_input(ElectionInput::PeerLeft(node.clone()));
-        if self.sched.is_some() {
-            self.admin_input(crate::scheduler::Input::NodeLeft(node));
-        }
-    }
-
-    fn on_behaviour(&mut self, ev: BehaviourEvent) {
-        match ev {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => self.on_gossip(message),
-            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
-                if topic == self.admin_topic.hash() =>
-            {
-                self.election_input(ElectionInput::PeerJoined(node_id(&peer_id)));
-            }
-            BehaviourEvent::Rr(ev) => self.on_rr(ev),
-            BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
-                for (peer, addr) in found {
-                    if peer != self.me && !self.swarm.is_connected(&peer) {
-                        debug!(%peer, %addr, "mdns found a peer");
-                        self.swarm.add_peer_address(peer, addr.clone());
-                        let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));
-                    }
-                }
-            }
-            BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs.iter().take(16) {
-                    self.swarm.add_peer_address(peer_id, addr.clone());
-                }
-                let addrs = info.listen_addrs.into_iter().take(16).collect();
-                let agent = info.agent_version.chars().take(64).collect();
-                self.peer_meta.insert(peer_id, PeerMeta { addrs, agent });
-            }
-            _ => {}
-        }
-    }
-
-    fn on_gossip(&mut self, message: gossipsub::Message) {
-        // Signed gossip (strict validation) always carries its source.
-        let Some(source) = message.source else { return };
-        let msg: Gossip = match protocol::decode(&message.data) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(peer = %source, error = %e, "malformed gossip dropped");
-                return;
-            }
-        };
-        match msg {
-            Gossip::Election { msg, addrs } => {
-                for a in addrs.iter().take(16).filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                    self.swarm.add_peer_address(source, a);
-                }
-                self.election_input(ElectionInput::Message {
-                    from: node_id(&source),
-                    msg,
-                });
-                if !self.swarm.is_connected(&source) && self.admin.is_some_and(|(a, _)| a == source) {
-                    let _ = self.swarm.dial(source);
-                }
-            }
-            Gossip::Announce { term, tasks } => {
-                if self.admin != Some((source, term)) || source == self.me {
-                    debug!(peer = %source, term, "announcement from a non-admin ignored");
-                    return;
-                }
-                let bids = self.workers.bids_for(&tasks);
-                debug!(count = tasks.len(), bids = bids.len(), "announcement");
-                if !bids.is_empty() {
-                    self.send(source, Request::Bids { term, bids }, Pending::Bids);
-                }
-            }
-        }
     }
 
     /// Feeds the election and carries out what it says.
