@@ -219,6 +219,12 @@ impl NodeHandle {
         self.state.borrow().clone()
     }
 
+    /// A receiver that sees every change of the node's state (new listen
+    /// addresses, admin changes, connections).
+    pub fn watch_state(&self) -> watch::Receiver<NodeState> {
+        self.state.clone()
+    }
+
     /// Waits until `pred` holds for the node's state, or `timeout` passes.
     pub async fn wait_for_state(
         &self,

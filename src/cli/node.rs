@@ -118,12 +118,11 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     let step = Duration::from_millis(pick(a.work_ms, file.work_ms, 10));
     let workers = build_workers(&a, &file, step)?;
     let node = Node::start(cfg, workers.iter().map(|(w, _)| w.clone()).collect()).await?;
+    let mut printed = Vec::new();
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "peer id: {}", node.peer_id())?;
-        for addr in node.listen_addrs() {
-            writeln!(out, "listening on {addr}")?;
-        }
+        print_new_addrs(&mut out, &node.listen_addrs(), &mut printed)?;
         for (w, what) in &workers {
             writeln!(
                 out,
@@ -136,10 +135,36 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
     }
+    // Interfaces report their addresses one by one: print each as it comes.
+    let mut state = node.watch_state();
+    let announce = tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            let addrs = state.borrow_and_update().listen_addrs.clone();
+            if print_new_addrs(&mut std::io::stdout().lock(), &addrs, &mut printed).is_err() {
+                break;
+            }
+        }
+    });
     wait_for_signal().await?;
+    announce.abort();
     tracing::info!(?grace, "signal received; shutting down");
     node.shutdown_with_grace(grace).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the addresses not printed before, ready to paste into `--join`.
+fn print_new_addrs(
+    out: &mut impl Write,
+    addrs: &[Multiaddr],
+    printed: &mut Vec<Multiaddr>,
+) -> std::io::Result<()> {
+    for addr in addrs {
+        if !printed.contains(addr) {
+            writeln!(out, "listening on {addr}")?;
+            printed.push(addr.clone());
+        }
+    }
+    out.flush()
 }
 
 /// The node's workers, each with a word on what it runs.
