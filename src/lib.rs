@@ -16,6 +16,8 @@
 //!   state machines and carries out their outputs.
 //! - [`node`] and [`playground`]: the public API, built on cheap handles.
 
+#![warn(missing_docs)]
+
 pub mod builtin;
 pub mod election;
 pub mod net;
