@@ -364,3 +364,31 @@ async fn a_scoped_playground_cleans_up_and_a_dropped_one_stops_at_once() {
     .await;
     assert!(state.unwrap().connected.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_on_an_admin_that_dies_gets_an_error_not_a_hang() {
+    let runs = Runs::default();
+    let pg = Playground::play_with(test_config(), vec![TestWorker::shared("Slow", 5, &runs)])
+        .await
+        .unwrap();
+    let addr = pg.node().listen_addrs()[0].clone();
+    let client = Node::start(test_config().not_admin().join(addr), vec![])
+        .await
+        .unwrap();
+    bounded("client sees admin", client.wait_for_admin(common::LIMIT))
+        .await
+        .unwrap();
+    let id = client
+        .submit(Task::new("slow-forever", "worker", 1))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let client = client.handle();
+        async move { client.wait(id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(pg);
+    let r = bounded("the wait ends", waiting).await.unwrap();
+    assert!(matches!(r, Err(Error::AdminLost(_))), "{r:?}");
+    client.shutdown().await;
+}

@@ -197,7 +197,9 @@ impl EventLoop {
     pub(super) fn request_failed(&mut self, peer: PeerId, what: Pending, error: String) {
         debug!(%peer, %error, "request failed");
         match what {
-            Pending::Client(op, _) => op.fail(Error::Transport(format!("admin {peer} unreachable: {error}"))),
+            // The admin holding the call is gone (or never answered): what it
+            // held is not known elsewhere until failover lands.
+            Pending::Client(op, _) => op.fail(Error::AdminLost(format!("admin {peer} unreachable: {error}"))),
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
             Pending::Bids => {}
             Pending::Assign { node, items } => {
