@@ -40,7 +40,7 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
         .with_behaviour(|key| {
             let gossip_cfg = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
-                .heartbeat_interval(Duration::from_millis(500))
+                .heartbeat_interval(Duration::from_millis(1000))
                 .max_transmit_size(max_frame)
                 .build()
                 .map_err(|e| format!("gossipsub config: {e}"))?;
