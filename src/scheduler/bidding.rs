@@ -19,7 +19,6 @@ impl Scheduler {
         let e = &mut self.tasks[slot];
         e.round += 1;
         e.bids.clear();
-        e.no_bids_since.get_or_insert(now);
         let closes_at = now + self.cfg.bid_window;
         e.phase = Phase::Announced {
             closes_at,
@@ -168,7 +167,7 @@ impl Scheduler {
         let choice = self.policy.choose(&lot, &candidates);
         match choice.filter(|(i, _)| *i < able.len()) {
             Some((i, reason)) => self.award(slot, able[i], reason, out),
-            None => self.no_award(slot, now, out),
+            None => self.no_award(slot, closes_at, now, out),
         }
     }
 
@@ -193,7 +192,7 @@ impl Scheduler {
         let worker = w.spec.name.clone();
         let e = &mut self.tasks[slot];
         e.attempts += 1;
-        e.no_bids_since = None;
+        e.no_bids_for = Duration::ZERO;
         e.refused_by = None;
         let bids = std::mem::take(&mut e.bids)
             .into_iter()
@@ -221,7 +220,7 @@ impl Scheduler {
     }
 
     /// An auction closed without a winner.
-    fn no_award(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+    fn no_award(&mut self, slot: Slot, closes_at: Duration, now: Duration, out: &mut Vec<Output>) {
         let e = &self.tasks[slot];
         let difficulty = e.task.difficulty;
         let capable = self.roles[e.role].workers.iter().map(|&w| &self.workers[w]);
@@ -233,11 +232,13 @@ impl Scheduler {
         }
         if capable.iter().all(|w| w.load >= w.spec.capacity) {
             // Everyone able is busy: wait in line for a slot, no deadline.
-            self.tasks[slot].no_bids_since = None;
+            self.tasks[slot].no_bids_for = Duration::ZERO;
             self.requeue(slot, now, out);
             return;
         }
-        let waited = now.saturating_sub(e.no_bids_since.unwrap_or(e.ready_at));
+        // This round lasted from its announcement until now.
+        let opened = closes_at.saturating_sub(self.cfg.bid_window);
+        let waited = e.no_bids_for + now.saturating_sub(opened);
         if waited >= self.cfg.no_worker_timeout {
             let err = TaskError::NoBids {
                 role: e.task.role.clone(),
@@ -247,6 +248,8 @@ impl Scheduler {
             self.fail(slot, err, now, out);
             return;
         }
-        self.back_off(slot, self.retry_delay(e.round), now, out);
+        let delay = self.retry_delay(e.round);
+        self.tasks[slot].no_bids_for = waited + delay;
+        self.back_off(slot, delay, now, out);
     }
 }

@@ -55,7 +55,7 @@ impl Scheduler {
     pub(super) fn park(&mut self, slot: Slot, now: Duration) {
         let e = &mut self.tasks[slot];
         e.phase = Phase::Parked;
-        e.no_bids_since = None;
+        e.no_bids_for = Duration::ZERO;
         let at = (e.ready_at + self.cfg.no_worker_timeout).max(now);
         self.timers.insert((at, TimerKind::Deadline, slot));
     }

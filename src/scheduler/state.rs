@@ -149,11 +149,11 @@ pub(super) struct Entry {
     /// When the task last became ready; its capable-worker deadline counts
     /// from here.
     pub(super) ready_at: Duration,
-    /// When the current run of auctions without a usable bid started (reset
-    /// by an award, or when every capable worker is busy); `NoBids` counts
-    /// from here, so time spent waiting for a busy worker is not held
-    /// against the bidders.
-    pub(super) no_bids_since: Option<Duration>,
+    /// Time spent in the current run of auctions that drew no usable bid,
+    /// with their backoffs (reset by an award, by parking, or when every
+    /// capable worker is busy). `NoBids` fires on this, so time spent
+    /// queued while workers were busy is never held against the bidders.
+    pub(super) no_bids_for: Duration,
     pub(super) award: Option<Box<Award>>,
     pub(super) output: Option<Payload>,
     pub(super) error: Option<Box<TaskError>>,
@@ -179,7 +179,7 @@ impl Entry {
             bids: Vec::new(),
             submitted_at: now,
             ready_at: now,
-            no_bids_since: None,
+            no_bids_for: Duration::ZERO,
             award: None,
             output: None,
             error: None,

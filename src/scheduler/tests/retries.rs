@@ -285,3 +285,33 @@ fn a_run_timeout_for_an_earlier_attempt_does_not_fire() {
     assert_eq!(h.status(t), Some(TaskStatus::Running));
     assert!(h.s.next_deadline().is_none(), "the stale timer is gone");
 }
+
+/// Time a task spends queued behind busy workers between two unanswered
+/// rounds is not held against the bidders: only rounds and their backoffs
+/// count towards `NoBids`.
+#[test]
+fn queue_time_between_unanswered_rounds_does_not_count_towards_no_bids() {
+    let mut h = Harness::new();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let [late] = h.submit(vec![task(2, 1)])[..] else {
+        unreachable!()
+    };
+    h.advance(5); // round 1 closes unanswered: backoff
+    assert_eq!(h.status(late), Some(TaskStatus::Pending));
+    let [busy] = h.submit(vec![task(1, 1)])[..] else {
+        unreachable!()
+    };
+    h.bid("n1", "w", busy, true);
+    assert_eq!(h.winner(busy), Some("w"));
+    h.accept(busy);
+    h.advance(60_000); // `late` waits in line while w works
+    assert_eq!(h.status(late), Some(TaskStatus::Pending));
+    h.report_ok(busy, b"");
+    h.advance(5); // round 2 closes unanswered too
+    assert_eq!(
+        h.status(late),
+        Some(TaskStatus::Pending),
+        "backs off, does not fail"
+    );
+    assert!(h.report_of(late).error.is_none());
+}
