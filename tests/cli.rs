@@ -1,88 +1,28 @@
 //! The `taskmesh` binary as separate processes joining by multiaddr.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_taskmesh");
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
 
-/// A child process killed (and reaped) when dropped, so no test leaves one.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+use common::procs::{json_lines, run_bounded, taskmesh, text, Proc};
+use common::LIMIT;
+
+/// Starts `taskmesh ARGS…` as a long-running child.
+fn start(args: &[&str]) -> Proc {
+    Proc::spawn(taskmesh(args))
 }
 
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn taskmesh");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Proc { child, lines }
-    }
-
-    /// Waits for a stdout line starting with `prefix`; returns the rest.
-    fn expect_line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) => return l[prefix.len()..].trim().to_string(),
-                Ok(_) => {}
-                Err(_) => panic!("no line starting with {prefix:?} within {LIMIT:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the binary to completion, bounded by `LIMIT`.
+/// Runs `taskmesh ARGS…` to completion, bounded.
 fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn taskmesh");
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("taskmesh {args:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    run_bounded(taskmesh(args))
 }
 
 /// An admin process plus worker processes; returns them and the admin address.
 fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
     let seed_s = seed.to_string();
-    let admin = Proc::start(&[
+    let admin = start(&[
         "node",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
@@ -94,11 +34,11 @@ fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
         "--no-worker-timeout",
         "2",
     ]);
-    let addr = admin.expect_line("listening on ");
+    let addr = admin.expect_line("listening on ", "");
     let mut procs = vec![admin];
     for (i, w) in workers.iter().enumerate() {
         let s = (seed + 1 + i as u64).to_string();
-        procs.push(Proc::start(&[
+        procs.push(start(&[
             "node",
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
@@ -115,13 +55,6 @@ fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
         ]));
     }
     (procs, addr)
-}
-
-fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
-    text(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 #[test]
@@ -142,7 +75,7 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
         "3",
         "--json",
     ]);
-    let lines = json_lines(&out.stdout);
+    let lines = json_lines(&out);
     assert_eq!(
         lines.len(),
         7,
@@ -176,13 +109,13 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
     let all = run(&["status", "--join", &addr, "--no-mdns", "--json"]);
     assert!(all.status.success(), "{}", text(&all.stderr));
     assert_eq!(
-        json_lines(&all.stdout).len(),
+        json_lines(&all).len(),
         7,
         "status without ids lists the recent tasks"
     );
     let workers = run(&["workers", "--join", &addr, "--no-mdns", "--json"]);
     assert!(workers.status.success(), "{}", text(&workers.stderr));
-    assert_eq!(json_lines(&workers.stdout).len(), 3);
+    assert_eq!(json_lines(&workers).len(), 3);
 }
 
 #[test]
@@ -222,7 +155,7 @@ fn submit_no_wait(addr: &str, toml: &str) -> String {
 /// The task's JSON status line as the admin reports it now.
 fn status_of(addr: &str, id: &str) -> serde_json::Value {
     let out = run(&["status", id, "--join", addr, "--no-mdns", "--json"]);
-    json_lines(&out.stdout).pop().unwrap_or_default()
+    json_lines(&out).pop().unwrap_or_default()
 }
 
 /// Polls the task's status (the CLI has no event stream) until it is `want`.
@@ -251,13 +184,13 @@ fn a_key_file_keeps_the_peer_id_across_restarts() {
         "--key",
         key_s,
     ];
-    let first = Proc::start(&args).expect_line("peer id: ");
+    let first = start(&args).expect_line("peer id: ", "");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let second = Proc::start(&args).expect_line("peer id: ");
+    let second = start(&args).expect_line("peer id: ", "");
     assert_eq!(first, second);
 }
 
@@ -348,7 +281,7 @@ fn command_workers_from_a_config_file_hash_files_across_peers() {
     let (_admin, addr) = mesh(41, &[], "1");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let config = examples.join("hash-node.toml");
-    let _hasher = Proc::start(&[
+    let _hasher = start(&[
         "node",
         "--config",
         config.to_str().unwrap(),
@@ -376,7 +309,7 @@ fn command_workers_from_a_config_file_hash_files_across_peers() {
         err.contains("[4/4] manifest completed"),
         "progress lines on stderr: {err}"
     );
-    let tasks = json_lines(&out.stdout);
+    let tasks = json_lines(&out);
     let manifest = tasks.iter().find(|t| t["name"] == "manifest").unwrap()["output"]
         .as_str()
         .unwrap()
@@ -388,7 +321,7 @@ fn command_workers_from_a_config_file_hash_files_across_peers() {
     want.sort();
     assert_eq!(manifest, want.join("\n") + "\n");
     let peers = run(&["peers", "--join", &addr, "--no-mdns", "--json"]);
-    let peers = json_lines(&peers.stdout);
+    let peers = json_lines(&peers);
     assert_eq!(peers.iter().filter(|p| p["is_admin"] == true).count(), 1);
     assert!(
         peers
@@ -402,7 +335,7 @@ fn command_workers_from_a_config_file_hash_files_across_peers() {
 #[test]
 fn a_failing_command_reports_its_exit_status_and_stderr() {
     let (_admin, addr) = mesh(51, &[], "1");
-    let _worker = Proc::start(&[
+    let _worker = start(&[
         "node",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
@@ -435,7 +368,7 @@ fn a_failing_command_reports_its_exit_status_and_stderr() {
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(1), "a failed task makes submit fail");
-    let t = json_lines(&out.stdout).pop().unwrap();
+    let t = json_lines(&out).pop().unwrap();
     let e = t["error"].as_str().unwrap();
     assert!(
         e.contains("exit status: 3") && e.contains("cannot do that"),

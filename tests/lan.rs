@@ -7,14 +7,12 @@
 //! a missing capability a failure. Namespaces and processes are removed at
 //! the end, also on failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_taskmesh");
-const LIMIT: Duration = Duration::from_secs(40);
+mod common;
+
+use common::procs::{json_lines, run_bounded, Proc, BIN};
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -37,7 +35,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 struct Lan {
     prefix: String,
     hosts: usize,
-    procs: Vec<Child>,
+    procs: Vec<Proc>,
 }
 
 impl Lan {
@@ -78,57 +76,34 @@ impl Lan {
         format!("{}n{i}", self.prefix)
     }
 
-    /// Starts a node in host `i`; returns its stdout lines.
-    fn node(&mut self, i: usize, args: &[&str]) -> mpsc::Receiver<String> {
-        let ns = self.host(i);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, BIN, "node"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a node");
-        let out = child.stdout.take().unwrap();
-        self.procs.push(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        rx
+    /// `taskmesh ARGS…` inside host `i`'s namespace.
+    fn in_host(&self, i: usize, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host(i), BIN]).args(args);
+        c
+    }
+
+    /// Starts a node in host `i`; the LAN stops it when dropped.
+    fn node(&mut self, i: usize, args: &[&str]) -> usize {
+        let node = Proc::spawn(self.in_host(i, &[&["node"], args].concat()));
+        self.procs.push(node);
+        self.procs.len() - 1
+    }
+
+    /// Waits for a line of node `n`'s output; returns the rest of it.
+    fn line(&self, n: usize, prefix: &str, containing: &str) -> String {
+        self.procs[n].expect_line(prefix, containing)
     }
 
     /// Runs a client command in host `i` to completion, bounded.
     fn run(&self, i: usize, args: &[&str]) -> Output {
-        let ns = self.host(i);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, BIN])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn a client");
-        let deadline = Instant::now() + LIMIT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("taskmesh {args:?} in {ns} did not finish within {LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        run_bounded(self.in_host(i, args))
     }
 }
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for c in &mut self.procs {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.clear(); // kills and reaps every node
         for i in 1..=self.hosts {
             let _ = ip(&["netns", "del", &self.host(i)]);
         }
@@ -146,27 +121,6 @@ fn lan(tag: &str, hosts: usize) -> Option<Lan> {
         }
         Err(why) => panic!("cannot build the test LAN: {why}"),
     }
-}
-
-fn line_after(rx: &mpsc::Receiver<String>, prefix: &str, containing: &str) -> String {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.starts_with(prefix) && l.contains(containing) => {
-                return l[prefix.len()..].trim().to_string()
-            }
-            Ok(_) => {}
-            Err(_) => panic!("no line {prefix:?} containing {containing:?}"),
-        }
-    }
-}
-
-fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 fn pipeline() -> String {
@@ -227,9 +181,9 @@ fn peers_find_each_other_by_mdns_elect_one_admin_and_run_a_dag() {
         3,
         &[&common[..], &["--seed", "3", "--worker", "Senior:worker:9"]].concat(),
     );
-    line_after(&admin, "listening on ", "10.77.0.1");
-    let p2 = line_after(&w2, "peer id: ", "");
-    let p3 = line_after(&w3, "peer id: ", "");
+    lan.line(admin, "listening on ", "10.77.0.1");
+    let p2 = lan.line(w2, "peer id: ", "");
+    let p3 = lan.line(w3, "peer id: ", "");
     // No --join anywhere: mDNS does the finding.
     check_dag_runs(&lan, 4, &[], &[p2, p3]);
     assert_eq!(
@@ -246,7 +200,7 @@ fn peers_join_by_multiaddr_across_namespaces_with_mdns_off() {
         1,
         &[&common[..], &["--seed", "11", "--admin-priority", "9"]].concat(),
     );
-    let addr = line_after(&admin, "listening on ", "/ip4/10.77.0.1/");
+    let addr = lan.line(admin, "listening on ", "/ip4/10.77.0.1/");
     let join = ["--join", addr.as_str()];
     let w2 = lan.node(
         2,
@@ -266,8 +220,8 @@ fn peers_join_by_multiaddr_across_namespaces_with_mdns_off() {
         ]
         .concat(),
     );
-    let p2 = line_after(&w2, "peer id: ", "");
-    let p3 = line_after(&w3, "peer id: ", "");
+    let p2 = lan.line(w2, "peer id: ", "");
+    let p3 = lan.line(w3, "peer id: ", "");
     let client_args = ["--no-mdns", "--join", addr.as_str()];
     check_dag_runs(&lan, 4, &client_args, &[p2, p3]);
     let admin_id = addr.rsplit('/').next().unwrap().to_string();

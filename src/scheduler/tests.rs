@@ -16,7 +16,6 @@ mod faults;
 mod lifecycle;
 mod property;
 mod retries;
-mod w7;
 
 // ---- building blocks ------------------------------------------------------
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use taskmesh::{Node, NodeConfig, Payload, ProcessError, TaskId, TaskRequest, Worker};
 
+pub mod procs;
+
 /// Every wait in these tests is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(30);
 

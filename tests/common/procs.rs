@@ -1,0 +1,103 @@
+//! Child processes for the CLI and LAN tests: every one is killed and
+//! reaped when its handle drops, and every wait on one is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::LIMIT;
+
+/// The `taskmesh` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_taskmesh");
+
+/// `taskmesh ARGS…` as a command.
+pub fn taskmesh(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+/// A long-running child whose stdout lines are collected as they come.
+pub struct Proc {
+    /// The child, for signals and exit status.
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout piped and stderr discarded.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn a child process");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Waits for a stdout line starting with `prefix` and containing
+    /// `containing`; returns the rest of the line after the prefix.
+    pub fn expect_line(&self, prefix: &str, containing: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) && l.contains(containing) => {
+                    return l[prefix.len()..].trim().to_string()
+                }
+                Ok(_) => {}
+                Err(_) => panic!("no line {prefix:?} containing {containing:?} within {LIMIT:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to completion, killing it and failing the test after `LIMIT`.
+pub fn run_bounded(mut cmd: Command) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a child process");
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().expect("child status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("child output")
+}
+
+/// Bytes as text, for messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Stdout as JSON lines.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
