@@ -65,16 +65,7 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
         "1",
     );
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tutorial.toml");
-    let out = run(&[
-        "submit",
-        file.to_str().unwrap(),
-        "--join",
-        &addr,
-        "--no-mdns",
-        "--wait-workers",
-        "3",
-        "--json",
-    ]);
+    let out = submit_json(&addr, file.to_str().unwrap(), 3);
     let lines = json_lines(&out);
     assert_eq!(
         lines.len(),
@@ -130,6 +121,21 @@ fn killing_a_worker_process_mid_task_fails_the_task_instead_of_hanging() {
     drop(procs.pop()); // kill -9 the worker process
     let s = wait_status(&addr, &id, "failed");
     assert!(s["error"].as_str().unwrap().contains("lost"), "{s}");
+}
+
+/// Submits a task file with `--json` once `workers` workers are registered.
+fn submit_json(addr: &str, file: &str, workers: u32) -> Output {
+    let workers = workers.to_string();
+    run(&[
+        "submit",
+        file,
+        "--join",
+        addr,
+        "--no-mdns",
+        "--wait-workers",
+        &workers,
+        "--json",
+    ])
 }
 
 /// Submits a one-file task list without waiting; returns the first task id.
@@ -293,16 +299,7 @@ fn command_workers_from_a_config_file_hash_files_across_peers() {
         "--no-admin",
     ]);
     let file = examples.join("hash-files.toml");
-    let out = run(&[
-        "submit",
-        file.to_str().unwrap(),
-        "--join",
-        &addr,
-        "--no-mdns",
-        "--wait-workers",
-        "2",
-        "--json",
-    ]);
+    let out = submit_json(&addr, file.to_str().unwrap(), 2);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -357,16 +354,7 @@ fn a_failing_command_reports_its_exit_status_and_stderr() {
         r#"{"task": [{"name": "doomed", "role": "fail", "input": "x"}]}"#,
     )
     .unwrap();
-    let out = run(&[
-        "submit",
-        file.to_str().unwrap(),
-        "--join",
-        &addr,
-        "--no-mdns",
-        "--wait-workers",
-        "1",
-        "--json",
-    ]);
+    let out = submit_json(&addr, file.to_str().unwrap(), 1);
     assert_eq!(out.status.code(), Some(1), "a failed task makes submit fail");
     let t = json_lines(&out).pop().unwrap();
     let e = t["error"].as_str().unwrap();
