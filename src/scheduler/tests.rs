@@ -48,12 +48,21 @@ fn task(n: u128, difficulty: u32) -> Task {
 fn named(n: u128, name: &str, role: &str, difficulty: u32) -> Task {
     Task {
         id: tid(n),
-        name: name.into(),
-        role: role.into(),
-        difficulty,
-        input: Payload::default(),
-        dependencies: Vec::new(),
-        timeout_ms: None,
+        ..Task::new(name, role, difficulty)
+    }
+}
+
+/// The bid a worker with the default `Worker::bid` makes for `a`, judged
+/// by the admin's view of the worker.
+fn default_bid(w: &WorkerInfo, a: &Announcement) -> Bid {
+    Bid {
+        task: a.task,
+        round: a.round,
+        worker: w.name.clone(),
+        skill: w.skill,
+        load: w.load,
+        capacity: w.capacity,
+        willing: w.skill >= a.difficulty && w.load < w.capacity,
     }
 }
 
@@ -256,15 +265,10 @@ impl Harness {
         let mut per_node: BTreeMap<NodeId, Vec<Bid>> = BTreeMap::new();
         for a in &anns {
             for w in workers.iter().filter(|w| w.role == a.role) {
-                per_node.entry(w.node.clone()).or_default().push(Bid {
-                    task: a.task,
-                    round: a.round,
-                    worker: w.name.clone(),
-                    skill: w.skill,
-                    load: w.load,
-                    capacity: w.capacity,
-                    willing: w.skill >= a.difficulty && w.load < w.capacity,
-                });
+                per_node
+                    .entry(w.node.clone())
+                    .or_default()
+                    .push(default_bid(w, a));
             }
         }
         for (node, bids) in per_node {

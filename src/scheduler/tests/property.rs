@@ -211,15 +211,7 @@ impl Sim {
                             if self.rng.percent(self.p.silent) {
                                 continue;
                             }
-                            bids.push(Bid {
-                                task: a.task,
-                                round: a.round,
-                                worker: w.name.clone(),
-                                skill: w.skill,
-                                load: w.load,
-                                capacity: w.capacity,
-                                willing: w.skill >= a.difficulty && w.load < w.capacity,
-                            });
+                            bids.push(default_bid(w, a));
                         }
                     }
                     if !bids.is_empty() {
