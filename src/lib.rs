@@ -34,8 +34,11 @@ mod sim;
 
 pub use node::{keypair_from_seed, Node, NodeConfig, NodeHandle};
 pub use playground::Playground;
-pub use task::{NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerInfo};
-pub use worker::{Offer, ProcessError, TaskRequest, Worker};
+pub use task::{
+    AttemptOutcome, AttemptRecord, NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport,
+    TaskStatus, Trigger, WorkerInfo,
+};
+pub use worker::{Cancel, Offer, ProcessError, TaskRequest, Worker};
 
 /// Re-exported so users can name multiaddrs and peer ids without adding
 /// libp2p themselves.
@@ -70,6 +73,10 @@ pub enum Error {
     /// The admin does not know this task id.
     #[error("unknown task id {0}")]
     UnknownTask(TaskId),
+    /// The task finished and was evicted from the admin's memory after its
+    /// retention.
+    #[error("task {0} finished and was evicted after its retention")]
+    Evicted(TaskId),
     /// A network failure (dial, listen, request).
     #[error("network: {0}")]
     Transport(String),

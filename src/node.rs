@@ -14,9 +14,9 @@ use tracing::Instrument;
 use crate::election::ElectionConfig;
 use crate::net::{build_swarm, Command, EventLoop, NodeState};
 use crate::protocol::DEFAULT_MAX_FRAME;
-use crate::scheduler::SchedulerConfig;
+use crate::scheduler::{CancelOutcome, Lookup, SchedulerConfig};
 use crate::task::{Task, TaskId, TaskReport, WorkerInfo};
-use crate::worker::{Worker, WorkerRuntime};
+use crate::worker::{RuntimeConfig, Worker, WorkerRuntime};
 use crate::Error;
 
 /// How a node is set up. `Default` gives a loopback node on a random port,
@@ -46,6 +46,12 @@ pub struct NodeConfig {
     /// When shutting down with nothing left to finish, how long to keep the
     /// connections up so the last messages leave.
     pub shutdown_linger: Duration,
+    /// How often this node renews the leases of the attempts it holds.
+    /// Default 500 ms, a quarter of the default lease
+    /// ([`SchedulerConfig::lease`]).
+    pub renew_interval: Duration,
+    /// Limits of this node's workers (output size, kill grace).
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +68,8 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(60),
             admin_wait: Duration::from_secs(15),
             shutdown_linger: Duration::from_millis(50),
+            renew_interval: Duration::from_millis(500),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -147,16 +155,41 @@ impl NodeHandle {
             .ok_or_else(|| Error::Protocol("empty submit answer".into()))
     }
 
-    /// The task's report as of now (any status).
+    /// The task's report as of now (any status). Fails with
+    /// [`Error::Evicted`] for a task finished and evicted after its
+    /// retention, [`Error::UnknownTask`] for an id never seen.
     pub async fn task(&self, id: TaskId) -> Result<TaskReport, Error> {
-        let mut r = self.call(|r| Command::Status(vec![id], r)).await?;
-        r.pop().flatten().ok_or(Error::UnknownTask(id))
+        let mut r = self.lookup(vec![id]).await?;
+        match r.pop() {
+            Some(Lookup::Found(report)) => Ok(*report),
+            Some(Lookup::Evicted) => Err(Error::Evicted(id)),
+            _ => Err(Error::UnknownTask(id)),
+        }
     }
 
-    /// Reports of several tasks as of now (`None` for unknown ids); with no
-    /// ids, the most recently submitted tasks (up to a thousand).
+    /// Reports of several tasks as of now (`None` for unknown or evicted
+    /// ids); with no ids, the most recently submitted tasks (up to a
+    /// thousand).
     pub async fn tasks(&self, ids: Vec<TaskId>) -> Result<Vec<Option<TaskReport>>, Error> {
+        let found = self.lookup(ids).await?.into_iter().map(|l| match l {
+            Lookup::Found(r) => Some(*r),
+            _ => None,
+        });
+        Ok(found.collect())
+    }
+
+    /// What the admin knows of each id (report, evicted, unknown), in order;
+    /// with no ids, the most recently submitted tasks.
+    pub async fn lookup(&self, ids: Vec<TaskId>) -> Result<Vec<Lookup>, Error> {
         self.call(|r| Command::Status(ids, r)).await
+    }
+
+    /// Cancels tasks: a running attempt is stopped (a Rust worker sees it
+    /// through [`TaskRequest::cancel`](crate::TaskRequest), a command
+    /// worker's process group gets SIGTERM, then SIGKILL), and dependents
+    /// follow their trigger rules. One outcome per id, in order.
+    pub async fn cancel(&self, ids: Vec<TaskId>) -> Result<Vec<CancelOutcome>, Error> {
+        self.call(|r| Command::Cancel(ids, r)).await
     }
 
     /// Waits until the task has completed or failed, and returns its report
@@ -282,7 +315,7 @@ impl Node {
             .clone()
             .unwrap_or_else(identity::Keypair::generate_ed25519);
         let peer_id = key.public().to_peer_id();
-        let runtime = WorkerRuntime::new(workers)?;
+        let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
         let mut swarm = build_swarm(&cfg, key)?;
         for addr in &cfg.listen {
             swarm

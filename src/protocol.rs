@@ -19,14 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::election::ElectionMsg;
-use crate::scheduler::{Announcement, Assignment, Bid, Report, SubmitError};
+use crate::scheduler::{Announcement, Assignment, Bid, CancelOutcome, Lookup, Report, SubmitError};
 use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
 
 /// The request-response protocol name.
-pub const PROTOCOL_NAME: &str = "/taskmesh/1";
+pub const PROTOCOL_NAME: &str = "/taskmesh/2";
 
 /// Version stamped into every frame; a frame of another version is refused.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Default largest frame, requests and responses alike.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -102,17 +102,51 @@ pub enum Request {
         /// The awards.
         assignments: Vec<Assignment>,
     },
-    /// Worker node → admin: results.
+    /// Worker node → admin: results. Answered `Ok` once received (also for
+    /// stale attempts), so the node can forget them.
     Reports {
         /// The term of the admin that assigned the work.
         term: u64,
         /// The results.
         reports: Vec<Report>,
     },
+    /// Worker node → admin, every renewal interval while it holds work: the
+    /// leases of every attempt it holds (running, or finished with the
+    /// result not yet acknowledged).
+    Renew {
+        /// The term of the admin the leases are held from.
+        term: u64,
+        /// `(task, attempt)` pairs.
+        held: Vec<(TaskId, u32)>,
+    },
+    /// Admin → worker node: stop these attempts (cancelled, past their
+    /// deadline, timed out, or no longer the node's).
+    Abort {
+        /// The admin's term.
+        term: u64,
+        /// `(task, attempt)` pairs.
+        attempts: Vec<(TaskId, u32)>,
+    },
     /// Client → admin: a batch of tasks, accepted or refused whole.
     Submit {
         /// The batch.
         tasks: Vec<Task>,
+    },
+    /// Client → admin: one part of a batch too large for one frame. Parts
+    /// of one `upload` are kept until the `last` one arrives; then the
+    /// whole batch is validated as one. A non-last part is answered `Ok`.
+    SubmitPart {
+        /// Chosen by the client; distinct per batch.
+        upload: u64,
+        /// This part's tasks.
+        tasks: Vec<Task>,
+        /// True for the final part.
+        last: bool,
+    },
+    /// Client → admin: cancel these tasks.
+    Cancel {
+        /// The tasks.
+        ids: Vec<TaskId>,
     },
     /// Client → admin: the current reports of some tasks.
     Status {
@@ -153,14 +187,43 @@ pub enum Response {
     Assigned(Vec<AssignAnswer>),
     /// The answer to a submission.
     Submitted(Result<Vec<TaskId>, SubmitError>),
-    /// Reports, one per asked id (`None` for an unknown id).
+    /// Reports of final tasks (an await's answer). A long answer is cut to
+    /// fit one frame; the caller asks again for the rest.
     Reports(Vec<Option<TaskReport>>),
+    /// What the admin knows of each asked id, in order (a status answer).
+    /// A long answer covers only the first ids, to fit one frame; the
+    /// caller asks again for the rest.
+    Lookups(Vec<Lookup>),
+    /// Outcomes of a cancellation, one per id, in order.
+    Cancelled(Vec<CancelOutcome>),
     /// The connected workers.
     Workers(Vec<WorkerInfo>),
     /// The admin and the peers connected to it.
     Peers(Vec<PeerInfo>),
     /// The request was understood but refused (stale term, bad input).
     Refused(String),
+}
+
+/// Cuts `items` into runs of about `budget` bytes each, as `size` counts
+/// them, keeping their order; an item larger than the budget goes alone.
+/// Batches of tasks, awards and results are cut this way to fit frames.
+pub fn chunk_by_size<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let n = size(&item);
+        if !current.is_empty() && used + n > budget {
+            chunks.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += n;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
 }
 
 /// Encodes a message into one frame body (no length prefix).

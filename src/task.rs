@@ -87,6 +87,15 @@ pub enum PayloadError {
     /// A dependency output was asked for by a name the task does not depend on.
     #[error("task has no dependency named {0:?}")]
     NoSuchDependency(String),
+    /// The dependency asked for did not complete (a fallback or cleanup
+    /// task sees its failed dependencies this way).
+    #[error("dependency {name:?} did not complete: {error}")]
+    DependencyFailed {
+        /// The dependency's name.
+        name: String,
+        /// How it ended.
+        error: String,
+    },
 }
 
 /// Opaque bytes: a task input or output. On the wire it is the bincode
@@ -127,6 +136,15 @@ mod serde_bytes_compat {
         }
         d.deserialize_byte_buf(V)
     }
+}
+
+/// The splitmix64 finaliser: a well-mixed hash of one word, for
+/// deterministic jitter in the pure core.
+pub(crate) fn mix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The bincode configuration used for payloads and for the wire.
@@ -183,6 +201,10 @@ impl fmt::Debug for Payload {
 }
 
 /// A unit of work: what to run, on which kind of worker, after what.
+///
+/// Every optional number follows one rule: absent (`None`) takes the admin
+/// node's default, and `Some(0)` means "no limit" for the timeouts. Ranges
+/// are checked when the batch is submitted; a refusal names the task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// Unique id; chosen by the submitter.
@@ -196,24 +218,104 @@ pub struct Task {
     pub difficulty: u32,
     /// The input handed to the worker.
     pub input: Payload,
-    /// Tasks that must succeed first; their outputs reach this task's worker.
+    /// Tasks that must finish first; their outcomes reach this task's worker.
     pub dependencies: Vec<TaskId>,
-    /// How long one attempt may run once a worker holds it (milliseconds);
-    /// `None` uses the admin's default.
+    /// Execution timeout of one attempt, in milliseconds, enforced by the
+    /// worker and backed by the admin. `None`: the admin's default; `0`: no
+    /// limit; at most [`MAX_TIMEOUT_MS`].
     pub timeout_ms: Option<u64>,
+    /// Queue timeout in milliseconds: how long the task may stay ready
+    /// without being awarded before it fails. `None`: the admin's default;
+    /// `0`: no limit; at most [`MAX_TIMEOUT_MS`].
+    pub queue_timeout_ms: Option<u64>,
+    /// Total deadline in milliseconds from submission: past it the task
+    /// fails whatever it is doing. `None`: the admin's default; `0`: no
+    /// deadline; at most [`MAX_TIMEOUT_MS`].
+    pub deadline_ms: Option<u64>,
+    /// How many times a retryable failure of the worker is retried (an
+    /// application error, as opposed to a lost attempt). `None`: the
+    /// admin's default (0); at most [`MAX_RETRIES`].
+    pub retries: Option<u32>,
+    /// How many attempts may be lost (worker gone, lease expired) before
+    /// the task fails as a poison task. `None`: the admin's default (3);
+    /// `1..=`[`MAX_RETRIES`].
+    pub max_attempts: Option<u32>,
+    /// Higher runs first among ready tasks of a role; waiting raises a
+    /// task's effective priority (ageing), so low priorities never starve.
+    /// Default 0; `-`[`MAX_PRIORITY`]`..=`[`MAX_PRIORITY`].
+    pub priority: i32,
+    /// When the task runs, given how its dependencies ended.
+    pub trigger: Trigger,
+}
+
+/// Longest timeout or deadline a task may set: 30 days, in milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Most retries, and most lost attempts, a task may allow.
+pub const MAX_RETRIES: u32 = 100;
+/// Largest priority magnitude.
+pub const MAX_PRIORITY: i32 = 1_000_000;
+
+/// When a dependent runs, in the manner of Airflow's trigger rules. Every
+/// rule but [`Trigger::AllSuccess`] waits until all dependencies finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Trigger {
+    /// Only if every dependency completed (the default). A dependency that
+    /// fails fails this task at once; one cancelled cancels it.
+    #[default]
+    AllSuccess,
+    /// A fallback: runs only if at least one dependency failed; skipped when
+    /// all completed.
+    OneFailed,
+    /// A cleanup: runs whatever the dependencies' outcomes.
+    AllDone,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::AllSuccess => "all_success",
+            Trigger::OneFailed => "one_failed",
+            Trigger::AllDone => "all_done",
+        })
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all_success" => Ok(Trigger::AllSuccess),
+            "one_failed" => Ok(Trigger::OneFailed),
+            "all_done" => Ok(Trigger::AllDone),
+            other => Err(format!(
+                "unknown trigger rule {other:?} (expected all_success, one_failed or all_done)"
+            )),
+        }
+    }
 }
 
 impl Task {
     /// A task with a fresh id and an empty input.
     pub fn new(name: impl Into<String>, role: impl Into<String>, difficulty: u32) -> Self {
+        Self::with_id(TaskId::random(), name, role, difficulty)
+    }
+
+    /// A task with the given id and an empty input.
+    pub fn with_id(id: TaskId, name: impl Into<String>, role: impl Into<String>, difficulty: u32) -> Self {
         Task {
-            id: TaskId::random(),
+            id,
             name: name.into(),
             role: role.into(),
             difficulty,
             input: Payload::default(),
             dependencies: Vec::new(),
             timeout_ms: None,
+            queue_timeout_ms: None,
+            deadline_ms: None,
+            retries: None,
+            max_attempts: None,
+            priority: 0,
+            trigger: Trigger::AllSuccess,
         }
     }
 
@@ -242,9 +344,45 @@ impl Task {
         self.depends_on(other.id)
     }
 
-    /// Sets the per-attempt timeout.
+    /// Sets the execution timeout of each attempt.
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.timeout_ms = Some(timeout.as_millis().min(u64::MAX as u128) as u64);
+        self.timeout_ms = Some(millis(timeout));
+        self
+    }
+
+    /// Sets the queue timeout: how long the task may wait ready, unawarded.
+    pub fn with_queue_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.queue_timeout_ms = Some(millis(timeout));
+        self
+    }
+
+    /// Sets the total deadline, counted from submission.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline_ms = Some(millis(deadline));
+        self
+    }
+
+    /// Sets how many retryable failures are retried.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// Sets how many attempts may be lost before the task fails as poison.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets the priority (higher first).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the trigger rule.
+    pub fn with_trigger(mut self, trigger: Trigger) -> Self {
+        self.trigger = trigger;
         self
     }
 
@@ -252,6 +390,10 @@ impl Task {
     pub fn input<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
         self.input.decode()
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 /// Where a task is in its life. Every status can be read at any moment.
@@ -269,12 +411,26 @@ pub enum TaskStatus {
     Completed,
     /// Finished with an error.
     Failed,
+    /// Cancelled by a client, or because a dependency was.
+    Cancelled,
+    /// Never ran: its trigger rule did not fire (a fallback whose
+    /// dependencies all completed, or a dependent of a skipped task).
+    Skipped,
 }
 
 impl TaskStatus {
-    /// Completed or failed: nothing more will happen to the task.
+    /// Completed, failed, cancelled or skipped: nothing more will happen.
     pub fn is_final(&self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Skipped
+        )
+    }
+
+    /// Final without a failure: completed, or skipped because its trigger
+    /// rule did not fire.
+    pub fn is_success(&self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Skipped)
     }
 }
 
@@ -287,6 +443,8 @@ impl fmt::Display for TaskStatus {
             TaskStatus::Running => "running",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Skipped => "skipped",
         };
         f.write_str(s)
     }
@@ -294,8 +452,10 @@ impl fmt::Display for TaskStatus {
 
 /// Why a task failed. Every variant names what a user needs to act on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
-    /// The worker's `process` returned an error (or panicked).
+    /// The worker's `process` returned an error (or panicked), and no retry
+    /// was left or the error was permanent.
     #[error("worker {worker} failed: {message}")]
     Processing {
         /// The worker that ran the task.
@@ -325,7 +485,8 @@ pub enum TaskError {
         /// How long the task waited.
         waited_ms: u64,
     },
-    /// A dependency failed, so this task never ran.
+    /// A dependency failed, so this task (trigger rule `all_success`)
+    /// never ran.
     #[error("dependency {name:?} ({id}) failed")]
     DependencyFailed {
         /// The failed dependency's id.
@@ -333,15 +494,16 @@ pub enum TaskError {
         /// The failed dependency's name.
         name: String,
     },
-    /// The worker holding the task disconnected or left.
-    #[error("worker {worker} on node {node} was lost while holding the task")]
-    WorkerLost {
-        /// The worker's name.
-        worker: String,
-        /// The node that hosted it.
-        node: String,
+    /// The worker holding the task was lost (node gone, lease expired) more
+    /// often than the task allows: a poison task. Every attempt is listed.
+    #[error("lost {} times, the most allowed (max_attempts {max_attempts}): {}", .attempts.len(), describe_attempts(.attempts))]
+    Poison {
+        /// The task's limit on lost attempts.
+        max_attempts: u32,
+        /// Every attempt, oldest first.
+        attempts: Vec<AttemptRecord>,
     },
-    /// The attempt ran past its timeout.
+    /// The attempt ran past its execution timeout.
     #[error("worker {worker} did not finish within {timeout_ms} ms")]
     Timeout {
         /// The worker's name.
@@ -349,9 +511,119 @@ pub enum TaskError {
         /// The timeout that passed.
         timeout_ms: u64,
     },
+    /// The task stayed ready without an award past its queue timeout.
+    #[error("not awarded within its queue timeout of {timeout_ms} ms")]
+    QueueTimeout {
+        /// The queue timeout.
+        timeout_ms: u64,
+    },
+    /// The task did not finish within its total deadline from submission.
+    #[error("did not finish within its deadline of {deadline_ms} ms from submission")]
+    DeadlineExceeded {
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// A client cancelled the task, or a dependency it needed.
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// Who or what cancelled it.
+        reason: String,
+    },
+    /// The trigger rule did not fire, so the task was skipped.
+    #[error("skipped: trigger rule {rule} did not fire ({reason})")]
+    NotTriggered {
+        /// The task's rule.
+        rule: Trigger,
+        /// What the dependencies did instead.
+        reason: String,
+    },
+    /// The task's input and its dependencies' outputs together are larger
+    /// than one award may carry.
+    #[error("input and dependency outputs total {size} bytes, over the limit of {max} for one award")]
+    InputsTooLarge {
+        /// Their total size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The admin that held the task went away before it finished.
     #[error("the admin holding the task was lost: {0}")]
     AdminLost(String),
+}
+
+fn describe_attempts(attempts: &[AttemptRecord]) -> String {
+    let each = attempts.iter().map(|a| {
+        format!(
+            "attempt {} on {} at node {}: {}",
+            a.number, a.worker, a.node, a.outcome
+        )
+    });
+    each.collect::<Vec<_>>().join("; ")
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    /// Still running (or its result not yet in).
+    Running,
+    /// Completed with an output.
+    Completed,
+    /// The worker reported an error.
+    Failed {
+        /// The error text.
+        message: String,
+        /// Whether the worker said a retry might succeed.
+        retryable: bool,
+    },
+    /// Ran past the execution timeout.
+    TimedOut {
+        /// The timeout.
+        timeout_ms: u64,
+    },
+    /// The worker was lost: its node left, or its lease expired.
+    Lost {
+        /// What was seen.
+        reason: String,
+    },
+    /// Stopped because the task was cancelled or passed its deadline.
+    Aborted {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptOutcome::Running => f.write_str("running"),
+            AttemptOutcome::Completed => f.write_str("completed"),
+            AttemptOutcome::Failed { message, retryable } => {
+                let kind = if *retryable { "retryable" } else { "permanent" };
+                write!(f, "failed ({kind}): {message}")
+            }
+            AttemptOutcome::TimedOut { timeout_ms } => write!(f, "timed out after {timeout_ms} ms"),
+            AttemptOutcome::Lost { reason } => write!(f, "lost: {reason}"),
+            AttemptOutcome::Aborted { reason } => write!(f, "aborted: {reason}"),
+        }
+    }
+}
+
+/// One attempt at a task, as the task's report lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt number (1 for the first award; every award takes the next
+    /// number, so awards the worker refused leave gaps).
+    pub number: u32,
+    /// The worker that held it.
+    pub worker: String,
+    /// The node hosting that worker.
+    pub node: NodeId,
+    /// When it was awarded: wall-clock milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// How long it lasted until its outcome, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
 }
 
 fn describe_best(best: Option<u32>) -> String {
@@ -404,8 +676,10 @@ pub struct TaskReport {
     pub worker: Option<String>,
     /// The node hosting that worker.
     pub node: Option<NodeId>,
-    /// Attempts made so far.
+    /// Attempts made so far (awards the worker took).
     pub attempts: u32,
+    /// Every attempt, oldest first.
+    pub history: Vec<AttemptRecord>,
     /// The auction that decided the award.
     pub auction: Option<AuctionRecord>,
     /// The output, once completed.

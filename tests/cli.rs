@@ -110,17 +110,26 @@ fn processes_join_by_multiaddr_and_run_the_tutorial_file() {
 }
 
 #[test]
-fn killing_a_worker_process_mid_task_fails_the_task_instead_of_hanging() {
-    let (mut procs, addr) = mesh(31, &["Slow:worker:9"], "1000");
-    // Difficulty 9 × 1000 ms: far longer than the test waits before the kill.
+fn a_task_whose_worker_process_is_killed_completes_on_another_worker() {
+    let (mut procs, addr) = mesh(31, &["First:worker:9", "Second:worker:9"], "1000");
+    let peers: Vec<String> = procs[1..]
+        .iter()
+        .map(|p| p.expect_line("peer id: ", ""))
+        .collect();
+    // Difficulty 3 × 1000 ms: longer than the test waits before the kill.
     let id = submit_no_wait(
         &addr,
-        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 9\n",
+        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 3\n",
     );
-    wait_status(&addr, &id, "running");
-    drop(procs.pop()); // kill -9 the worker process
-    let s = wait_status(&addr, &id, "failed");
-    assert!(s["error"].as_str().unwrap().contains("lost"), "{s}");
+    let running = wait_status(&addr, &id, "running");
+    let holder = peers
+        .iter()
+        .position(|p| running["node"] == p.as_str())
+        .expect("a worker node holds it");
+    drop(procs.remove(1 + holder)); // kill -9 the worker process
+    let s = wait_status(&addr, &id, "completed");
+    assert_eq!(s["attempts"], 2, "{s}");
+    assert_eq!(s["node"], peers[1 - holder].as_str(), "{s}");
 }
 
 /// Submits a task file with `--json` once `workers` workers are registered.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{bounded, test_config, worker_node, Runs, TestWorker};
 use taskmesh::scheduler::SubmitError;
-use taskmesh::{Error, Node, Payload, Playground, Task, TaskError, TaskStatus};
+use taskmesh::{AttemptOutcome, Error, Node, Payload, Playground, Task, TaskError, TaskStatus};
 
 /// A playground admin with no workers of its own, and three remote worker
 /// nodes: Junior (3), Intermediate (6), Senior (9).
@@ -198,7 +198,7 @@ async fn bad_batches_are_refused_whole_with_clear_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_is_readable_while_running_and_a_killed_worker_fails_its_task() {
+async fn status_is_readable_while_running_and_a_killed_workers_task_runs_again_elsewhere() {
     let runs = Runs::default();
     let pg = Playground::play_with(test_config(), vec![]).await.unwrap();
     let worker = worker_node(pg.node(), vec![TestWorker::shared("Doomed", 5, &runs)]).await;
@@ -218,19 +218,28 @@ async fn status_is_readable_while_running_and_a_killed_worker_fails_its_task() {
     .await;
     let listed = pg.connected_workers().await.unwrap();
     assert_eq!((listed.len(), listed[0].load), (1, 1));
-    drop(worker); // the process "dies": its connection closes
-    let r = bounded("failure, not a hang", pg.wait(id)).await.unwrap();
-    assert_eq!(r.status, TaskStatus::Failed);
+    // A second worker joins; then the first "dies" (its connection closes):
+    // the lost attempt is awarded again, to the survivor.
+    let heir = worker_node(pg.node(), vec![TestWorker::shared("Heir", 5, &runs)]).await;
+    bounded("heir registers", pg.wait_for_workers(2, common::LIMIT))
+        .await
+        .unwrap();
+    drop(worker);
+    let r = bounded("completion, not a hang", pg.wait(id)).await.unwrap();
+    assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
+    assert_eq!((r.attempts, r.worker.as_deref()), (2, Some("Heir")));
     assert!(
-        matches!(r.error, Some(TaskError::WorkerLost { ref worker, .. }) if worker == "Doomed"),
-        "{r:?}"
+        matches!(&r.history[0].outcome, AttemptOutcome::Lost { .. }) && r.history[0].worker == "Doomed",
+        "{:?}",
+        r.history
     );
-    bounded("worker dropped from the list", async {
-        while !pg.connected_workers().await.unwrap().is_empty() {
+    bounded("the dead worker is dropped from the list", async {
+        while pg.connected_workers().await.unwrap().len() != 1 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
+    drop(heir);
     pg.shutdown().await;
 }
 

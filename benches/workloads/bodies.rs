@@ -34,7 +34,7 @@ impl Worker for BenchWorker {
             // inc(x) = x + 1, x from the one dependency or else the input.
             "inc" => {
                 let x: u64 = match req.deps.first() {
-                    Some(d) => d.output.decode()?,
+                    Some(d) => d.outcome.as_ref().map_err(ProcessError::permanent)?.decode()?,
                     None => req.input()?,
                 };
                 Ok(Payload::encode(&(x + 1))?)

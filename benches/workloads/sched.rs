@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 use taskmesh::keypair_from_seed;
-use taskmesh::scheduler::{Bid, Input, Output, Report, Scheduler, SchedulerConfig};
+use taskmesh::scheduler::{Bid, Input, Output, Report, Retention, Scheduler, SchedulerConfig};
 use taskmesh::task::{NodeId, Payload, Task, TaskId, TaskStatus, WorkerSpec};
 
 use crate::bodies::ROLE;
@@ -50,13 +50,9 @@ fn make_task(rng: &mut Rng, seed: u64, i: u64) -> Task {
         }
     }
     Task {
-        id: task_id(seed, i),
-        name: format!("t{i}"),
-        role: ROLE.to_string(),
-        difficulty: 1,
         input: Payload::encode(&i).expect("u64 encodes"),
         dependencies,
-        timeout_ms: None,
+        ..Task::with_id(task_id(seed, i), format!("t{i}"), ROLE, 1)
     }
 }
 
@@ -91,7 +87,16 @@ impl Driver {
             .map(|k| NodeId::new(keypair_from_seed(3000 + k).public().to_peer_id().to_base58()))
             .collect();
         Driver {
-            sched: Scheduler::new(SchedulerConfig::default()),
+            // Every task is kept to the end (W7 measures the memory of a held
+            // DAG, and checks outputs at the end).
+            sched: Scheduler::new(SchedulerConfig {
+                retention: Retention {
+                    max_tasks: usize::MAX,
+                    max_bytes: usize::MAX,
+                    ..Retention::default()
+                },
+                ..SchedulerConfig::default()
+            }),
             start: Instant::now(),
             out: Vec::new(),
             queue: VecDeque::new(),
@@ -218,7 +223,7 @@ impl Driver {
                 TaskStatus::Failed => self.failed += 1,
                 _ => {}
             },
-            Output::Submitted { .. } => {}
+            Output::Submitted { .. } | Output::Abort { .. } | Output::Cancelled { .. } => {}
         }
     }
 

@@ -11,8 +11,8 @@ use tracing::{debug, info};
 
 use super::{EventLoop, Pending, Reply};
 use crate::protocol::{Gossip, Request, Response};
-use crate::scheduler::{Input, Output, Scheduler};
-use crate::task::{TaskId, TaskReport};
+use crate::scheduler::{Assignment, CancelOutcome, Input, Lookup, Output, Scheduler};
+use crate::task::{NodeId, Task, TaskId, TaskReport};
 use crate::Error;
 
 /// Who gets an answer once it is ready.
@@ -42,11 +42,34 @@ pub(crate) struct AdminState {
     by_task: HashMap<TaskId, Vec<u64>>,
     /// Remote waiters answer with partial results at these times.
     wait_deadlines: BTreeSet<(Instant, u64)>,
+    /// Cancellations waiting for the scheduler's answer.
+    cancels: HashMap<u64, Answer<Vec<CancelOutcome>>>,
+    /// Batches arriving in parts, by sender and upload number.
+    uploads: HashMap<(PeerId, u64), Upload>,
 }
 
+/// A batch arriving in parts (`Request::SubmitPart`).
+pub(crate) struct Upload {
+    tasks: Vec<Task>,
+    bytes: usize,
+    /// Dropped when no part arrived for [`UPLOAD_IDLE`].
+    touched: Instant,
+}
+
+/// How long a partly uploaded batch is kept without a new part.
+const UPLOAD_IDLE: Duration = Duration::from_secs(30);
+/// Most bytes of task inputs one peer may have staged in uploads.
+const MAX_STAGED_BYTES: usize = 256 << 20;
+/// Most uploads one peer may have open.
+const MAX_UPLOADS_PER_PEER: usize = 4;
+
 impl AdminState {
-    pub(crate) fn next_deadline(&self, started: Instant) -> Option<Instant> {
-        let s = self.sched.next_deadline().map(|d| started + d);
+    /// When the loop must next wake for this admin, given the wall clock now.
+    pub(crate) fn next_deadline(&self, wall: Duration) -> Option<Instant> {
+        let s = self
+            .sched
+            .next_deadline()
+            .map(|d| Instant::now() + d.saturating_sub(wall));
         let w = self.wait_deadlines.first().map(|d| d.0);
         s.into_iter().chain(w).min()
     }
@@ -63,6 +86,8 @@ impl EventLoop {
             waiters: HashMap::new(),
             by_task: HashMap::new(),
             wait_deadlines: BTreeSet::new(),
+            cancels: HashMap::new(),
+            uploads: HashMap::new(),
         });
         if !self.workers.is_empty() {
             let workers = self.workers.specs();
@@ -87,6 +112,9 @@ impl EventLoop {
         }
         for (_, w) in state.waiters {
             self.answer_err(w.answer, lost(), not_admin.clone());
+        }
+        for (_, c) in state.cancels {
+            self.answer_err(c, lost(), not_admin.clone());
         }
     }
 
@@ -122,20 +150,97 @@ impl EventLoop {
         self.admin_input(Input::Submit { token, tasks });
     }
 
-    pub(super) fn admin_reports(&self, ids: &[TaskId]) -> Vec<Option<TaskReport>> {
-        let now = self.now();
+    /// What the admin knows of `ids`, or of the most recent tasks when
+    /// `ids` is empty. The answer stops early (covering a prefix of the ids)
+    /// once it holds `budget` bytes; the caller asks again for the rest.
+    pub(super) fn admin_status(&self, ids: &[TaskId], budget: usize) -> Vec<Lookup> {
         let Some(state) = &self.sched else {
-            return vec![None; ids.len()];
+            return vec![Lookup::Unknown; ids.len()];
         };
-        ids.iter().map(|id| state.sched.report_of(id, now)).collect()
+        let recent;
+        let ids = if ids.is_empty() {
+            recent = state.sched.recent(RECENT_TASKS);
+            &recent[..]
+        } else {
+            ids
+        };
+        let now = self.wall_now();
+        let mut size = 0;
+        let mut out = Vec::new();
+        for id in ids {
+            let l = state.sched.lookup(id, now);
+            size += match &l {
+                Lookup::Found(r) => report_size(r),
+                _ => 32,
+            };
+            if size > budget && !out.is_empty() {
+                break;
+            }
+            out.push(l);
+        }
+        out
     }
 
-    /// Reports of `ids`, or of the most recent tasks when `ids` is empty.
-    pub(super) fn admin_status(&self, ids: &[TaskId]) -> Vec<Option<TaskReport>> {
-        match &self.sched {
-            Some(state) if ids.is_empty() => self.admin_reports(&state.sched.recent(RECENT_TASKS)),
-            _ => self.admin_reports(ids),
+    /// Cancels tasks; the answer comes with the scheduler's output.
+    pub(super) fn admin_cancel(&mut self, ids: Vec<TaskId>, answer: Answer<Vec<CancelOutcome>>) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let token = state.next_token;
+        state.next_token += 1;
+        state.cancels.insert(token, answer);
+        self.admin_input(Input::Cancel { token, ids });
+    }
+
+    /// One part of a batch in parts; the last submits the whole batch.
+    pub(super) fn admin_submit_part(
+        &mut self,
+        peer: PeerId,
+        upload: u64,
+        tasks: Vec<Task>,
+        last: bool,
+        channel: ResponseChannel<Response>,
+    ) {
+        let Some(state) = self.sched.as_mut() else { return };
+        let now = Instant::now();
+        state.uploads.retain(|_, u| now < u.touched + UPLOAD_IDLE);
+        let mine = state.uploads.iter().filter(|(k, _)| k.0 == peer);
+        let (open, staged) = mine.fold((0, 0), |(n, b), (_, u)| (n + 1, b + u.bytes));
+        let bytes: usize = tasks.iter().map(|t| t.input.len() + 256).sum();
+        let key = (peer, upload);
+        let new = !state.uploads.contains_key(&key);
+        let refuse = if new && open >= MAX_UPLOADS_PER_PEER {
+            Some(format!(
+                "too many batches in parts at once (at most {MAX_UPLOADS_PER_PEER})"
+            ))
+        } else if staged + bytes > MAX_STAGED_BYTES {
+            Some(format!(
+                "batch in parts is over {MAX_STAGED_BYTES} bytes; submit it in smaller batches"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            state.uploads.remove(&key);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .rr
+                .send_response(channel, Response::Refused(why));
+            return;
         }
+        let u = state.uploads.entry(key).or_insert_with(|| Upload {
+            tasks: Vec::new(),
+            bytes: 0,
+            touched: now,
+        });
+        u.tasks.extend(tasks);
+        u.bytes += bytes;
+        u.touched = now;
+        if !last {
+            let _ = self.swarm.behaviour_mut().rr.send_response(channel, Response::Ok);
+            return;
+        }
+        let whole = state.uploads.remove(&key).map(|u| u.tasks).unwrap_or_default();
+        self.admin_submit(whole, Answer::Remote(channel));
     }
 
     /// This node and every connected peer, with the workers each hosts.
@@ -169,13 +274,31 @@ impl EventLoop {
         std::iter::once(me).chain(others).collect()
     }
 
-    /// Reports of the tasks among `ids` that are final, in `ids` order.
-    fn final_reports(&self, ids: &[TaskId]) -> Vec<TaskReport> {
-        self.admin_reports(ids)
-            .into_iter()
-            .flatten()
-            .filter(|r| r.status.is_final())
-            .collect()
+    /// Reports of the tasks among `ids` that are final, in `ids` order, up
+    /// to about `budget` bytes (the caller asks again for the rest).
+    fn final_reports(&self, ids: &[TaskId], budget: usize) -> Vec<TaskReport> {
+        let Some(state) = &self.sched else {
+            return Vec::new();
+        };
+        let now = self.wall_now();
+        let mut size = 0;
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(r) = state.sched.report_of(id, now).filter(|r| r.status.is_final()) else {
+                continue;
+            };
+            size += report_size(&r);
+            if size > budget && !out.is_empty() {
+                break;
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// The answer budget for one frame.
+    pub(super) fn frame_budget(&self) -> usize {
+        self.cfg.max_frame / 2
     }
 
     pub(super) fn admin_workers(&self) -> Vec<crate::task::WorkerInfo> {
@@ -195,6 +318,11 @@ impl EventLoop {
         let mut remaining = 0;
         for id in &ids {
             match state.sched.status(id) {
+                None if state.sched.was_evicted(id) => {
+                    let remote = Response::Refused(format!("task {id} finished and was evicted"));
+                    self.answer_err(answer, Error::Evicted(*id), remote);
+                    return;
+                }
                 None => {
                     let remote = Response::Refused(format!("unknown task id {id}"));
                     self.answer_err(answer, Error::UnknownTask(*id), remote);
@@ -205,7 +333,7 @@ impl EventLoop {
             }
         }
         if remaining == 0 || (any && remaining < ids.len()) {
-            let reports = self.final_reports(&ids);
+            let reports = self.final_reports(&ids, self.frame_budget());
             return self.answer(answer, reports, wire_reports);
         }
         let token = state.next_token;
@@ -236,7 +364,7 @@ impl EventLoop {
         let mut inbox = VecDeque::from([first]);
         let mut out = Vec::new();
         while let Some(input) = inbox.pop_front() {
-            let now = self.now();
+            let now = self.wall_now();
             let Some(state) = self.sched.as_mut() else { return };
             state.sched.handle(input, now, &mut out);
             for o in out.drain(..) {
@@ -257,7 +385,7 @@ impl EventLoop {
             }
             state.wait_deadlines.pop_first();
             if let Some(w) = state.waiters.remove(&token) {
-                let reports = self.final_reports(&w.ids);
+                let reports = self.final_reports(&w.ids, self.frame_budget());
                 self.answer(w.answer, reports, wire_reports);
             }
         }
@@ -306,17 +434,25 @@ impl EventLoop {
                         });
                     }
                 } else if let Ok(peer) = node.as_str().parse::<PeerId>() {
-                    let items = assignments.iter().map(|a| (a.task, a.attempt)).collect();
-                    self.send(
-                        peer,
-                        Request::Assign { term, assignments },
-                        Pending::Assign { node, items },
-                    );
+                    for assignments in split_assignments(assignments, self.frame_budget()) {
+                        let items = assignments.iter().map(|a| (a.task, a.attempt)).collect();
+                        let what = Pending::Assign {
+                            node: node.clone(),
+                            items,
+                        };
+                        self.send(peer, Request::Assign { term, assignments }, what);
+                    }
                 }
             }
             Output::Changed { id, status } => {
                 if status.is_final() {
                     self.task_final(id);
+                }
+            }
+            Output::Abort { node, attempts } => self.send_abort(node, attempts),
+            Output::Cancelled { token, outcomes } => {
+                if let Some(a) = state.cancels.remove(&token) {
+                    self.answer(a, outcomes, Response::Cancelled);
                 }
             }
         }
@@ -339,10 +475,47 @@ impl EventLoop {
             }
         }
         for w in done {
-            let reports = self.final_reports(&w.ids);
+            let reports = self.final_reports(&w.ids, self.frame_budget());
             self.answer(w.answer, reports, wire_reports);
         }
     }
+}
+
+impl EventLoop {
+    /// Tells a node to stop attempts: this node's own workers directly.
+    fn send_abort(&mut self, node: NodeId, attempts: Vec<(TaskId, u32)>) {
+        if node == self.me_node {
+            for (task, attempt) in attempts {
+                self.workers.cancel(task, attempt);
+            }
+            return;
+        }
+        let Some(term) = self.sched.as_ref().map(|s| s.term) else {
+            return;
+        };
+        if let Ok(peer) = node.as_str().parse::<PeerId>() {
+            debug!(%peer, count = attempts.len(), "aborting attempts");
+            self.send(peer, Request::Abort { term, attempts }, Pending::Abort);
+        }
+    }
+}
+
+/// Cuts a node's awards into requests of about `budget` bytes each.
+fn split_assignments(all: Vec<Assignment>, budget: usize) -> Vec<Vec<Assignment>> {
+    let dep = |d: &crate::scheduler::DepOutput| d.outcome.as_ref().map_or_else(|e| e.len(), |p| p.len());
+    let size = |a: &Assignment| a.input.len() + a.deps.iter().map(dep).sum::<usize>() + 256;
+    crate::protocol::chunk_by_size(all, budget, size)
+}
+
+/// Roughly how many bytes a report takes on the wire.
+pub(super) fn report_size(r: &TaskReport) -> usize {
+    let output = r.output.as_ref().map_or(0, |o| o.len());
+    let error = r.error.as_ref().map_or(0, |e| e.to_string().len());
+    let bids = r
+        .auction
+        .as_ref()
+        .map_or(0, |a| a.bids.len() * 96 + a.reason.len());
+    output + error + bids + r.history.len() * 160 + 512
 }
 
 fn wire_reports(reports: Vec<TaskReport>) -> Response {

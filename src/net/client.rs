@@ -1,7 +1,7 @@
 //! Calls that go to the admin: client operations, registration, bids and
 //! reports. Local when this node is admin, over request-response otherwise.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -12,7 +12,7 @@ use super::admin::Answer;
 use super::{ClientOp, EventLoop, Pending};
 use crate::protocol::{Request, Response};
 use crate::scheduler::{Input, Report};
-use crate::task::{TaskId, TaskReport};
+use crate::task::{Task, TaskId, TaskReport};
 use crate::Error;
 
 /// How long the admin may hold one remote await before answering.
@@ -25,8 +25,9 @@ impl ClientOp {
     /// Fails the call with `e`.
     pub(super) fn fail(self, e: Error) {
         match self {
-            ClientOp::Submit(_, r) => drop(r.send(Err(e))),
-            ClientOp::Status(_, r) => drop(r.send(Err(e))),
+            ClientOp::Submit { reply, .. } => drop(reply.send(Err(e))),
+            ClientOp::Status { reply, .. } => drop(reply.send(Err(e))),
+            ClientOp::Cancel(_, r) => drop(r.send(Err(e))),
             ClientOp::Await { reply, .. } => drop(reply.send(Err(e))),
             ClientOp::Workers(r) => drop(r.send(Err(e))),
             ClientOp::Peers(r) => drop(r.send(Err(e))),
@@ -57,8 +58,20 @@ impl EventLoop {
             return;
         };
         let req = match &op {
-            ClientOp::Submit(tasks, _) => Request::Submit { tasks: tasks.clone() },
-            ClientOp::Status(ids, _) => Request::Status { ids: ids.clone() },
+            ClientOp::Submit { parts, upload, .. } => match parts.len() {
+                0 | 1 => Request::Submit {
+                    tasks: parts.front().cloned().unwrap_or_default(),
+                },
+                n => Request::SubmitPart {
+                    upload: *upload,
+                    tasks: parts.front().cloned().unwrap_or_default(),
+                    last: n == 1,
+                },
+            },
+            ClientOp::Status { ids, got, .. } => Request::Status {
+                ids: ids[got.len()..].to_vec(),
+            },
+            ClientOp::Cancel(ids, _) => Request::Cancel { ids: ids.clone() },
             ClientOp::Await { ids, any, done, .. } => Request::Await {
                 ids: ids.iter().filter(|id| !done.contains_key(id)).copied().collect(),
                 max_wait_ms: AWAIT_SLICE.as_millis() as u64,
@@ -72,10 +85,14 @@ impl EventLoop {
 
     fn run_locally(&mut self, op: ClientOp) {
         match op {
-            ClientOp::Submit(tasks, reply) => self.admin_submit(tasks, Answer::Local(reply)),
-            ClientOp::Status(ids, reply) => {
-                let _ = reply.send(Ok(self.admin_status(&ids)));
+            ClientOp::Submit { parts, reply, .. } => {
+                let tasks = parts.into_iter().flatten().collect();
+                self.admin_submit(tasks, Answer::Local(reply))
             }
+            ClientOp::Status { ids, reply, .. } => {
+                let _ = reply.send(Ok(self.admin_status(&ids, usize::MAX)));
+            }
+            ClientOp::Cancel(ids, reply) => self.admin_cancel(ids, Answer::Local(reply)),
             ClientOp::Await {
                 ids,
                 any,
@@ -120,8 +137,42 @@ impl EventLoop {
                 self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
             }
             (op, Response::Refused(why)) => op.fail(Error::Refused(why)),
-            (ClientOp::Submit(_, r), Response::Submitted(res)) => drop(r.send(res.map_err(Error::Submit))),
-            (ClientOp::Status(_, r), Response::Reports(rs)) => drop(r.send(Ok(rs))),
+            (ClientOp::Submit { reply, .. }, Response::Submitted(res)) => {
+                drop(reply.send(res.map_err(Error::Submit)))
+            }
+            // One part of a batch in parts taken: send the next.
+            (
+                ClientOp::Submit {
+                    mut parts,
+                    upload,
+                    reply,
+                },
+                Response::Ok,
+            ) if parts.len() > 1 => {
+                parts.pop_front();
+                self.route_by(ClientOp::Submit { parts, upload, reply }, deadline);
+            }
+            // No ids: the most recent tasks, however many.
+            (ClientOp::Status { ids, reply, .. }, Response::Lookups(ls)) if ids.is_empty() => {
+                drop(reply.send(Ok(ls)))
+            }
+            (ClientOp::Status { ids, mut got, reply }, Response::Lookups(ls)) => {
+                let asked = ids.len() - got.len();
+                if ls.is_empty() && asked > 0 || ls.len() > asked {
+                    return drop(
+                        reply.send(Err(Error::Protocol("status answer of the wrong length".into()))),
+                    );
+                }
+                got.extend(ls);
+                if got.len() < ids.len() {
+                    // A long answer comes in pieces: ask for the rest.
+                    return self.route_by(ClientOp::Status { ids, got, reply }, deadline);
+                }
+                drop(reply.send(Ok(got)))
+            }
+            (ClientOp::Cancel(ids, r), Response::Cancelled(outcomes)) if outcomes.len() == ids.len() => {
+                drop(r.send(Ok(outcomes)))
+            }
             (ClientOp::Workers(r), Response::Workers(ws)) => drop(r.send(Ok(ws))),
             (ClientOp::Peers(r), Response::Peers(ps)) => drop(r.send(Ok(ps))),
             (
@@ -166,30 +217,54 @@ impl EventLoop {
         self.send(admin, Request::Register { workers }, Pending::Register);
     }
 
-    /// Results of this node's workers go to the admin, batched.
+    /// Results of this node's workers go to the admin, batched, and stay in
+    /// the outbox until acknowledged.
     pub(super) fn deliver_reports(&mut self, reports: Vec<Report>) {
         if self.sched.is_some() {
             let node = self.me_node.clone();
             return self.admin_input(Input::Reports { node, reports });
         }
-        match self.admin {
-            Some((admin, term)) => self.send(
-                admin,
-                Request::Reports {
-                    term,
-                    reports: reports.clone(),
-                },
-                Pending::Reports(reports),
-            ),
-            None => self.unsent.extend(reports),
+        self.outbox.push(reports);
+        self.flush_outbox();
+    }
+
+    /// Sends what the outbox says is due, to the admin this node follows.
+    pub(super) fn flush_outbox(&mut self) {
+        if self.sched.is_some() {
+            // This node became admin: its own results go straight in.
+            let now = self.now();
+            for (n, reports) in self.outbox.due(now, usize::MAX) {
+                self.outbox.acked(n);
+                let node = self.me_node.clone();
+                self.admin_input(Input::Reports { node, reports });
+            }
+            return;
+        }
+        let Some((admin, term)) = self.admin else { return };
+        let now = self.now();
+        for (n, reports) in self.outbox.due(now, self.cfg.max_frame / 2) {
+            self.send(admin, Request::Reports { term, reports }, Pending::Reports(n));
         }
     }
 
-    /// Sends results held back while no admin was known.
-    pub(super) fn flush_unsent(&mut self) {
-        if !self.unsent.is_empty() {
-            let reports = std::mem::take(&mut self.unsent);
-            self.deliver_reports(reports);
+    /// True while this node holds attempts whose leases need renewing.
+    pub(super) fn holds_work(&self) -> bool {
+        self.workers.running() > 0 || self.outbox.len() > 0
+    }
+
+    /// Renews the leases of every attempt this node holds.
+    pub(super) fn renew(&mut self) {
+        if !self.holds_work() {
+            return;
+        }
+        let mut held = self.workers.held();
+        held.extend(self.outbox.held());
+        if self.sched.is_some() {
+            let node = self.me_node.clone();
+            return self.admin_input(Input::Renew { node, held });
+        }
+        if let Some((admin, term)) = self.admin {
+            self.send(admin, Request::Renew { term, held }, Pending::Renew);
         }
     }
 
@@ -201,7 +276,7 @@ impl EventLoop {
             // held is not known elsewhere until failover lands.
             Pending::Client(op, _) => op.fail(Error::AdminLost(format!("admin {peer} unreachable: {error}"))),
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
-            Pending::Bids => {}
+            Pending::Bids | Pending::Renew | Pending::Abort => {}
             Pending::Assign { node, items } => {
                 for (task, attempt) in items {
                     self.admin_input(Input::AssignAnswer {
@@ -212,12 +287,24 @@ impl EventLoop {
                     });
                 }
             }
-            Pending::Reports(reports) => {
-                warn!(count = reports.len(), %error, "results could not reach the admin; keeping them");
-                self.unsent.extend(reports);
+            Pending::Reports(batch) => {
+                warn!(%error, "results could not reach the admin; will send them again");
+                let now = self.now();
+                self.outbox.failed(batch, now);
             }
         }
     }
+}
+
+/// Cuts a batch into parts of about `budget` bytes each (one part when it
+/// fits), keeping the batch's order.
+pub(super) fn split_batch(tasks: Vec<Task>, budget: usize) -> VecDeque<Vec<Task>> {
+    let size = |t: &Task| t.input.len() + t.name.len() + t.role.len() + 16 * t.dependencies.len() + 128;
+    let mut parts: VecDeque<Vec<Task>> = crate::protocol::chunk_by_size(tasks, budget, size).into();
+    if parts.is_empty() {
+        parts.push_back(Vec::new()); // an empty batch is still one submission
+    }
+    parts
 }
 
 fn collect(ids: &[TaskId], done: &mut HashMap<TaskId, TaskReport>) -> Vec<TaskReport> {

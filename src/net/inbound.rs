@@ -49,16 +49,29 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
-        if let Request::Assign { term, assignments } = req {
-            // Awards are taken only from the admin this node follows.
-            if self.admin != Some((peer, term)) {
-                let why = format!("{peer} at term {term} is not the admin this node follows");
-                return self.respond(channel, Response::Refused(why));
+        let req = match req {
+            Request::Assign { term, assignments } => {
+                // Awards are taken only from the admin this node follows.
+                if self.admin != Some((peer, term)) {
+                    let why = format!("{peer} at term {term} is not the admin this node follows");
+                    return self.respond(channel, Response::Refused(why));
+                }
+                let answers: Vec<AssignAnswer> =
+                    assignments.into_iter().map(|a| self.workers.accept(a)).collect();
+                return self.respond(channel, Response::Assigned(answers));
             }
-            let answers: Vec<AssignAnswer> =
-                assignments.into_iter().map(|a| self.workers.accept(a)).collect();
-            return self.respond(channel, Response::Assigned(answers));
-        }
+            Request::Abort { term, attempts } => {
+                if self.admin != Some((peer, term)) {
+                    let why = format!("{peer} at term {term} is not the admin this node follows");
+                    return self.respond(channel, Response::Refused(why));
+                }
+                for (task, attempt) in attempts {
+                    self.workers.cancel(task, attempt);
+                }
+                return self.respond(channel, Response::Ok);
+            }
+            other => other,
+        };
         let Some(term) = self.sched.as_ref().map(|_| self.admin.map_or(0, |a| a.1)) else {
             let resp = Response::NotAdmin {
                 admin: self.admin.map(|a| a.0.to_string()),
@@ -80,13 +93,25 @@ impl EventLoop {
                 }
             }
             Request::Reports { reports, .. } => {
+                // Acknowledged whatever they hold: a stale attempt's result
+                // is ignored by the scheduler, and the node may forget it.
                 self.respond(channel, Response::Ok);
                 self.admin_input(Input::Reports { node, reports });
             }
+            Request::Renew { term: t, held } => {
+                self.respond(channel, Response::Ok);
+                if t == term {
+                    self.admin_input(Input::Renew { node, held });
+                }
+            }
             Request::Submit { tasks } => self.admin_submit(tasks, Answer::Remote(channel)),
+            Request::SubmitPart { upload, tasks, last } => {
+                self.admin_submit_part(peer, upload, tasks, last, channel)
+            }
+            Request::Cancel { ids } => self.admin_cancel(ids, Answer::Remote(channel)),
             Request::Status { ids } => {
-                let reports = self.admin_status(&ids);
-                self.respond(channel, Response::Reports(reports));
+                let lookups = self.admin_status(&ids, self.frame_budget());
+                self.respond(channel, Response::Lookups(lookups));
             }
             Request::Await {
                 ids,
@@ -105,7 +130,7 @@ impl EventLoop {
                 self.respond(channel, Response::Workers(workers));
             }
             // Answered before the admin check above.
-            Request::Assign { .. } => {}
+            Request::Assign { .. } | Request::Abort { .. } => {}
         }
     }
 
@@ -118,7 +143,7 @@ impl EventLoop {
                     self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
             }
-            Pending::Bids => {}
+            Pending::Bids | Pending::Renew | Pending::Abort => {}
             Pending::Assign { node, items } => {
                 let answers = match resp {
                     Response::Assigned(a) => a,
@@ -151,10 +176,13 @@ impl EventLoop {
                     self.admin_input(input);
                 }
             }
-            Pending::Reports(reports) => {
-                if !matches!(resp, Response::Ok) {
-                    warn!(%peer, ?resp, count = reports.len(), "results refused; keeping them for the next admin");
-                    self.unsent.extend(reports);
+            Pending::Reports(batch) => {
+                if matches!(resp, Response::Ok) {
+                    self.outbox.acked(batch);
+                } else {
+                    warn!(%peer, ?resp, "results not taken; will send them again");
+                    let now = self.now();
+                    self.outbox.failed(batch, now);
                 }
             }
         }

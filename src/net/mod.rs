@@ -10,6 +10,7 @@ mod admin;
 mod behaviour;
 mod client;
 mod inbound;
+mod outbox;
 mod swarm;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use tracing::{info, warn};
 use crate::election::{Election, ElectionInput, ElectionOutput};
 use crate::node::NodeConfig;
 use crate::protocol::{self, Gossip, PeerInfo};
-use crate::scheduler::Report;
+use crate::scheduler::{CancelOutcome, Lookup};
 use crate::task::{NodeId, Task, TaskId, TaskReport, WorkerInfo};
 use crate::worker::WorkerRuntime;
 use crate::Error;
@@ -63,8 +64,10 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) enum Command {
     /// Submit a batch to the admin.
     Submit(Vec<Task>, Reply<Vec<TaskId>>),
-    /// Current reports of tasks (`None` for unknown ids).
-    Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
+    /// What the admin knows of each task.
+    Status(Vec<TaskId>, Reply<Vec<Lookup>>),
+    /// Cancel tasks.
+    Cancel(Vec<TaskId>, Reply<Vec<CancelOutcome>>),
     /// Wait until every task is final (or, with `any`, at least one);
     /// answers with the reports of the final ones.
     Await(Vec<TaskId>, bool, Reply<Vec<TaskReport>>),
@@ -80,8 +83,21 @@ pub(crate) enum Command {
 
 /// A client call waiting for an admin, or for the admin's answer.
 pub(crate) enum ClientOp {
-    Submit(Vec<Task>, Reply<Vec<TaskId>>),
-    Status(Vec<TaskId>, Reply<Vec<Option<TaskReport>>>),
+    /// A batch, cut into parts that each fit a frame; `upload` names it at
+    /// the admin when there is more than one part.
+    Submit {
+        parts: std::collections::VecDeque<Vec<Task>>,
+        upload: u64,
+        reply: Reply<Vec<TaskId>>,
+    },
+    /// Status of `ids`; `got` holds the answers so far (a long answer comes
+    /// in pieces).
+    Status {
+        ids: Vec<TaskId>,
+        got: Vec<Lookup>,
+        reply: Reply<Vec<Lookup>>,
+    },
+    Cancel(Vec<TaskId>, Reply<Vec<CancelOutcome>>),
     Await {
         ids: Vec<TaskId>,
         any: bool,
@@ -102,7 +118,10 @@ pub(crate) enum Pending {
         node: NodeId,
         items: Vec<(TaskId, u32)>,
     },
-    Reports(Vec<Report>),
+    /// A batch of results from the outbox.
+    Reports(u64),
+    Renew,
+    Abort,
 }
 
 /// The event loop. See the module documentation.
@@ -128,8 +147,12 @@ pub(crate) struct EventLoop {
     parked: Vec<(Instant, ClientOp)>,
     /// When to send parked calls again after a `NotAdmin` answer.
     parked_retry: Option<Instant>,
-    /// Results not yet delivered to an admin.
-    unsent: Vec<Report>,
+    /// Results not yet acknowledged by an admin.
+    outbox: outbox::Outbox,
+    /// When to renew the leases of what this node holds next.
+    renew_at: Instant,
+    /// Names the next batch that has to be submitted in parts.
+    next_upload: u64,
     /// When to retry registering with the admin, if a try failed.
     register_retry: Option<Instant>,
     /// Set by a shutdown command: when it began, the grace deadline, and
@@ -188,7 +211,9 @@ impl EventLoop {
             pending: HashMap::new(),
             parked: Vec::new(),
             parked_retry: None,
-            unsent: Vec::new(),
+            outbox: outbox::Outbox::default(),
+            renew_at: started,
+            next_upload: 0,
             register_retry: None,
             closing: None,
             listening: Vec::new(),
@@ -199,9 +224,18 @@ impl EventLoop {
         }
     }
 
-    /// Time since the loop started: the clock of the state machines.
+    /// Time since the loop started: the clock of the election and the
+    /// outbox.
     fn now(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Wall-clock time since the Unix epoch: the scheduler's clock, so that
+    /// the times in its events mean the same on every machine.
+    fn wall_now(&self) -> Duration {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
     }
 
     /// Runs until shut down or until every handle is dropped.
@@ -253,8 +287,11 @@ impl EventLoop {
         };
         take(self.election.next_deadline().map(|d| self.started + d));
         if let Some(s) = &self.sched {
-            take(s.next_deadline(self.started));
+            let wall = self.wall_now();
+            take(s.next_deadline(wall));
         }
+        take(self.outbox.next_deadline().map(|d| self.started + d));
+        take(self.holds_work().then_some(self.renew_at));
         take(self.parked.iter().map(|p| p.0).min());
         take(self.parked_retry);
         take(self.register_retry);
@@ -281,6 +318,11 @@ impl EventLoop {
             self.flush_parked();
         }
         self.redial_due(now);
+        self.flush_outbox();
+        if self.renew_at <= now {
+            self.renew_at = now + self.cfg.renew_interval;
+            self.renew();
+        }
         if self.register_retry.is_some_and(|t| t <= now) {
             self.register_retry = None;
             self.register();
@@ -289,8 +331,21 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         let op = match cmd {
-            Command::Submit(tasks, reply) => ClientOp::Submit(tasks, reply),
-            Command::Status(ids, reply) => ClientOp::Status(ids, reply),
+            Command::Submit(tasks, reply) => {
+                self.next_upload += 1;
+                let parts = client::split_batch(tasks, self.cfg.max_frame / 2);
+                ClientOp::Submit {
+                    parts,
+                    upload: self.next_upload,
+                    reply,
+                }
+            }
+            Command::Status(ids, reply) => ClientOp::Status {
+                ids,
+                got: Vec::new(),
+                reply,
+            },
+            Command::Cancel(ids, reply) => ClientOp::Cancel(ids, reply),
             Command::Await(ids, any, reply) => ClientOp::Await {
                 ids,
                 any,
@@ -330,8 +385,7 @@ impl EventLoop {
             return false;
         };
         let now = Instant::now();
-        let idle =
-            self.workers.running() == 0 && !self.pending.values().any(|p| matches!(p, Pending::Reports(_)));
+        let idle = self.workers.running() == 0 && self.outbox.len() == 0;
         now >= *deadline || (idle && now >= *began + self.cfg.shutdown_linger)
     }
 
@@ -369,7 +423,8 @@ impl EventLoop {
         if self.admin.is_some() {
             self.register();
             self.flush_parked();
-            self.flush_unsent();
+            self.outbox.admin_changed();
+            self.flush_outbox();
         }
         self.publish_state();
     }

@@ -4,68 +4,65 @@
 
 use std::time::Duration;
 
-use super::state::{Award, Phase, SeenBid, Slot, TimerKind, WorkerId};
-use super::{Announcement, Assignment, Bid, Candidate, DepOutput, Lot, Output, Scheduler};
-use crate::task::{NodeId, TaskError, TaskStatus};
+use super::events::{BidSeen, Event};
+use super::state::{End, SeenBid, Slot, Stage, TimerKind, WorkerId};
+use super::{Announcement, Assignment, Bid, Candidate, DepOutput, Lot, Scheduler};
+use crate::task::{NodeId, TaskError, TaskStatus, Trigger};
 
 impl Scheduler {
-    pub(super) fn open_auction(
-        &mut self,
-        slot: Slot,
-        reserved: WorkerId,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn open_auction(&mut self, slot: Slot, reserved: WorkerId, now: Duration) {
+        self.leave_auction(slot);
         let e = &mut self.tasks[slot];
-        e.round += 1;
-        e.bids.clear();
+        e.soft.round += 1;
         let closes_at = now + self.cfg.bid_window;
-        e.phase = Phase::Announced {
+        e.soft.stage = Stage::Announced {
             closes_at,
             reserved: Some(reserved),
         };
-        self.timers.insert((closes_at, TimerKind::CloseAuction, slot));
+        let (id, role) = (e.task.id, e.role);
+        self.timers.insert((closes_at, TimerKind::CloseAuction, id));
+        self.open.entry(role).or_default().insert(slot);
+        let e = &self.tasks[slot];
         self.announce.push(Announcement {
             task: e.task.id,
-            round: e.round,
+            round: e.soft.round,
             name: e.task.name.clone(),
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
             input_len: e.task.input.len() as u64,
         });
-        self.changed(slot, TaskStatus::Announced, out);
+        self.changed(slot, TaskStatus::Announced);
     }
 
-    pub(super) fn bid(&mut self, node: &NodeId, bid: Bid, now: Duration, out: &mut Vec<Output>) {
+    pub(super) fn bid(&mut self, node: &NodeId, bid: Bid, now: Duration) {
         let Some(id) = self.worker_id(node, &bid.worker) else {
             return;
         };
-        let Some(&slot) = self.index.get(&bid.task) else {
-            return;
-        };
+        let Some(slot) = self.slot(&bid.task) else { return };
         let w = &self.workers[id];
         let e = &mut self.tasks[slot];
-        if w.role != e.role {
+        if w.role != e.role || !e.phase.awaits_award() {
             return;
         }
-        let current = bid.round == e.round;
-        match e.phase {
-            Phase::Announced { .. } if current => {}
+        let round = e.soft.round;
+        let current = bid.round == round;
+        match e.soft.stage {
+            Stage::Announced { .. } if current => {}
             // A willing bid that missed the previous round still says the
             // worker wants the task: on a slow network, rounds would
             // otherwise keep closing just before their bids arrive.
-            Phase::Announced { .. } if bid.willing && bid.round > 0 && bid.round + 1 == e.round => {}
+            Stage::Announced { .. } if bid.willing && bid.round > 0 && bid.round + 1 == round => {}
             // The auction of this round closed without an award (its bid
             // window ended, or every capable worker was busy).
-            Phase::Backoff { .. } | Phase::Queued if current && e.round > 0 => {
-                return self.late_bid(slot, id, bid, out)
+            Stage::Backoff { .. } | Stage::Queued { .. } if current && round > 0 => {
+                return self.late_bid(slot, id, bid, now)
             }
             _ => return,
         }
-        if e.bids.iter().any(|b| b.worker == id) {
+        if e.soft.bids.iter().any(|b| b.worker == id) {
             return;
         }
-        e.bids.push(SeenBid {
+        e.soft.bids.push(SeenBid {
             worker: id,
             // The registered skill is authoritative: a bid cannot inflate it.
             skill: w.spec.skill,
@@ -73,19 +70,19 @@ impl Scheduler {
             capacity: w.spec.capacity,
             willing: bid.willing,
         });
-        if e.bids.len() >= self.roles[e.role].workers.len() {
-            self.close_auction(slot, now, out);
+        if e.soft.bids.len() >= self.roles[e.role].workers.len() {
+            self.close_auction(slot, now);
         }
     }
 
     /// A bid for the round that just closed without an award. A willing
     /// worker that can take the task and has an unreserved free slot wins at
     /// once, instead of the task waiting for its backoff and a new round.
-    fn late_bid(&mut self, slot: Slot, id: WorkerId, bid: Bid, out: &mut Vec<Output>) {
+    fn late_bid(&mut self, slot: Slot, id: WorkerId, bid: Bid, now: Duration) {
         let w = &self.workers[id];
         let e = &self.tasks[slot];
         // The worker that refused the task cannot take it back early.
-        let refused = e.refused_by == Some(id);
+        let refused = e.soft.refused_by == Some(id);
         if !bid.willing || refused || w.spec.skill < e.task.difficulty || w.free() == 0 {
             return;
         }
@@ -99,7 +96,7 @@ impl Scheduler {
         };
         let reason = format!(
             "late bid for round {}, which had closed without an award: {reason}",
-            e.round
+            e.soft.round
         );
         let seen = SeenBid {
             worker: id,
@@ -109,9 +106,9 @@ impl Scheduler {
             willing: true,
         };
         let e = &mut self.tasks[slot];
-        e.bids.clear();
-        e.bids.push(seen);
-        self.award(slot, id, reason, out);
+        e.soft.bids.clear();
+        e.soft.bids.push(seen);
+        self.award(slot, id, reason, now);
     }
 
     /// A registered worker as the award policy sees it.
@@ -126,17 +123,23 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn close_auction(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+    pub(super) fn close_auction(&mut self, slot: Slot, now: Duration) {
         let e = &mut self.tasks[slot];
-        let Phase::Announced { closes_at, reserved } = e.phase else {
+        let Stage::Announced { closes_at, reserved } = e.soft.stage else {
             return;
         };
-        e.phase = Phase::Queued; // placeholder: award or no_award sets the real phase
-        self.timers.remove(&(closes_at, TimerKind::CloseAuction, slot));
+        // The bids stay for the award; the stage is left by hand.
+        e.soft.stage = Stage::Idle;
+        let (id, role) = (e.task.id, e.role);
+        self.timers.remove(&(closes_at, TimerKind::CloseAuction, id));
+        if let Some(o) = self.open.get_mut(&role) {
+            o.remove(&slot);
+        }
         self.release(reserved);
         let e = &self.tasks[slot];
         // Judge each bidder as registered now, not as it was when it bid.
         let mut able: Vec<WorkerId> = e
+            .soft
             .bids
             .iter()
             .filter(|b| {
@@ -153,9 +156,14 @@ impl Scheduler {
         if able.iter().any(|&w| self.workers[w].free() > 0) {
             able.retain(|&w| self.workers[w].free() > 0);
         }
-        if let Some(refuser) = e.refused_by {
-            if able.iter().any(|&w| w != refuser) {
-                able.retain(|&w| w != refuser);
+        // The worker that refused the last award, or whose attempt failed or
+        // was lost, wins only when no other capable worker bids.
+        for avoid in [e.soft.refused_by, self.last_failed_worker(slot)]
+            .into_iter()
+            .flatten()
+        {
+            if able.iter().any(|&w| w != avoid) {
+                able.retain(|&w| w != avoid);
             }
         }
         let candidates: Vec<Candidate> = able.iter().map(|&w| self.candidate(w)).collect();
@@ -166,90 +174,126 @@ impl Scheduler {
         };
         let choice = self.policy.choose(&lot, &candidates);
         match choice.filter(|(i, _)| *i < able.len()) {
-            Some((i, reason)) => self.award(slot, able[i], reason, out),
-            None => self.no_award(slot, closes_at, now, out),
+            Some((i, reason)) => self.award(slot, able[i], reason, now),
+            None => self.no_award(slot, closes_at, now),
         }
     }
 
-    fn award(&mut self, slot: Slot, id: WorkerId, reason: String, out: &mut Vec<Output>) {
+    /// The worker of the task's last attempt, when that attempt failed, timed
+    /// out or was lost: a retry prefers another worker.
+    fn last_failed_worker(&self, slot: Slot) -> Option<WorkerId> {
+        let last = self.tasks[slot].history.last()?;
+        let failed = matches!(
+            last.end,
+            End::Failed { .. } | End::TimedOut { .. } | End::Lost { .. }
+        );
+        failed.then_some(last.worker)
+    }
+
+    fn award(&mut self, slot: Slot, id: WorkerId, reason: String, now: Duration) {
+        let Some(deps) = self.dep_outcomes(slot) else {
+            return;
+        };
         let e = &self.tasks[slot];
-        let deps: Vec<DepOutput> = e
-            .deps
-            .iter()
-            .filter_map(|&d| {
-                let dep = &self.tasks[d];
-                Some(DepOutput {
-                    id: dep.task.id,
-                    name: dep.task.name.clone(),
-                    output: dep.output.clone()?,
-                })
-            })
-            .collect();
-        let timeout_ms = self.run_timeout(&e.task).map(|d| d.as_millis() as u64);
-        let w = &mut self.workers[id];
-        w.load += 1;
-        let node = w.node.clone();
-        let worker = w.spec.name.clone();
-        let e = &mut self.tasks[slot];
-        e.attempts += 1;
-        e.no_bids_for = Duration::ZERO;
-        e.refused_by = None;
-        let bids = std::mem::take(&mut e.bids)
-            .into_iter()
-            .filter(|b| b.willing)
-            .collect();
-        e.award = Some(Box::new(Award {
-            bids,
-            reason: reason.into_boxed_str(),
-            rounds: e.round,
-        }));
-        e.worker = Some(id);
-        e.phase = Phase::Assigned { worker: id };
-        self.assign.entry(node).or_default().push(Assignment {
+        let size = e.task.input.len() + deps.iter().map(dep_size).sum::<usize>();
+        if size > self.cfg.max_award {
+            let max = self.cfg.max_award;
+            return self.end_failed(slot, TaskError::InputsTooLarge { size, max }, now);
+        }
+        let attempt = e.awards + 1;
+        let bids = e.soft.bids.iter().filter(|b| b.willing).map(|b| BidSeen {
+            worker: b.worker.0,
+            skill: b.skill,
+            load: b.load,
+            capacity: b.capacity,
+        });
+        let event = Event::AttemptAwarded {
+            at_ms: Self::ms(now),
             task: e.task.id,
-            attempt: e.attempts,
-            worker,
+            attempt,
+            worker: id.0,
+            bids: bids.collect(),
+            reason,
+            rounds: e.soft.round,
+        };
+        self.emit(event);
+        let soft = &mut self.tasks[slot].soft;
+        soft.no_bids_for = Duration::ZERO;
+        soft.refused_by = None;
+        self.start_lease(slot, attempt, now);
+        let e = &self.tasks[slot];
+        let w = &self.workers[id];
+        self.assign.entry(w.node.clone()).or_default().push(Assignment {
+            task: e.task.id,
+            attempt,
+            worker: w.spec.name.clone(),
             name: e.task.name.clone(),
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
             input: e.task.input.clone(),
             deps,
-            timeout_ms,
+            timeout_ms: e.task.timeout_ms,
         });
-        self.changed(slot, TaskStatus::Assigned, out);
+    }
+
+    /// What the task's worker gets of its dependencies: the outputs, and for
+    /// a fallback or cleanup task the errors of those that did not complete.
+    fn dep_outcomes(&self, slot: Slot) -> Option<Vec<DepOutput>> {
+        let e = &self.tasks[slot];
+        let all = e.task.trigger != Trigger::AllSuccess;
+        let deps = e.deps.iter().filter_map(|&d| {
+            let dep = &self.tasks[d];
+            let outcome = match dep.output() {
+                Some(o) => Ok(o.clone()),
+                None if all => Err(self.report_of(&dep.task.id, Duration::ZERO)?.error?.to_string()),
+                None => return None,
+            };
+            Some(DepOutput {
+                id: dep.task.id,
+                name: dep.task.name.clone(),
+                outcome,
+            })
+        });
+        Some(deps.collect())
     }
 
     /// An auction closed without a winner.
-    fn no_award(&mut self, slot: Slot, closes_at: Duration, now: Duration, out: &mut Vec<Output>) {
+    fn no_award(&mut self, slot: Slot, closes_at: Duration, now: Duration) {
         let e = &self.tasks[slot];
         let difficulty = e.task.difficulty;
         let capable = self.roles[e.role].workers.iter().map(|&w| &self.workers[w]);
         let capable: Vec<_> = capable.filter(|w| w.spec.skill >= difficulty).collect();
         if capable.is_empty() {
             self.park(slot, now);
-            self.changed(slot, TaskStatus::Pending, out);
+            self.changed(slot, TaskStatus::Pending);
             return;
         }
         if capable.iter().all(|w| w.load >= w.spec.capacity) {
             // Everyone able is busy: wait in line for a slot, no deadline.
-            self.tasks[slot].no_bids_for = Duration::ZERO;
-            self.requeue(slot, now, out);
+            self.tasks[slot].soft.no_bids_for = Duration::ZERO;
+            self.requeue(slot, now);
             return;
         }
         // This round lasted from its announcement until now.
         let opened = closes_at.saturating_sub(self.cfg.bid_window);
-        let waited = e.no_bids_for + now.saturating_sub(opened);
+        let waited = e.soft.no_bids_for + now.saturating_sub(opened);
         if waited >= self.cfg.no_worker_timeout {
             let err = TaskError::NoBids {
                 role: e.task.role.clone(),
                 difficulty,
                 waited_ms: waited.as_millis() as u64,
             };
-            self.fail(slot, err, now, out);
-            return;
+            return self.end_failed(slot, err, now);
         }
-        let delay = self.retry_delay(e.round);
-        self.tasks[slot].no_bids_for = waited + delay;
-        self.back_off(slot, delay, now, out);
+        let delay = self.auction_delay(e.soft.round);
+        self.tasks[slot].soft.no_bids_for = waited + delay;
+        self.back_off(slot, delay, now);
+    }
+}
+
+fn dep_size(d: &DepOutput) -> usize {
+    match &d.outcome {
+        Ok(p) => p.len(),
+        Err(e) => e.len(),
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::{Task, TaskId};
+use crate::task::{Task, TaskId, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
 
 /// Why a batch of tasks was refused. Nothing of a refused batch is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -58,7 +58,19 @@ pub enum SubmitError {
         /// The limit.
         max: usize,
     },
-    /// A task is malformed in some other way.
+    /// A task depends on a task that finished and was evicted after its
+    /// retention, so its output is gone.
+    #[error(
+        "task {task:?} depends on task {dependency}, which finished and was evicted from the admin's memory"
+    )]
+    EvictedDependency {
+        /// The dependent task's name.
+        task: String,
+        /// The evicted id.
+        dependency: TaskId,
+    },
+    /// A task is malformed in some other way (a number out of range, an
+    /// empty role, a dependency listed twice).
     #[error("task {task:?} is invalid: {reason}")]
     Invalid {
         /// The task's name.
@@ -129,6 +141,12 @@ pub(super) fn plan(
                 reason: "empty role".into(),
             });
         }
+        if let Err(reason) = check_numbers(t) {
+            return Err(SubmitError::Invalid {
+                task: t.name.clone(),
+                reason,
+            });
+        }
         if t.input.len() > limits.max_payload {
             return Err(SubmitError::Oversize {
                 task: t.name.clone(),
@@ -181,6 +199,35 @@ pub(super) fn plan(
     };
     plan.order = topo_order(batch, &plan, &index)?;
     Ok(plan)
+}
+
+/// Checks every numeric field of a task against its documented range.
+fn check_numbers(t: &Task) -> Result<(), String> {
+    let timeouts = [
+        ("timeout_ms", t.timeout_ms),
+        ("queue_timeout_ms", t.queue_timeout_ms),
+        ("deadline_ms", t.deadline_ms),
+    ];
+    for (field, v) in timeouts {
+        if let Some(v) = v.filter(|&v| v > MAX_TIMEOUT_MS) {
+            return Err(format!(
+                "{field} = {v} is over the limit of {MAX_TIMEOUT_MS} (30 days); use 0 for no limit"
+            ));
+        }
+    }
+    if let Some(r) = t.retries.filter(|&r| r > MAX_RETRIES) {
+        return Err(format!("retries = {r} is over the limit of {MAX_RETRIES}"));
+    }
+    if let Some(a) = t.max_attempts.filter(|&a| a == 0 || a > MAX_RETRIES) {
+        return Err(format!("max_attempts = {a} is out of range 1..={MAX_RETRIES}"));
+    }
+    if t.priority.unsigned_abs() > MAX_PRIORITY as u32 {
+        return Err(format!(
+            "priority = {} is out of range -{MAX_PRIORITY}..={MAX_PRIORITY}",
+            t.priority
+        ));
+    }
+    Ok(())
 }
 
 /// Kahn's algorithm over the edges inside the batch (known tasks cannot

@@ -1,21 +1,16 @@
-//! A task's life outside its auctions: submission into the DAG, the
-//! worker's answer to an award, its report, completion (which readies
-//! dependents), failure (which cascades to them) and the timers that end
-//! waits.
+//! A task's life outside its auctions: submission, the worker's answer to
+//! an award, its report, what follows a failed or lost attempt (retry,
+//! poison, failure), cancellation, and the timers that end waits.
 
 use std::time::Duration;
 
-use super::state::{Entry, Phase, Slot, TimerKind};
-use super::{dag, Output, Report, Scheduler, SubmitError};
-use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus};
+use super::events::{AttemptEnd, Event, TaskEnd};
+use super::state::{End, Phase, Slot, Stage, TimerKind};
+use super::{dag, CancelOutcome, Report, Scheduler, SubmitError};
+use crate::task::{Task, TaskError, TaskId};
 
 impl Scheduler {
-    pub(super) fn submit(
-        &mut self,
-        tasks: Vec<Task>,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) -> Result<Vec<TaskId>, SubmitError> {
+    pub(super) fn submit(&mut self, tasks: Vec<Task>, now: Duration) -> Result<Vec<TaskId>, SubmitError> {
         if self.unfinished + tasks.len() > self.cfg.max_unfinished {
             return Err(SubmitError::Full {
                 held: self.unfinished,
@@ -26,199 +21,303 @@ impl Scheduler {
             max_payload: self.cfg.max_payload,
             max_batch: self.cfg.max_batch,
         };
-        let plan = dag::plan(&tasks, |id| self.index.contains_key(id), limits)?;
+        let order = dag::validate(&tasks, |id| self.index.contains_key(id), limits).map_err(|e| match e {
+            SubmitError::UnknownDependency { task, dependency } if self.evicted.contains(&dependency) => {
+                SubmitError::EvictedDependency { task, dependency }
+            }
+            e => e,
+        })?;
         let ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
-        self.tasks.reserve(tasks.len());
-        self.index.reserve(tasks.len());
-        // Batch index -> slot; dependency order fills it before it is read.
-        let mut slot_of = vec![Slot(0); tasks.len()];
         let mut batch: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
-        for &i in &plan.order {
-            let Some(task) = batch[i].take() else { continue };
-            let deps = plan.deps_of(i).iter().zip(&task.dependencies);
-            let deps = deps.map(|(&j, id)| {
-                if j == dag::KNOWN {
-                    self.index[id]
-                } else {
-                    slot_of[j]
-                }
-            });
-            let deps = deps.collect();
-            slot_of[i] = self.insert(task, deps, now, out);
-        }
+        let ordered = order.iter().filter_map(|&i| batch[i].take());
+        let tasks = ordered.map(|t| self.resolve_defaults(t)).collect();
+        self.emit(Event::TasksSubmitted {
+            at_ms: Self::ms(now),
+            tasks,
+        });
         Ok(ids)
     }
 
-    /// Adds one validated task whose dependencies (`deps`, in its order) are
-    /// already inserted.
-    fn insert(&mut self, mut task: Task, deps: Box<[Slot]>, now: Duration, out: &mut Vec<Output>) -> Slot {
-        let slot = Slot(self.tasks.len() as u32);
-        let mut waiting_on = 0;
-        let mut failed_dep = None;
-        for &d in &deps {
-            let dep = &mut self.tasks[d];
-            match dep.phase {
-                Phase::Completed => {}
-                Phase::Failed => {
-                    failed_dep.get_or_insert((dep.task.id, dep.task.name.clone()));
-                }
-                _ => {
-                    waiting_on += 1;
-                    dep.dependents.push(slot);
-                }
-            }
-        }
-        self.unfinished += 1;
-        self.index.insert(task.id, slot);
-        let role = self.role_id(&task.role);
-        task.dependencies = Vec::new(); // kept as `deps`
-        self.tasks.push(Entry::new(task, deps, role, waiting_on, now));
-        self.changed(slot, TaskStatus::Pending, out);
-        if let Some((dep, name)) = failed_dep {
-            self.fail(slot, TaskError::DependencyFailed { id: dep, name }, now, out);
-        } else if waiting_on == 0 {
-            self.make_ready(slot, now);
-        }
-        slot
+    /// Fills the fields a task left to the admin, so that the ledger says
+    /// exactly what applies: `None` for a timeout means no limit.
+    fn resolve_defaults(&self, mut t: Task) -> Task {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let pick = |v: Option<u64>, default: Option<Duration>| v.or(ms(default)).filter(|&v| v > 0);
+        t.timeout_ms = pick(t.timeout_ms, self.cfg.default_timeout);
+        t.queue_timeout_ms = pick(t.queue_timeout_ms, self.cfg.default_queue_timeout);
+        t.deadline_ms = pick(t.deadline_ms, self.cfg.default_deadline);
+        t.retries = Some(t.retries.unwrap_or(self.cfg.default_retries));
+        t.max_attempts = Some(t.max_attempts.unwrap_or(self.cfg.default_max_attempts).max(1));
+        t
     }
 
     pub(super) fn assign_answer(
         &mut self,
-        node: &NodeId,
+        node: &crate::task::NodeId,
         id: TaskId,
         attempt: u32,
         accepted: bool,
         now: Duration,
-        out: &mut Vec<Output>,
     ) {
-        let Some(&slot) = self.index.get(&id) else { return };
-        let e = &mut self.tasks[slot];
-        let Phase::Assigned { worker } = e.phase else {
+        let Some(slot) = self.slot(&id) else { return };
+        let Phase::Assigned { worker, attempt: a } = self.tasks[slot].phase else {
             return;
         };
-        if self.workers[worker].node != *node || e.attempts != attempt {
+        if self.workers[worker].node != *node || a != attempt {
             return;
         }
         if accepted {
-            e.refusals = 0;
-            e.phase = Phase::Running { worker };
-            if let Some(t) = self.run_timeout(&self.tasks[slot].task) {
-                let kind = TimerKind::RunTimeout { attempt };
-                self.timers.insert((now + t, kind, slot));
-            }
-            self.changed(slot, TaskStatus::Running, out);
-        } else {
-            // Back off as after an auction without a usable bid, longer
-            // with each refusal in a row, and let another bidder win next.
-            let w = &mut self.workers[worker];
-            w.load = w.load.saturating_sub(1);
-            e.worker = None;
-            e.refusals += 1;
-            e.refused_by = Some(worker);
-            let refusals = e.refusals;
-            self.back_off(slot, self.retry_delay(refusals), now, out);
+            self.tasks[slot].soft.refusals = 0;
+            self.emit(Event::AttemptAccepted { task: id, attempt });
+            return;
+        }
+        // Back off as after an auction without a usable bid, longer with
+        // each refusal in a row, and let another bidder win next.
+        self.emit(Event::AttemptRefused { task: id, attempt });
+        let soft = &mut self.tasks[slot].soft;
+        soft.refusals += 1;
+        soft.refused_by = Some(worker);
+        let refusals = soft.refusals;
+        self.back_off(slot, self.auction_delay(refusals), now);
+    }
+
+    pub(super) fn report(&mut self, node: &crate::task::NodeId, r: Report, now: Duration) {
+        let Some(slot) = self.slot(&r.task) else { return };
+        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
+            return;
+        };
+        let w = &self.workers[worker];
+        if w.node != *node || w.spec.name != r.worker || attempt != r.attempt {
+            return; // a stale attempt: one recorded result per task
+        }
+        let end = match r.outcome {
+            Ok(output) => AttemptEnd::Completed(output),
+            Err(f) => match f.timeout_ms {
+                Some(timeout_ms) => AttemptEnd::TimedOut { timeout_ms },
+                None => AttemptEnd::Failed(f),
+            },
+        };
+        let completed = matches!(end, AttemptEnd::Completed(_));
+        self.emit(Event::AttemptFinished {
+            at_ms: Self::ms(now),
+            task: r.task,
+            attempt,
+            end,
+            run_ms: Some(r.run_ms),
+        });
+        if !completed {
+            self.after_attempt(slot, now);
         }
     }
 
-    pub(super) fn report(&mut self, node: &NodeId, r: Report, now: Duration, out: &mut Vec<Output>) {
-        let Some(&slot) = self.index.get(&r.task) else {
-            return;
-        };
-        let e = &mut self.tasks[slot];
-        let (Phase::Assigned { worker } | Phase::Running { worker }) = e.phase else {
-            return;
-        };
-        let w = &mut self.workers[worker];
-        if w.node != *node || w.spec.name != r.worker || e.attempts != r.attempt {
-            return;
-        }
-        e.run_ms = Some(r.run_ms);
-        w.load = w.load.saturating_sub(1);
-        match r.outcome {
-            Ok(output) => self.complete(slot, output, now, out),
-            Err(message) => {
-                let err = TaskError::Processing {
-                    worker: r.worker,
-                    message,
+    /// Decides what follows an attempt that ended without completing: a
+    /// retry, another award, or the end of the task.
+    pub(super) fn after_attempt(&mut self, slot: Slot, now: Duration) {
+        let e = &self.tasks[slot];
+        let Some(last) = e.history.last() else { return };
+        let worker = self.workers[last.worker].spec.name.clone();
+        let task = e.task.id;
+        let error = match &last.end {
+            End::Lost { .. } => {
+                let lost = e
+                    .history
+                    .iter()
+                    .filter(|a| matches!(a.end, End::Lost { .. }))
+                    .count() as u32;
+                let max_attempts = e.task.max_attempts.unwrap_or(1);
+                if lost < max_attempts {
+                    return; // back in wait for another award
+                }
+                let report = self.report_of(&task, now).map(|r| r.history).unwrap_or_default();
+                TaskError::Poison {
+                    max_attempts,
+                    attempts: report,
+                }
+            }
+            End::Failed { message, retryable } => {
+                let error = TaskError::Processing {
+                    worker,
+                    message: message.to_string(),
                 };
-                self.fail(slot, err, now, out);
+                match self.retry_after(slot, *retryable) {
+                    Some(delay) => return self.schedule_retry(task, now + delay),
+                    None => error,
+                }
             }
-        }
+            End::TimedOut { timeout_ms } => {
+                let error = TaskError::Timeout {
+                    worker,
+                    timeout_ms: *timeout_ms,
+                };
+                match self.retry_after(slot, true) {
+                    Some(delay) => return self.schedule_retry(task, now + delay),
+                    None => error,
+                }
+            }
+            End::Running | End::Completed | End::Aborted { .. } => return,
+        };
+        self.emit(Event::TaskEnded {
+            at_ms: Self::ms(now),
+            task,
+            end: TaskEnd::Failed(error),
+        });
     }
 
-    fn complete(&mut self, slot: Slot, output: Payload, now: Duration, out: &mut Vec<Output>) {
-        let e = &mut self.tasks[slot];
-        e.phase = Phase::Completed;
-        e.output = Some(output);
-        e.finished_at = Some(now);
-        let dependents = std::mem::take(&mut e.dependents);
-        self.unfinished -= 1;
-        self.changed(slot, TaskStatus::Completed, out);
-        for d in dependents {
-            let dep = &mut self.tasks[d];
-            if dep.phase != Phase::Waiting {
-                continue;
-            }
-            dep.waiting_on -= 1;
-            if dep.waiting_on == 0 {
-                self.make_ready(d, now);
-            }
-        }
+    fn schedule_retry(&mut self, task: TaskId, until: Duration) {
+        let until_ms = Self::ms(until);
+        self.emit(Event::RetryScheduled { task, until_ms });
     }
 
-    /// Fails a task and, transitively, everything that depends on it.
-    pub(super) fn fail(&mut self, slot: Slot, error: TaskError, now: Duration, out: &mut Vec<Output>) {
-        let mut stack = vec![(slot, error)];
-        while let Some((slot, error)) = stack.pop() {
-            let e = &mut self.tasks[slot];
-            if matches!(e.phase, Phase::Completed | Phase::Failed) {
-                continue;
-            }
-            let reserved = match e.phase {
-                Phase::Announced { reserved, .. } => reserved,
-                _ => None,
+    /// The delay before the next retry of a failed attempt, or `None` when
+    /// no retry is left (or the failure was permanent): `retry_delay`
+    /// doubling per failure up to `max_retry_delay`, with ±25 % jitter drawn
+    /// from the task id and failure count (no randomness in the core).
+    fn retry_after(&self, slot: Slot, retryable: bool) -> Option<Duration> {
+        let e = &self.tasks[slot];
+        let failed = |a: &&super::state::Attempt| matches!(a.end, End::Failed { .. } | End::TimedOut { .. });
+        let failures = e.history.iter().filter(failed).count() as u32;
+        if !retryable || failures > e.task.retries.unwrap_or(0) {
+            return None;
+        }
+        let base = self
+            .cfg
+            .retry_delay
+            .saturating_mul(1 << failures.saturating_sub(1).min(20));
+        let base = base.min(self.cfg.max_retry_delay);
+        let (hi, lo) = e.task.id.0.as_u64_pair();
+        let h = crate::task::mix64(hi ^ lo ^ u64::from(failures));
+        // 0.75 + 0.5 * h/2^64, in thousandths.
+        let per_mille = 750 + (h % 501);
+        Some(base * per_mille as u32 / 1000)
+    }
+
+    /// Cancels one task: a running attempt is aborted, dependents follow
+    /// their trigger rules.
+    pub(super) fn cancel(&mut self, id: &TaskId, now: Duration) -> CancelOutcome {
+        let Some(slot) = self.slot(id) else {
+            return match self.evicted.contains(id) {
+                true => CancelOutcome::Evicted,
+                false => CancelOutcome::Unknown,
             };
-            e.phase = Phase::Failed;
-            e.error = Some(Box::new(error));
-            e.finished_at = Some(now);
-            let (id, name) = (e.task.id, e.task.name.clone());
-            let dependents = std::mem::take(&mut e.dependents);
-            self.unfinished -= 1;
-            self.release(reserved);
-            self.changed(slot, TaskStatus::Failed, out);
-            for d in dependents {
-                let name = name.clone();
-                stack.push((d, TaskError::DependencyFailed { id, name }));
-            }
+        };
+        if self.tasks[slot].phase.is_final() {
+            return CancelOutcome::AlreadyFinished(self.status_at(&self.tasks[slot]));
         }
+        self.abort_attempt(slot, "the task was cancelled", now);
+        self.emit(Event::TaskEnded {
+            at_ms: Self::ms(now),
+            task: *id,
+            end: TaskEnd::Cancelled("cancelled by a client".into()),
+        });
+        CancelOutcome::Cancelled
     }
 
-    pub(super) fn fire_timers(&mut self, now: Duration, out: &mut Vec<Output>) {
-        while let Some(&(at, kind, slot)) = self.timers.first() {
+    /// Stops the current attempt, if any: the worker is told, the ledger
+    /// records it as aborted.
+    fn abort_attempt(&mut self, slot: Slot, reason: &str, now: Duration) {
+        let reason = reason.to_string();
+        self.end_attempt(slot, AttemptEnd::Aborted { reason }, now);
+    }
+
+    /// Ends the current attempt, if any, as the admin decided (lost, timed
+    /// out, aborted): the worker's node is told to stop it, and the ledger
+    /// records how it ended. False when no attempt was held.
+    pub(super) fn end_attempt(&mut self, slot: Slot, end: AttemptEnd, now: Duration) -> bool {
+        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
+            return false;
+        };
+        let task = self.tasks[slot].task.id;
+        let node = self.workers[worker].node.clone();
+        self.abort.entry(node).or_default().push((task, attempt));
+        self.emit(Event::AttemptFinished {
+            at_ms: Self::ms(now),
+            task,
+            attempt,
+            end,
+            run_ms: None,
+        });
+        true
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Duration) {
+        while let Some(&(at, kind, id)) = self.timers.first() {
             if at > now {
                 break;
             }
             self.timers.pop_first();
-            let e = &self.tasks[slot];
-            match (kind, e.phase) {
-                (TimerKind::CloseAuction, Phase::Announced { closes_at, .. }) if closes_at == at => {
-                    self.close_auction(slot, now, out)
-                }
-                (TimerKind::Retry, Phase::Backoff { until }) if until == at => self.enqueue(slot, now),
-                (TimerKind::Deadline, Phase::Parked) => self.deadline(slot, now, out),
-                (TimerKind::RunTimeout { attempt }, Phase::Running { worker }) if attempt == e.attempts => {
-                    let timeout_ms = self.run_timeout(&e.task).map_or(0, |d| d.as_millis() as u64);
-                    let w = &mut self.workers[worker];
-                    w.load = w.load.saturating_sub(1);
-                    let worker = w.spec.name.clone();
-                    self.fail(slot, TaskError::Timeout { worker, timeout_ms }, now, out);
-                }
-                _ => {}
+            if kind == TimerKind::Retention {
+                continue; // `retain` runs after every step
             }
+            let Some(slot) = self.slot(&id) else { continue };
+            self.timer(slot, at, kind, now);
         }
     }
 
-    fn deadline(&mut self, slot: Slot, now: Duration, out: &mut Vec<Output>) {
+    fn timer(&mut self, slot: Slot, at: Duration, kind: TimerKind, now: Duration) {
+        let e = &self.tasks[slot];
+        match kind {
+            TimerKind::CloseAuction => {
+                if matches!(e.soft.stage, Stage::Announced { closes_at, .. } if closes_at == at) {
+                    self.close_auction(slot, now);
+                }
+            }
+            TimerKind::Backoff => {
+                if e.soft.stage == (Stage::Backoff { until: at }) {
+                    self.enqueue(slot, now);
+                }
+            }
+            TimerKind::Retry => {
+                if e.phase == (Phase::Retrying { until: at }) && e.soft.stage == Stage::Idle {
+                    self.enqueue(slot, now);
+                }
+            }
+            TimerKind::NoWorker => {
+                if matches!(e.soft.stage, Stage::Parked { .. }) {
+                    self.no_capable_worker(slot, now);
+                }
+            }
+            TimerKind::QueueTimeout => {
+                let limit = e.task.queue_timeout_ms.unwrap_or(0);
+                if e.phase.awaits_award() && e.ready_at + Duration::from_millis(limit) == at {
+                    self.end_failed(slot, TaskError::QueueTimeout { timeout_ms: limit }, now);
+                }
+            }
+            TimerKind::Deadline => {
+                if !e.phase.is_final() {
+                    let deadline_ms = e.task.deadline_ms.unwrap_or(0);
+                    self.abort_attempt(slot, "the task passed its deadline", now);
+                    self.end_failed(slot, TaskError::DeadlineExceeded { deadline_ms }, now);
+                }
+            }
+            TimerKind::RunTimeout { attempt } => {
+                if e.phase.holder().map(|h| h.1) == Some(attempt) {
+                    self.run_timeout(slot, now);
+                }
+            }
+            TimerKind::Lease { attempt } => self.lease_due(slot, attempt, now),
+            TimerKind::Retention => {}
+        }
+    }
+
+    /// The admin's backstop: the worker's report of a timed-out attempt
+    /// never came.
+    fn run_timeout(&mut self, slot: Slot, now: Duration) {
+        let timeout_ms = self.tasks[slot].task.timeout_ms.unwrap_or(0);
+        if self.end_attempt(slot, AttemptEnd::TimedOut { timeout_ms }, now) {
+            self.after_attempt(slot, now);
+        }
+    }
+
+    pub(super) fn end_failed(&mut self, slot: Slot, error: TaskError, now: Duration) {
+        let task = self.tasks[slot].task.id;
+        self.emit(Event::TaskEnded {
+            at_ms: Self::ms(now),
+            task,
+            end: TaskEnd::Failed(error),
+        });
+    }
+
+    fn no_capable_worker(&mut self, slot: Slot, now: Duration) {
         let e = &self.tasks[slot];
         let err = TaskError::NoCapableWorker {
             role: e.task.role.clone(),
@@ -226,12 +325,6 @@ impl Scheduler {
             best_skill: self.best_skill(e.role),
             waited_ms: now.saturating_sub(e.ready_at).as_millis() as u64,
         };
-        self.fail(slot, err, now, out);
-    }
-
-    pub(super) fn run_timeout(&self, task: &Task) -> Option<Duration> {
-        task.timeout_ms
-            .map(Duration::from_millis)
-            .or(self.cfg.default_task_timeout)
+        self.end_failed(slot, err, now);
     }
 }

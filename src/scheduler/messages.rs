@@ -35,10 +35,43 @@ pub struct Report {
     pub attempt: u32,
     /// The worker that ran it.
     pub worker: String,
-    /// The output, or the worker's error text.
-    pub outcome: Result<Payload, String>,
+    /// The output, or why the attempt failed.
+    pub outcome: Result<Payload, Failure>,
     /// Milliseconds spent processing.
     pub run_ms: u64,
+}
+
+/// A failed attempt, as its worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The error text.
+    pub message: String,
+    /// True when another attempt might succeed (a transient error, a
+    /// timeout); false for a permanent failure, which is never retried.
+    pub retryable: bool,
+    /// Set when the attempt was stopped by its execution timeout (this many
+    /// milliseconds).
+    pub timeout_ms: Option<u64>,
+}
+
+impl Failure {
+    /// A failure another attempt might fix.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retryable: true,
+            timeout_ms: None,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retryable: false,
+            timeout_ms: None,
+        }
+    }
 }
 
 /// A task offered for bidding (the payload stays at the admin).
@@ -58,15 +91,16 @@ pub struct Announcement {
     pub input_len: u64,
 }
 
-/// One dependency's output, handed to a dependent task's worker.
+/// One dependency's outcome, handed to a dependent task's worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepOutput {
     /// The dependency's id.
     pub id: TaskId,
     /// The dependency's name.
     pub name: String,
-    /// Its output.
-    pub output: Payload,
+    /// Its output, or, for the dependencies of a fallback or cleanup task
+    /// that did not complete, its error text.
+    pub outcome: Result<Payload, String>,
 }
 
 /// An award: everything the winning worker needs to run the task.
@@ -88,6 +122,6 @@ pub struct Assignment {
     pub input: Payload,
     /// Outputs of the task's dependencies, in the task's dependency order.
     pub deps: Vec<DepOutput>,
-    /// Run timeout for this attempt, if any.
+    /// Execution timeout of this attempt in milliseconds; `None`: no limit.
     pub timeout_ms: Option<u64>,
 }

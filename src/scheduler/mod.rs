@@ -1,99 +1,154 @@
-//! The admin's brain, as a pure state machine.
+//! The admin's brain, as a pure, event-sourced state machine.
 //!
 //! The scheduler owns the submitted tasks and their dependency DAG, the
 //! registered workers and their load, and every open auction. It is driven by
-//! [`Input`]s together with the current time and answers with [`Output`]s;
-//! it never reads a clock, touches the network or draws a random number, so
-//! every run is reproducible.
+//! [`Input`]s together with the current wall-clock time and answers with
+//! [`Output`]s; it never reads a clock, touches the network or draws a
+//! random number, so every run is reproducible. Every change to its durable
+//! state is an [`Event`] applied by [`Scheduler::apply`] (see [`events`]).
 //!
 //! A task's life:
 //!
-//! 1. **Submitted** in a batch that is validated whole (ids, dependencies,
-//!    cycles, sizes; see [`dag`]). It waits while dependencies run.
-//! 2. **Ready** once every dependency completed: it joins its role's queue.
-//!    A task that no registered worker could ever take (no worker of its role
-//!    with enough skill) is *parked* until one registers or its deadline
-//!    passes.
-//! 3. **Announced**: the queue is pumped only while some capable worker has a
-//!    free slot, so work waits at the admin instead of flooding the mesh.
-//!    Announcements made in one step go out as one batch.
-//! 4. **Auction**: bids arrive; the auction closes when every worker of the
-//!    role has answered or when the bid window ends. The [`AwardPolicy`]
-//!    picks the winner among willing bidders with `skill >= difficulty` and
-//!    room. No winner: back to the queue (after a backoff if capable workers
-//!    had room but did not bid; failing after `no_worker_timeout`). A
-//!    willing bid for that closed round arriving before the next one opens
-//!    still wins at once if its worker can take the task and has a free slot.
-//! 5. **Assigned** to the winner with an attempt number and its dependencies'
-//!    outputs; **Running** once the worker accepts. A refusal backs the task
-//!    off like an auction without a usable bid (longer with each refusal in
-//!    a row), and the refuser wins its next award only if no other capable
-//!    worker bids.
-//! 6. **Completed** or **Failed** from the worker's report. A failure fails
-//!    every dependent with an error naming the failed dependency. A worker
-//!    that leaves fails what it held. Reports for a stale attempt are ignored.
+//! 1. **Submitted** in a batch validated whole (ids, dependencies, cycles,
+//!    sizes, numeric ranges; see [`dag`]), defaults resolved. It waits while
+//!    dependencies run.
+//! 2. **Ready** once its trigger rule fires (by default: every dependency
+//!    completed). Ready tasks of a role queue by priority with ageing. A task
+//!    no registered worker could take is *parked* until one registers or its
+//!    capable-worker deadline passes.
+//! 3. **Announced** while capable workers have free slots; bids arrive; the
+//!    auction closes when every worker of the role answered or the bid
+//!    window ends; the [`AwardPolicy`] picks the winner.
+//! 4. **Assigned**, then **Running** under a *lease* that the worker's node
+//!    renews. A lost lease, the node leaving or the execution timeout ends
+//!    the attempt; a lost attempt is awarded again (up to `max_attempts`), a
+//!    retryable failure is retried after an exponential backoff (up to
+//!    `retries`), preferring another worker. A stale attempt's report is
+//!    ignored: one recorded result per task.
+//! 5. **Finished**: completed, failed, cancelled or skipped; dependents
+//!    follow their trigger rules. Finished tasks are evicted after their
+//!    retention, once no unfinished dependent needs their output.
 //!
-//! Where each part lives: this file holds the inputs and outputs and the
-//! queries; `state` the per-task, per-worker and per-role records;
-//! `lifecycle` steps 1, 5 and 6 and the timers; `queue` steps 2 and 3;
-//! `bidding` step 4 with [`auction`] holding the award policies; `workers`
-//! the registry and slot accounting; `messages` what workers send and
-//! receive.
-//!
-//! Costs: tasks live in a vector in submission order and refer to each
-//! other, to workers and to roles by index, so a step hashes only the task
-//! ids that arrive in inputs. Finished tasks are kept for their reports.
+//! Where each part lives: this file holds the inputs, outputs and queries;
+//! `events` the ledger and `apply`; `state` the records; `lifecycle`
+//! submissions, answers, reports, retries, cancellation and timers; `queue`
+//! readiness, priorities and parking; `bidding` the auctions with
+//! [`auction`] holding the award policies; `workers` the registry, leases
+//! and slot accounting; `retention` eviction.
 
 pub mod auction;
 mod bidding;
 pub mod dag;
+pub mod events;
 mod lifecycle;
 mod messages;
 mod queue;
+mod retention;
 mod state;
 mod workers;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
 pub use dag::SubmitError;
-pub use messages::{Announcement, Assignment, Bid, DepOutput, Report};
+pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
+pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 
 use crate::task::{
-    AuctionRecord, BidRecord, NodeId, Task, TaskId, TaskReport, TaskStatus, WorkerInfo, WorkerSpec,
+    AttemptOutcome, AttemptRecord, AuctionRecord, BidRecord, NodeId, Task, TaskId, TaskReport, TaskStatus,
+    WorkerInfo,
 };
-use state::{Award, Entry, Phase, Role, RoleId, Slot, TimerKind, WorkerId, WorkerState};
+use state::{
+    Award, End, Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState,
+};
 
-/// Tunables of the scheduler.
+/// How many task ids a status call without ids can list: the most recent.
+pub const RECENT: usize = 1000;
+
+/// How long finished tasks are kept. A finished task is evicted when any
+/// limit is passed (oldest first), but never while an unfinished dependent
+/// may still need its output.
+#[derive(Clone, Debug)]
+pub struct Retention {
+    /// Most finished tasks kept. Default 100,000.
+    pub max_tasks: usize,
+    /// Longest a finished task is kept. Default one hour.
+    pub max_age: Duration,
+    /// Most bytes of inputs and outputs of finished tasks kept. Default
+    /// 256 MiB.
+    pub max_bytes: usize,
+    /// How many evicted ids are remembered, so that asking for one says
+    /// "evicted" rather than "unknown". Default 100,000 (about 3 MiB).
+    pub remember_evicted: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_tasks: 100_000,
+            max_age: Duration::from_secs(3600),
+            max_bytes: 256 << 20,
+            remember_evicted: 100_000,
+        }
+    }
+}
+
+/// Tunables of the scheduler. The `default_*` values fill task fields left
+/// unset at submission (see [`Task`] for their meaning and ranges).
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// How long an auction stays open when not every worker of the role has
-    /// answered (it closes at once when all have). Default 50 ms: a bid
-    /// crosses one gossip hop and one request, about 1–2 ms in a release
-    /// build on loopback and ~10 ms in a debug build; the margin is for
-    /// loaded machines.
+    /// answered (it closes at once when all have). Default 50 ms.
     pub bid_window: Duration,
-    /// How long a ready task may wait without a capable worker before failing.
+    /// How long a ready task may wait without a capable worker before
+    /// failing. Default 5 s.
     pub no_worker_timeout: Duration,
-    /// Per-attempt run timeout for tasks that set none.
-    pub default_task_timeout: Option<Duration>,
-    /// Largest task input accepted.
+    /// Execution timeout of an attempt for tasks that set none; `None`: no
+    /// limit (the default).
+    pub default_timeout: Option<Duration>,
+    /// Queue timeout for tasks that set none; `None`: no limit (default).
+    pub default_queue_timeout: Option<Duration>,
+    /// Total deadline for tasks that set none; `None`: none (default).
+    pub default_deadline: Option<Duration>,
+    /// Retries of retryable failures for tasks that set none. Default 0.
+    pub default_retries: u32,
+    /// Lost attempts allowed for tasks that set none. Default 3.
+    pub default_max_attempts: u32,
+    /// Delay before the first retry of a failed attempt; doubles with each
+    /// retry up to `max_retry_delay`, with up to ±25 % jitter. Default 200 ms.
+    pub retry_delay: Duration,
+    /// Longest delay between retries. Default 30 s.
+    pub max_retry_delay: Duration,
+    /// How long an attempt's lease lasts from its award or last renewal.
+    /// Nodes renew every third of it by default, so a dead or paused worker
+    /// is found within this time. Default 2 s.
+    pub lease: Duration,
+    /// Waiting this long raises a ready task's effective priority by one.
+    /// Default 1 s.
+    pub priority_ageing: Duration,
+    /// Largest task input accepted, in bytes. Default 8 MiB.
     pub max_payload: usize,
+    /// Largest input plus dependency outputs one award may carry, in bytes;
+    /// a task over it fails with `InputsTooLarge`. Default 15 MiB (under the
+    /// 16 MiB frame).
+    pub max_award: usize,
     /// Most tasks in one submitted batch.
     pub max_batch: usize,
     /// Most unfinished tasks held at once; submissions beyond are refused.
     pub max_unfinished: usize,
-    /// First retry delay after an auction that drew no usable bid; doubles
-    /// each round up to `max_retry_backoff`.
-    pub retry_backoff: Duration,
-    /// Longest retry delay.
-    pub max_retry_backoff: Duration,
+    /// First delay after an auction that drew no usable bid or an award the
+    /// worker refused; doubles each round up to `max_auction_backoff`.
+    pub auction_backoff: Duration,
+    /// Longest such delay.
+    pub max_auction_backoff: Duration,
     /// How many queued tasks one pump looks at, bounding work per step.
     pub max_scan: usize,
+    /// How long finished tasks are kept.
+    pub retention: Retention,
 }
 
 impl Default for SchedulerConfig {
@@ -101,13 +156,23 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             bid_window: Duration::from_millis(50),
             no_worker_timeout: Duration::from_secs(5),
-            default_task_timeout: None,
+            default_timeout: None,
+            default_queue_timeout: None,
+            default_deadline: None,
+            default_retries: 0,
+            default_max_attempts: 3,
+            retry_delay: Duration::from_millis(200),
+            max_retry_delay: Duration::from_secs(30),
+            lease: Duration::from_secs(2),
+            priority_ageing: Duration::from_secs(1),
             max_payload: 8 << 20,
+            max_award: 15 << 20,
             max_batch: 100_000,
             max_unfinished: 1_000_000,
-            retry_backoff: Duration::from_millis(10),
-            max_retry_backoff: Duration::from_millis(500),
+            auction_backoff: Duration::from_millis(10),
+            max_auction_backoff: Duration::from_millis(500),
             max_scan: 4096,
+            retention: Retention::default(),
         }
     }
 }
@@ -127,9 +192,9 @@ pub enum Input {
         /// The node.
         node: NodeId,
         /// Its workers.
-        workers: Vec<WorkerSpec>,
+        workers: Vec<crate::task::WorkerSpec>,
     },
-    /// A node disconnected: its workers are gone with what they held.
+    /// A node disconnected: its workers are gone, and what they held is lost.
     NodeLeft(NodeId),
     /// Bids from one node.
     Bids {
@@ -156,8 +221,36 @@ pub enum Input {
         /// The results.
         reports: Vec<Report>,
     },
+    /// A node renews the leases of every attempt it holds (running, or
+    /// finished with the result not yet acknowledged).
+    Renew {
+        /// The node.
+        node: NodeId,
+        /// `(task, attempt)` pairs it holds.
+        held: Vec<(TaskId, u32)>,
+    },
+    /// A client cancels tasks; answered by [`Output::Cancelled`].
+    Cancel {
+        /// Correlates the answer.
+        token: u64,
+        /// The tasks.
+        ids: Vec<TaskId>,
+    },
     /// Time passed; due timers fire.
     Tick,
+}
+
+/// What became of one id in a cancellation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CancelOutcome {
+    /// Cancelled now.
+    Cancelled,
+    /// Already finished with this status; nothing changed.
+    AlreadyFinished(TaskStatus),
+    /// Finished and evicted from memory.
+    Evicted,
+    /// Never known here.
+    Unknown,
 }
 
 /// What the scheduler asks the driver to do.
@@ -179,6 +272,21 @@ pub enum Output {
         /// The awards.
         assignments: Vec<Assignment>,
     },
+    /// Tell a node to stop these attempts (cancelled, past their deadline,
+    /// or no longer theirs).
+    Abort {
+        /// The node.
+        node: NodeId,
+        /// `(task, attempt)` pairs.
+        attempts: Vec<(TaskId, u32)>,
+    },
+    /// The answer to a cancellation, one outcome per id, in order.
+    Cancelled {
+        /// The token of the cancellation.
+        token: u64,
+        /// Outcomes.
+        outcomes: Vec<CancelOutcome>,
+    },
     /// A task changed status (final statuses included).
     Changed {
         /// The task.
@@ -188,31 +296,71 @@ pub enum Output {
     },
 }
 
+/// What the scheduler knows of a task id.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Lookup {
+    /// Its report.
+    Found(Box<TaskReport>),
+    /// It finished and was evicted after its retention.
+    Evicted,
+    /// Never known here.
+    Unknown,
+}
+
 /// The scheduler. See the module documentation.
 pub struct Scheduler {
     cfg: SchedulerConfig,
     policy: Box<dyn AwardPolicy>,
-    /// Every task submitted, finished ones too (for their reports), in
-    /// submission order.
+    // ---- the ledger state: changed only by `apply` ----
+    /// The task table; evicted tasks' slots are reused (`free`).
     tasks: Vec<Entry>,
+    free: Vec<Slot>,
     /// Where each task is in `tasks`.
     index: HashMap<TaskId, Slot>,
     /// Every worker ever registered, present or gone.
     workers: Vec<WorkerState>,
+    /// The tasks each worker holds an attempt of.
+    holding: HashMap<WorkerId, BTreeSet<Slot>>,
     /// The registered workers, by node and name.
     by_node: BTreeMap<NodeId, BTreeMap<String, WorkerId>>,
     /// Every role seen on a task or a worker.
     roles: Vec<Role>,
     role_ids: HashMap<String, RoleId>,
-    /// Ready tasks per role, oldest first; only non-empty queues are kept.
-    queues: BTreeMap<RoleId, VecDeque<Slot>>,
-    /// Timers, ordered by due time. An auction that closes early removes its
-    /// own; other entries for tasks that moved on are dropped when they fire.
-    timers: BTreeSet<(Duration, TimerKind, Slot)>,
     unfinished: usize,
-    /// Announcements and awards gathered during one step, flushed at its end.
+    /// Finished tasks nothing needs any more, roughly oldest first.
+    evictable: VecDeque<(Slot, TaskId)>,
+    /// Bytes of inputs and outputs of finished tasks held.
+    finished_bytes: usize,
+    /// Recently evicted ids (bounded by `Retention::remember_evicted`).
+    evicted: HashSet<TaskId>,
+    evicted_order: VecDeque<TaskId>,
+    /// The most recent submissions, for status listings.
+    recent: VecDeque<TaskId>,
+    /// Timers, ordered by due time; a timer for a task that moved on is
+    /// dropped when it fires. Ledger timers (deadlines, retries, execution
+    /// backstops) are set by `apply`, auction timers by the handlers.
+    timers: BTreeSet<(Duration, TimerKind, TaskId)>,
+    // ---- the auction layer: this admin's own bookkeeping ----
+    /// Ready tasks per role, by priority with ageing.
+    queues: BTreeMap<RoleId, BTreeSet<(QueueKey, Slot)>>,
+    /// Tasks no registered worker could take, per role, oldest first.
+    parked: BTreeMap<RoleId, BTreeSet<(u64, Slot)>>,
+    /// Open auctions per role.
+    open: BTreeMap<RoleId, BTreeSet<Slot>>,
+    /// Tasks that became ready in the ledger and wait to enter the auction
+    /// layer.
+    ready: Vec<Slot>,
+    /// The registry changed: re-check parked and queued tasks.
+    roster_changed: bool,
+    /// Sequence for queue and parking order.
+    seq: u64,
+    /// Status changes and outputs gathered during one step.
+    changes: Vec<(TaskId, TaskStatus)>,
     announce: Vec<Announcement>,
     assign: BTreeMap<NodeId, Vec<Assignment>>,
+    abort: BTreeMap<NodeId, Vec<(TaskId, u32)>>,
+    /// Events applied, kept when recording is on.
+    recorded: Option<Vec<Event>>,
 }
 
 impl Scheduler {
@@ -227,31 +375,65 @@ impl Scheduler {
             cfg,
             policy,
             tasks: Vec::new(),
+            free: Vec::new(),
             index: HashMap::new(),
             workers: Vec::new(),
+            holding: HashMap::new(),
             by_node: BTreeMap::new(),
             roles: Vec::new(),
             role_ids: HashMap::new(),
-            queues: BTreeMap::new(),
-            timers: BTreeSet::new(),
             unfinished: 0,
+            evictable: VecDeque::new(),
+            finished_bytes: 0,
+            evicted: HashSet::new(),
+            evicted_order: VecDeque::new(),
+            recent: VecDeque::new(),
+            timers: BTreeSet::new(),
+            queues: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            open: BTreeMap::new(),
+            ready: Vec::new(),
+            roster_changed: false,
+            seq: 0,
+            changes: Vec::new(),
             announce: Vec::new(),
             assign: BTreeMap::new(),
+            abort: BTreeMap::new(),
+            recorded: None,
         }
     }
 
-    /// Feeds one input at time `now`; outputs are appended to `out`.
+    /// Keeps every event applied from now on, for [`Scheduler::take_events`].
+    pub fn record_events(&mut self) {
+        self.recorded.get_or_insert_with(Vec::new);
+    }
+
+    /// The events applied since the last call (with recording on).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.recorded.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Applies a decision: the one way handlers change the ledger.
+    fn emit(&mut self, event: Event) {
+        self.apply(&event);
+        if let Some(log) = &mut self.recorded {
+            log.push(event);
+        }
+    }
+
+    /// Feeds one input at wall-clock time `now`; outputs are appended to
+    /// `out`.
     pub fn handle(&mut self, input: Input, now: Duration, out: &mut Vec<Output>) {
         match input {
             Input::Submit { token, tasks } => {
-                let result = self.submit(tasks, now, out);
+                let result = self.submit(tasks, now);
                 out.push(Output::Submitted { token, result });
             }
-            Input::Register { node, workers } => self.register(node, workers, now, out),
-            Input::NodeLeft(node) => self.node_left(&node, now, out),
+            Input::Register { node, workers } => self.register(node, workers, now),
+            Input::NodeLeft(node) => self.node_left(&node, now),
             Input::Bids { node, bids } => {
                 for bid in bids {
-                    self.bid(&node, bid, now, out);
+                    self.bid(&node, bid, now);
                 }
             }
             Input::AssignAnswer {
@@ -259,16 +441,38 @@ impl Scheduler {
                 task,
                 attempt,
                 accepted,
-            } => self.assign_answer(&node, task, attempt, accepted, now, out),
+            } => self.assign_answer(&node, task, attempt, accepted, now),
             Input::Reports { node, reports } => {
                 for r in reports {
-                    self.report(&node, r, now, out);
+                    self.report(&node, r, now);
                 }
             }
-            Input::Tick => self.fire_timers(now, out),
+            Input::Renew { node, held } => self.renew(&node, &held, now),
+            Input::Cancel { token, ids } => {
+                let outcomes = ids.iter().map(|id| self.cancel(id, now)).collect();
+                out.push(Output::Cancelled { token, outcomes });
+            }
+            Input::Tick => self.fire_timers(now),
         }
-        self.pump(now, out);
+        self.settle_auctions(now);
         self.flush(out);
+    }
+
+    /// Brings the auction layer up to date with the ledger: newly ready
+    /// tasks join their queues, registry changes re-park or unpark tasks,
+    /// and queued tasks are announced while capable workers have room.
+    fn settle_auctions(&mut self, now: Duration) {
+        for slot in std::mem::take(&mut self.ready) {
+            if self.tasks[slot].phase == Phase::Ready && self.tasks[slot].soft.stage == Stage::Idle {
+                self.enqueue(slot, now);
+            }
+        }
+        if std::mem::take(&mut self.roster_changed) {
+            self.park_stranded(now);
+            self.unpark(now);
+        }
+        self.pump(now);
+        self.retain(now);
     }
 
     /// When the driver must next send [`Input::Tick`].
@@ -276,26 +480,83 @@ impl Scheduler {
         self.timers.first().map(|t| t.0)
     }
 
-    /// Everything known about a task.
+    /// Everything known about a task, or whether it was evicted.
+    pub fn lookup(&self, id: &TaskId, now: Duration) -> Lookup {
+        match self.report_of(id, now) {
+            Some(r) => Lookup::Found(Box::new(r)),
+            None if self.evicted.contains(id) => Lookup::Evicted,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Everything known about a task (`None` when unknown or evicted).
     pub fn report_of(&self, id: &TaskId, now: Duration) -> Option<TaskReport> {
-        let e = &self.tasks[*self.index.get(id)?];
-        let worker = e.worker.map(|w| &self.workers[w]);
+        let e = &self.tasks[self.slot(id)?];
+        let last = e.history.last().map(|a| &self.workers[a.worker]);
         let end = e.finished_at.unwrap_or(now);
+        let (output, error) = match &e.phase {
+            Phase::Completed { output } => (Some(output.clone()), None),
+            Phase::Failed { error } => (None, Some((**error).clone())),
+            Phase::Cancelled { reason } => (
+                None,
+                Some(crate::task::TaskError::Cancelled {
+                    reason: reason.to_string(),
+                }),
+            ),
+            Phase::Skipped { reason } => (
+                None,
+                Some(crate::task::TaskError::NotTriggered {
+                    rule: e.task.trigger,
+                    reason: reason.to_string(),
+                }),
+            ),
+            _ => (None, None),
+        };
         Some(TaskReport {
             id: *id,
             name: e.task.name.clone(),
             role: e.task.role.clone(),
             difficulty: e.task.difficulty,
-            status: status_of(&e.phase),
-            worker: worker.map(|w| w.spec.name.clone()),
-            node: worker.map(|w| w.node.clone()),
-            attempts: e.attempts,
+            status: self.status_at(e),
+            worker: last.map(|w| w.spec.name.clone()),
+            node: last.map(|w| w.node.clone()),
+            attempts: e.history.len() as u32,
+            history: e.history.iter().map(|a| self.attempt_record(a)).collect(),
             auction: e.award.as_ref().map(|a| self.auction_record(a)),
-            output: e.output.clone(),
-            error: e.error.as_deref().cloned(),
+            output,
+            error,
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
             run_ms: e.run_ms,
         })
+    }
+
+    fn attempt_record(&self, a: &state::Attempt) -> AttemptRecord {
+        let w = &self.workers[a.worker];
+        let outcome = match &a.end {
+            End::Running => AttemptOutcome::Running,
+            End::Completed => AttemptOutcome::Completed,
+            End::Failed { message, retryable } => AttemptOutcome::Failed {
+                message: message.to_string(),
+                retryable: *retryable,
+            },
+            End::TimedOut { timeout_ms } => AttemptOutcome::TimedOut {
+                timeout_ms: *timeout_ms,
+            },
+            End::Lost { reason } => AttemptOutcome::Lost {
+                reason: reason.to_string(),
+            },
+            End::Aborted { reason } => AttemptOutcome::Aborted {
+                reason: reason.to_string(),
+            },
+        };
+        AttemptRecord {
+            number: a.number,
+            worker: w.spec.name.clone(),
+            node: w.node.clone(),
+            started_ms: a.started_ms,
+            duration_ms: a.duration_ms,
+            outcome,
+        }
     }
 
     fn auction_record(&self, award: &Award) -> AuctionRecord {
@@ -316,9 +577,21 @@ impl Scheduler {
         }
     }
 
-    /// The status of a task, cheaply.
+    /// The status of a task, cheaply (`None` when unknown or evicted).
     pub fn status(&self, id: &TaskId) -> Option<TaskStatus> {
-        self.index.get(id).map(|&s| status_of(&self.tasks[s].phase))
+        self.slot(id).map(|s| self.status_at(&self.tasks[s]))
+    }
+
+    fn status_at(&self, e: &Entry) -> TaskStatus {
+        match (&e.phase, e.soft.stage) {
+            (Phase::Ready, Stage::Announced { .. }) => TaskStatus::Announced,
+            (phase, _) => events::status_of(phase),
+        }
+    }
+
+    /// True when the id belonged to a task evicted after its retention.
+    pub fn was_evicted(&self, id: &TaskId) -> bool {
+        self.evicted.contains(id)
     }
 
     /// The registered workers with their current load.
@@ -338,43 +611,42 @@ impl Scheduler {
         .collect()
     }
 
-    /// Tasks not yet completed or failed.
+    /// Tasks not yet finished.
     pub fn unfinished(&self) -> usize {
         self.unfinished
     }
 
-    /// Ids of the most recently submitted tasks, oldest first, at most `n`.
+    /// Tasks held in memory, finished ones included.
+    pub fn held(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Ids of the most recently submitted tasks still held, oldest first,
+    /// at most `n` (and at most [`RECENT`]).
     pub fn recent(&self, n: usize) -> Vec<TaskId> {
-        let skip = self.tasks.len().saturating_sub(n);
-        self.tasks[skip..].iter().map(|e| e.task.id).collect()
+        let held = self.recent.iter().filter(|id| self.index.contains_key(id));
+        let ids: Vec<TaskId> = held.copied().collect();
+        ids[ids.len().saturating_sub(n)..].to_vec()
     }
 
-    /// Tells the driver a task's status changed.
-    fn changed(&self, slot: Slot, status: TaskStatus, out: &mut Vec<Output>) {
-        out.push(Output::Changed {
-            id: self.tasks[slot].task.id,
-            status,
-        });
-    }
-
-    /// Emits the announcements and awards gathered during one step.
+    /// Emits what one step gathered.
     fn flush(&mut self, out: &mut Vec<Output>) {
+        for (id, status) in self.changes.drain(..) {
+            out.push(Output::Changed { id, status });
+        }
         if !self.announce.is_empty() {
             out.push(Output::Announce(std::mem::take(&mut self.announce)));
         }
         for (node, assignments) in std::mem::take(&mut self.assign) {
             out.push(Output::Assign { node, assignments });
         }
+        for (node, attempts) in std::mem::take(&mut self.abort) {
+            out.push(Output::Abort { node, attempts });
+        }
     }
-}
 
-fn status_of(phase: &Phase) -> TaskStatus {
-    match phase {
-        Phase::Waiting | Phase::Queued | Phase::Parked | Phase::Backoff { .. } => TaskStatus::Pending,
-        Phase::Announced { .. } => TaskStatus::Announced,
-        Phase::Assigned { .. } => TaskStatus::Assigned,
-        Phase::Running { .. } => TaskStatus::Running,
-        Phase::Completed => TaskStatus::Completed,
-        Phase::Failed => TaskStatus::Failed,
+    /// Milliseconds of `now`, as events carry time.
+    fn ms(now: Duration) -> u64 {
+        now.as_millis() as u64
     }
 }

@@ -1,19 +1,26 @@
 //! The records the scheduler keeps: one [`Entry`] per task, one
 //! [`WorkerState`] per worker, one [`Role`] per role name. They live in
 //! vectors and refer to each other by index ([`Slot`], [`WorkerId`],
-//! [`RoleId`]), so the hot paths neither hash nor clone strings, and a
-//! task's slot is also its submission order, which every scan follows.
+//! [`RoleId`]), so the hot paths neither hash nor clone strings.
+//!
+//! Each record has two parts. The *ledger* part (phase, attempts, outputs,
+//! the worker registry) changes only in `events::apply`, so the same events
+//! rebuild it anywhere. The *auction* part ([`Soft`], reservations, leases)
+//! is this admin's own bookkeeping of rounds in flight; a new admin starts
+//! it afresh.
 
 use std::time::Duration;
 
 use crate::task::{NodeId, Payload, Task, TaskError, WorkerSpec};
 
-/// A task's index in the scheduler's task list: its submission order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A task's index in the scheduler's task table. Slots of evicted tasks are
+/// reused, so anything that outlives a task (timers) names it by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Slot(pub(super) u32);
 
-/// A worker's index in the scheduler's worker list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A worker's index in the registry: the order in which registrations
+/// first named it. Events refer to workers this way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct WorkerId(pub(super) u32);
 
 /// A role's index in the scheduler's role list.
@@ -48,12 +55,12 @@ pub(super) struct WorkerState {
     pub(super) node: NodeId,
     pub(super) spec: WorkerSpec,
     pub(super) role: RoleId,
-    /// Tasks awarded to this worker and not yet reported.
+    /// Tasks awarded to this worker whose attempt has not ended (ledger).
     pub(super) load: u32,
-    /// Auctions counting on one of this worker's free slots.
-    pub(super) reserved: u32,
-    /// False once the worker left.
+    /// False once the worker left (ledger).
     pub(super) present: bool,
+    /// Auctions counting on one of this worker's free slots (auction).
+    pub(super) reserved: u32,
 }
 
 impl WorkerState {
@@ -63,47 +70,102 @@ impl WorkerState {
 }
 
 /// A role shared by tasks and workers (`role_ids` maps names to roles).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Role {
     /// The registered workers of the role: an auction closes once they all
     /// answered.
     pub(super) workers: Vec<WorkerId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Where a task is, as the ledger says. Each phase carries its own data.
+#[derive(Clone, Debug, PartialEq)]
 pub(super) enum Phase {
-    /// Waiting for dependencies.
-    Waiting,
-    /// In its role's queue.
-    Queued,
-    /// No registered worker could take it; waiting for one.
-    Parked,
-    /// Out of line after an auction without an award or a refusal, until
-    /// its retry timer for `until` puts it back (earlier retry timers are
-    /// stale).
-    Backoff {
+    /// Waiting for `on` dependencies to finish (for `all_success`, to
+    /// complete).
+    Waiting {
+        on: u32,
+    },
+    /// Waiting for an award; the auction layer decides how (see [`Stage`]).
+    Ready,
+    /// A failed attempt will be retried at `until`; ready from then on.
+    Retrying {
         until: Duration,
     },
-    /// Auction open.
-    Announced {
-        closes_at: Duration,
-        reserved: Option<WorkerId>,
-    },
-    /// Awarded, waiting for the worker to accept.
+    /// Awarded to `worker` as `attempt`; the worker has not yet accepted.
     Assigned {
         worker: WorkerId,
+        attempt: u32,
     },
-    /// Being processed.
+    /// The worker accepted `attempt` and is processing it.
     Running {
         worker: WorkerId,
+        attempt: u32,
     },
+    Completed {
+        output: Payload,
+    },
+    Failed {
+        error: Box<TaskError>,
+    },
+    Cancelled {
+        reason: Box<str>,
+    },
+    Skipped {
+        reason: Box<str>,
+    },
+}
+
+impl Phase {
+    pub(super) fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Phase::Completed { .. } | Phase::Failed { .. } | Phase::Cancelled { .. } | Phase::Skipped { .. }
+        )
+    }
+
+    /// The worker and attempt holding the task, if one does.
+    pub(super) fn holder(&self) -> Option<(WorkerId, u32)> {
+        match *self {
+            Phase::Assigned { worker, attempt } | Phase::Running { worker, attempt } => {
+                Some((worker, attempt))
+            }
+            _ => None,
+        }
+    }
+
+    /// True while the task waits for an award (now or after a retry delay).
+    pub(super) fn awaits_award(&self) -> bool {
+        matches!(self, Phase::Ready | Phase::Retrying { .. })
+    }
+}
+
+/// How an attempt ended, compactly (expanded into `AttemptOutcome` for
+/// reports).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum End {
+    Running,
     Completed,
-    Failed,
+    Failed { message: Box<str>, retryable: bool },
+    TimedOut { timeout_ms: u64 },
+    Lost { reason: Box<str> },
+    Aborted { reason: Box<str> },
+}
+
+/// One attempt in a task's history.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Attempt {
+    pub(super) number: u32,
+    pub(super) worker: WorkerId,
+    /// Wall-clock milliseconds at the award.
+    pub(super) started_ms: u64,
+    /// Milliseconds until it ended.
+    pub(super) duration_ms: Option<u64>,
+    pub(super) end: End,
 }
 
 /// One answer in an auction, with the bidder's registered skill and
 /// capacity at the time and the load it declared.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct SeenBid {
     pub(super) worker: WorkerId,
     pub(super) skill: u32,
@@ -114,7 +176,7 @@ pub(super) struct SeenBid {
 
 /// How a task was last awarded; expanded into an `AuctionRecord` when a
 /// report asks for it.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct Award {
     /// The willing bids of the deciding round.
     pub(super) bids: Box<[SeenBid]>,
@@ -122,82 +184,148 @@ pub(super) struct Award {
     pub(super) rounds: u32,
 }
 
+/// A task as the ledger knows it, with its auction bookkeeping in `soft`.
 #[derive(Debug)]
 pub(super) struct Entry {
-    /// The task as submitted, but for its dependencies, which are in `deps`.
+    /// The task as submitted (defaults resolved), but for its dependencies,
+    /// which are in `deps`.
     pub(super) task: Task,
     /// The task's dependencies, in its order.
     pub(super) deps: Box<[Slot]>,
     pub(super) role: RoleId,
     pub(super) phase: Phase,
-    /// Dependencies not yet completed.
-    pub(super) waiting_on: u32,
-    pub(super) attempts: u32,
+    /// Awards made so far: the last attempt number.
+    pub(super) awards: u32,
+    /// Every attempt the worker took, oldest first.
+    pub(super) history: Vec<Attempt>,
+    /// Tasks waiting for this one (emptied once it finishes).
+    pub(super) dependents: Vec<Slot>,
+    /// Unfinished tasks that depend on this one: it is kept (not evicted)
+    /// while they may still need its output.
+    pub(super) holders: u32,
+    pub(super) submitted_at: Duration,
+    /// When the task last became ready: its queue timeout counts from here.
+    pub(super) ready_at: Duration,
+    pub(super) finished_at: Option<Duration>,
+    pub(super) award: Option<Box<Award>>,
+    pub(super) run_ms: Option<u64>,
+    pub(super) soft: Soft,
+}
+
+impl Entry {
+    pub(super) fn new(task: Task, deps: Box<[Slot]>, role: RoleId, on: u32, now: Duration) -> Self {
+        Entry {
+            task,
+            deps,
+            role,
+            phase: Phase::Waiting { on },
+            awards: 0,
+            history: Vec::new(),
+            dependents: Vec::new(),
+            holders: 0,
+            submitted_at: now,
+            ready_at: now,
+            finished_at: None,
+            award: None,
+            run_ms: None,
+            soft: Soft::default(),
+        }
+    }
+
+    /// A free slot's placeholder.
+    pub(super) fn vacant() -> Self {
+        let task = Task::with_id(crate::task::TaskId(uuid::Uuid::nil()), "", "", 0);
+        let mut e = Entry::new(task, Box::new([]), RoleId(0), 0, Duration::ZERO);
+        e.phase = Phase::Cancelled { reason: "".into() };
+        e
+    }
+
+    /// Bytes of input and output held for this task.
+    pub(super) fn bytes(&self) -> usize {
+        self.task.input.len() + self.output().map_or(0, |o| o.len())
+    }
+
+    pub(super) fn output(&self) -> Option<&Payload> {
+        match &self.phase {
+            Phase::Completed { output } => Some(output),
+            _ => None,
+        }
+    }
+}
+
+/// Where a task waiting for an award is in the auction layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) enum Stage {
+    /// Not in the auction layer (not awaiting an award, or a retry delay).
+    #[default]
+    Idle,
+    /// In its role's queue under `key`.
+    Queued { key: QueueKey },
+    /// No registered worker could take it; waiting for one.
+    Parked { seq: u64 },
+    /// Out of line after an auction without an award or a refusal, until
+    /// its timer for `until` puts it back.
+    Backoff { until: Duration },
+    /// Auction open.
+    Announced {
+        closes_at: Duration,
+        reserved: Option<WorkerId>,
+    },
+}
+
+/// A place in a role's queue: lower first. `rank` is the time the task
+/// became ready minus its priority times the ageing step, so a waiting task
+/// gains one priority level per step and none starves; `seq` breaks ties
+/// in arrival order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct QueueKey {
+    pub(super) rank: i64,
+    pub(super) seq: u64,
+}
+
+/// The auction layer's bookkeeping for one task.
+#[derive(Debug, Default)]
+pub(super) struct Soft {
+    pub(super) stage: Stage,
     pub(super) round: u32,
+    /// Answers in the open auction.
+    pub(super) bids: Vec<SeenBid>,
     /// Awards refused in a row; sets the backoff after a refusal.
     pub(super) refusals: u32,
     /// The worker that refused the latest award: until the task is awarded
     /// again it wins only when no other capable worker bids.
     pub(super) refused_by: Option<WorkerId>,
-    /// The worker that holds the task, or ran it last.
-    pub(super) worker: Option<WorkerId>,
-    /// Tasks waiting for this one (emptied once it finishes).
-    pub(super) dependents: Vec<Slot>,
-    /// Answers in the open auction.
-    pub(super) bids: Vec<SeenBid>,
-    pub(super) submitted_at: Duration,
-    /// When the task last became ready; its capable-worker deadline counts
-    /// from here.
-    pub(super) ready_at: Duration,
     /// Time spent in the current run of auctions that drew no usable bid,
     /// with their backoffs (reset by an award, by parking, or when every
-    /// capable worker is busy). `NoBids` fires on this, so time spent
-    /// queued while workers were busy is never held against the bidders.
+    /// capable worker is busy). `NoBids` fires on this.
     pub(super) no_bids_for: Duration,
-    pub(super) award: Option<Box<Award>>,
-    pub(super) output: Option<Payload>,
-    pub(super) error: Option<Box<TaskError>>,
-    pub(super) run_ms: Option<u64>,
-    pub(super) finished_at: Option<Duration>,
+    /// When the current holder's lease ends unless renewed.
+    pub(super) lease_until: Duration,
+    /// The lease timer in the timer set, removed when the attempt ends so
+    /// that finished attempts leave no timers behind.
+    pub(super) lease_timer: Option<(Duration, u32)>,
 }
 
-impl Entry {
-    /// A task waiting for `waiting_on` dependencies.
-    pub(super) fn new(task: Task, deps: Box<[Slot]>, role: RoleId, waiting_on: u32, now: Duration) -> Self {
-        Entry {
-            task,
-            deps,
-            role,
-            phase: Phase::Waiting,
-            waiting_on,
-            attempts: 0,
-            round: 0,
-            refusals: 0,
-            refused_by: None,
-            worker: None,
-            dependents: Vec::new(),
-            bids: Vec::new(),
-            submitted_at: now,
-            ready_at: now,
-            no_bids_for: Duration::ZERO,
-            award: None,
-            output: None,
-            error: None,
-            run_ms: None,
-            finished_at: None,
-        }
-    }
-}
-
+/// What a timer is for. Timers name tasks by id and carry what they fence
+/// on, so a timer for a task that moved on is simply dropped when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
     /// An auction's bid window ends.
     CloseAuction,
     /// A backed-off task rejoins its queue.
+    Backoff,
+    /// A retry delay ends.
     Retry,
     /// A parked task's capable-worker deadline.
+    NoWorker,
+    /// The queue timeout of a ready task.
+    QueueTimeout,
+    /// The total deadline from submission.
     Deadline,
-    /// A running attempt's timeout; stale once the task moved to another
-    /// attempt.
+    /// The admin's backstop for an attempt's execution timeout.
     RunTimeout { attempt: u32 },
+    /// An attempt's lease may have run out.
+    Lease { attempt: u32 },
+    /// Finished tasks may be due for eviction.
+    Retention,
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::task::{Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerSpec};
+use crate::task::{AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerSpec};
 
 mod awards;
 mod faults;
@@ -72,8 +72,10 @@ fn cfg() -> SchedulerConfig {
     SchedulerConfig {
         bid_window: ms(5),
         no_worker_timeout: ms(1000),
-        retry_backoff: ms(10),
-        max_retry_backoff: ms(40),
+        auction_backoff: ms(10),
+        max_auction_backoff: ms(40),
+        // Scenario tests do not renew leases; lease tests set their own.
+        lease: Duration::from_secs(3600),
         ..SchedulerConfig::default()
     }
 }
@@ -295,7 +297,7 @@ impl Harness {
     }
 
     /// The holder of the latest assignment reports an outcome.
-    fn report(&mut self, id: TaskId, outcome: Result<Payload, String>) {
+    fn report(&mut self, id: TaskId, outcome: Result<Payload, Failure>) {
         let (node, a) = self.assigned[&id].clone();
         let report = Report {
             task: id,
@@ -315,7 +317,7 @@ impl Harness {
     }
 
     fn report_err(&mut self, id: TaskId, message: &str) {
-        self.report(id, Err(message.into()));
+        self.report(id, Err(Failure::retryable(message)));
     }
 
     /// Bids, accepts and completes (with output = the task's name) every

@@ -1,13 +1,13 @@
-//! The worker registry: registration, departures, and the questions the
-//! rest of the scheduler asks about capacity (who could take a task, who has
-//! a free slot) and the slot reservations that pace announcements.
+//! The worker registry: registration, departures, leases, and the questions
+//! the rest of the scheduler asks about capacity (who could take a task, who
+//! has a free slot) with the slot reservations that pace announcements.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::state::{Phase, Role, RoleId, Slot, WorkerId, WorkerState};
-use super::{Output, Scheduler};
-use crate::task::{NodeId, TaskError, WorkerSpec};
+use super::events::{AttemptEnd, Event};
+use super::state::{Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
+use super::Scheduler;
+use crate::task::{NodeId, TaskId, WorkerSpec};
 
 impl Scheduler {
     /// The registered worker `name` on `node`.
@@ -21,46 +21,91 @@ impl Scheduler {
             return id;
         }
         let id = RoleId(self.roles.len() as u32);
-        self.roles.push(Role { workers: Vec::new() });
+        self.roles.push(Role::default());
         self.role_ids.insert(name.to_string(), id);
         id
     }
 
-    pub(super) fn register(
-        &mut self,
-        node: NodeId,
-        specs: Vec<WorkerSpec>,
-        now: Duration,
-        out: &mut Vec<Output>,
-    ) {
-        let keep: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    pub(super) fn register(&mut self, node: NodeId, mut specs: Vec<WorkerSpec>, now: Duration) {
+        specs.dedup_by(|a, b| a.name == b.name);
+        let keep = |name: &str| specs.iter().any(|s| s.name == name);
         let gone: Vec<WorkerId> = self.by_node.get(&node).map_or_else(Vec::new, |names| {
-            let gone = names.iter().filter(|(name, _)| !keep.contains(name.as_str()));
+            let gone = names.iter().filter(|(name, _)| !keep(name));
             gone.map(|(_, &id)| id).collect()
         });
         for id in gone {
-            self.remove_worker(id, now, out);
+            self.worker_gone(id, "its node re-registered without it", now);
         }
-        for mut spec in specs {
-            spec.capacity = spec.capacity.max(1);
-            let role = self.role_id(&spec.role);
-            let id = match self.worker_id(&node, &spec.name) {
-                Some(id) => id,
-                None => self.add_worker(node.clone(), spec.name.clone(), role),
-            };
-            let old = std::mem::replace(&mut self.workers[id].role, role);
-            if old != role {
-                self.roles[old].workers.retain(|&w| w != id);
-                self.roles[role].workers.push(id);
+        for s in &mut specs {
+            s.capacity = s.capacity.max(1);
+        }
+        self.emit(Event::WorkersRegistered { node, workers: specs });
+    }
+
+    pub(super) fn node_left(&mut self, node: &NodeId, now: Duration) {
+        let Some(names) = self.by_node.get(node) else {
+            return;
+        };
+        let ids: Vec<WorkerId> = names.values().copied().collect();
+        for id in ids {
+            self.worker_gone(id, "its node disconnected", now);
+        }
+        self.emit(Event::NodeLeft { node: node.clone() });
+    }
+
+    /// A worker is about to leave the registry: what it held is lost, and
+    /// its answers in open auctions no longer count.
+    fn worker_gone(&mut self, id: WorkerId, why: &str, now: Duration) {
+        let held: Vec<Slot> = self.held_by(id);
+        for slot in held {
+            let reason = format!("worker {} {why}", self.workers[id].spec.name);
+            self.attempt_lost(slot, reason, now);
+        }
+        let role = self.workers[id].role;
+        let open: Vec<Slot> = self
+            .open
+            .get(&role)
+            .map_or_else(Vec::new, |o| o.iter().copied().collect());
+        for slot in open {
+            let soft = &mut self.tasks[slot].soft;
+            soft.bids.retain(|b| b.worker != id);
+            if let Stage::Announced { reserved, .. } = &mut soft.stage {
+                if *reserved == Some(id) {
+                    *reserved = None;
+                    let w = &mut self.workers[id];
+                    w.reserved = w.reserved.saturating_sub(1);
+                }
             }
-            self.workers[id].spec = spec;
         }
-        self.park_stranded(now);
-        self.unpark(now);
+    }
+
+    /// Tasks whose current attempt `id` holds.
+    pub(super) fn held_by(&self, id: WorkerId) -> Vec<Slot> {
+        let Some(set) = self.holding.get(&id) else {
+            return Vec::new();
+        };
+        set.iter().copied().collect()
+    }
+
+    /// Registry side of a worker leaving (from `apply`).
+    pub(super) fn remove_worker(&mut self, id: WorkerId) {
+        let w = &mut self.workers[id];
+        if !w.present {
+            return;
+        }
+        w.present = false;
+        let (node, name) = (w.node.clone(), w.spec.name.clone());
+        self.roles[w.role].workers.retain(|&x| x != id);
+        if let Some(names) = self.by_node.get_mut(&node) {
+            names.remove(&name);
+            if names.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
     }
 
     /// A new worker of `role`, not yet described (the caller sets its spec).
-    fn add_worker(&mut self, node: NodeId, name: String, role: RoleId) -> WorkerId {
+    pub(super) fn add_worker(&mut self, node: NodeId, name: String, role: RoleId) -> WorkerId {
         let id = WorkerId(self.workers.len() as u32);
         self.by_node
             .entry(node.clone())
@@ -77,54 +122,71 @@ impl Scheduler {
             },
             role,
             load: 0,
-            reserved: 0,
             present: true,
+            reserved: 0,
         });
         id
     }
 
-    pub(super) fn node_left(&mut self, node: &NodeId, now: Duration, out: &mut Vec<Output>) {
-        let ids: Vec<WorkerId> = self
-            .by_node
-            .get(node)
-            .map_or_else(Vec::new, |names| names.values().copied().collect());
-        for id in ids {
-            self.remove_worker(id, now, out);
+    /// A node renews the leases of what it holds. Attempts it holds that
+    /// are no longer its own (lost, cancelled, re-awarded) are aborted.
+    pub(super) fn renew(&mut self, node: &NodeId, held: &[(TaskId, u32)], now: Duration) {
+        let until = now + self.cfg.lease;
+        for &(task, attempt) in held {
+            let current = self.slot(&task).and_then(|slot| {
+                let (worker, a) = self.tasks[slot].phase.holder()?;
+                (a == attempt && self.workers[worker].node == *node).then_some(slot)
+            });
+            match current {
+                Some(slot) => self.tasks[slot].soft.lease_until = until,
+                None => self.abort.entry(node.clone()).or_default().push((task, attempt)),
+            }
         }
-        self.park_stranded(now);
     }
 
-    /// Unregisters a worker: what it held fails, and its answers in open
-    /// auctions no longer count.
-    fn remove_worker(&mut self, id: WorkerId, now: Duration, out: &mut Vec<Output>) {
-        let w = &mut self.workers[id];
-        w.present = false;
-        let (node, name) = (w.node.clone(), w.spec.name.clone());
-        self.roles[w.role].workers.retain(|&x| x != id);
-        if let Some(names) = self.by_node.get_mut(&node) {
-            names.remove(&name);
-            if names.is_empty() {
-                self.by_node.remove(&node);
-            }
+    /// Starts the lease of a fresh award.
+    pub(super) fn start_lease(&mut self, slot: Slot, attempt: u32, now: Duration) {
+        let until = now + self.cfg.lease;
+        let soft = &mut self.tasks[slot].soft;
+        soft.lease_until = until;
+        soft.lease_timer = Some((until, attempt));
+        let id = self.tasks[slot].task.id;
+        self.timers.insert((until, TimerKind::Lease { attempt }, id));
+    }
+
+    /// Removes the lease timer of an attempt that ended.
+    pub(super) fn drop_lease(&mut self, slot: Slot) {
+        let e = &mut self.tasks[slot];
+        if let Some((at, attempt)) = e.soft.lease_timer.take() {
+            let id = e.task.id;
+            self.timers.remove(&(at, TimerKind::Lease { attempt }, id));
         }
-        for slot in (0..self.tasks.len() as u32).map(Slot) {
-            let e = &mut self.tasks[slot];
-            match &mut e.phase {
-                Phase::Announced { reserved, .. } => {
-                    if *reserved == Some(id) {
-                        *reserved = None;
-                    }
-                    e.bids.retain(|b| b.worker != id);
-                }
-                Phase::Assigned { worker } | Phase::Running { worker } if *worker == id => {
-                    let err = TaskError::WorkerLost {
-                        worker: name.clone(),
-                        node: node.to_string(),
-                    };
-                    self.fail(slot, err, now, out);
-                }
-                _ => {}
-            }
+    }
+
+    /// A lease timer fired: the attempt is lost unless renewed meanwhile.
+    pub(super) fn lease_due(&mut self, slot: Slot, attempt: u32, now: Duration) {
+        let e = &self.tasks[slot];
+        if e.phase.holder().map(|h| h.1) != Some(attempt) {
+            return;
+        }
+        let until = e.soft.lease_until;
+        if until > now {
+            let id = e.task.id;
+            self.tasks[slot].soft.lease_timer = Some((until, attempt));
+            self.timers.insert((until, TimerKind::Lease { attempt }, id));
+            return;
+        }
+        self.tasks[slot].soft.lease_timer = None;
+        let lease_ms = self.cfg.lease.as_millis();
+        let reason = format!("lease expired: no renewal from its node for {lease_ms} ms");
+        self.attempt_lost(slot, reason, now);
+    }
+
+    /// Ends the current attempt as lost, and either awards the task again
+    /// or, past `max_attempts` losses, fails it as a poison task.
+    pub(super) fn attempt_lost(&mut self, slot: Slot, reason: String, now: Duration) {
+        if self.end_attempt(slot, AttemptEnd::Lost { reason }, now) {
+            self.after_attempt(slot, now);
         }
     }
 

@@ -2,8 +2,17 @@
 
 use super::*;
 
+/// The last attempt of a task ended as lost.
+fn last_lost(h: &Harness, id: TaskId) -> bool {
+    let r = h.report_of(id);
+    matches!(
+        r.history.last().map(|a| &a.outcome),
+        Some(AttemptOutcome::Lost { .. })
+    )
+}
+
 #[test]
-fn node_left_fails_held_tasks_and_frees_their_slots() {
+fn node_left_loses_held_attempts_and_awards_them_again() {
     let mut h = Harness::new();
     h.register("n1", &[("w", "worker", 5, 3)]);
     h.register("n2", &[("v", "worker", 1, 1)]); // too weak for difficulty 5
@@ -25,19 +34,13 @@ fn node_left_fails_held_tasks_and_frees_their_slots() {
     assert_eq!(h.load("n1", "w"), 2);
 
     h.leave("n1");
-    let lost = Some(TaskError::WorkerLost {
-        worker: "w".into(),
-        node: "n1".into(),
-    });
-    assert_eq!(h.error(running), lost);
-    assert_eq!(h.error(assigned), lost);
-    assert_eq!(
-        h.error(after),
-        Some(TaskError::DependencyFailed {
-            id: running,
-            name: "t1".into()
-        })
-    );
+    // Both held attempts are lost; no capable worker is left, so they wait
+    // (parked) for one, and so does the dependent.
+    for t in [running, assigned] {
+        assert_eq!(h.status(t), Some(TaskStatus::Pending));
+        assert!(last_lost(&h, t), "{t:?}");
+    }
+    assert_eq!(h.status(after), Some(TaskStatus::Pending));
     assert_eq!(h.status(announced), Some(TaskStatus::Announced));
     assert_eq!(h.s.workers().len(), 1, "only v is left");
 
@@ -48,20 +51,21 @@ fn node_left_fails_held_tasks_and_frees_their_slots() {
 
     // Late messages from the lost worker change nothing.
     h.report_ok(running, b"late");
-    assert_eq!(h.status(running), Some(TaskStatus::Failed));
+    assert_eq!(h.status(running), Some(TaskStatus::Pending));
 
-    // w comes back: all three of its slots are free again.
+    // w comes back: all three of its slots are free again, and the three
+    // parked tasks are announced, oldest first.
     h.advance(100);
     h.register("n1", &[("w", "worker", 5, 3)]);
     assert_eq!(h.load("n1", "w"), 0);
-    assert_eq!(h.last_announces(), vec![vec![announced]]);
-    let more = h.submit(vec![task(5, 5), task(6, 5), task(7, 5)]);
-    assert_eq!(h.last_announces(), vec![more[..2].to_vec()]);
+    assert_eq!(h.last_announces().concat().len(), 3);
     h.run_ready();
-    assert!(more
-        .iter()
-        .chain([&announced])
-        .all(|id| h.status(*id) == Some(TaskStatus::Completed)));
+    let more = h.submit(vec![task(5, 5), task(6, 5), task(7, 5)]);
+    h.run_ready();
+    for id in more.iter().chain([&running, &assigned, &announced, &after]) {
+        assert_eq!(h.status(*id), Some(TaskStatus::Completed), "{id:?}");
+    }
+    assert_eq!(h.report_of(running).attempts, 2, "lost, then completed");
     assert_eq!(h.s.unfinished(), 0);
 }
 
@@ -102,10 +106,8 @@ fn queued_tasks_are_parked_when_their_only_capable_worker_leaves() {
         let (mut h, hard1, hard2) = senior_busy(others, junior_busy);
         h.advance(100);
         h.leave("n2");
-        assert!(
-            matches!(h.error(hard1), Some(TaskError::WorkerLost { .. })),
-            "{what}"
-        );
+        assert!(last_lost(&h, hard1), "{what}");
+        assert_eq!(h.status(hard1), Some(TaskStatus::Pending), "{what}");
         assert_eq!(h.status(hard2), Some(TaskStatus::Pending), "{what}");
 
         // The capable-worker deadline counts from when hard2 became ready.
@@ -119,6 +121,16 @@ fn queued_tasks_are_parked_when_their_only_capable_worker_leaves() {
             waited_ms: 1000,
         };
         assert_eq!(h.error(hard2), Some(want), "{what}");
+        // hard1 became ready again when its attempt was lost, at 100 ms.
+        h.advance(100);
+        assert!(
+            matches!(
+                h.error(hard1),
+                Some(TaskError::NoCapableWorker { waited_ms: 1000, .. })
+            ),
+            "{what}: {:?}",
+            h.error(hard1)
+        );
         assert_eq!(h.s.unfinished(), usize::from(junior_busy), "{what}");
     }
 }
@@ -126,12 +138,13 @@ fn queued_tasks_are_parked_when_their_only_capable_worker_leaves() {
 #[test]
 fn a_capable_worker_registering_before_the_deadline_unparks_the_task() {
     for junior_busy in [false, true] {
-        let (mut h, _, hard2) = senior_busy(&[("junior", "worker", 3, 1)], junior_busy);
+        let (mut h, hard1, hard2) = senior_busy(&[("junior", "worker", 3, 1)], junior_busy);
         h.leave("n2");
         h.advance_to(500);
         assert!(h.announce_times(hard2).is_empty());
-        h.register("n3", &[("senior2", "worker", 9, 1)]);
-        assert_eq!(h.last_announces(), vec![vec![hard2]]);
+        // hard1, lost with n2, and hard2 are both waiting for a senior.
+        h.register("n3", &[("senior2", "worker", 9, 2)]);
+        assert_eq!(h.last_announces(), vec![vec![hard1, hard2]]);
         h.bid_all();
         assert_eq!(h.winner(hard2), Some("senior2"));
         h.accept(hard2);
@@ -213,8 +226,8 @@ fn no_bids_while_capable_workers_have_room_backs_off_then_fails() {
     for &(window, backoff, max_backoff, deadline, times, fail_at) in cases {
         let cfg = SchedulerConfig {
             bid_window: ms(window),
-            retry_backoff: ms(backoff),
-            max_retry_backoff: ms(max_backoff),
+            auction_backoff: ms(backoff),
+            max_auction_backoff: ms(max_backoff),
             no_worker_timeout: ms(deadline),
             ..SchedulerConfig::default()
         };
@@ -319,7 +332,7 @@ fn run_timeouts_table() {
     ];
     for (task_ms, default_ms, want) in cases {
         let cfg = SchedulerConfig {
-            default_task_timeout: default_ms.map(ms),
+            default_timeout: default_ms.map(ms),
             ..cfg()
         };
         let mut h = Harness::with(cfg);
@@ -332,12 +345,9 @@ fn run_timeouts_table() {
         };
         h.bid_all();
         assert_eq!(h.assigned[&t].1.timeout_ms, want);
-        h.advance(10);
-        h.advance(1_000); // the clock only runs once the worker accepts
-        assert_eq!(h.status(t), Some(TaskStatus::Assigned));
         h.accept(t);
         let Some(limit) = want else {
-            h.advance(3_600_000);
+            h.advance(3_000_000);
             assert_eq!(
                 h.status(t),
                 Some(TaskStatus::Running),
@@ -345,9 +355,15 @@ fn run_timeouts_table() {
             );
             continue;
         };
-        h.advance(limit - 1);
-        assert_eq!(h.status(t), Some(TaskStatus::Running));
-        h.advance(1);
+        // The worker enforces the timeout and says so in its report.
+        h.advance(limit);
+        h.report(
+            t,
+            Err(Failure {
+                timeout_ms: Some(limit),
+                ..Failure::retryable(format!("timed out after {limit} ms"))
+            }),
+        );
         assert_eq!(
             h.error(t),
             Some(TaskError::Timeout {
@@ -364,6 +380,48 @@ fn run_timeouts_table() {
         assert_eq!(h.status(t), Some(TaskStatus::Failed));
         assert_eq!(h.load("n1", "w"), 0);
     }
+}
+
+/// The admin's backstop: a worker that keeps renewing its lease but never
+/// reports past the execution timeout has its attempt timed out at
+/// `timeout + lease` after the award, and told to stop.
+#[test]
+fn the_admin_backs_the_execution_timeout_when_no_report_comes() {
+    let mut h = Harness::with(SchedulerConfig {
+        lease: ms(300),
+        ..cfg()
+    });
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 1).with_timeout(ms(1000))])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(t);
+    for _ in 0..12 {
+        h.advance(100);
+        h.step(Input::Renew {
+            node: NodeId::new("n1"),
+            held: vec![(t, 1)],
+        });
+    }
+    assert_eq!(h.status(t), Some(TaskStatus::Running), "at 1200 ms");
+    h.advance(100);
+    assert_eq!(
+        h.error(t),
+        Some(TaskError::Timeout {
+            worker: "w".into(),
+            timeout_ms: 1000
+        })
+    );
+    let aborts: Vec<_> = h
+        .log
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::Abort { attempts, .. } => Some(attempts.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborts, vec![vec![(t, 1)]]);
 }
 
 #[test]
@@ -391,13 +449,8 @@ fn register_replaces_the_node_worker_list() {
     h.accept(ta);
 
     h.register("n1", &[("b", "worker", 7, 2), ("d", "worker", 5, 1)]);
-    assert_eq!(
-        h.error(ta),
-        Some(TaskError::WorkerLost {
-            worker: "a".into(),
-            node: "n1".into()
-        })
-    );
+    assert!(last_lost(&h, ta), "a left with ta");
+    assert_eq!(h.status(ta), Some(TaskStatus::Announced), "ta is auctioned again");
     let mut listed: Vec<_> =
         h.s.workers()
             .into_iter()
@@ -444,7 +497,9 @@ fn runs_are_reproducible() {
         h.submit((61..=80).map(|n| task(n, 3)).collect());
         h.register("n1", &[("w", "worker", 5, 1)]);
         h.advance(2_000);
-        assert!(chained.iter().all(|id| h.status(*id) == Some(TaskStatus::Failed)));
+        assert!(chained
+            .iter()
+            .all(|id| h.status(*id) != Some(TaskStatus::Completed)));
         h.log
     }
     let first = script();

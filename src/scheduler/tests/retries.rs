@@ -52,7 +52,8 @@ fn a_late_bid_rescues_a_queued_task() {
         unreachable!()
     };
     h.advance(14); // round 1 drew nothing; t1 retries at 15
-    let [t2, t3] = h.submit(vec![task(2, 3), task(3, 3)])[..] else {
+                   // Of higher priority, t2 and t3 go before t1, which became ready first.
+    let [t2, t3] = h.submit(vec![task(2, 3).with_priority(1), task(3, 3).with_priority(1)])[..] else {
         unreachable!()
     };
     assert_eq!(h.last_announces(), vec![vec![t2]]);
@@ -267,23 +268,36 @@ fn a_retry_timer_from_an_earlier_backoff_does_not_fire() {
 }
 
 /// A run timeout belongs to the attempt that was running when it was set.
-/// No input moves a running task to a later attempt today (it can only
-/// finish), so the test does it by hand, as a retry after a lost worker
-/// would.
+/// The admin's execution-timeout backstop of an attempt that was lost does
+/// not fire on the next attempt.
 #[test]
 fn a_run_timeout_for_an_earlier_attempt_does_not_fire() {
-    let mut h = Harness::new();
+    let mut h = Harness::with(SchedulerConfig {
+        lease: ms(1000),
+        ..cfg()
+    });
     h.register("n1", &[("w", "worker", 5, 1)]);
-    let [t] = h.submit(vec![task(1, 1).with_timeout(ms(100))])[..] else {
+    h.register("n2", &[("v", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 1).with_timeout(ms(5000))])[..] else {
         unreachable!()
     };
     h.bid_all();
     h.accept(t);
-    let slot = h.s.index[&t];
-    h.s.tasks[slot].attempts = 2;
-    h.advance(100);
-    assert_eq!(h.status(t), Some(TaskStatus::Running));
-    assert!(h.s.next_deadline().is_none(), "the stale timer is gone");
+    h.leave(h.assigned[&t].0.clone().as_str());
+    h.advance(1);
+    h.bid_all();
+    h.accept(t);
+    assert_eq!(h.report_of(t).attempts, 2);
+    // Keep the second attempt's lease alive past the first one's backstop.
+    for _ in 0..8 {
+        h.advance(700);
+        let node = h.assigned[&t].0.clone();
+        h.step(Input::Renew {
+            node,
+            held: vec![(t, 2)],
+        });
+    }
+    assert_eq!(h.status(t), Some(TaskStatus::Running), "{:?}", h.report_of(t));
 }
 
 /// Time a task spends queued behind busy workers between two unanswered

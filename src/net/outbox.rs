@@ -1,0 +1,160 @@
+//! Results on their way to the admin, kept until the admin acknowledges
+//! them. A pure unit: the loop tells it what happened and when, and it says
+//! what to send.
+//!
+//! A batch that fails (admin unreachable, not the admin, refused) goes back
+//! to waiting and is sent again after a backoff that doubles per failure
+//! (200 ms up to 5 s), or at once when a new admin appears. Everything held
+//! here still counts as held for lease renewals, so the admin does not run
+//! a finished task again while its result is on the way.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::scheduler::Report;
+use crate::task::TaskId;
+
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Results not yet acknowledged by an admin.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Waiting to be sent.
+    waiting: Vec<Report>,
+    /// Sent, by batch number, awaiting the admin's answer.
+    in_flight: BTreeMap<u64, Vec<Report>>,
+    next_batch: u64,
+    failures: u32,
+    /// When waiting results may be sent again after a failure.
+    retry_at: Option<Duration>,
+}
+
+impl Outbox {
+    /// New results to deliver.
+    pub(crate) fn push(&mut self, reports: Vec<Report>) {
+        self.waiting.extend(reports);
+    }
+
+    /// Batches to send now, each at most `budget` bytes of outputs (a
+    /// single larger result goes alone), with their batch numbers.
+    pub(crate) fn due(&mut self, now: Duration, budget: usize) -> Vec<(u64, Vec<Report>)> {
+        if self.waiting.is_empty() || self.retry_at.is_some_and(|t| t > now) {
+            return Vec::new();
+        }
+        self.retry_at = None;
+        let waiting = std::mem::take(&mut self.waiting);
+        crate::protocol::chunk_by_size(waiting, budget, report_size)
+            .into_iter()
+            .map(|b| {
+                self.next_batch += 1;
+                self.in_flight.insert(self.next_batch, b.clone());
+                (self.next_batch, b)
+            })
+            .collect()
+    }
+
+    /// The admin took batch `n`.
+    pub(crate) fn acked(&mut self, n: u64) {
+        if self.in_flight.remove(&n).is_some() {
+            self.failures = 0;
+        }
+    }
+
+    /// Batch `n` did not reach an admin: it waits for the next try.
+    pub(crate) fn failed(&mut self, n: u64, now: Duration) {
+        let Some(b) = self.in_flight.remove(&n) else {
+            return;
+        };
+        self.waiting.extend(b);
+        self.failures += 1;
+        let delay = FIRST_RETRY.saturating_mul(1 << self.failures.saturating_sub(1).min(8));
+        self.retry_at = Some(now + delay.min(MAX_RETRY));
+    }
+
+    /// A new admin is known: try again at once.
+    pub(crate) fn admin_changed(&mut self) {
+        self.retry_at = None;
+    }
+
+    /// When waiting results are due, if any are.
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        Some(self.retry_at.unwrap_or_default())
+    }
+
+    /// Every attempt whose result is held here.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (TaskId, u32)> + '_ {
+        let flying = self.in_flight.values().flatten();
+        self.waiting.iter().chain(flying).map(|r| (r.task, r.attempt))
+    }
+
+    /// Results not yet acknowledged.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len() + self.in_flight.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Roughly how many bytes a result takes on the wire.
+pub(crate) fn report_size(r: &Report) -> usize {
+    let body = match &r.outcome {
+        Ok(p) => p.len(),
+        Err(f) => f.message.len(),
+    };
+    body + r.worker.len() + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Payload;
+
+    fn report(n: u8, bytes: usize) -> Report {
+        Report {
+            task: TaskId(uuid::Uuid::from_u128(n as u128)),
+            attempt: 1,
+            worker: "w".into(),
+            outcome: Ok(Payload::from_bytes(vec![0; bytes])),
+            run_ms: 1,
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn failed_batches_come_back_after_a_growing_backoff_until_acked() {
+        let mut o = Outbox::default();
+        o.push(vec![report(1, 10)]);
+        let sent = o.due(ms(0), 1000);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(o.held().count(), 1, "in flight still counts as held");
+        o.failed(sent[0].0, ms(0));
+        assert!(o.due(ms(100), 1000).is_empty(), "backing off");
+        let again = o.due(ms(200), 1000);
+        assert_eq!(again.len(), 1);
+        o.failed(again[0].0, ms(200));
+        assert!(o.due(ms(500), 1000).is_empty(), "second backoff is 400 ms");
+        o.admin_changed();
+        let third = o.due(ms(500), 1000);
+        o.acked(third[0].0);
+        assert_eq!(o.len(), 0);
+        assert_eq!(o.next_deadline(), None);
+    }
+
+    #[test]
+    fn batches_are_cut_to_the_budget() {
+        let mut o = Outbox::default();
+        o.push(vec![
+            report(1, 600),
+            report(2, 600),
+            report(3, 10),
+            report(4, 5000),
+        ]);
+        let sizes: Vec<usize> = o.due(ms(0), 1000).iter().map(|b| b.1.len()).collect();
+        assert_eq!(sizes, [1, 2, 1]);
+    }
+}

@@ -1,0 +1,50 @@
+//! Eviction of finished tasks after their retention (count, age, bytes),
+//! oldest first, never while an unfinished dependent may still need one.
+
+use std::time::Duration;
+
+use super::events::Event;
+use super::state::TimerKind;
+use super::Scheduler;
+use crate::task::TaskId;
+
+/// Most tasks evicted in one step, bounding the work of any one input.
+const MAX_EVICT_PER_STEP: usize = 4096;
+
+impl Scheduler {
+    /// Evicts finished tasks past their retention and sets a timer for the
+    /// next one to age out.
+    pub(super) fn retain(&mut self, now: Duration) {
+        let r = self.cfg.retention.clone();
+        let mut ids = Vec::new();
+        let mut finished = self.index.len() - self.unfinished;
+        let mut bytes = self.finished_bytes;
+        while let Some(&(slot, id)) = self.evictable.front() {
+            // Entries that no longer match (evicted, slot reused, needed
+            // again by a new dependent) are dropped from the line.
+            let e = &self.tasks[slot];
+            if e.task.id != id || !e.phase.is_final() || e.holders > 0 {
+                self.evictable.pop_front();
+                continue;
+            }
+            let finished_at = e.finished_at.unwrap_or(now);
+            let over = finished > r.max_tasks || bytes > r.max_bytes;
+            let old = finished_at + r.max_age <= now;
+            if !(over || old) || ids.len() >= MAX_EVICT_PER_STEP {
+                if !over && !old {
+                    let nil = TaskId(uuid::Uuid::nil());
+                    self.timers
+                        .insert((finished_at + r.max_age, TimerKind::Retention, nil));
+                }
+                break;
+            }
+            self.evictable.pop_front();
+            finished -= 1;
+            bytes = bytes.saturating_sub(e.bytes());
+            ids.push(id);
+        }
+        if !ids.is_empty() {
+            self.emit(Event::TasksEvicted { ids });
+        }
+    }
+}

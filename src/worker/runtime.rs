@@ -1,0 +1,295 @@
+//! The worker runtime: which attempts run on this node.
+//!
+//! Every accepted attempt is held under its task id (a node runs at most one
+//! attempt of a task at a time, so the id is enough; the attempt number is
+//! checked on every lookup) until its future really ends. It holds a worker
+//! slot for that whole time, also while a cancelled attempt winds down, so a
+//! worker never runs more than [`Worker::slots`] futures at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{Id, JoinError, JoinSet};
+
+use super::{attempt, Cancel, Offer, Worker};
+use crate::protocol::AssignAnswer;
+use crate::scheduler::{Announcement, Assignment, Bid, Report};
+use crate::task::{TaskId, WorkerSpec};
+
+/// A finished attempt, ready to be reported.
+pub(crate) type Finished = Report;
+
+/// Limits the runtime puts on every attempt it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Largest output an attempt may return, in bytes (default 8 MiB). A
+    /// larger output fails the attempt permanently, with both sizes in the
+    /// message. Keep it under the wire's frame limit, or the report cannot
+    /// be sent.
+    pub max_output: usize,
+    /// How long an attempt asked to stop (cancelled, or past its execution
+    /// timeout) may take to return before its future is dropped (default
+    /// 5 s). Dropping a command worker's future kills its process group.
+    pub kill_grace: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_output: 8 << 20,
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One hosted worker and the attempts it holds.
+struct Slot {
+    worker: Arc<dyn Worker>,
+    /// Attempts whose futures have not ended, cancelled ones included.
+    load: u32,
+}
+
+/// An attempt whose future has not ended yet.
+struct Held {
+    /// Index of its worker in `slots`.
+    worker: usize,
+    attempt: u32,
+    cancel: Cancel,
+    /// Set by [`WorkerRuntime::cancel`]: its report will be dropped.
+    cancelled: bool,
+    /// Its task in the join set, to find it when the task fails to join.
+    id: Id,
+}
+
+/// Runs the workers hosted by one node: answers announcements with bids,
+/// accepts or refuses awards, and runs accepted attempts in a [`JoinSet`]
+/// that is aborted when the runtime is dropped (which drops every running
+/// `process` future, killing command workers' process groups).
+pub(crate) struct WorkerRuntime {
+    slots: Vec<Slot>,
+    by_name: HashMap<String, usize>,
+    /// Every attempt whose future has not ended, by task.
+    held: HashMap<TaskId, Held>,
+    running: JoinSet<Finished>,
+    cfg: RuntimeConfig,
+    /// Set while shutting down: no new bids, awards refused.
+    draining: bool,
+}
+
+impl WorkerRuntime {
+    /// A runtime for these workers with the default [`RuntimeConfig`].
+    ///
+    /// Errors: [`crate::Error::Config`] when two workers share a name or a
+    /// role is empty.
+    #[cfg(test)]
+    pub(crate) fn new(workers: Vec<Arc<dyn Worker>>) -> Result<Self, crate::Error> {
+        Self::with_config(workers, RuntimeConfig::default())
+    }
+
+    /// A runtime for these workers with these limits; errors as
+    /// [`WorkerRuntime::new`].
+    pub(crate) fn with_config(
+        workers: Vec<Arc<dyn Worker>>,
+        cfg: RuntimeConfig,
+    ) -> Result<Self, crate::Error> {
+        let mut by_name = HashMap::new();
+        for (i, w) in workers.iter().enumerate() {
+            if by_name.insert(w.name().to_string(), i).is_some() {
+                let name = w.name();
+                return Err(crate::Error::Config(format!("two workers are named {name:?}")));
+            }
+            if w.role().is_empty() {
+                let name = w.name();
+                return Err(crate::Error::Config(format!("worker {name:?} has an empty role")));
+            }
+        }
+        let slots = workers
+            .into_iter()
+            .map(|worker| Slot { worker, load: 0 })
+            .collect();
+        Ok(WorkerRuntime {
+            slots,
+            by_name,
+            held: HashMap::new(),
+            running: JoinSet::new(),
+            cfg,
+            draining: false,
+        })
+    }
+
+    /// True when this node hosts no workers.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The registration list for the admin.
+    pub(crate) fn specs(&self) -> Vec<WorkerSpec> {
+        self.slots
+            .iter()
+            .map(|s| WorkerSpec {
+                name: s.worker.name().to_string(),
+                role: s.worker.role().to_string(),
+                skill: s.worker.skill(),
+                capacity: s.worker.slots().max(1),
+            })
+            .collect()
+    }
+
+    /// Answers every announcement of a matching role: a bid, or an unwilling
+    /// answer so the auction can close without waiting.
+    pub(crate) fn bids_for(&self, tasks: &[Announcement]) -> Vec<Bid> {
+        let mut bids = Vec::new();
+        for a in tasks {
+            for s in self.slots.iter().filter(|s| s.worker.role() == a.role) {
+                let offer = Offer {
+                    name: &a.name,
+                    difficulty: a.difficulty,
+                    input_len: a.input_len,
+                    load: s.load,
+                };
+                bids.push(Bid {
+                    task: a.task,
+                    round: a.round,
+                    worker: s.worker.name().to_string(),
+                    skill: s.worker.skill(),
+                    load: s.load,
+                    capacity: s.worker.slots().max(1),
+                    willing: !self.draining && s.worker.bid(&offer),
+                });
+            }
+        }
+        bids
+    }
+
+    /// Takes or refuses one award; a taken one starts running at once.
+    ///
+    /// Refused while draining, for an unknown or full worker, and for a task
+    /// this node already runs under any attempt ("already running attempt
+    /// N"; the admin sorts that out).
+    pub(crate) fn accept(&mut self, a: Assignment) -> AssignAnswer {
+        let (task, attempt) = (a.task, a.attempt);
+        let answer = |reason: Option<String>| AssignAnswer {
+            task,
+            attempt,
+            accepted: reason.is_none(),
+            reason,
+        };
+        let worker = match self.admit(&a) {
+            Ok(worker) => worker,
+            Err(reason) => return answer(Some(reason)),
+        };
+        let slot = &mut self.slots[worker];
+        slot.load += 1;
+        let cancel = Cancel::default();
+        let run = attempt::run(slot.worker.clone(), a, cancel.clone(), self.cfg);
+        let id = self.running.spawn(run).id();
+        let held = Held {
+            worker,
+            attempt,
+            cancel,
+            cancelled: false,
+            id,
+        };
+        self.held.insert(task, held);
+        answer(None)
+    }
+
+    /// The index of the worker that may take `a`, or why none may.
+    fn admit(&self, a: &Assignment) -> Result<usize, String> {
+        if self.draining {
+            return Err("node is shutting down".into());
+        }
+        let Some(&i) = self.by_name.get(&a.worker) else {
+            return Err("no such worker on this node".into());
+        };
+        if let Some(h) = self.held.get(&a.task) {
+            return Err(format!("already running attempt {}", h.attempt));
+        }
+        let slot = &self.slots[i];
+        if slot.load >= slot.worker.slots().max(1) {
+            return Err("worker is full".into());
+        }
+        Ok(i)
+    }
+
+    /// Stops one attempt: fires its [`Cancel`], and drops its future if it
+    /// has not returned within [`RuntimeConfig::kill_grace`]. It will produce
+    /// no report; its slot is freed once its future has really ended.
+    ///
+    /// Returns true when this call stopped a held attempt; false (and does
+    /// nothing) when that attempt is unknown, finished or already cancelled.
+    pub(crate) fn cancel(&mut self, task: TaskId, attempt: u32) -> bool {
+        match self.held.get_mut(&task) {
+            Some(h) if h.attempt == attempt && !h.cancelled => {
+                h.cancelled = true;
+                h.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every attempt accepted and neither finished nor cancelled, for lease
+    /// renewals. Costs one pass over the held attempts (at most the sum of
+    /// the workers' slots).
+    pub(crate) fn held(&self) -> Vec<(TaskId, u32)> {
+        self.held
+            .iter()
+            .filter(|(_, h)| !h.cancelled)
+            .map(|(task, h)| (*task, h.attempt))
+            .collect()
+    }
+
+    /// Waits for the next finished attempt's report (pending forever when
+    /// idle, so it can sit in a `select!`; cancel-safe). Reaps cancelled
+    /// attempts on the way without reporting them.
+    pub(crate) async fn next_finished(&mut self) -> Finished {
+        loop {
+            match self.running.join_next_with_id().await {
+                Some(joined) => {
+                    if let Some(report) = self.settle(joined) {
+                        return report;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Reports of attempts finished right now, without waiting.
+    pub(crate) fn try_finished(&mut self) -> Vec<Finished> {
+        let mut out = Vec::new();
+        while let Some(joined) = self.running.try_join_next_with_id() {
+            out.extend(self.settle(joined));
+        }
+        out
+    }
+
+    /// Frees the slot of an ended attempt; its report, unless cancelled.
+    fn settle(&mut self, joined: Result<(Id, Report), JoinError>) -> Option<Report> {
+        let task = match &joined {
+            Ok((_, report)) => report.task,
+            // Panics are caught in `attempt::run` and aborts only happen on
+            // drop, so this is not expected; still, never leak a slot.
+            Err(e) => *self.held.iter().find(|(_, h)| h.id == e.id())?.0,
+        };
+        let held = self.held.remove(&task)?;
+        let slot = &mut self.slots[held.worker];
+        slot.load = slot.load.saturating_sub(1);
+        match joined {
+            Ok((_, report)) if !held.cancelled => Some(report),
+            _ => None,
+        }
+    }
+
+    /// Stops bidding and taking awards; running attempts go on.
+    pub(crate) fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Attempts whose futures have not ended (cancelled ones included).
+    pub(crate) fn running(&self) -> usize {
+        self.running.len()
+    }
+}

@@ -1,0 +1,289 @@
+//! Runtime tests. Workers here only wait on tokio timers and signals, so
+//! most tests run on paused time: every wait is virtual, bounded and exact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::*;
+use crate::scheduler::{Announcement, Assignment, Failure};
+
+/// What a probe's `process` went through.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Started(String),
+    /// `process` returned by itself.
+    Returned(String),
+    /// `process` was dropped before returning.
+    Dropped(String),
+}
+
+/// A worker whose behaviour is chosen by the task name: `echo` returns the
+/// input, `fail` a retryable error, `panic` panics, `coop` waits for
+/// cancellation, `stubborn` never returns. It tells `events` what happened.
+struct Probe {
+    name: &'static str,
+    slots: u32,
+    events: mpsc::Sender<Event>,
+}
+
+/// Sends `Returned` or `Dropped` when `process` ends either way.
+struct Ending {
+    task: String,
+    returned: bool,
+    events: mpsc::Sender<Event>,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let task = std::mem::take(&mut self.task);
+        let event = if self.returned {
+            Event::Returned(task)
+        } else {
+            Event::Dropped(task)
+        };
+        let _ = self.events.try_send(event);
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Probe {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn role(&self) -> &str {
+        "w"
+    }
+    fn skill(&self) -> u32 {
+        5
+    }
+    fn slots(&self) -> u32 {
+        self.slots
+    }
+    async fn process(&self, req: TaskRequest) -> Result<Payload, ProcessError> {
+        let _ = self.events.try_send(Event::Started(req.name.clone()));
+        let mut ending = Ending {
+            task: req.name.clone(),
+            returned: false,
+            events: self.events.clone(),
+        };
+        let result = match req.name.as_str() {
+            "panic" => panic!("boom"),
+            "fail" => Err(ProcessError::msg("nope")),
+            "coop" => {
+                req.cancel.cancelled().await;
+                Err(ProcessError::msg("stopped"))
+            }
+            "stubborn" => std::future::pending().await,
+            _ => Ok(req.input),
+        };
+        ending.returned = true;
+        result
+    }
+}
+
+fn probe(name: &'static str, slots: u32) -> (Arc<dyn Worker>, mpsc::Receiver<Event>) {
+    let (events, rx) = mpsc::channel(16);
+    let worker = Probe { name, slots, events };
+    (Arc::new(worker), rx)
+}
+
+fn assignment(name: &str, worker: &str) -> Assignment {
+    Assignment {
+        task: TaskId::random(),
+        attempt: 1,
+        worker: worker.into(),
+        name: name.into(),
+        role: "w".into(),
+        difficulty: 1,
+        input: Payload::from_bytes(vec![7, 8]),
+        deps: vec![],
+        timeout_ms: None,
+    }
+}
+
+const GRACE: Duration = Duration::from_millis(500);
+
+fn runtime(worker: Arc<dyn Worker>) -> WorkerRuntime {
+    let cfg = RuntimeConfig {
+        max_output: 1 << 10,
+        kill_grace: GRACE,
+    };
+    WorkerRuntime::with_config(vec![worker], cfg).unwrap()
+}
+
+/// The next event, within a (virtual) minute.
+async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
+    let event = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+    event.expect("no event within a minute").expect("probe gone")
+}
+
+/// Waits a virtual minute and checks no report comes.
+async fn no_report(rt: &mut WorkerRuntime) {
+    let report = tokio::time::timeout(Duration::from_secs(60), rt.next_finished()).await;
+    assert!(report.is_err(), "unexpected report {report:?}");
+}
+
+#[tokio::test]
+async fn runs_refuses_and_reports() {
+    let (w, _events) = probe("a", 1);
+    let mut rt = runtime(w);
+    assert!(rt.accept(assignment("echo", "a")).accepted);
+    let full = rt.accept(assignment("echo", "a"));
+    assert_eq!(full.reason.as_deref(), Some("worker is full"));
+    assert!(!rt.accept(assignment("echo", "ghost")).accepted);
+    let r = rt.next_finished().await;
+    assert_eq!(r.outcome, Ok(Payload::from_bytes(vec![7, 8])));
+    assert!(rt.accept(assignment("panic", "a")).accepted);
+    let r = rt.next_finished().await;
+    assert!(r.outcome.unwrap_err().message.contains("panicked: boom"));
+    assert!(rt.accept(assignment("fail", "a")).accepted);
+    assert_eq!(rt.next_finished().await.outcome, Err(Failure::retryable("nope")));
+    rt.drain();
+    assert!(!rt.accept(assignment("echo", "a")).accepted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_already_running_is_refused_under_any_attempt() {
+    let (w, _events) = probe("a", 3);
+    let mut rt = runtime(w);
+    let first = assignment("stubborn", "a");
+    assert!(rt.accept(first.clone()).accepted);
+    let again = rt.accept(first.clone());
+    assert_eq!(again.reason.as_deref(), Some("already running attempt 1"));
+    let second = rt.accept(Assignment { attempt: 2, ..first });
+    assert!(!second.accepted);
+    assert_eq!(second.reason.as_deref(), Some("already running attempt 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_stops_a_cooperative_worker_without_a_report_and_frees_its_slot() {
+    let (w, mut events) = probe("a", 1);
+    let mut rt = runtime(w);
+    let a = assignment("coop", "a");
+    assert!(rt.accept(a.clone()).accepted);
+    assert_eq!(next(&mut events).await, Event::Started("coop".into()));
+    assert!(!rt.cancel(a.task, 2), "wrong attempt");
+    assert!(rt.cancel(a.task, 1));
+    assert!(!rt.cancel(a.task, 1), "already cancelled");
+    assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    no_report(&mut rt).await;
+    assert_eq!(rt.running(), 0);
+    assert!(rt.accept(assignment("echo", "a")).accepted, "slot freed");
+    assert_eq!(
+        rt.next_finished().await.outcome,
+        Ok(Payload::from_bytes(vec![7, 8]))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_ignoring_cancellation_is_dropped_after_the_kill_grace() {
+    let (w, mut events) = probe("a", 1);
+    let mut rt = runtime(w);
+    let a = assignment("stubborn", "a");
+    assert!(rt.accept(a.clone()).accepted);
+    assert_eq!(next(&mut events).await, Event::Started("stubborn".into()));
+    let cancelled_at = Instant::now();
+    assert!(rt.cancel(a.task, 1));
+    let busy = rt.accept(assignment("echo", "a"));
+    assert_eq!(
+        busy.reason.as_deref(),
+        Some("worker is full"),
+        "slot held while winding down"
+    );
+    assert_eq!(next(&mut events).await, Event::Dropped("stubborn".into()));
+    assert_eq!(cancelled_at.elapsed(), GRACE);
+    no_report(&mut rt).await;
+    assert!(rt.accept(assignment("echo", "a")).accepted, "slot freed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_is_a_retryable_failure_that_names_the_limit() {
+    let (w, mut events) = probe("a", 2);
+    let mut rt = runtime(w);
+    for name in ["coop", "stubborn"] {
+        let started = Instant::now();
+        assert!(
+            rt.accept(Assignment {
+                timeout_ms: Some(300),
+                ..assignment(name, "a")
+            })
+            .accepted
+        );
+        let report = rt.next_finished().await;
+        let expected = Failure {
+            message: "timed out after 300 ms".into(),
+            retryable: true,
+            timeout_ms: Some(300),
+        };
+        assert_eq!(report.outcome, Err(expected), "{name}");
+        let grace = if name == "coop" { Duration::ZERO } else { GRACE };
+        assert_eq!(started.elapsed(), Duration::from_millis(300) + grace, "{name}");
+        assert_eq!(next(&mut events).await, Event::Started(name.into()));
+        let ending = next(&mut events).await;
+        assert!(
+            matches!(ending, Event::Returned(_) | Event::Dropped(_)),
+            "{ending:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversize_output_is_a_permanent_failure_naming_both_sizes() {
+    let (w, _events) = probe("a", 1);
+    let mut rt = runtime(w);
+    let big = Assignment {
+        input: Payload::from_bytes(vec![0; 1025]),
+        ..assignment("echo", "a")
+    };
+    assert!(rt.accept(big).accepted);
+    let failure = rt.next_finished().await.outcome.unwrap_err();
+    assert_eq!(
+        failure,
+        Failure::permanent("output of 1025 bytes is over the limit of 1024")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_lists_running_attempts_until_they_end_or_are_cancelled() {
+    let (w, mut events) = probe("a", 3);
+    let mut rt = runtime(w);
+    let (coop, stubborn) = (assignment("coop", "a"), assignment("stubborn", "a"));
+    assert!(rt.accept(coop.clone()).accepted);
+    assert!(rt.accept(stubborn.clone()).accepted);
+    let mut held = rt.held();
+    held.sort();
+    let mut expected = vec![(coop.task, 1), (stubborn.task, 1)];
+    expected.sort();
+    assert_eq!(held, expected);
+    assert!(rt.cancel(stubborn.task, 1));
+    assert_eq!(rt.held(), [(coop.task, 1)]);
+    assert_eq!(next(&mut events).await, Event::Started("coop".into()));
+    assert!(rt.cancel(coop.task, 1));
+    assert!(rt.held().is_empty());
+    no_report(&mut rt).await;
+    assert_eq!(rt.running(), 0);
+}
+
+#[test]
+fn bids_follow_role_skill_and_load() {
+    let (a, _) = probe("a", 1);
+    let (b, _) = probe("b", 0);
+    let rt = WorkerRuntime::new(vec![a, b]).unwrap();
+    let ann = |difficulty, role: &str| Announcement {
+        task: TaskId::random(),
+        round: 1,
+        name: "t".into(),
+        role: role.into(),
+        difficulty,
+        input_len: 0,
+    };
+    let bids = rt.bids_for(&[ann(4, "w"), ann(9, "w"), ann(1, "other")]);
+    let willing: Vec<_> = bids.iter().map(|b| (b.worker.as_str(), b.willing)).collect();
+    assert_eq!(willing, [("a", true), ("b", false), ("a", false), ("b", false)]);
+    let (a1, _) = probe("a", 1);
+    let (a2, _) = probe("a", 1);
+    assert!(WorkerRuntime::new(vec![a1, a2]).is_err());
+}
