@@ -1,4 +1,6 @@
-//! The workloads of `shared/benchmarks.md` (W1–W8), multi-process on loopback.
+//! The workloads of `shared/benchmarks.md` (W1–W8), multi-process on
+//! loopback, and two of our own: W9 (memory per unfinished task, and after
+//! tasks finish) and W10 (how fast a killed or paused worker is detected).
 //!
 //! Run with: `cargo bench --bench workloads` (add `-- --quick` for a short
 //! smoke run, or name workloads: `-- W1 W3`; `--runs N` overrides the runs).
@@ -7,12 +9,15 @@
 //! This process is the admin and the client; each of the 3 worker peers is
 //! this binary re-executed with `--worker-process` (one slot each). W6 starts
 //! fresh processes (`--admin-process` plus workers) per run; W7 runs the pure
-//! scheduler in a fresh `--w7-process` per run.
+//! scheduler in a fresh `--w7-process` per run; W9 a fresh `--w9-process`
+//! admin; W10 a fresh mesh per run.
 
 #[path = "workloads/bodies.rs"]
 mod bodies;
 #[path = "workloads/cold.rs"]
 mod cold;
+#[path = "workloads/faults.rs"]
+mod faults;
 #[path = "workloads/heap.rs"]
 mod heap;
 #[path = "workloads/mesh.rs"]
@@ -40,7 +45,10 @@ pub struct Plan {
     pub w5_tasks: usize,
     pub w7_tasks: usize,
     pub w8_bytes: usize,
-    /// Selected workloads (1..=8).
+    pub w9_tasks: usize,
+    /// Finished tasks W9's admin keeps.
+    pub w9_retention: usize,
+    /// Selected workloads (1..=10).
     pub selected: BTreeSet<u8>,
 }
 
@@ -56,6 +64,8 @@ impl Plan {
             w5_tasks: 30,
             w7_tasks: if quick { 100_000 } else { 1_000_000 },
             w8_bytes: 1 << 20,
+            w9_tasks: if quick { 50_000 } else { 1_000_000 },
+            w9_retention: if quick { 5_000 } else { 100_000 },
             selected: BTreeSet::new(),
         };
         let mut it = args.iter();
@@ -71,15 +81,15 @@ impl Plan {
                     .strip_prefix('W')
                     .and_then(|n| n.parse().ok())
                 {
-                    Some(n @ 1..=8) => {
+                    Some(n @ 1..=10) => {
                         plan.selected.insert(n);
                     }
-                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, W1..W8)"),
+                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, W1..W10)"),
                 },
             }
         }
         if plan.selected.is_empty() {
-            plan.selected = (1..=8).collect();
+            plan.selected = (1..=10).collect();
         }
         Ok(plan)
     }
@@ -101,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         Some("--worker-process") => return mesh::worker_main(&args[1..]),
         Some("--admin-process") => return cold::admin_main(&args[1..]),
         Some("--w7-process") => return sched::child_main(&args[1..]),
+        Some("--w9-process") => return faults::child_main(&args[1..]),
         _ => {}
     }
     let plan = Plan::from_args(&args)?;
@@ -115,6 +126,14 @@ fn main() -> anyhow::Result<()> {
     }
     if plan.has(7) {
         sched::w7(&plan)?.print();
+    }
+    if plan.has(9) {
+        faults::w9(&plan)?.print();
+    }
+    if plan.has(10) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(faults::w10(&plan))?.print();
+        rt.shutdown_timeout(Duration::from_secs(1));
     }
     eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -55,6 +55,14 @@ impl Worker for BenchWorker {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(req.input)
             }
+            // hold(ms): busy for its input in milliseconds, until cancelled.
+            "hold" => {
+                let ms: u64 = req.input()?;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(req.input),
+                    _ = req.cancel.cancelled() => Err(ProcessError::permanent("cancelled")),
+                }
+            }
             other => Err(ProcessError::msg(format!("unknown task kind {other:?}"))),
         }
     }
@@ -74,6 +82,11 @@ pub fn identity(i: u64) -> Task {
 /// sleep(i).
 pub fn sleep(i: u64) -> Task {
     task(format!("sleep-{i}"), i)
+}
+
+/// hold(ms): keeps its worker busy for `ms` milliseconds.
+pub fn hold(ms: u64) -> Task {
+    task(format!("hold-{ms}"), ms)
 }
 
 /// A chain inc(0) → inc → … of `n` tasks; the last one's output is `n`.

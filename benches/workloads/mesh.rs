@@ -147,6 +147,11 @@ impl Mesh {
         Ok(Mesh { node, workers })
     }
 
+    /// The process id of the worker peer named `name`.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.workers.iter().find(|p| p.name == name).map(Proc::pid)
+    }
+
     /// Peak RSS (`VmHWM`) of every process of the mesh, in MiB: this
     /// process (admin + client) first, then the workers.
     pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {

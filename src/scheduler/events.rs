@@ -225,6 +225,7 @@ impl Scheduler {
                     return;
                 }
                 self.leave_auction(slot);
+                self.stop_waiting(slot);
                 self.workers[worker].load += 1;
                 self.holding.entry(worker).or_default().insert(slot);
                 let timeout = self.tasks[slot].task.timeout_ms.filter(|&t| t > 0);
@@ -300,6 +301,7 @@ impl Scheduler {
                     return;
                 }
                 self.leave_auction(slot);
+                self.stop_waiting(slot);
                 let e = &mut self.tasks[slot];
                 let until = at(*until_ms);
                 e.phase = Phase::Retrying { until };
@@ -386,9 +388,15 @@ impl Scheduler {
         self.index.get(id).copied()
     }
 
-    /// The worker no longer holds the task's attempt.
+    /// The worker no longer holds the task's attempt (its timers go too).
     fn release_worker(&mut self, worker: WorkerId, slot: Slot) {
         self.drop_lease(slot);
+        let e = &self.tasks[slot];
+        if let (Some(a), Some(t)) = (e.history.last(), e.task.timeout_ms.filter(|&t| t > 0)) {
+            let due = at(a.started_ms) + at(t) + self.cfg.lease;
+            let kind = TimerKind::RunTimeout { attempt: a.number };
+            self.timers.remove(&(due, kind, e.task.id));
+        }
         let w = &mut self.workers[worker];
         w.load = w.load.saturating_sub(1);
         if let Some(set) = self.holding.get_mut(&worker) {
@@ -396,6 +404,20 @@ impl Scheduler {
             if set.is_empty() {
                 self.holding.remove(&worker);
             }
+        }
+    }
+
+    /// Removes the timers of a task's wait for an award (queue timeout,
+    /// retry delay): it was awarded, or it ended.
+    fn stop_waiting(&mut self, slot: Slot) {
+        let e = &self.tasks[slot];
+        let id = e.task.id;
+        if let Some(t) = e.task.queue_timeout_ms.filter(|&t| t > 0) {
+            self.timers
+                .remove(&(e.ready_at + at(t), TimerKind::QueueTimeout, id));
+        }
+        if let Phase::Retrying { until } = e.phase {
+            self.timers.remove(&(until, TimerKind::Retry, id));
         }
     }
 
@@ -448,14 +470,20 @@ impl Scheduler {
         let e = &self.tasks[slot];
         let Phase::Waiting { on } = e.phase else { return };
         let rule = e.task.trigger;
+        if on > 0 && rule != Trigger::AllSuccess {
+            return; // the other rules decide once every dependency finished
+        }
         let ended = |p: &Phase| !matches!(p, Phase::Completed { .. }) && p.is_final();
-        let first_bad = e.deps.iter().copied().find(|&d| ended(&self.tasks[d].phase));
-        let outcome = match (rule, first_bad) {
+        let first_bad = || e.deps.iter().copied().find(|&d| ended(&self.tasks[d].phase));
+        let outcome = match rule {
             // all_success decides at the first dependency that did not complete.
-            (Trigger::AllSuccess, Some(d)) => Some(self.inherit(d)),
-            (_, _) if on > 0 => None,
-            (Trigger::AllSuccess | Trigger::AllDone, _) => Some(Phase::Ready),
-            (Trigger::OneFailed, _) => {
+            Trigger::AllSuccess => match first_bad() {
+                Some(d) => Some(self.inherit(d)),
+                None if on > 0 => None,
+                None => Some(Phase::Ready),
+            },
+            Trigger::AllDone => Some(Phase::Ready),
+            Trigger::OneFailed => {
                 let failed = e
                     .deps
                     .iter()
@@ -514,6 +542,15 @@ impl Scheduler {
                 self.release_worker(worker, slot);
             }
             self.leave_auction(slot);
+            if self.tasks[slot].phase.awaits_award() {
+                self.stop_waiting(slot);
+            }
+            let e = &self.tasks[slot];
+            if let Some(d) = e.task.deadline_ms.filter(|&d| d > 0) {
+                let id = e.task.id;
+                self.timers
+                    .remove(&(e.submitted_at + at(d), TimerKind::Deadline, id));
+            }
             let status = status_of(&phase);
             let e = &mut self.tasks[slot];
             e.phase = phase;
@@ -528,17 +565,19 @@ impl Scheduler {
                 self.maybe_evictable(d);
             }
             self.maybe_evictable(slot);
+            let completed = matches!(self.tasks[slot].phase, Phase::Completed { .. });
             for d in dependents {
                 let dep = &mut self.tasks[d];
                 let Phase::Waiting { on } = &mut dep.phase else {
                     continue;
                 };
                 *on -= 1;
-                let completed = matches!(self.tasks[slot].phase, Phase::Completed { .. });
-                let dep = &self.tasks[d];
+                let last = *on == 0;
                 if dep.task.trigger == Trigger::AllSuccess && !completed {
                     stack.push((d, self.inherit(slot)));
-                } else {
+                } else if last {
+                    // Checked once, when the last dependency finished, so a
+                    // wide fan-in stays linear.
                     self.settle(d, now);
                 }
             }
@@ -627,9 +666,12 @@ impl Scheduler {
         let e = &mut self.tasks[slot];
         let stage = std::mem::take(&mut e.soft.stage);
         e.soft.bids.clear();
-        let role = e.role;
+        let (role, id) = (e.role, e.task.id);
         match stage {
-            Stage::Idle | Stage::Backoff { .. } => {}
+            Stage::Idle => {}
+            Stage::Backoff { until } => {
+                self.timers.remove(&(until, TimerKind::Backoff, id));
+            }
             Stage::Queued { key } => {
                 if let Some(q) = self.queues.get_mut(&role) {
                     q.remove(&(key, slot));
@@ -638,7 +680,8 @@ impl Scheduler {
                     }
                 }
             }
-            Stage::Parked { seq } => {
+            Stage::Parked { seq, deadline } => {
+                self.timers.remove(&(deadline, TimerKind::NoWorker, id));
                 if let Some(p) = self.parked.get_mut(&role) {
                     p.remove(&(seq, slot));
                     if p.is_empty() {
@@ -646,7 +689,8 @@ impl Scheduler {
                     }
                 }
             }
-            Stage::Announced { reserved, .. } => {
+            Stage::Announced { reserved, closes_at } => {
+                self.timers.remove(&(closes_at, TimerKind::CloseAuction, id));
                 self.release(reserved);
                 if let Some(o) = self.open.get_mut(&role) {
                     o.remove(&slot);

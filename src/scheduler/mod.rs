@@ -583,9 +583,9 @@ impl Scheduler {
     }
 
     fn status_at(&self, e: &Entry) -> TaskStatus {
-        match (&e.phase, e.soft.stage) {
-            (Phase::Ready, Stage::Announced { .. }) => TaskStatus::Announced,
-            (phase, _) => events::status_of(phase),
+        match e.soft.stage {
+            Stage::Announced { .. } if e.phase.awaits_award() => TaskStatus::Announced,
+            _ => events::status_of(&e.phase),
         }
     }
 

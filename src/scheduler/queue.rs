@@ -75,9 +75,9 @@ impl Scheduler {
         self.leave_auction(slot);
         let seq = self.next_seq();
         let e = &mut self.tasks[slot];
-        e.soft.stage = Stage::Parked { seq };
-        e.soft.no_bids_for = Duration::ZERO;
         let at = (e.ready_at + self.cfg.no_worker_timeout).max(now);
+        e.soft.stage = Stage::Parked { seq, deadline: at };
+        e.soft.no_bids_for = Duration::ZERO;
         let (id, role) = (e.task.id, e.role);
         self.parked.entry(role).or_default().insert((seq, slot));
         self.timers.insert((at, TimerKind::NoWorker, id));

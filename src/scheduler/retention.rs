@@ -15,7 +15,8 @@ impl Scheduler {
     /// Evicts finished tasks past their retention and sets a timer for the
     /// next one to age out.
     pub(super) fn retain(&mut self, now: Duration) {
-        let r = self.cfg.retention.clone();
+        let r = &self.cfg.retention;
+        let (max_tasks, max_bytes, max_age) = (r.max_tasks, r.max_bytes, r.max_age);
         let mut ids = Vec::new();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
@@ -28,14 +29,17 @@ impl Scheduler {
                 continue;
             }
             let finished_at = e.finished_at.unwrap_or(now);
-            let over = finished > r.max_tasks || bytes > r.max_bytes;
-            let old = finished_at + r.max_age <= now;
-            if !(over || old) || ids.len() >= MAX_EVICT_PER_STEP {
-                if !over && !old {
-                    let nil = TaskId(uuid::Uuid::nil());
-                    self.timers
-                        .insert((finished_at + r.max_age, TimerKind::Retention, nil));
-                }
+            let over = finished > max_tasks || bytes > max_bytes;
+            let old = finished_at + max_age <= now;
+            let nil = TaskId(uuid::Uuid::nil());
+            if !(over || old) {
+                self.timers
+                    .insert((finished_at + max_age, TimerKind::Retention, nil));
+                break;
+            }
+            if ids.len() >= MAX_EVICT_PER_STEP {
+                // More is due: come back at once, in a step of its own.
+                self.timers.insert((now, TimerKind::Retention, nil));
                 break;
             }
             self.evictable.pop_front();

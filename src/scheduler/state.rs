@@ -261,8 +261,9 @@ pub(super) enum Stage {
     Idle,
     /// In its role's queue under `key`.
     Queued { key: QueueKey },
-    /// No registered worker could take it; waiting for one.
-    Parked { seq: u64 },
+    /// No registered worker could take it; waiting for one until
+    /// `deadline`.
+    Parked { seq: u64, deadline: Duration },
     /// Out of line after an auction without an award or a refusal, until
     /// its timer for `until` puts it back.
     Backoff { until: Duration },

@@ -27,7 +27,9 @@ impl Scheduler {
     }
 
     pub(super) fn register(&mut self, node: NodeId, mut specs: Vec<WorkerSpec>, now: Duration) {
-        specs.dedup_by(|a, b| a.name == b.name);
+        // A name listed twice counts once (the first).
+        let mut seen = std::collections::BTreeSet::new();
+        specs.retain(|s| seen.insert(s.name.clone()));
         let keep = |name: &str| specs.iter().any(|s| s.name == name);
         let gone: Vec<WorkerId> = self.by_node.get(&node).map_or_else(Vec::new, |names| {
             let gone = names.iter().filter(|(name, _)| !keep(name));
