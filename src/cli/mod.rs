@@ -4,6 +4,7 @@ mod config;
 mod node;
 mod output;
 mod submit;
+mod tuning;
 
 use std::process::ExitCode;
 use std::time::Duration;
