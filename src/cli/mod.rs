@@ -44,11 +44,23 @@ pub enum Command {
     /// Run a peer: listen, join the mesh, host workers, maybe become admin.
     Node(Box<node::NodeArgs>),
     /// Submit a task file (TOML or JSON) and wait for its results.
+    ///
+    /// Exits 0 only when every task completed or was skipped (its trigger
+    /// rule did not fire); 1 when any failed, was cancelled, or finished
+    /// but was evicted before its report was read.
     Submit(submit::SubmitArgs),
     /// Show tasks known to the admin: by id, or the most recent ones.
+    ///
+    /// A task that finished and was evicted after the admin's retention is
+    /// shown as evicted; an id the admin never saw is an error (exit 1).
     Status(submit::StatusArgs),
     /// Cancel tasks by id: running attempts are stopped, dependents follow
     /// their trigger rules.
+    ///
+    /// Prints `ID<TAB>OUTCOME` per id: `cancelled`, `already <status>` (it
+    /// had finished), `evicted` (finished, report no longer kept) or
+    /// `unknown`. Exits 0 when every id was cancelled or had already
+    /// finished, 2 when some id was unknown or evicted.
     Cancel(cancel::CancelArgs),
     /// List the workers connected to the admin.
     Workers(submit::WorkersArgs),

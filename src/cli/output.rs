@@ -140,15 +140,16 @@ impl<'a> From<&'a AttemptRecord> for AttemptLine<'a> {
     }
 }
 
-/// A task whose report the admin no longer keeps, as a JSON line.
-pub struct Evicted(pub TaskId);
-
-impl JsonLine for Evicted {
-    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
-        let line = serde_json::json!({ "id": self.0.to_string(), "status": "evicted" });
-        serde_json::to_writer(out, &line)?;
-        Ok(())
+/// Tasks whose reports the admin no longer keeps, as JSON lines
+/// `{"id": …, "status": "evicted"}`.
+pub fn evicted_lines(ids: &[TaskId]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for id in ids {
+        let line = serde_json::json!({ "id": id.to_string(), "status": "evicted" });
+        serde_json::to_writer(&mut out, &line)?;
+        writeln!(out)?;
     }
+    Ok(())
 }
 
 /// Serialises items as one JSON object per line.

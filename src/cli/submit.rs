@@ -80,10 +80,10 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let ids = node.submit_batch(tasks).await?;
-    let ids_names: HashMap<TaskId, String> = ids.iter().copied().zip(names.iter().cloned()).collect();
+    let names: HashMap<TaskId, String> = ids.iter().copied().zip(names).collect();
     if a.no_wait {
-        for (id, name) in ids.iter().zip(&names) {
-            println!("{id}\t{name}");
+        for id in &ids {
+            println!("{id}\t{}", names[id]);
         }
         node.shutdown().await;
         return Ok(ExitCode::SUCCESS);
@@ -98,25 +98,13 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
         None => wait.await?,
     };
-    if a.json {
-        output::json_lines(&done.reports)?;
-        output::json_lines(
-            &done
-                .evicted
-                .iter()
-                .map(|&id| output::Evicted(id))
-                .collect::<Vec<_>>(),
-        )?;
-    } else {
-        output::task_table(&done.reports);
-    }
-    for id in &done.evicted {
-        let name = ids_names.get(id).map_or("?", |n| n.as_str());
-        eprintln!("task {name} ({id}) finished, but the admin evicted it before its report was read");
-    }
+    done.print(a.json, &names)?;
     node.shutdown().await;
-    let ok = done.evicted.is_empty() && done.reports.iter().all(|r| r.status.is_success());
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if done.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Exit 1 when some id is unknown; an evicted id is reported, not an error.
@@ -140,7 +128,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     if a.json {
         output::json_lines(&known)?;
-        output::json_lines(&evicted.iter().map(|&id| output::Evicted(id)).collect::<Vec<_>>())?;
+        output::evicted_lines(&evicted)?;
     } else {
         if a.ids.is_empty() || !known.is_empty() {
             output::task_table(&known);
@@ -173,6 +161,28 @@ pub async fn workers(a: WorkersArgs) -> anyhow::Result<ExitCode> {
 struct Followed {
     reports: Vec<TaskReport>,
     evicted: Vec<TaskId>,
+}
+
+impl Followed {
+    /// Every task completed or was skipped, and none went unread.
+    fn succeeded(&self) -> bool {
+        self.evicted.is_empty() && self.reports.iter().all(|r| r.status.is_success())
+    }
+
+    /// Results on stdout (a table, or JSON lines); unread tasks on stderr.
+    fn print(&self, json: bool, names: &HashMap<TaskId, String>) -> anyhow::Result<()> {
+        if json {
+            output::json_lines(&self.reports)?;
+            output::evicted_lines(&self.evicted)?;
+        } else {
+            output::task_table(&self.reports);
+        }
+        for id in &self.evicted {
+            let name = names.get(id).map_or("?", |n| n.as_str());
+            eprintln!("task {name} ({id}) finished, but the admin evicted it before its report was read");
+        }
+        Ok(())
+    }
 }
 
 /// Waits for every task, showing progress on stderr as tasks finish: a bar
