@@ -14,19 +14,47 @@
 //! difficulty = 5
 //! depends_on = ["prep"]
 //! timeout_ms = 10000
+//! retries = 2
+//! priority = 10
+//!
+//! [[task]]
+//! name = "cleanup"
+//! role = "worker"
+//! depends_on = ["process"]
+//! trigger = "all_done"
 //! ```
 //!
 //! JSON files have the same shape: `{"task": [{"name": "prep", ...}]}`.
 //! Inputs are bytes: `input` is the text's UTF-8, `input_file` the file's
 //! bytes (relative to the task file), `input_json` the value as JSON text.
+//!
+//! # Fields
+//!
+//! | field | meaning | unit, range | absent | 0 |
+//! |---|---|---|---|---|
+//! | `name` | unique in the file; dependents name it | text | required | |
+//! | `role` | only workers of this role bid | text, not empty | required | |
+//! | `difficulty` | a worker needs skill ≥ difficulty | 0..=2³²−1 | 0 | anyone may take it |
+//! | `depends_on` | tasks that must finish first (by name) | names in this file | none | |
+//! | `timeout_ms` | execution timeout of one attempt | ms, 0..=30 days | the admin's `--task-timeout` | no limit |
+//! | `queue_timeout_ms` | how long the task may wait ready without an award before it fails | ms, 0..=30 days | the admin's `--queue-timeout` | no limit |
+//! | `deadline_ms` | total deadline from submission: past it the task fails whatever it is doing | ms, 0..=30 days | the admin's `--deadline` | no deadline |
+//! | `retries` | how often a retryable failure (a command's exit 75, a signal, a timeout) is retried | 0..=100 | the admin's `--retries` (0) | never retried |
+//! | `max_attempts` | how many attempts may be *lost* (worker gone, lease expired) before the task fails | 1..=100 | the admin's `--max-attempts` (3) | refused |
+//! | `priority` | higher runs first among ready tasks of a role (waiting raises it) | −1,000,000..=1,000,000 | 0 | the default |
+//! | `trigger` | when the task runs, given how its dependencies ended: `"all_success"` (all completed), `"one_failed"` (a fallback: at least one failed; skipped otherwise), `"all_done"` (a cleanup: always) | one of the three | `"all_success"` | |
+//!
+//! Everything is checked before anything is sent. A value of the wrong type
+//! or out of range is refused with the file, the line and column, and the
+//! task's name (see [`TaskFileError::Value`]); unknown fields are refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::scheduler::dag::{self, Limits};
-use crate::task::{Payload, Task};
+use crate::task::{Payload, Task, Trigger, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
 
 /// What is wrong with a task file. Every variant says where.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +77,20 @@ pub enum TaskFileError {
         /// 1-based column.
         column: usize,
         /// The parser's message.
+        message: String,
+    },
+    /// A task has a field of the wrong type, out of range, or unknown.
+    #[error("{path}:{line}:{column}: task {task}: {message}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The task's name, quoted, or its position (`#2`) when it has none.
+        task: String,
+        /// What is wrong.
         message: String,
     },
     /// A task is wrong in a way the parser cannot see.
@@ -78,6 +120,8 @@ struct FileShape {
     task: Vec<TaskShape>,
 }
 
+/// One task as written; the table in the module documentation says what
+/// each field means.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TaskShape {
@@ -90,7 +134,79 @@ struct TaskShape {
     input_json: Option<serde_json::Value>,
     #[serde(default)]
     depends_on: Vec<String>,
+    #[serde(default, deserialize_with = "timeout_ms")]
     timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "queue_timeout_ms")]
+    queue_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "deadline_ms")]
+    deadline_ms: Option<u64>,
+    #[serde(default, deserialize_with = "retries")]
+    retries: Option<u32>,
+    #[serde(default, deserialize_with = "max_attempts")]
+    max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "priority")]
+    priority: i32,
+    #[serde(default, deserialize_with = "trigger")]
+    trigger: Trigger,
+}
+
+// Range checks run inside the parser, so that a refusal carries the line
+// and column of the value. Integers are read as i64 (TOML's integer), so a
+// negative number is "out of range" rather than a type error.
+
+/// An integer field within `lo..=hi`.
+fn ranged<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+    lo: i64,
+    hi: i64,
+    unit: &str,
+) -> Result<i64, D::Error> {
+    let v = i64::deserialize(d)?;
+    if (lo..=hi).contains(&v) {
+        return Ok(v);
+    }
+    Err(serde::de::Error::custom(format!(
+        "{field} = {v} is out of range {lo}..={hi}{unit}"
+    )))
+}
+
+/// A timeout in milliseconds: 0 (no limit) up to 30 days.
+fn timeout<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D::Error> {
+    let max = MAX_TIMEOUT_MS as i64;
+    let v = ranged(d, field, 0, max, " ms (30 days; 0 for no limit)")?;
+    Ok(Some(v as u64))
+}
+
+fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    timeout(d, "timeout_ms")
+}
+
+fn queue_timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    timeout(d, "queue_timeout_ms")
+}
+
+fn deadline_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    timeout(d, "deadline_ms")
+}
+
+fn retries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = ranged(d, "retries", 0, MAX_RETRIES.into(), "")?;
+    Ok(Some(v as u32))
+}
+
+fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = ranged(d, "max_attempts", 1, MAX_RETRIES.into(), "")?;
+    Ok(Some(v as u32))
+}
+
+fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let max = i64::from(MAX_PRIORITY);
+    Ok(ranged(d, "priority", -max, max, "")? as i32)
+}
+
+fn trigger<'de, D: Deserializer<'de>>(d: D) -> Result<Trigger, D::Error> {
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 
 /// Reads a task file (TOML, or JSON when the name ends in `.json` or the
@@ -116,16 +232,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Task>, TaskFileError> {
 }
 
 fn from_json(text: &str, path: &Path) -> Result<FileShape, TaskFileError> {
-    serde_json::from_str(text).map_err(|e| TaskFileError::Syntax {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e
-            .to_string()
-            .split(" at line")
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+    serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line").next().unwrap_or_default();
+        // A well-formed file whose tasks do not fit: name the task.
+        let tasks = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("task").or_else(|| v.get("tasks")).cloned())
+            .and_then(|v| v.as_array().cloned());
+        located(path, e.line(), e.column(), message, tasks.unwrap_or_default())
     })
 }
 
@@ -133,13 +248,61 @@ fn from_toml(text: &str, path: &Path) -> Result<FileShape, TaskFileError> {
     toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, column) = line_col(text, offset);
-        TaskFileError::Syntax {
-            path: path.to_path_buf(),
+        let tasks = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|mut t| t.remove("task").or_else(|| t.remove("tasks")))
+            .and_then(|v| v.as_array().cloned());
+        located(path, line, column, e.message(), tasks.unwrap_or_default())
+    })
+}
+
+/// The error for a parse failure at `line:column`. When the file itself is
+/// well formed, the first task that does not fit the task shape is the one
+/// the parser stopped in (tasks are read in order): the error names it.
+fn located<V>(path: &Path, line: usize, column: usize, message: &str, tasks: Vec<V>) -> TaskFileError
+where
+    V: for<'de> Deserializer<'de> + Clone + TaskName,
+{
+    let culprit = tasks
+        .iter()
+        .enumerate()
+        .find(|(_, t)| TaskShape::deserialize((*t).clone()).is_err());
+    let path = path.to_path_buf();
+    let message = message.to_string();
+    match culprit {
+        Some((i, t)) => TaskFileError::Value {
+            path,
             line,
             column,
-            message: e.message().to_string(),
-        }
-    })
+            task: t
+                .task_name()
+                .map_or_else(|| format!("#{}", i + 1), |n| format!("{n:?}")),
+            message,
+        },
+        None => TaskFileError::Syntax {
+            path,
+            line,
+            column,
+            message,
+        },
+    }
+}
+
+/// The `name` of a task read as a generic TOML or JSON value.
+trait TaskName {
+    fn task_name(&self) -> Option<&str>;
+}
+
+impl TaskName for toml::Value {
+    fn task_name(&self) -> Option<&str> {
+        self.get("name")?.as_str()
+    }
+}
+
+impl TaskName for serde_json::Value {
+    fn task_name(&self) -> Option<&str> {
+        self.get("name")?.as_str()
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -168,8 +331,7 @@ fn build(shape: FileShape, path: &Path) -> Result<Vec<Task>, TaskFileError> {
             message,
         };
         let input = input_of(t, base).map_err(task_err)?;
-        let mut task = Task::new(&t.name, &t.role, t.difficulty).with_payload(input);
-        task.timeout_ms = t.timeout_ms;
+        let task = task_of(t, input);
         if ids.insert(t.name.clone(), task.id).is_some() {
             return Err(task_err("two tasks have this name".into()));
         }
@@ -191,6 +353,19 @@ fn build(shape: FileShape, path: &Path) -> Result<Vec<Task>, TaskFileError> {
     };
     dag::validate(&tasks, |_| false, limits).map_err(|e| file_err(e.to_string()))?;
     Ok(tasks)
+}
+
+/// The task a shape describes, with a fresh id and no dependencies yet.
+fn task_of(t: &TaskShape, input: Payload) -> Task {
+    let mut task = Task::new(&t.name, &t.role, t.difficulty).with_payload(input);
+    task.timeout_ms = t.timeout_ms;
+    task.queue_timeout_ms = t.queue_timeout_ms;
+    task.deadline_ms = t.deadline_ms;
+    task.retries = t.retries;
+    task.max_attempts = t.max_attempts;
+    task.priority = t.priority;
+    task.trigger = t.trigger;
+    task
 }
 
 fn input_of(t: &TaskShape, base: &Path) -> Result<Payload, String> {
@@ -229,15 +404,79 @@ mod tests {
     }
 
     #[test]
+    fn every_scheduling_field_reaches_the_task() {
+        let toml = "[[task]]\nname='a'\nrole='w'\ntimeout_ms=1000\nqueue_timeout_ms=0\ndeadline_ms=2592000000\nretries=100\nmax_attempts=1\npriority=-1000000\ntrigger='one_failed'\n";
+        let json = r#"{"task":[{"name":"a","role":"w","timeout_ms":1000,"queue_timeout_ms":0,"deadline_ms":2592000000,"retries":100,"max_attempts":1,"priority":-1000000,"trigger":"one_failed"}]}"#;
+        for (text, file) in [(toml, "f.toml"), (json, "f.json")] {
+            let t = &parse(text, &p(file)).unwrap()[0];
+            assert_eq!(
+                (t.timeout_ms, t.queue_timeout_ms, t.deadline_ms),
+                (Some(1000), Some(0), Some(MAX_TIMEOUT_MS))
+            );
+            assert_eq!((t.retries, t.max_attempts), (Some(100), Some(1)));
+            assert_eq!((t.priority, t.trigger), (-1_000_000, Trigger::OneFailed));
+        }
+        // Absent fields stay with the admin's defaults.
+        let t = &parse("[[task]]\nname='a'\nrole='w'\n", &p("f.toml")).unwrap()[0];
+        assert_eq!((t.timeout_ms, t.retries, t.max_attempts), (None, None, None));
+        assert_eq!((t.priority, t.trigger), (0, Trigger::AllSuccess));
+    }
+
+    #[test]
+    fn bad_values_name_the_file_the_place_and_the_task() {
+        let head = "[[task]]\nname='ok'\nrole='w'\n[[task]]\nname='bad'\nrole='w'\n";
+        let cases = [
+            (
+                "timeout_ms=2592000001",
+                "timeout_ms = 2592000001 is out of range 0..=2592000000",
+            ),
+            ("queue_timeout_ms=-1", "queue_timeout_ms = -1 is out of range"),
+            ("deadline_ms='soon'", "invalid type: string \"soon\""),
+            ("retries=101", "retries = 101 is out of range 0..=100"),
+            ("max_attempts=0", "max_attempts = 0 is out of range 1..=100"),
+            ("max_attempts=101", "max_attempts = 101 is out of range"),
+            (
+                "priority=1000001",
+                "priority = 1000001 is out of range -1000000..=1000000",
+            ),
+            ("priority=1.5", "invalid type: floating point"),
+            ("trigger='sometimes'", "unknown trigger rule \"sometimes\""),
+            ("trigger=1", "invalid type: integer"),
+            ("bogus=1", "unknown field `bogus`"),
+        ];
+        for (line, want) in cases {
+            let e = parse(&format!("{head}{line}\n"), &p("f.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("f.toml:7:"), "{line}: {e}");
+            assert!(e.contains("task \"bad\"") && e.contains(want), "{line}: {e}");
+        }
+        let json = r#"{"task": [{"name": "a", "role": "w"},
+            {"name": "b", "role": "w", "retries": 500}]}"#;
+        let e = parse(json, &p("f.json")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.json:2:") && e.contains("task \"b\": retries = 500"),
+            "{e}"
+        );
+        let e = parse(r#"{"task": [{"role": "w", "trigger": "x"}]}"#, &p("f.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("task #1: unknown trigger rule"), "{e}");
+    }
+
+    #[test]
     fn errors_say_where() {
         let cases = [
             ("[[task]]\nname='a'\nrole=3\n", "f.toml", "f.toml:3:"),
+            ("[[task]]\nname='a'\nrole=\n", "f.toml", "f.toml:3:"),
             ("{\"task\": [ {\"name\": 1} ]}", "f.json", "f.json:1:"),
+            ("{\"task\": [ {\"name\": ", "f.json", "f.json:1:"),
             ("[[task]]\nname='a'\nrole='w'\nbogus=1\n", "f.toml", "unknown field"),
             ("[[task]]\nname='a'\nrole='w'\ndepends_on=['zz']\n", "f.toml", "unknown task \"zz\""),
             ("[[task]]\nname='a'\nrole='w'\n[[task]]\nname='a'\nrole='w'\n", "f.toml", "two tasks have this name"),
             ("[[task]]\nname='a'\nrole='w'\ninput='x'\ninput_json=1\n", "f.toml", "at most one"),
             ("task = []\n", "f.toml", "no tasks"),
+            ("tsk = []\n", "f.toml", "unknown field `tsk`"),
             (
                 "[[task]]\nname='a'\nrole='w'\ndepends_on=['b']\n[[task]]\nname='b'\nrole='w'\ndepends_on=['a']\n",
                 "f.toml",

@@ -1,12 +1,13 @@
 //! The `taskmesh` binary as separate processes joining by multiaddr.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::procs::{json_lines, run_bounded, taskmesh, text, Proc};
+use common::procs::{json_lines, pids_with_cmdline, run_bounded, taskmesh, text, wait_until, Proc};
 use common::LIMIT;
 
 /// Starts `taskmesh ARGS…` as a long-running child.
@@ -19,42 +20,73 @@ fn run(args: &[&str]) -> Output {
     run_bounded(taskmesh(args))
 }
 
-/// An admin process plus worker processes; returns them and the admin address.
-fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
-    let seed_s = seed.to_string();
-    let admin = start(&[
+/// An admin process with `extra` options; returns it and its address.
+fn admin(seed: u64, extra: &[&str]) -> (Proc, String) {
+    let seed = seed.to_string();
+    let mut args = vec![
         "node",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
         "--no-mdns",
         "--seed",
-        &seed_s,
+        &seed,
         "--admin-priority",
         "200",
-        "--no-worker-timeout",
-        "2",
-    ]);
+    ];
+    args.extend(extra);
+    let admin = start(&args);
     let addr = admin.expect_line("listening on ", "");
+    (admin, addr)
+}
+
+/// A worker-only process joining `addr` with a command worker `spec`
+/// running `command`, plus `extra` options.
+fn exec_worker(addr: &str, spec: &str, command: &[&str], extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--join",
+        addr,
+        "--no-admin",
+        "--exec",
+        spec,
+    ];
+    args.extend(extra);
+    args.push("--");
+    args.extend(command);
+    start(&args)
+}
+
+/// An admin process plus worker processes; returns them and the admin address.
+fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
+    let (admin, addr) = admin(seed, &["--no-worker-timeout", "2"]);
     let mut procs = vec![admin];
     for (i, w) in workers.iter().enumerate() {
-        let s = (seed + 1 + i as u64).to_string();
-        procs.push(start(&[
-            "node",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--no-mdns",
-            "--seed",
-            &s,
-            "--join",
-            &addr,
-            "--worker",
-            w,
-            "--work-ms",
-            work_ms,
-            "--no-admin",
-        ]));
+        procs.push(echo_worker(&addr, seed + 1 + i as u64, w, work_ms));
     }
     (procs, addr)
+}
+
+/// A worker-only process joining `addr` with a built-in echo worker.
+fn echo_worker(addr: &str, seed: u64, spec: &str, work_ms: &str) -> Proc {
+    let seed = seed.to_string();
+    start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        &seed,
+        "--join",
+        addr,
+        "--worker",
+        spec,
+        "--work-ms",
+        work_ms,
+        "--no-admin",
+    ])
 }
 
 #[test]
@@ -251,7 +283,25 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["submit", bad, "--no-mdns"], "bad.toml:3:"),
         (vec!["submit", cyc, "--no-mdns"], "cycle"),
         (vec!["submit", dep, "--no-mdns"], "unknown task \"ghost\""),
-        (vec!["status", "not-a-uuid"], "invalid value"),
+        (vec!["status", "not-a-uuid"], "is not a task id"),
+        (vec!["cancel", "not-a-uuid", "--no-mdns"], "is not a task id"),
+        (vec!["cancel", "--no-mdns"], "required"),
+        (
+            vec!["node", "--retries", "101"],
+            "--retries: 101 is out of range 0 to 100",
+        ),
+        (
+            vec!["node", "--max-attempts", "0"],
+            "--max-attempts: 0 is out of range 1 to 100",
+        ),
+        (
+            vec!["node", "--task-timeout=-1"],
+            "--task-timeout: -1 is out of range",
+        ),
+        (
+            vec!["node", "--lease", "0"],
+            "--lease: 0 is out of range 0.1 to 3600 seconds",
+        ),
         (vec!["workers", "--no-mdns"], "nothing to join"),
         (vec!["node", "--exec", "a:b:1"], "PROGRAM ARGS"),
         (
@@ -415,4 +465,302 @@ fn sigterm_lets_a_running_task_finish_and_exits_zero() {
         "the running task finished during the grace period: {s}"
     );
     assert_eq!(s["output"], "done");
+}
+
+/// Writes a task file into `dir`; returns its path.
+fn task_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    file.to_str().unwrap().to_string()
+}
+
+/// A submission's JSON lines by task name.
+fn by_name(out: &Output) -> HashMap<String, serde_json::Value> {
+    let lines = json_lines(out).into_iter();
+    lines
+        .map(|l| (l["name"].as_str().unwrap().to_string(), l))
+        .collect()
+}
+
+/// `taskmesh cancel ARGS… --join addr --no-mdns`.
+fn cancel(addr: &str, args: &[&str]) -> Output {
+    let mut all = vec!["cancel"];
+    all.extend(args);
+    all.extend(["--join", addr, "--no-mdns"]);
+    run(&all)
+}
+
+#[test]
+fn a_task_file_with_every_new_field_reaches_the_admin() {
+    let (_admin, addr) = admin(71, &["--no-worker-timeout", "30"]);
+    let _echo = echo_worker(&addr, 72, "Echo:worker:9", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let ok = r#"
+[[task]]
+name = "first"
+role = "worker"
+input = "hi"
+timeout_ms = 5000
+queue_timeout_ms = 10000
+deadline_ms = 20000
+retries = 1
+max_attempts = 2
+priority = 5
+trigger = "all_success"
+
+[[task]]
+name = "fallback"
+role = "worker"
+depends_on = ["first"]
+trigger = "one_failed"
+"#;
+    let out = submit_json(&addr, &task_file(&dir, "ok.toml", ok), 1);
+    assert!(
+        out.status.success(),
+        "skipped is a success: {}",
+        text(&out.stderr)
+    );
+    let t = by_name(&out);
+    assert_eq!(
+        (&t["first"]["status"], &t["first"]["output"]),
+        (&"completed".into(), &"hi".into())
+    );
+    assert_eq!(t["fallback"]["status"], "skipped", "{}", t["fallback"]);
+    let h = &t["first"]["history"][0];
+    assert_eq!(
+        (&h["number"], &h["worker"], &h["outcome"]),
+        (&1.into(), &"Echo".into(), &"completed".into())
+    );
+    assert!(
+        h["started_ms"].as_u64().unwrap() > 0 && h["duration_ms"].is_u64(),
+        "{h}"
+    );
+
+    // Limits reach the admin: each failure names its own value.
+    let limits = r#"
+[[task]]
+name = "stranded"
+role = "nobody"
+queue_timeout_ms = 300
+
+[[task]]
+name = "late"
+role = "nobody"
+queue_timeout_ms = 0
+deadline_ms = 400
+
+[[task]]
+name = "cleanup"
+role = "worker"
+depends_on = ["stranded"]
+trigger = "all_done"
+priority = -3
+"#;
+    let out = submit_json(&addr, &task_file(&dir, "limits.toml", limits), 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = by_name(&out);
+    let error = |name: &str| t[name]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error("stranded").contains("queue timeout of 300 ms"),
+        "{}",
+        t["stranded"]
+    );
+    assert!(error("late").contains("deadline of 400 ms"), "{}", t["late"]);
+    assert_eq!(t["cleanup"]["status"], "completed", "{}", t["cleanup"]);
+
+    // A pending task with every field set can be cancelled, once.
+    let parked = "[[task]]\nname='parked'\nrole='nobody'\ntimeout_ms=0\nqueue_timeout_ms=0\n\
+                  deadline_ms=0\nretries=3\nmax_attempts=5\npriority=-7\ntrigger='all_done'\n";
+    let id = submit_no_wait(&addr, parked);
+    assert_eq!(status_of(&addr, &id)["status"], "pending");
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{id}\tcancelled\n"));
+    assert_eq!(status_of(&addr, &id)["status"], "cancelled");
+    let again = cancel(&addr, &[&id, "--json"]);
+    assert_eq!(again.status.code(), Some(0));
+    let line = json_lines(&again).pop().unwrap();
+    assert_eq!(
+        (&line["outcome"], &line["status"]),
+        (&"already_finished".into(), &"cancelled".into())
+    );
+    let unknown = cancel(&addr, &[&id, "6f1c8a5e-0000-4000-8000-000000000000"]);
+    assert_eq!(unknown.status.code(), Some(2), "an unknown id fails the command");
+    assert!(
+        text(&unknown.stdout).ends_with("000000000000\tunknown\n"),
+        "{}",
+        text(&unknown.stdout)
+    );
+}
+
+#[test]
+fn out_of_range_or_mistyped_task_fields_are_refused_naming_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "[[task]]\nname = 'fine'\nrole = 'w'\n\n[[task]]\nname = 'wrong'\nrole = 'w'\n";
+    let cases = [
+        ("retries = 101", "retries = 101 is out of range 0..=100"),
+        ("max_attempts = 0", "max_attempts = 0 is out of range 1..=100"),
+        (
+            "timeout_ms = 2592000001",
+            "timeout_ms = 2592000001 is out of range",
+        ),
+        ("queue_timeout_ms = -5", "queue_timeout_ms = -5 is out of range"),
+        (
+            "priority = 1000001",
+            "priority = 1000001 is out of range -1000000..=1000000",
+        ),
+        ("priority = 'high'", "invalid type: string \"high\""),
+        ("trigger = 'sometimes'", "unknown trigger rule \"sometimes\""),
+        ("deadline_ms = 1.5", "invalid type: floating point"),
+    ];
+    for (i, (line, want)) in cases.iter().enumerate() {
+        let file = task_file(&dir, &format!("bad{i}.toml"), &format!("{head}{line}\n"));
+        let out = run(&["submit", &file, "--no-mdns"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        let at = format!("bad{i}.toml:8:");
+        assert!(
+            err.contains(&at) && err.contains("task \"wrong\"") && err.contains(want),
+            "{line}: {err}"
+        );
+    }
+    let json = r#"{"task": [{"name": "j", "role": "w", "trigger": "never"}]}"#;
+    let out = run(&["submit", &task_file(&dir, "bad.json", json), "--no-mdns"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.json:1:") && err.contains("task \"j\": unknown trigger rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_command_and_its_process() {
+    let (_admin, addr) = admin(81, &[]);
+    let script = "sleep 41.2345";
+    let worker = exec_worker(&addr, "sleeper:sleep:1", &["sh", "-c", script], &[]);
+    let node = worker.child.id();
+    let id = submit_no_wait(&addr, "[[task]]\nname = \"nap\"\nrole = \"sleep\"\n");
+    wait_status(&addr, &id, "running");
+    // The worker node's own command line holds the script too: skip it.
+    wait_until("the command runs", || {
+        !pids_with_cmdline("41.2345", &[node]).is_empty()
+    });
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{id}\tcancelled\n"));
+    let s = wait_status(&addr, &id, "cancelled");
+    let outcome = s["history"][0]["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("aborted"), "{s}");
+    wait_until("the command is gone", || {
+        pids_with_cmdline("41.2345", &[node]).is_empty()
+    });
+}
+
+#[test]
+fn a_command_exiting_75_is_retried_then_fails_with_every_attempt() {
+    let (_admin, addr) = admin(91, &[]);
+    let _worker = exec_worker(
+        &addr,
+        "flaky:flaky:1",
+        &["sh", "-c", "echo busy >&2; exit 75"],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "t.toml",
+        "[[task]]\nname = 'again'\nrole = 'flaky'\nretries = 2\n",
+    );
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = json_lines(&out).pop().unwrap();
+    assert_eq!(
+        (&t["status"], &t["attempts"]),
+        (&"failed".into(), &3.into()),
+        "{t}"
+    );
+    let history = t["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{t}");
+    for a in history {
+        let outcome = a["outcome"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("failed (retryable)") && outcome.contains("busy"),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn the_admins_task_timeout_stops_a_hanging_command() {
+    let (_admin, addr) = admin(101, &["--task-timeout", "1"]);
+    let worker = exec_worker(&addr, "hang:hang:1", &["sleep", "100000"], &[]);
+    let node = worker.child.id();
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'stuck'\nrole = 'hang'\n");
+    let started = Instant::now();
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let t = json_lines(&out).pop().unwrap();
+    let error = t["error"].as_str().unwrap();
+    assert!(error.contains("did not finish within 1000 ms"), "{t}");
+    wait_until("sleep is gone", || {
+        pids_with_cmdline("sleep 100000", &[node]).is_empty()
+    });
+}
+
+#[test]
+fn a_command_writing_20_mb_fails_promptly_and_its_status_still_works() {
+    let (_admin, addr) = admin(111, &[]);
+    let _worker = exec_worker(&addr, "big:big:1", &["head", "-c", "20000000", "/dev/zero"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'flood'\nrole = 'big'\n");
+    let started = Instant::now();
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let t = json_lines(&out).pop().unwrap();
+    let error = t["error"].as_str().unwrap();
+    // The command worker stops reading at the limit, so its message names
+    // the limit and not the 20,000,000 bytes written: "head wrote more than
+    // 8388608 bytes, over the limit of 8388608". Naming the size written
+    // needs the worker (library) to count what it drops.
+    assert!(
+        error.contains("more than 8388608 bytes") && error.contains("limit of 8388608"),
+        "{t}"
+    );
+    let id = t["id"].as_str().unwrap();
+    let s = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
+    assert!(s.status.success(), "{}", text(&s.stderr));
+    assert_eq!(json_lines(&s)[0]["status"], "failed");
+}
+
+#[test]
+fn an_evicted_task_is_reported_as_evicted_not_unknown() {
+    let (_admin, addr) = admin(121, &["--retention-age", "0"]);
+    let _echo = echo_worker(&addr, 122, "Echo:worker:9", "1");
+    let id = submit_no_wait(&addr, "[[task]]\nname = \"brief\"\nrole = \"worker\"\n");
+    let mut last = None;
+    wait_until("the task is evicted", || {
+        let out = run(&["status", &id, "--join", &addr, "--no-mdns"]);
+        let evicted = text(&out.stdout).contains("finished, and was evicted");
+        last = Some(out);
+        evicted
+    });
+    let out = last.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("unknown"), "{}", text(&out.stderr));
+    let json = run(&["status", &id, "--join", &addr, "--no-mdns", "--json"]);
+    assert_eq!(json_lines(&json)[0]["status"], "evicted");
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), format!("{id}\tevicted\n"));
 }

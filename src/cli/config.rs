@@ -1,11 +1,12 @@
 //! The node's TOML configuration file (`taskmesh node --config FILE`).
-//! Every key mirrors a command-line option; flags given on the command line
-//! override the file.
+//! Every key mirrors a command-line option (`--task-timeout` is
+//! `task_timeout`); flags given on the command line override the file.
+//! Seconds may be written as integers or decimals.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use taskmesh::builtin::WorkerArg;
 use taskmesh::Multiaddr;
 
@@ -42,13 +43,47 @@ pub struct NodeFile {
     pub seed: Option<u64>,
     pub admin: Option<bool>,
     pub admin_priority: Option<u8>,
+    #[serde(default, deserialize_with = "seconds")]
     pub admin_wait: Option<f64>,
     pub workers: Option<Vec<String>>,
     #[serde(default)]
     pub exec: Vec<ExecEntry>,
     pub work_ms: Option<u64>,
+    #[serde(default, deserialize_with = "seconds")]
     pub no_worker_timeout: Option<f64>,
+    #[serde(default, deserialize_with = "seconds")]
     pub grace: Option<f64>,
+    // Task limits, leases and retention: see `tuning`.
+    #[serde(default, deserialize_with = "seconds")]
+    pub task_timeout: Option<f64>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub queue_timeout: Option<f64>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub deadline: Option<f64>,
+    pub retries: Option<u32>,
+    pub max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub lease: Option<f64>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub kill_grace: Option<f64>,
+    pub retention_tasks: Option<usize>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub retention_age: Option<f64>,
+    pub retention_mib: Option<usize>,
+}
+
+/// Seconds as TOML writes them: an integer (`5`) or a float (`0.5`).
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a number of seconds")]
+    enum Secs {
+        Int(i64),
+        Float(f64),
+    }
+    Ok(Some(match Secs::deserialize(d)? {
+        Secs::Int(i) => i as f64,
+        Secs::Float(f) => f,
+    }))
 }
 
 impl NodeFile {
@@ -109,5 +144,21 @@ command = ["sha256sum"]
         assert_eq!((spec.slots, program.as_str()), (1, "sha256sum"));
         let err = toml::from_str::<NodeFile>("lisen = []").unwrap_err().to_string();
         assert!(err.contains("lisen") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn seconds_are_integers_or_decimals() {
+        let f: NodeFile = toml::from_str("kill_grace = 0\nlease = 0.5\nretention_mib = 3\n").unwrap();
+        assert_eq!(
+            (f.kill_grace, f.lease, f.retention_mib),
+            (Some(0.0), Some(0.5), Some(3))
+        );
+        let err = toml::from_str::<NodeFile>("grace = 'soon'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a number of seconds") && err.contains("line 1"),
+            "{err}"
+        );
     }
 }

@@ -1,16 +1,18 @@
 //! Command-line definitions and the code behind each subcommand.
 
+mod cancel;
 mod config;
 mod node;
 mod output;
 mod submit;
+mod tuning;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use taskmesh::{Multiaddr, NodeConfig};
+use taskmesh::{Multiaddr, Node, NodeConfig, TaskId};
 
 /// taskmesh: a peer-to-peer task-processing mesh.
 ///
@@ -40,11 +42,26 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a peer: listen, join the mesh, host workers, maybe become admin.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Submit a task file (TOML or JSON) and wait for its results.
+    ///
+    /// Exits 0 only when every task completed or was skipped (its trigger
+    /// rule did not fire); 1 when any failed, was cancelled, or finished
+    /// but was evicted before its report was read.
     Submit(submit::SubmitArgs),
     /// Show tasks known to the admin: by id, or the most recent ones.
+    ///
+    /// A task that finished and was evicted after the admin's retention is
+    /// shown as evicted; an id the admin never saw is an error (exit 1).
     Status(submit::StatusArgs),
+    /// Cancel tasks by id: running attempts are stopped, dependents follow
+    /// their trigger rules.
+    ///
+    /// Prints `ID<TAB>OUTCOME` per id: `cancelled`, `already <status>` (it
+    /// had finished), `evicted` (finished, report no longer kept) or
+    /// `unknown`. Exits 0 when every id was cancelled or had already
+    /// finished, 2 when some id was unknown or evicted.
+    Cancel(cancel::CancelArgs),
     /// List the workers connected to the admin.
     Workers(submit::WorkersArgs),
     /// List the peers connected to the admin, with the workers each hosts.
@@ -83,6 +100,43 @@ impl MeshArgs {
         }
         Ok(cfg)
     }
+
+    /// Starts a client node (no workers, never admin) and waits for an
+    /// admin. Fails fast when every `--join` address is unreachable and
+    /// mDNS is off.
+    pub async fn client(&self) -> anyhow::Result<Node> {
+        if self.join.is_empty() && self.no_mdns {
+            anyhow::bail!("nothing to join: give --join MULTIADDR or allow mDNS");
+        }
+        let mut cfg = self.config()?.not_admin();
+        cfg.listen = vec![];
+        let wait = cfg.admin_wait;
+        let joins = cfg.join.len();
+        let only_joins = !cfg.mdns;
+        let node = Node::start(cfg, vec![]).await?;
+        let state = node
+            .wait_for_state(wait, |s| {
+                s.admin.is_some() || (only_joins && s.failed_joins.len() == joins)
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("no admin found within {wait:?}; is the mesh reachable?"))?;
+        if state.admin.is_none() {
+            let why: Vec<String> = state
+                .failed_joins
+                .iter()
+                .map(|(a, e)| format!("{a}: {e}"))
+                .collect();
+            anyhow::bail!("cannot reach the mesh: {}", why.join("; "));
+        }
+        Ok(node)
+    }
+}
+
+/// A task id from the command line, with a clearer message than uuid's.
+pub fn task_id(s: &str) -> Result<TaskId, String> {
+    s.parse().map_err(|e| {
+        format!("{s:?} is not a task id ({e}); task ids are uuids as `submit --no-wait` prints them")
+    })
 }
 
 /// Seconds as a duration, refusing negative and non-finite values.
@@ -111,9 +165,10 @@ pub fn init_logging(cli: &Cli) {
 /// Runs the chosen command; the exit code says whether it succeeded.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Node(a) => node::run(a).await,
+        Command::Node(a) => node::run(*a).await,
         Command::Submit(a) => submit::run(a).await,
         Command::Status(a) => submit::status(a).await,
+        Command::Cancel(a) => cancel::run(a).await,
         Command::Workers(a) => submit::workers(a).await,
         Command::Peers(a) => submit::peers(a).await,
     }

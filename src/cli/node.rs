@@ -12,6 +12,7 @@ use taskmesh::builtin::{CommandWorker, EchoWorker, WorkerArg};
 use taskmesh::{identity, Multiaddr, Node, Worker};
 
 use super::config::{exec_entry, NodeFile};
+use super::tuning::TuningArgs;
 use super::{secs, MeshArgs};
 
 /// The port a node listens on unless told otherwise.
@@ -23,7 +24,9 @@ pub const DEFAULT_PORT: u16 = 7411;
 pub struct NodeArgs {
     /// TOML file with any of these options (keys: listen, join, mdns, mesh,
     /// key, seed, admin, admin_priority, admin_wait, workers, [[exec]],
-    /// work_ms, no_worker_timeout, grace).
+    /// work_ms, no_worker_timeout, grace, task_timeout, queue_timeout,
+    /// deadline, retries, max_attempts, lease, kill_grace, retention_tasks,
+    /// retention_age, retention_mib).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/7411].
@@ -69,6 +72,8 @@ pub struct NodeArgs {
     /// Seconds to let running tasks finish on Ctrl-C or SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub grace: Option<f64>,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 }
 
 /// Flags over file over defaults.
@@ -115,8 +120,9 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     let no_worker = pick(a.no_worker_timeout, file.no_worker_timeout, 5.0);
     cfg.scheduler.no_worker_timeout = secs(no_worker).context("--no-worker-timeout")?;
     let grace = secs(pick(a.grace, file.grace, 10.0)).context("--grace")?;
+    a.tuning.apply(&file, a.config.as_deref(), &mut cfg)?;
     let step = Duration::from_millis(pick(a.work_ms, file.work_ms, 10));
-    let workers = build_workers(&a, &file, step)?;
+    let workers = build_workers(&a, &file, step, cfg.runtime.kill_grace)?;
     let node = Node::start(cfg, workers.iter().map(|(w, _)| w.clone()).collect()).await?;
     let mut printed = Vec::new();
     {
@@ -167,12 +173,19 @@ fn print_new_addrs(
     out.flush()
 }
 
-/// The node's workers, each with a word on what it runs.
+/// The node's workers, each with a word on what it runs. Commands get
+/// `kill_grace` between SIGTERM and SIGKILL when stopped.
 fn build_workers(
     a: &NodeArgs,
     file: &NodeFile,
     step: Duration,
+    kill_grace: Duration,
 ) -> anyhow::Result<Vec<(Arc<dyn Worker>, String)>> {
+    let command = |spec: WorkerArg, program: &String, args: &[String]| {
+        let mut w = CommandWorker::new(spec, program.clone(), args.to_vec());
+        w.term_grace = kill_grace;
+        Arc::new(w)
+    };
     let mut out: Vec<(Arc<dyn Worker>, String)> = Vec::new();
     let builtin = if a.workers.is_empty() {
         file.worker_args()?
@@ -186,7 +199,7 @@ fn build_workers(
         for e in &file.exec {
             let (spec, program, args) = exec_entry(e)?;
             let what = format!("runs {}", e.command.join(" "));
-            out.push((Arc::new(CommandWorker::new(spec, program, args)), what));
+            out.push((command(spec, &program, &args), what));
         }
     } else {
         let Some((program, args)) = a.command.split_first() else {
@@ -194,10 +207,7 @@ fn build_workers(
         };
         for spec in &a.exec {
             let what = format!("runs {}", a.command.join(" "));
-            out.push((
-                Arc::new(CommandWorker::new(spec.clone(), program.clone(), args.to_vec())),
-                what,
-            ));
+            out.push((command(spec.clone(), program, args), what));
         }
     }
     if !a.command.is_empty() && a.exec.is_empty() {

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use serde::Serialize;
-use taskmesh::{TaskReport, WorkerInfo};
+use taskmesh::task::AttemptRecord;
+use taskmesh::{TaskId, TaskReport, TaskStatus, WorkerInfo};
 
 /// Text of a payload: UTF-8 if it is, else a byte count.
 fn payload_text(bytes: &[u8]) -> String {
@@ -15,6 +16,8 @@ fn payload_text(bytes: &[u8]) -> String {
 
 fn result_text(r: &TaskReport) -> String {
     match (&r.output, &r.error) {
+        // "cancelled: …" and "skipped: …" say what they are.
+        (_, Some(e)) if r.status != TaskStatus::Failed => e.to_string(),
         (_, Some(e)) => format!("error: {e}"),
         (Some(o), None) => payload_text(o.as_bytes()),
         (None, None) => String::new(),
@@ -38,16 +41,17 @@ fn bids_text(r: &TaskReport) -> String {
 pub fn task_table(reports: &[TaskReport]) {
     let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:width$}  {:>4}  {:9}  {:14}  {:36}  {:>7}  RESULT",
-        "TASK", "DIFF", "STATUS", "WORKER", "BIDS", "TIME"
+        "{:width$}  {:>4}  {:9}  {:14}  {:>8}  {:36}  {:>7}  RESULT",
+        "TASK", "DIFF", "STATUS", "WORKER", "ATTEMPTS", "BIDS", "TIME"
     );
     for r in reports {
         println!(
-            "{:width$}  {:>4}  {:9}  {:14}  {:36}  {:>5}ms  {}",
+            "{:width$}  {:>4}  {:9}  {:14}  {:>8}  {:36}  {:>5}ms  {}",
             r.name,
             r.difficulty,
             r.status.to_string(),
             r.worker.as_deref().unwrap_or("-"),
+            r.attempts,
             bids_text(r),
             r.elapsed_ms,
             result_text(r),
@@ -101,11 +105,51 @@ struct TaskLine<'a> {
     worker: Option<&'a str>,
     node: Option<String>,
     attempts: u32,
+    history: Vec<AttemptLine<'a>>,
     elapsed_ms: u64,
     bids: Vec<&'a str>,
     reason: Option<&'a str>,
     output: Option<String>,
     error: Option<String>,
+}
+
+/// One attempt in a task's JSON `history`.
+#[derive(Serialize)]
+struct AttemptLine<'a> {
+    number: u32,
+    worker: &'a str,
+    node: &'a str,
+    /// Wall-clock milliseconds since the Unix epoch when it was awarded.
+    started_ms: u64,
+    /// `null` while it runs.
+    duration_ms: Option<u64>,
+    /// How it ended, as text ("completed", "failed (retryable): …", …).
+    outcome: String,
+}
+
+impl<'a> From<&'a AttemptRecord> for AttemptLine<'a> {
+    fn from(a: &'a AttemptRecord) -> Self {
+        AttemptLine {
+            number: a.number,
+            worker: &a.worker,
+            node: a.node.as_str(),
+            started_ms: a.started_ms,
+            duration_ms: a.duration_ms,
+            outcome: a.outcome.to_string(),
+        }
+    }
+}
+
+/// Tasks whose reports the admin no longer keeps, as JSON lines
+/// `{"id": …, "status": "evicted"}`.
+pub fn evicted_lines(ids: &[TaskId]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for id in ids {
+        let line = serde_json::json!({ "id": id.to_string(), "status": "evicted" });
+        serde_json::to_writer(&mut out, &line)?;
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 /// Serialises items as one JSON object per line.
@@ -135,6 +179,7 @@ impl JsonLine for TaskReport {
             worker: self.worker.as_deref(),
             node: self.node.as_ref().map(|n| n.to_string()),
             attempts: self.attempts,
+            history: self.history.iter().map(AttemptLine::from).collect(),
             elapsed_ms: self.elapsed_ms,
             bids: self
                 .auction

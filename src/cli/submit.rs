@@ -1,4 +1,4 @@
-//! Client commands: `submit`, `status` and `workers`.
+//! Client commands: `submit`, `status`, `workers` and `peers`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use clap::Args;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
+use taskmesh::scheduler::Lookup;
 use taskmesh::{Node, TaskId, TaskReport};
 
 use super::output;
@@ -39,6 +40,7 @@ pub struct SubmitArgs {
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Task ids (uuids); none lists the most recent tasks (up to 1000).
+    #[arg(value_parser = super::task_id)]
     pub ids: Vec<TaskId>,
     #[command(flatten)]
     pub mesh: MeshArgs,
@@ -67,39 +69,10 @@ pub struct WorkersArgs {
     pub json: bool,
 }
 
-/// Starts a client node (no workers, never admin) and waits for an admin.
-/// Fails fast when every `--join` address is unreachable and mDNS is off.
-async fn client(mesh: &MeshArgs) -> anyhow::Result<Node> {
-    if mesh.join.is_empty() && mesh.no_mdns {
-        anyhow::bail!("nothing to join: give --join MULTIADDR or allow mDNS");
-    }
-    let mut cfg = mesh.config()?.not_admin();
-    cfg.listen = vec![];
-    let wait = cfg.admin_wait;
-    let joins = cfg.join.len();
-    let only_joins = !cfg.mdns;
-    let node = Node::start(cfg, vec![]).await?;
-    let state = node
-        .wait_for_state(wait, |s| {
-            s.admin.is_some() || (only_joins && s.failed_joins.len() == joins)
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("no admin found within {wait:?}; is the mesh reachable?"))?;
-    if state.admin.is_none() {
-        let why: Vec<String> = state
-            .failed_joins
-            .iter()
-            .map(|(a, e)| format!("{a}: {e}"))
-            .collect();
-        anyhow::bail!("cannot reach the mesh: {}", why.join("; "));
-    }
-    Ok(node)
-}
-
 pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     existing(&a.file, "task file")?;
     let tasks = taskmesh::taskfile::load(&a.file)?;
-    let node = client(&a.mesh).await?;
+    let node = a.mesh.client().await?;
     if a.wait_workers > 0 {
         node.wait_for_workers(a.wait_workers, Duration::from_secs(30))
             .await
@@ -107,15 +80,16 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let ids = node.submit_batch(tasks).await?;
+    let names: HashMap<TaskId, String> = ids.iter().copied().zip(names).collect();
     if a.no_wait {
-        for (id, name) in ids.iter().zip(&names) {
-            println!("{id}\t{name}");
+        for id in &ids {
+            println!("{id}\t{}", names[id]);
         }
         node.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
     let wait = follow(&node, ids);
-    let reports = match a.timeout {
+    let done = match a.timeout {
         Some(t) => {
             let limit = secs(t).context("--timeout")?;
             tokio::time::timeout(limit, wait)
@@ -124,39 +98,44 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
         None => wait.await?,
     };
-    if a.json {
-        output::json_lines(&reports)?;
-    } else {
-        output::task_table(&reports);
-    }
+    done.print(a.json, &names)?;
     node.shutdown().await;
-    let ok = reports.iter().all(|r| r.succeeded());
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if done.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
+/// Exit 1 when some id is unknown; an evicted id is reported, not an error.
 pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let node = client(&a.mesh).await?;
-    let reports = node.tasks(a.ids.clone()).await?;
+    let node = a.mesh.client().await?;
+    let lookups = node.lookup(a.ids.clone()).await;
     node.shutdown().await;
-    let mut known = Vec::new();
-    let mut unknown = false;
-    if a.ids.is_empty() {
-        known.extend(reports.into_iter().flatten());
-    } else {
-        for (id, r) in a.ids.iter().zip(reports) {
-            match r {
-                Some(r) => known.push(r),
-                None => {
-                    eprintln!("error: unknown task id {id}");
-                    unknown = true;
-                }
+    let (mut known, mut evicted, mut unknown) = (Vec::new(), Vec::new(), false);
+    // Without ids the admin lists recent tasks, all found.
+    let ids = a.ids.iter().map(Some).chain(std::iter::repeat(None));
+    for (id, lookup) in ids.zip(lookups?) {
+        match (lookup, id) {
+            (Lookup::Found(r), _) => known.push(*r),
+            (Lookup::Evicted, Some(&id)) => evicted.push(id),
+            (Lookup::Unknown, Some(id)) => {
+                eprintln!("error: unknown task id {id}");
+                unknown = true;
             }
+            (_, None) => {}
         }
     }
     if a.json {
         output::json_lines(&known)?;
+        output::evicted_lines(&evicted)?;
     } else {
-        output::task_table(&known);
+        if a.ids.is_empty() || !known.is_empty() {
+            output::task_table(&known);
+        }
+        for id in &evicted {
+            println!("{id}  finished, and was evicted after its retention: its report is no longer kept");
+        }
     }
     Ok(if unknown {
         ExitCode::from(1)
@@ -166,7 +145,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn workers(a: WorkersArgs) -> anyhow::Result<ExitCode> {
-    let node = client(&a.mesh).await?;
+    let node = a.mesh.client().await?;
     let workers = node.connected_workers().await?;
     node.shutdown().await;
     if a.json {
@@ -177,18 +156,62 @@ pub async fn workers(a: WorkersArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `follow` saw: the reports in submission order, and the tasks that
+/// finished but were evicted before their reports were read.
+struct Followed {
+    reports: Vec<TaskReport>,
+    evicted: Vec<TaskId>,
+}
+
+impl Followed {
+    /// Every task completed or was skipped, and none went unread.
+    fn succeeded(&self) -> bool {
+        self.evicted.is_empty() && self.reports.iter().all(|r| r.status.is_success())
+    }
+
+    /// Results on stdout (a table, or JSON lines); unread tasks on stderr.
+    fn print(&self, json: bool, names: &HashMap<TaskId, String>) -> anyhow::Result<()> {
+        if json {
+            output::json_lines(&self.reports)?;
+            output::evicted_lines(&self.evicted)?;
+        } else {
+            output::task_table(&self.reports);
+        }
+        for id in &self.evicted {
+            let name = names.get(id).map_or("?", |n| n.as_str());
+            eprintln!("task {name} ({id}) finished, but the admin evicted it before its report was read");
+        }
+        Ok(())
+    }
+}
+
 /// Waits for every task, showing progress on stderr as tasks finish: a bar
 /// on a terminal, one line per finished task otherwise.
-async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Vec<TaskReport>> {
+async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Followed> {
     let mut progress = Progress::new(ids.len());
     let mut done: HashMap<TaskId, TaskReport> = HashMap::new();
+    let mut evicted = Vec::new();
     let mut pending = ids.clone();
     while !pending.is_empty() {
-        for r in node.wait_any(pending.clone()).await? {
-            progress.finished(&r);
-            done.insert(r.id, r);
+        match node.wait_any(pending.clone()).await {
+            Ok(reports) => {
+                for r in reports {
+                    progress.finished(&r);
+                    done.insert(r.id, r);
+                }
+            }
+            // A task evicted before we read it (a short retention) fails
+            // the wait; anything else is a real error.
+            Err(e) => {
+                let gone = evicted_among(node, &pending).await;
+                if gone.is_empty() {
+                    return Err(e.into());
+                }
+                progress.evicted(gone.len());
+                evicted.extend(gone);
+            }
         }
-        pending.retain(|id| !done.contains_key(id));
+        pending.retain(|id| !done.contains_key(id) && !evicted.contains(id));
         // Each round names every pending id: pace the rounds so a large
         // batch does not turn progress into a flood of requests.
         if !pending.is_empty() {
@@ -196,7 +219,17 @@ async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Vec<TaskReport>
         }
     }
     progress.close();
-    Ok(ids.iter().filter_map(|id| done.remove(id)).collect())
+    let reports = ids.iter().filter_map(|id| done.remove(id)).collect();
+    Ok(Followed { reports, evicted })
+}
+
+/// The ids among `ids` that the admin says were evicted.
+async fn evicted_among(node: &Node, ids: &[TaskId]) -> Vec<TaskId> {
+    let Ok(lookups) = node.lookup(ids.to_vec()).await else {
+        return Vec::new();
+    };
+    let gone = ids.iter().zip(lookups).filter(|(_, l)| *l == Lookup::Evicted);
+    gone.map(|(id, _)| *id).collect()
 }
 
 /// Progress on stderr.
@@ -221,7 +254,7 @@ impl Progress {
     }
 
     fn finished(&mut self, r: &TaskReport) {
-        if r.succeeded() {
+        if r.status.is_success() {
             self.ok += 1;
         } else {
             self.failed += 1;
@@ -232,9 +265,15 @@ impl Progress {
         let who = r.worker.as_deref().unwrap_or("-");
         let n = self.ok + self.failed;
         eprintln!(
-            "[{n}/{}] {} {} (worker {who}, {} ms)",
-            self.total, r.name, r.status, r.elapsed_ms
+            "[{n}/{}] {} {} (worker {who}, {} ms, attempts {})",
+            self.total, r.name, r.status, r.elapsed_ms, r.attempts
         );
+    }
+
+    /// Tasks finished without a report to show count as not successful.
+    fn evicted(&mut self, n: usize) {
+        self.failed += n;
+        self.draw();
     }
 
     fn draw(&self) {
@@ -246,7 +285,7 @@ impl Progress {
         let filled = (done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
         let (bar, rest) = ("#".repeat(filled), ".".repeat(WIDTH - filled));
         eprint!(
-            "\r[{bar}{rest}] {done}/{} done, {} failed",
+            "\r[{bar}{rest}] {done}/{} done, {} not successful",
             self.total, self.failed
         );
         let _ = std::io::stderr().flush();
@@ -260,7 +299,7 @@ impl Progress {
 }
 
 pub async fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
-    let node = client(&a.mesh).await?;
+    let node = a.mesh.client().await?;
     let peers = node.peers().await?;
     node.shutdown().await;
     if a.json {

@@ -101,3 +101,29 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
+
+/// Processes whose command line contains `needle` (arguments joined by
+/// spaces), except `except`: a way to see whether a program a worker
+/// started is still alive. Zombies have an empty command line and so never
+/// match.
+pub fn pids_with_cmdline(needle: &str, except: &[u32]) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let pids = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|pid| !except.contains(pid) && *pid != std::process::id())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            text(&cmdline).replace('\0', " ").contains(needle)
+        })
+        .collect()
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test after `LIMIT`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {LIMIT:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
