@@ -2,8 +2,10 @@
 //!
 //! [`Harness`] owns a [`Scheduler`], a virtual clock and everything the
 //! scheduler said, and plays the workers' side with small helpers (`bid`,
-//! `accept`, `report_ok`, ...). Scenario tests in the submodules read top to
-//! bottom; `property` drives random DAGs over random worker pools.
+//! `accept`, `report_ok`, ...). It records the scheduler's events, and when
+//! a test ends it checks that they rebuild the same ledger (see `ledger`).
+//! Scenario tests in the submodules read top to bottom; `property` drives
+//! random DAGs over random worker pools.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::task::{AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, 
 
 mod awards;
 mod faults;
+mod ledger;
 mod lifecycle;
 mod property;
 mod retries;
@@ -126,7 +129,20 @@ struct Harness {
     assigned: BTreeMap<TaskId, (NodeId, Assignment)>,
     /// Every assignment, in order.
     assign_log: Vec<(NodeId, Assignment)>,
+    /// Every event the scheduler applied, in order.
+    events: Vec<Event>,
     token: u64,
+}
+
+/// A test that ends well also shows that its events rebuild its ledger.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.events.extend(self.s.take_events());
+        ledger::assert_replays(&self.s, &self.events, self.now);
+    }
 }
 
 impl Harness {
@@ -135,8 +151,10 @@ impl Harness {
     }
 
     fn with(cfg: SchedulerConfig) -> Self {
+        let mut s = Scheduler::new(cfg);
+        s.record_events();
         Harness {
-            s: Scheduler::new(cfg),
+            s,
             now: Duration::ZERO,
             log: Vec::new(),
             last: Vec::new(),
@@ -144,6 +162,7 @@ impl Harness {
             rounds: BTreeMap::new(),
             assigned: BTreeMap::new(),
             assign_log: Vec::new(),
+            events: Vec::new(),
             token: 0,
         }
     }
@@ -169,6 +188,7 @@ impl Harness {
                 _ => {}
             }
         }
+        self.events.extend(self.s.take_events());
         self.log.extend(out.iter().map(|o| (self.now, o.clone())));
         self.last = out.clone();
         out
