@@ -17,13 +17,16 @@ impl Scheduler {
     pub(super) fn retain(&mut self, now: Duration) {
         let r = self.cfg.retention.clone();
         let mut ids = Vec::new();
+        // A task can be in line twice (finished, then needed again by a new
+        // dependent that finished too): choose it once.
+        let mut chosen = std::collections::HashSet::new();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
         while let Some(&(slot, id)) = self.evictable.front() {
             // Entries that no longer match (evicted, slot reused, needed
             // again by a new dependent) are dropped from the line.
             let e = &self.tasks[slot];
-            if e.task.id != id || !e.phase.is_final() || e.holders > 0 {
+            if e.task.id != id || !e.phase.is_final() || e.holders > 0 || chosen.contains(&id) {
                 self.evictable.pop_front();
                 continue;
             }
@@ -41,6 +44,7 @@ impl Scheduler {
             self.evictable.pop_front();
             finished -= 1;
             bytes = bytes.saturating_sub(e.bytes());
+            chosen.insert(id);
             ids.push(id);
         }
         if !ids.is_empty() {
