@@ -584,7 +584,7 @@ impl Scheduler {
 
     fn status_at(&self, e: &Entry) -> TaskStatus {
         match (&e.phase, e.soft.stage) {
-            (Phase::Ready, Stage::Announced { .. }) => TaskStatus::Announced,
+            (Phase::Ready | Phase::Retrying { .. }, Stage::Announced { .. }) => TaskStatus::Announced,
             (phase, _) => events::status_of(phase),
         }
     }
