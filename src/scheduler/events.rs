@@ -281,6 +281,10 @@ impl Scheduler {
                         let e = &mut self.tasks[slot];
                         e.history.pop();
                         e.phase = Phase::Ready;
+                        // Still waiting since it became ready: its queue
+                        // timer may have fired (and been dropped) meanwhile.
+                        let since = e.ready_at;
+                        self.set_ready_at(slot, since);
                         self.ready.push(slot);
                         self.changed(slot, TaskStatus::Pending);
                     }
