@@ -5,13 +5,15 @@
 //! `accept`, `report_ok`, ...). It records the scheduler's events, and when
 //! a test ends it checks that they rebuild the same ledger (see `ledger`).
 //! Scenario tests in the submodules read top to bottom; `property` drives
-//! random DAGs over random worker pools.
+//! random DAGs over random worker pools on a faulty simulated mesh.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::task::{AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerSpec};
+use crate::task::{
+    AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, Trigger, WorkerSpec,
+};
 
 mod awards;
 mod faults;
