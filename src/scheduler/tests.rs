@@ -16,11 +16,14 @@ use crate::task::{
 };
 
 mod awards;
+mod cancel;
 mod faults;
+mod leases;
 mod ledger;
 mod lifecycle;
 mod property;
 mod retries;
+mod retrying;
 
 // ---- building blocks ------------------------------------------------------
 
@@ -362,6 +365,46 @@ impl Harness {
         }
     }
 
+    /// A node renews the leases of `held`; returns the pairs the scheduler
+    /// told it to abort.
+    fn renew(&mut self, node: &str, held: &[(TaskId, u32)]) -> Vec<(TaskId, u32)> {
+        let node = NodeId::new(node);
+        let out = self.step(Input::Renew {
+            node: node.clone(),
+            held: held.to_vec(),
+        });
+        aborts_to(&out, &node)
+    }
+
+    /// Cancels `ids`; returns one outcome per id.
+    fn cancel(&mut self, ids: &[TaskId]) -> Vec<CancelOutcome> {
+        self.token += 1;
+        let token = self.token;
+        let out = self.step(Input::Cancel {
+            token,
+            ids: ids.to_vec(),
+        });
+        out.into_iter()
+            .find_map(|o| match o {
+                Output::Cancelled { token: t, outcomes } if t == token => Some(outcomes),
+                _ => None,
+            })
+            .expect("every cancellation is answered")
+    }
+
+    /// Pairs the most recent input told `node` to abort.
+    fn last_aborts(&self, node: &str) -> Vec<(TaskId, u32)> {
+        aborts_to(&self.last, &NodeId::new(node))
+    }
+
+    /// When the task's latest retry may start, from the ledger's events.
+    fn retry_until(&self, id: TaskId) -> Option<u64> {
+        self.events.iter().rev().find_map(|e| match e {
+            Event::RetryScheduled { task, until_ms } if *task == id => Some(*until_ms),
+            _ => None,
+        })
+    }
+
     fn status(&self, id: TaskId) -> Option<TaskStatus> {
         self.s.status(&id)
     }
@@ -419,6 +462,14 @@ impl Harness {
             })
             .collect()
     }
+}
+
+fn aborts_to(out: &[Output], node: &NodeId) -> Vec<(TaskId, u32)> {
+    let aborts = out.iter().filter_map(|o| match o {
+        Output::Abort { node: n, attempts } if n == node => Some(attempts.clone()),
+        _ => None,
+    });
+    aborts.flatten().collect()
 }
 
 fn announce_batches(out: &[Output]) -> Vec<Vec<TaskId>> {
