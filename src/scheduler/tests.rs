@@ -21,9 +21,11 @@ mod faults;
 mod leases;
 mod ledger;
 mod lifecycle;
+mod priority;
 mod property;
 mod retries;
 mod retrying;
+mod triggers;
 
 // ---- building blocks ------------------------------------------------------
 
