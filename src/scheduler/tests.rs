@@ -23,8 +23,10 @@ mod ledger;
 mod lifecycle;
 mod priority;
 mod property;
+mod retention;
 mod retries;
 mod retrying;
+mod timeouts;
 mod triggers;
 
 // ---- building blocks ------------------------------------------------------
