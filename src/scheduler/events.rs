@@ -282,6 +282,10 @@ impl Scheduler {
                         let e = &mut self.tasks[slot];
                         e.history.pop();
                         e.phase = Phase::Ready;
+                        // Still waiting since it became ready: its queue
+                        // timer may have fired (and been dropped) meanwhile.
+                        let since = e.ready_at;
+                        self.set_ready_at(slot, since);
                         self.ready.push(slot);
                         self.changed(slot, TaskStatus::Pending);
                     }
@@ -561,7 +565,12 @@ impl Scheduler {
             self.changed(slot, status);
             for i in 0..self.tasks[slot].deps.len() {
                 let d = self.tasks[slot].deps[i];
-                self.tasks[d].holders -= 1;
+                let dep = &mut self.tasks[d];
+                dep.holders -= 1;
+                // A finished task waits for nothing: it leaves the lists of
+                // dependencies still running, which would otherwise notify
+                // its slot after it is evicted and reused by another task.
+                dep.dependents.retain(|&x| x != slot);
                 self.maybe_evictable(d);
             }
             self.maybe_evictable(slot);

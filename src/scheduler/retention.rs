@@ -18,13 +18,16 @@ impl Scheduler {
         let r = &self.cfg.retention;
         let (max_tasks, max_bytes, max_age) = (r.max_tasks, r.max_bytes, r.max_age);
         let mut ids = Vec::new();
+        // A task can be in line twice (finished, then needed again by a new
+        // dependent that finished too): choose it once.
+        let mut chosen = std::collections::HashSet::new();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
         while let Some(&(slot, id)) = self.evictable.front() {
             // Entries that no longer match (evicted, slot reused, needed
             // again by a new dependent) are dropped from the line.
             let e = &self.tasks[slot];
-            if e.task.id != id || !e.phase.is_final() || e.holders > 0 {
+            if e.task.id != id || !e.phase.is_final() || e.holders > 0 || chosen.contains(&id) {
                 self.evictable.pop_front();
                 continue;
             }
@@ -45,6 +48,7 @@ impl Scheduler {
             self.evictable.pop_front();
             finished -= 1;
             bytes = bytes.saturating_sub(e.bytes());
+            chosen.insert(id);
             ids.push(id);
         }
         if !ids.is_empty() {

@@ -198,7 +198,8 @@ pub(super) struct Entry {
     pub(super) awards: u32,
     /// Every attempt the worker took, oldest first.
     pub(super) history: Vec<Attempt>,
-    /// Tasks waiting for this one (emptied once it finishes).
+    /// Tasks waiting for this one (a waiting task leaves the list when it
+    /// finishes; emptied once this one finishes).
     pub(super) dependents: Vec<Slot>,
     /// Unfinished tasks that depend on this one: it is kept (not evicted)
     /// while they may still need its output.

@@ -2,20 +2,32 @@
 //!
 //! [`Harness`] owns a [`Scheduler`], a virtual clock and everything the
 //! scheduler said, and plays the workers' side with small helpers (`bid`,
-//! `accept`, `report_ok`, ...). Scenario tests in the submodules read top to
-//! bottom; `property` drives random DAGs over random worker pools.
+//! `accept`, `report_ok`, ...). It records the scheduler's events, and when
+//! a test ends it checks that they rebuild the same ledger (see `ledger`).
+//! Scenario tests in the submodules read top to bottom; `property` drives
+//! random DAGs over random worker pools on a faulty simulated mesh.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::task::{AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, WorkerSpec};
+use crate::task::{
+    AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, Trigger, WorkerSpec,
+};
 
 mod awards;
+mod cancel;
 mod faults;
+mod leases;
+mod ledger;
 mod lifecycle;
+mod priority;
 mod property;
+mod retention;
 mod retries;
+mod retrying;
+mod timeouts;
+mod triggers;
 
 // ---- building blocks ------------------------------------------------------
 
@@ -126,7 +138,20 @@ struct Harness {
     assigned: BTreeMap<TaskId, (NodeId, Assignment)>,
     /// Every assignment, in order.
     assign_log: Vec<(NodeId, Assignment)>,
+    /// Every event the scheduler applied, in order.
+    events: Vec<Event>,
     token: u64,
+}
+
+/// A test that ends well also shows that its events rebuild its ledger.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.events.extend(self.s.take_events());
+        ledger::assert_replays(&self.s, &self.events, self.now);
+    }
 }
 
 impl Harness {
@@ -135,8 +160,10 @@ impl Harness {
     }
 
     fn with(cfg: SchedulerConfig) -> Self {
+        let mut s = Scheduler::new(cfg);
+        s.record_events();
         Harness {
-            s: Scheduler::new(cfg),
+            s,
             now: Duration::ZERO,
             log: Vec::new(),
             last: Vec::new(),
@@ -144,6 +171,7 @@ impl Harness {
             rounds: BTreeMap::new(),
             assigned: BTreeMap::new(),
             assign_log: Vec::new(),
+            events: Vec::new(),
             token: 0,
         }
     }
@@ -169,6 +197,7 @@ impl Harness {
                 _ => {}
             }
         }
+        self.events.extend(self.s.take_events());
         self.log.extend(out.iter().map(|o| (self.now, o.clone())));
         self.last = out.clone();
         out
@@ -340,6 +369,46 @@ impl Harness {
         }
     }
 
+    /// A node renews the leases of `held`; returns the pairs the scheduler
+    /// told it to abort.
+    fn renew(&mut self, node: &str, held: &[(TaskId, u32)]) -> Vec<(TaskId, u32)> {
+        let node = NodeId::new(node);
+        let out = self.step(Input::Renew {
+            node: node.clone(),
+            held: held.to_vec(),
+        });
+        aborts_to(&out, &node)
+    }
+
+    /// Cancels `ids`; returns one outcome per id.
+    fn cancel(&mut self, ids: &[TaskId]) -> Vec<CancelOutcome> {
+        self.token += 1;
+        let token = self.token;
+        let out = self.step(Input::Cancel {
+            token,
+            ids: ids.to_vec(),
+        });
+        out.into_iter()
+            .find_map(|o| match o {
+                Output::Cancelled { token: t, outcomes } if t == token => Some(outcomes),
+                _ => None,
+            })
+            .expect("every cancellation is answered")
+    }
+
+    /// Pairs the most recent input told `node` to abort.
+    fn last_aborts(&self, node: &str) -> Vec<(TaskId, u32)> {
+        aborts_to(&self.last, &NodeId::new(node))
+    }
+
+    /// When the task's latest retry may start, from the ledger's events.
+    fn retry_until(&self, id: TaskId) -> Option<u64> {
+        self.events.iter().rev().find_map(|e| match e {
+            Event::RetryScheduled { task, until_ms } if *task == id => Some(*until_ms),
+            _ => None,
+        })
+    }
+
     fn status(&self, id: TaskId) -> Option<TaskStatus> {
         self.s.status(&id)
     }
@@ -397,6 +466,14 @@ impl Harness {
             })
             .collect()
     }
+}
+
+fn aborts_to(out: &[Output], node: &NodeId) -> Vec<(TaskId, u32)> {
+    let aborts = out.iter().filter_map(|o| match o {
+        Output::Abort { node: n, attempts } if n == node => Some(attempts.clone()),
+        _ => None,
+    });
+    aborts.flatten().collect()
 }
 
 fn announce_batches(out: &[Output]) -> Vec<Vec<TaskId>> {
