@@ -81,8 +81,10 @@ impl Scheduler {
     fn late_bid(&mut self, slot: Slot, id: WorkerId, bid: Bid, now: Duration) {
         let w = &self.workers[id];
         let e = &self.tasks[slot];
-        // The worker that refused the task cannot take it back early.
-        let refused = e.soft.refused_by == Some(id);
+        // The worker that refused the task, or whose attempt at it just
+        // failed or was lost, cannot take it back early: the next round lets
+        // another capable worker win first.
+        let refused = e.soft.refused_by == Some(id) || self.last_failed_worker(slot) == Some(id);
         if !bid.willing || refused || w.spec.skill < e.task.difficulty || w.free() == 0 {
             return;
         }

@@ -17,6 +17,13 @@ impl Scheduler {
                 max: self.cfg.max_unfinished,
             });
         }
+        // An id stays taken after its task is evicted (while remembered).
+        if let Some(t) = tasks.iter().find(|t| self.evicted.contains(&t.id)) {
+            return Err(SubmitError::DuplicateId {
+                id: t.id,
+                name: t.name.clone(),
+            });
+        }
         let limits = dag::Limits {
             max_payload: self.cfg.max_payload,
             max_batch: self.cfg.max_batch,
@@ -188,7 +195,7 @@ impl Scheduler {
         let h = crate::task::mix64(hi ^ lo ^ u64::from(failures));
         // 0.75 + 0.5 * h/2^64, in thousandths.
         let per_mille = 750 + (h % 501);
-        Some(base * per_mille as u32 / 1000)
+        Some((base * per_mille as u32 / 1000).min(self.cfg.max_retry_delay))
     }
 
     /// Cancels one task: a running attempt is aborted, dependents follow
