@@ -122,7 +122,8 @@ impl CommandWorker {
         cmd
     }
 
-    /// Feeds stdin while reading stdout (up to `max_output + 1` bytes) and
+    /// Feeds stdin while reading stdout (keeping up to `max_output + 1`
+    /// bytes, counting the rest so an error can name the size) and
     /// stderr (its tail), so no pipe fills up. As soon as the program exits,
     /// the rest of its group is killed: background children holding the
     /// pipes would otherwise keep the task open.
@@ -131,7 +132,7 @@ impl CommandWorker {
         child: &mut Child,
         input: Vec<u8>,
         group: &ProcessGroup,
-    ) -> (io::Result<ExitStatus>, io::Result<Vec<u8>>, Vec<u8>) {
+    ) -> (io::Result<ExitStatus>, io::Result<(Vec<u8>, u64)>, Vec<u8>) {
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let feed = async move {
             if let Some(mut stdin) = stdin {
@@ -142,10 +143,15 @@ impl CommandWorker {
         let limit = self.max_output as u64 + 1;
         let read_out = async move {
             let mut buf = Vec::new();
-            if let Some(stdout) = stdout {
-                stdout.take(limit).read_to_end(&mut buf).await?;
+            let mut total = 0;
+            if let Some(mut stdout) = stdout {
+                total = (&mut stdout).take(limit).read_to_end(&mut buf).await? as u64;
+                if total == limit {
+                    // Over the limit: drain and count the rest, storing none.
+                    total += tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await?;
+                }
             }
-            Ok(buf)
+            Ok((buf, total))
         };
         let read_err = async move {
             match stderr {
@@ -175,17 +181,18 @@ impl CommandWorker {
     fn judge(
         &self,
         status: io::Result<ExitStatus>,
-        out: io::Result<Vec<u8>>,
+        out: io::Result<(Vec<u8>, u64)>,
         err: &[u8],
     ) -> Result<Vec<u8>, ProcessError> {
         let program = &self.program;
         let status = status.map_err(|e| ProcessError::retryable(format!("waiting for {program}: {e}")))?;
-        let out = out.map_err(|e| ProcessError::retryable(format!("reading output of {program}: {e}")))?;
-        // Before the status: a program cut off at the limit may die of
-        // SIGPIPE, which would read as a retryable failure.
+        let (out, total) =
+            out.map_err(|e| ProcessError::retryable(format!("reading output of {program}: {e}")))?;
+        // Before the status: a program whose output was over the limit fails
+        // permanently whatever its exit.
         if out.len() > self.max_output {
             let max = self.max_output;
-            let message = format!("{program} wrote more than {max} bytes, over the limit of {max}");
+            let message = format!("{program} wrote {total} bytes, over the limit of {max}");
             return Err(ProcessError::permanent(message));
         }
         if status.success() {

@@ -26,6 +26,8 @@ struct Waiter {
     ids: Vec<TaskId>,
     remaining: usize,
     answer: Answer<Vec<TaskReport>>,
+    /// The ids kept from eviction for this waiter (`Scheduler::watch`).
+    watched: Vec<TaskId>,
 }
 
 /// How many tasks a status call without ids lists: the most recent ones.
@@ -338,9 +340,12 @@ impl EventLoop {
         }
         let token = state.next_token;
         state.next_token += 1;
+        let mut watched = Vec::new();
         for id in &ids {
             if state.sched.status(id).is_some_and(|s| !s.is_final()) {
                 state.by_task.entry(*id).or_default().push(token);
+                state.sched.watch(*id);
+                watched.push(*id);
             }
         }
         if let Some(d) = max_wait {
@@ -354,8 +359,21 @@ impl EventLoop {
                 ids,
                 remaining,
                 answer,
+                watched,
             },
         );
+    }
+
+    /// Answers a waiter with the reports of its final tasks, and lets them
+    /// be evicted again.
+    fn answer_waiter(&mut self, w: Waiter) {
+        let reports = self.final_reports(&w.ids, self.frame_budget());
+        if let Some(state) = self.sched.as_mut() {
+            for id in &w.watched {
+                state.sched.unwatch(id);
+            }
+        }
+        self.answer(w.answer, reports, wire_reports);
     }
 
     /// Feeds the scheduler one input and carries out everything it answers,
@@ -385,8 +403,7 @@ impl EventLoop {
             }
             state.wait_deadlines.pop_first();
             if let Some(w) = state.waiters.remove(&token) {
-                let reports = self.final_reports(&w.ids, self.frame_budget());
-                self.answer(w.answer, reports, wire_reports);
+                self.answer_waiter(w);
             }
         }
     }
@@ -475,8 +492,7 @@ impl EventLoop {
             }
         }
         for w in done {
-            let reports = self.final_reports(&w.ids, self.frame_budget());
-            self.answer(w.answer, reports, wire_reports);
+            self.answer_waiter(w);
         }
     }
 }

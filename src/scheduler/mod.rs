@@ -124,8 +124,9 @@ pub struct SchedulerConfig {
     /// Longest delay between retries. Default 30 s.
     pub max_retry_delay: Duration,
     /// How long an attempt's lease lasts from its award or last renewal.
-    /// Nodes renew every third of it by default, so a dead or paused worker
-    /// is found within this time. Default 2 s.
+    /// Nodes renew every quarter of it by default
+    /// (`NodeConfig::renew_interval`), so a dead or paused worker is found
+    /// within this time. Default 2 s.
     pub lease: Duration,
     /// Waiting this long raises a ready task's effective priority by one.
     /// Default 1 s.
@@ -361,6 +362,8 @@ pub struct Scheduler {
     abort: BTreeMap<NodeId, Vec<(TaskId, u32)>>,
     /// Events applied, kept when recording is on.
     recorded: Option<Vec<Event>>,
+    /// Tasks clients wait on, with how many waits: never evicted meanwhile.
+    watched: HashMap<TaskId, u32>,
 }
 
 impl Scheduler {
@@ -400,6 +403,7 @@ impl Scheduler {
             assign: BTreeMap::new(),
             abort: BTreeMap::new(),
             recorded: None,
+            watched: HashMap::new(),
         }
     }
 
@@ -473,6 +477,28 @@ impl Scheduler {
         }
         self.pump(now);
         self.retain(now);
+    }
+
+    /// Keeps a task from eviction while a client waits on it (the driver
+    /// answers waiters after the step in which their tasks finished, and
+    /// eviction must not take the report first). Each `watch` needs one
+    /// [`Scheduler::unwatch`].
+    pub fn watch(&mut self, id: TaskId) {
+        *self.watched.entry(id).or_default() += 1;
+    }
+
+    /// Ends one `watch`; the last one lets the task be evicted again.
+    pub fn unwatch(&mut self, id: &TaskId) {
+        let Some(n) = self.watched.get_mut(id) else { return };
+        *n -= 1;
+        if *n == 0 {
+            self.watched.remove(id);
+            if let Some(slot) = self.slot(id) {
+                if self.tasks[slot].phase.is_final() && self.tasks[slot].holders == 0 {
+                    self.evictable.push_back((slot, *id));
+                }
+            }
+        }
     }
 
     /// When the driver must next send [`Input::Tick`].

@@ -23,6 +23,7 @@ impl Scheduler {
         let mut chosen = std::collections::HashSet::new();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
+        let nil = TaskId(uuid::Uuid::nil());
         while let Some(&(slot, id)) = self.evictable.front() {
             // Entries that no longer match (evicted, slot reused, needed
             // again by a new dependent) are dropped from the line.
@@ -32,9 +33,14 @@ impl Scheduler {
                 continue;
             }
             let finished_at = e.finished_at.unwrap_or(now);
+            if self.watched.contains_key(&id) {
+                // A client waits on it: kept until it has its answer
+                // (`unwatch` puts it back in line).
+                self.evictable.pop_front();
+                continue;
+            }
             let over = finished > max_tasks || bytes > max_bytes;
             let old = finished_at + max_age <= now;
-            let nil = TaskId(uuid::Uuid::nil());
             if !(over || old) {
                 self.timers
                     .insert((finished_at + max_age, TimerKind::Retention, nil));

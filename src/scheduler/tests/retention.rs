@@ -210,3 +210,28 @@ fn an_evicted_dependents_reused_slot_is_not_woken_by_the_old_dependency() {
     let deps: Vec<_> = h.assigned[&t].1.deps.iter().map(|d| d.id).collect();
     assert_eq!(deps, [ie]);
 }
+
+/// A task a client waits on is not evicted before the client has its
+/// answer, even with a retention of nothing; `unwatch` lets it go.
+#[test]
+fn a_watched_task_is_kept_until_unwatched() {
+    let mut h = keeping(Retention {
+        max_tasks: 0,
+        ..Retention::default()
+    });
+    let id = h.submit(vec![task(1, 1)])[0];
+    h.s.watch(id);
+    h.s.watch(id);
+    h.run_ready();
+    h.advance(10);
+    assert_eq!(h.status(id), Some(TaskStatus::Completed), "kept while watched");
+    h.s.unwatch(&id);
+    h.advance(10);
+    assert_eq!(h.status(id), Some(TaskStatus::Completed), "one watch is left");
+    h.s.unwatch(&id);
+    h.step(Input::Tick);
+    assert!(matches!(h.s.lookup(&id, h.now), Lookup::Evicted));
+    let other = h.submit(vec![task(2, 1)])[0];
+    h.run_ready();
+    assert_eq!(h.s.status(&other), None, "unwatched: evicted in its step");
+}
