@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use taskmesh::{Node, NodeConfig, Payload, ProcessError, TaskId, TaskRequest, Worker};
 
+pub mod cli;
 pub mod procs;
 
 /// Every wait in these tests is bounded by this.

@@ -1,0 +1,166 @@
+//! Helpers for tests that run the `taskmesh` binary: nodes, submissions,
+//! status polls. Every process is killed and reaped when its handle drops,
+//! and every wait is bounded.
+
+use std::collections::HashMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use super::procs::{json_lines, run_bounded, taskmesh, text, Proc};
+use super::LIMIT;
+
+/// Starts `taskmesh ARGS…` as a long-running child.
+pub fn start(args: &[&str]) -> Proc {
+    Proc::spawn(taskmesh(args))
+}
+
+/// Runs `taskmesh ARGS…` to completion, bounded.
+pub fn run(args: &[&str]) -> Output {
+    run_bounded(taskmesh(args))
+}
+
+/// An admin process with `extra` options; returns it and its address.
+pub fn admin(seed: u64, extra: &[&str]) -> (Proc, String) {
+    let seed = seed.to_string();
+    let mut args = vec![
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        &seed,
+        "--admin-priority",
+        "200",
+    ];
+    args.extend(extra);
+    let admin = start(&args);
+    let addr = admin.expect_line("listening on ", "");
+    (admin, addr)
+}
+
+/// A worker-only process joining `addr` with a command worker `spec`
+/// running `command`, plus `extra` options.
+pub fn exec_worker(addr: &str, spec: &str, command: &[&str], extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--join",
+        addr,
+        "--no-admin",
+        "--exec",
+        spec,
+    ];
+    args.extend(extra);
+    args.push("--");
+    args.extend(command);
+    start(&args)
+}
+
+/// An admin process plus worker processes; returns them and the admin address.
+pub fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
+    let (admin, addr) = admin(seed, &["--no-worker-timeout", "2"]);
+    let mut procs = vec![admin];
+    for (i, w) in workers.iter().enumerate() {
+        procs.push(echo_worker(&addr, seed + 1 + i as u64, w, work_ms));
+    }
+    (procs, addr)
+}
+
+/// A worker-only process joining `addr` with a built-in echo worker.
+pub fn echo_worker(addr: &str, seed: u64, spec: &str, work_ms: &str) -> Proc {
+    let seed = seed.to_string();
+    start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        &seed,
+        "--join",
+        addr,
+        "--worker",
+        spec,
+        "--work-ms",
+        work_ms,
+        "--no-admin",
+    ])
+}
+
+/// Submits a task file with `--json` once `workers` workers are registered.
+pub fn submit_json(addr: &str, file: &str, workers: u32) -> Output {
+    let workers = workers.to_string();
+    run(&[
+        "submit",
+        file,
+        "--join",
+        addr,
+        "--no-mdns",
+        "--wait-workers",
+        &workers,
+        "--json",
+    ])
+}
+
+/// Submits a one-file task list without waiting; returns the first task id.
+pub fn submit_no_wait(addr: &str, toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tasks.toml");
+    std::fs::write(&file, toml).unwrap();
+    let path = file.to_str().unwrap();
+    let out = run(&[
+        "submit",
+        path,
+        "--join",
+        addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--no-wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The task's JSON status line as the admin reports it now.
+pub fn status_of(addr: &str, id: &str) -> serde_json::Value {
+    let out = run(&["status", id, "--join", addr, "--no-mdns", "--json"]);
+    json_lines(&out).pop().unwrap_or_default()
+}
+
+/// Polls the task's status (the CLI has no event stream) until it is `want`.
+pub fn wait_status(addr: &str, id: &str, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let s = status_of(addr, id);
+        if s["status"] == want {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "task still {s}, never {want}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes a task file into `dir`; returns its path.
+pub fn task_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    file.to_str().unwrap().to_string()
+}
+
+/// A submission's JSON lines by task name.
+pub fn by_name(out: &Output) -> HashMap<String, serde_json::Value> {
+    let lines = json_lines(out).into_iter();
+    lines
+        .map(|l| (l["name"].as_str().unwrap().to_string(), l))
+        .collect()
+}
+
+/// `taskmesh cancel ARGS… --join addr --no-mdns`.
+pub fn cancel(addr: &str, args: &[&str]) -> Output {
+    let mut all = vec!["cancel"];
+    all.extend(args);
+    all.extend(["--join", addr, "--no-mdns"]);
+    run(&all)
+}

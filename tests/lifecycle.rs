@@ -1,0 +1,459 @@
+//! A task's life through the `taskmesh` binary, with faults injected from
+//! outside: killed and paused worker processes, retries, timeouts,
+//! cancellation, oversize results, eviction. Real processes on 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::cli::*;
+use common::procs::{json_lines, pids_with_cmdline, text, wait_until, Proc};
+use common::LIMIT;
+
+#[test]
+fn a_task_whose_worker_process_is_killed_completes_on_another_worker() {
+    let (mut procs, addr) = mesh(31, &["First:worker:9", "Second:worker:9"], "1000");
+    let peers: Vec<String> = procs[1..]
+        .iter()
+        .map(|p| p.expect_line("peer id: ", ""))
+        .collect();
+    // Difficulty 3 × 1000 ms: longer than the test waits before the kill.
+    let id = submit_no_wait(
+        &addr,
+        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 3\n",
+    );
+    let running = wait_status(&addr, &id, "running");
+    let holder = peers
+        .iter()
+        .position(|p| running["node"] == p.as_str())
+        .expect("a worker node holds it");
+    drop(procs.remove(1 + holder)); // kill -9 the worker process
+    let s = wait_status(&addr, &id, "completed");
+    assert_eq!(s["attempts"], 2, "{s}");
+    assert_eq!(s["node"], peers[1 - holder].as_str(), "{s}");
+}
+
+#[test]
+fn a_task_file_with_every_new_field_reaches_the_admin() {
+    let (_admin, addr) = admin(71, &["--no-worker-timeout", "30"]);
+    let _echo = echo_worker(&addr, 72, "Echo:worker:9", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let ok = r#"
+[[task]]
+name = "first"
+role = "worker"
+input = "hi"
+timeout_ms = 5000
+queue_timeout_ms = 10000
+deadline_ms = 20000
+retries = 1
+max_attempts = 2
+priority = 5
+trigger = "all_success"
+
+[[task]]
+name = "fallback"
+role = "worker"
+depends_on = ["first"]
+trigger = "one_failed"
+"#;
+    let out = submit_json(&addr, &task_file(&dir, "ok.toml", ok), 1);
+    assert!(
+        out.status.success(),
+        "skipped is a success: {}",
+        text(&out.stderr)
+    );
+    let t = by_name(&out);
+    assert_eq!(
+        (&t["first"]["status"], &t["first"]["output"]),
+        (&"completed".into(), &"hi".into())
+    );
+    assert_eq!(t["fallback"]["status"], "skipped", "{}", t["fallback"]);
+    let h = &t["first"]["history"][0];
+    assert_eq!(
+        (&h["number"], &h["worker"], &h["outcome"]),
+        (&1.into(), &"Echo".into(), &"completed".into())
+    );
+    assert!(
+        h["started_ms"].as_u64().unwrap() > 0 && h["duration_ms"].is_u64(),
+        "{h}"
+    );
+
+    // Limits reach the admin: each failure names its own value.
+    let limits = r#"
+[[task]]
+name = "stranded"
+role = "nobody"
+queue_timeout_ms = 300
+
+[[task]]
+name = "late"
+role = "nobody"
+queue_timeout_ms = 0
+deadline_ms = 400
+
+[[task]]
+name = "cleanup"
+role = "worker"
+depends_on = ["stranded"]
+trigger = "all_done"
+priority = -3
+"#;
+    let out = submit_json(&addr, &task_file(&dir, "limits.toml", limits), 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = by_name(&out);
+    let error = |name: &str| t[name]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error("stranded").contains("queue timeout of 300 ms"),
+        "{}",
+        t["stranded"]
+    );
+    assert!(error("late").contains("deadline of 400 ms"), "{}", t["late"]);
+    assert_eq!(t["cleanup"]["status"], "completed", "{}", t["cleanup"]);
+
+    // A pending task with every field set can be cancelled, once.
+    let parked = "[[task]]\nname='parked'\nrole='nobody'\ntimeout_ms=0\nqueue_timeout_ms=0\n\
+                  deadline_ms=0\nretries=3\nmax_attempts=5\npriority=-7\ntrigger='all_done'\n";
+    let id = submit_no_wait(&addr, parked);
+    assert_eq!(status_of(&addr, &id)["status"], "pending");
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{id}\tcancelled\n"));
+    assert_eq!(status_of(&addr, &id)["status"], "cancelled");
+    let again = cancel(&addr, &[&id, "--json"]);
+    assert_eq!(again.status.code(), Some(0));
+    let line = json_lines(&again).pop().unwrap();
+    assert_eq!(
+        (&line["outcome"], &line["status"]),
+        (&"already_finished".into(), &"cancelled".into())
+    );
+    let unknown = cancel(&addr, &[&id, "6f1c8a5e-0000-4000-8000-000000000000"]);
+    assert_eq!(unknown.status.code(), Some(2), "an unknown id fails the command");
+    assert!(
+        text(&unknown.stdout).ends_with("000000000000\tunknown\n"),
+        "{}",
+        text(&unknown.stdout)
+    );
+}
+
+#[test]
+fn out_of_range_or_mistyped_task_fields_are_refused_naming_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "[[task]]\nname = 'fine'\nrole = 'w'\n\n[[task]]\nname = 'wrong'\nrole = 'w'\n";
+    let cases = [
+        ("retries = 101", "retries = 101 is out of range 0..=100"),
+        ("max_attempts = 0", "max_attempts = 0 is out of range 1..=100"),
+        (
+            "timeout_ms = 2592000001",
+            "timeout_ms = 2592000001 is out of range",
+        ),
+        ("queue_timeout_ms = -5", "queue_timeout_ms = -5 is out of range"),
+        (
+            "priority = 1000001",
+            "priority = 1000001 is out of range -1000000..=1000000",
+        ),
+        ("priority = 'high'", "invalid type: string \"high\""),
+        ("trigger = 'sometimes'", "unknown trigger rule \"sometimes\""),
+        ("deadline_ms = 1.5", "invalid type: floating point"),
+    ];
+    for (i, (line, want)) in cases.iter().enumerate() {
+        let file = task_file(&dir, &format!("bad{i}.toml"), &format!("{head}{line}\n"));
+        let out = run(&["submit", &file, "--no-mdns"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        let at = format!("bad{i}.toml:8:");
+        assert!(
+            err.contains(&at) && err.contains("task \"wrong\"") && err.contains(want),
+            "{line}: {err}"
+        );
+    }
+    let json = r#"{"task": [{"name": "j", "role": "w", "trigger": "never"}]}"#;
+    let out = run(&["submit", &task_file(&dir, "bad.json", json), "--no-mdns"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.json:1:") && err.contains("task \"j\": unknown trigger rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_command_and_its_process() {
+    let (_admin, addr) = admin(81, &[]);
+    let script = "sleep 41.2345";
+    let worker = exec_worker(&addr, "sleeper:sleep:1", &["sh", "-c", script], &[]);
+    let node = worker.child.id();
+    let id = submit_no_wait(&addr, "[[task]]\nname = \"nap\"\nrole = \"sleep\"\n");
+    wait_status(&addr, &id, "running");
+    // The worker node's own command line holds the script too: skip it.
+    wait_until("the command runs", || {
+        !pids_with_cmdline("41.2345", &[node]).is_empty()
+    });
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{id}\tcancelled\n"));
+    let s = wait_status(&addr, &id, "cancelled");
+    let outcome = s["history"][0]["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("aborted"), "{s}");
+    wait_until("the command is gone", || {
+        pids_with_cmdline("41.2345", &[node]).is_empty()
+    });
+}
+
+#[test]
+fn a_command_exiting_75_is_retried_then_fails_with_every_attempt() {
+    let (_admin, addr) = admin(91, &[]);
+    let _worker = exec_worker(
+        &addr,
+        "flaky:flaky:1",
+        &["sh", "-c", "echo busy >&2; exit 75"],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "t.toml",
+        "[[task]]\nname = 'again'\nrole = 'flaky'\nretries = 2\n",
+    );
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let t = json_lines(&out).pop().unwrap();
+    assert_eq!(
+        (&t["status"], &t["attempts"]),
+        (&"failed".into(), &3.into()),
+        "{t}"
+    );
+    let history = t["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{t}");
+    for a in history {
+        let outcome = a["outcome"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("failed (retryable)") && outcome.contains("busy"),
+            "{a}"
+        );
+    }
+}
+
+#[test]
+fn the_admins_task_timeout_stops_a_hanging_command() {
+    let (_admin, addr) = admin(101, &["--task-timeout", "1"]);
+    let worker = exec_worker(&addr, "hang:hang:1", &["sleep", "100000"], &[]);
+    let node = worker.child.id();
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'stuck'\nrole = 'hang'\n");
+    let started = Instant::now();
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let t = json_lines(&out).pop().unwrap();
+    let error = t["error"].as_str().unwrap();
+    assert!(error.contains("did not finish within 1000 ms"), "{t}");
+    wait_until("sleep is gone", || {
+        pids_with_cmdline("sleep 100000", &[node]).is_empty()
+    });
+}
+
+#[test]
+fn a_command_writing_20_mb_fails_promptly_and_its_status_still_works() {
+    let (_admin, addr) = admin(111, &[]);
+    let _worker = exec_worker(&addr, "big:big:1", &["head", "-c", "20000000", "/dev/zero"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'flood'\nrole = 'big'\n");
+    let started = Instant::now();
+    let out = submit_json(&addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let t = json_lines(&out).pop().unwrap();
+    let error = t["error"].as_str().unwrap();
+    assert!(
+        error.contains("wrote 20000000 bytes, over the limit of 8388608"),
+        "{t}"
+    );
+    let id = t["id"].as_str().unwrap();
+    let s = run(&["status", id, "--join", &addr, "--no-mdns", "--json"]);
+    assert!(s.status.success(), "{}", text(&s.stderr));
+    assert_eq!(json_lines(&s)[0]["status"], "failed");
+}
+
+#[test]
+fn an_evicted_task_is_reported_as_evicted_not_unknown() {
+    let (_admin, addr) = admin(121, &["--retention-age", "0"]);
+    let _echo = echo_worker(&addr, 122, "Echo:worker:9", "1");
+    let id = submit_no_wait(&addr, "[[task]]\nname = \"brief\"\nrole = \"worker\"\n");
+    let mut last = None;
+    wait_until("the task is evicted", || {
+        let out = run(&["status", &id, "--join", &addr, "--no-mdns"]);
+        let evicted = text(&out.stdout).contains("finished, and was evicted");
+        last = Some(out);
+        evicted
+    });
+    let out = last.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("unknown"), "{}", text(&out.stderr));
+    let json = run(&["status", &id, "--join", &addr, "--no-mdns", "--json"]);
+    assert_eq!(json_lines(&json)[0]["status"], "evicted");
+    let out = cancel(&addr, &[&id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), format!("{id}\tevicted\n"));
+}
+
+/// Sends `signal` to a child process.
+fn signal(p: &Proc, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+    nix::sys::signal::kill(pid, signal).expect("signal a child");
+}
+
+/// The admin's view of every worker's load, by node.
+fn loads(addr: &str) -> Vec<(String, u64)> {
+    let out = run(&["workers", "--join", addr, "--no-mdns", "--json"]);
+    let workers = json_lines(&out).into_iter();
+    workers
+        .map(|w| {
+            (
+                w["node"].as_str().unwrap_or("").to_string(),
+                w["load"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
+    use nix::sys::signal::Signal;
+    let (procs, addr) = mesh(131, &["First:worker:9", "Second:worker:9"], "1000");
+    let peers: Vec<String> = procs[1..]
+        .iter()
+        .map(|p| p.expect_line("peer id: ", ""))
+        .collect();
+    // Difficulty 3 × 1000 ms: still running when its worker is paused.
+    let id = submit_no_wait(
+        &addr,
+        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 3\n",
+    );
+    let running = wait_status(&addr, &id, "running");
+    let holder = peers
+        .iter()
+        .position(|p| running["node"] == p.as_str())
+        .expect("a worker node holds it");
+    let paused = &procs[1 + holder];
+    signal(paused, Signal::SIGSTOP);
+    // The lease (2 s) runs out: the task goes to the other worker.
+    wait_until("the task is awarded again", || {
+        status_of(&addr, &id)["attempts"] == 2
+    });
+    signal(paused, Signal::SIGCONT);
+    let done = wait_status(&addr, &id, "completed");
+    assert_eq!(done["node"], peers[1 - holder].as_str(), "{done}");
+    let history = done["history"].as_array().expect("a history");
+    assert_eq!(history.len(), 2, "{done}");
+    assert!(
+        history[0]["outcome"].as_str().unwrap().contains("lease expired"),
+        "{done}"
+    );
+    assert_eq!(history[1]["outcome"], "completed", "{done}");
+    // The resumed worker is told to stop; its slot heals, and the one
+    // recorded result stays the other worker's.
+    wait_until("every worker's load back to 0", || {
+        let l = loads(&addr);
+        l.len() == 2 && l.iter().all(|(_, load)| *load == 0)
+    });
+    let after = status_of(&addr, &id);
+    assert_eq!(
+        (&after["node"], &after["attempts"], &after["output"]),
+        (&done["node"], &done["attempts"], &done["output"])
+    );
+}
+
+#[test]
+fn two_thousand_tasks_complete_although_a_worker_is_killed_halfway() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let (mut procs, addr) = mesh(141, &["A:worker:1", "B:worker:1", "C:worker:1"], "1");
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: String = (0..2000)
+        .map(|i| format!("[[task]]\nname = \"t{i}\"\nrole = \"worker\"\ndifficulty = 1\n"))
+        .collect();
+    let file = task_file(&dir, "many.toml", &tasks);
+    let mut submit = Reaped(
+        common::procs::taskmesh(&[
+            "submit",
+            &file,
+            "--join",
+            &addr,
+            "--no-mdns",
+            "--wait-workers",
+            "3",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn submit"),
+    );
+    let stdout = submit.0.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    // Progress lines on stderr say how many finished: kill a worker at 1000.
+    let stderr = BufReader::new(submit.0.stderr.take().unwrap());
+    let mut killed = false;
+    for line in stderr.lines().map_while(Result::ok) {
+        let done: u32 = line
+            .strip_prefix('[')
+            .and_then(|l| l.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if done >= 1000 && !killed {
+            drop(procs.remove(1)); // kill -9 worker A's process
+            killed = true;
+        }
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = submit.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < LIMIT, "submit did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(killed, "the run ended before half the tasks finished");
+    let reports: Vec<serde_json::Value> = lines
+        .join()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2000);
+    let not_done: Vec<_> = reports.iter().filter(|r| r["status"] != "completed").collect();
+    assert!(
+        not_done.is_empty(),
+        "{} not completed, e.g. {}",
+        not_done.len(),
+        not_done[0]
+    );
+    assert!(status.success());
+}
+
+/// A child waited on by hand: killed and reaped when dropped if still
+/// running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
