@@ -10,14 +10,17 @@ use common::cli::*;
 use common::procs::{json_lines, pids_with_cmdline, text, wait_until, Proc};
 use common::LIMIT;
 
-#[test]
-fn a_task_whose_worker_process_is_killed_completes_on_another_worker() {
-    let (mut procs, addr) = mesh(31, &["First:worker:9", "Second:worker:9"], "1000");
+/// An admin and two worker processes (built-in workers "First" and
+/// "Second") running one 3-second task: returns the processes (admin
+/// first), the admin's address, the workers' peer ids, the task id and the
+/// index (0 or 1) of the worker that holds it.
+fn a_long_task_on_one_of_two_workers(seed: u64) -> (Vec<Proc>, String, Vec<String>, String, usize) {
+    let (procs, addr) = mesh(seed, &["First:worker:9", "Second:worker:9"], "1000");
     let peers: Vec<String> = procs[1..]
         .iter()
         .map(|p| p.expect_line("peer id: ", ""))
         .collect();
-    // Difficulty 3 × 1000 ms: longer than the test waits before the kill.
+    // Difficulty 3 × 1000 ms: still running when the test strikes.
     let id = submit_no_wait(
         &addr,
         "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 3\n",
@@ -27,6 +30,12 @@ fn a_task_whose_worker_process_is_killed_completes_on_another_worker() {
         .iter()
         .position(|p| running["node"] == p.as_str())
         .expect("a worker node holds it");
+    (procs, addr, peers, id, holder)
+}
+
+#[test]
+fn a_task_whose_worker_process_is_killed_completes_on_another_worker() {
+    let (mut procs, addr, peers, id, holder) = a_long_task_on_one_of_two_workers(31);
     drop(procs.remove(1 + holder)); // kill -9 the worker process
     let s = wait_status(&addr, &id, "completed");
     assert_eq!(s["attempts"], 2, "{s}");
@@ -233,22 +242,26 @@ fn a_command_exiting_75_is_retried_then_fails_with_every_attempt() {
     }
 }
 
+/// Submits one task `name` of `role`; asserts that it failed within 10 s
+/// and returns its JSON report.
+fn one_task_fails_promptly(addr: &str, name: &str, role: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let text_ = format!("[[task]]\nname = '{name}'\nrole = '{role}'\n");
+    let file = task_file(&dir, "t.toml", &text_);
+    let started = Instant::now();
+    let out = submit_json(addr, &file, 1);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    json_lines(&out).pop().unwrap()
+}
+
 #[test]
 fn the_admins_task_timeout_stops_a_hanging_command() {
     let (_admin, addr) = admin(101, &["--task-timeout", "1"]);
     let worker = exec_worker(&addr, "hang:hang:1", &["sleep", "100000"], &[]);
     let node = worker.child.id();
-    let dir = tempfile::tempdir().unwrap();
-    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'stuck'\nrole = 'hang'\n");
-    let started = Instant::now();
-    let out = submit_json(&addr, &file, 1);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    let t = json_lines(&out).pop().unwrap();
+    let t = one_task_fails_promptly(&addr, "stuck", "hang");
     let error = t["error"].as_str().unwrap();
     assert!(error.contains("did not finish within 1000 ms"), "{t}");
     wait_until("sleep is gone", || {
@@ -260,17 +273,7 @@ fn the_admins_task_timeout_stops_a_hanging_command() {
 fn a_command_writing_20_mb_fails_promptly_and_its_status_still_works() {
     let (_admin, addr) = admin(111, &[]);
     let _worker = exec_worker(&addr, "big:big:1", &["head", "-c", "20000000", "/dev/zero"], &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = task_file(&dir, "t.toml", "[[task]]\nname = 'flood'\nrole = 'big'\n");
-    let started = Instant::now();
-    let out = submit_json(&addr, &file, 1);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    let t = json_lines(&out).pop().unwrap();
+    let t = one_task_fails_promptly(&addr, "flood", "big");
     let error = t["error"].as_str().unwrap();
     assert!(
         error.contains("wrote 20000000 bytes, over the limit of 8388608"),
@@ -327,21 +330,7 @@ fn loads(addr: &str) -> Vec<(String, u64)> {
 #[test]
 fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
     use nix::sys::signal::Signal;
-    let (procs, addr) = mesh(131, &["First:worker:9", "Second:worker:9"], "1000");
-    let peers: Vec<String> = procs[1..]
-        .iter()
-        .map(|p| p.expect_line("peer id: ", ""))
-        .collect();
-    // Difficulty 3 × 1000 ms: still running when its worker is paused.
-    let id = submit_no_wait(
-        &addr,
-        "[[task]]\nname = \"long\"\nrole = \"worker\"\ndifficulty = 3\n",
-    );
-    let running = wait_status(&addr, &id, "running");
-    let holder = peers
-        .iter()
-        .position(|p| running["node"] == p.as_str())
-        .expect("a worker node holds it");
+    let (procs, addr, peers, id, holder) = a_long_task_on_one_of_two_workers(131);
     let paused = &procs[1 + holder];
     signal(paused, Signal::SIGSTOP);
     // The lease (2 s) runs out: the task goes to the other worker.

@@ -19,21 +19,19 @@ pub fn run(args: &[&str]) -> Output {
     run_bounded(taskmesh(args))
 }
 
+/// `taskmesh node` on a free port of 127.0.0.1 without mDNS, with `args`.
+fn node(args: &[&str]) -> Proc {
+    let mut all = vec!["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+    all.extend(args);
+    start(&all)
+}
+
 /// An admin process with `extra` options; returns it and its address.
 pub fn admin(seed: u64, extra: &[&str]) -> (Proc, String) {
     let seed = seed.to_string();
-    let mut args = vec![
-        "node",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--seed",
-        &seed,
-        "--admin-priority",
-        "200",
-    ];
+    let mut args = vec!["--seed", &seed, "--admin-priority", "200"];
     args.extend(extra);
-    let admin = start(&args);
+    let admin = node(&args);
     let addr = admin.expect_line("listening on ", "");
     (admin, addr)
 }
@@ -41,21 +39,11 @@ pub fn admin(seed: u64, extra: &[&str]) -> (Proc, String) {
 /// A worker-only process joining `addr` with a command worker `spec`
 /// running `command`, plus `extra` options.
 pub fn exec_worker(addr: &str, spec: &str, command: &[&str], extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "node",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
-        "--join",
-        addr,
-        "--no-admin",
-        "--exec",
-        spec,
-    ];
+    let mut args = vec!["--join", addr, "--no-admin", "--exec", spec];
     args.extend(extra);
     args.push("--");
     args.extend(command);
-    start(&args)
+    node(&args)
 }
 
 /// An admin process plus worker processes; returns them and the admin address.
@@ -71,11 +59,7 @@ pub fn mesh(seed: u64, workers: &[&str], work_ms: &str) -> (Vec<Proc>, String) {
 /// A worker-only process joining `addr` with a built-in echo worker.
 pub fn echo_worker(addr: &str, seed: u64, spec: &str, work_ms: &str) -> Proc {
     let seed = seed.to_string();
-    start(&[
-        "node",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--no-mdns",
+    node(&[
         "--seed",
         &seed,
         "--join",
