@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, test_config, worker_node, Runs, TestWorker};
@@ -400,4 +401,59 @@ async fn a_client_waiting_on_an_admin_that_dies_gets_an_error_not_a_hang() {
     let r = bounded("the wait ends", waiting).await.unwrap();
     assert!(matches!(r, Err(Error::AdminLost(_))), "{r:?}");
     client.shutdown().await;
+}
+
+/// A batch, its results and its status answers far larger than one frame
+/// (16 MiB) are cut into frames under the limit, end to end: 40 tasks of
+/// 1 MiB in and out, submitted and awaited by a client that is not the
+/// admin, run by a worker on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_and_answers_larger_than_a_frame_are_split_not_refused() {
+    let runs = Runs::default();
+    let pg = Playground::play_with(test_config(), vec![]).await.unwrap();
+    let worker = Arc::new(TestWorker {
+        name: "Bulk".into(),
+        role: "worker".into(),
+        skill: 9,
+        slots: 4,
+        slow_ms: 0,
+        runs: runs.clone(),
+    });
+    let _worker = worker_node(pg.node(), vec![worker]).await;
+    let client = Node::start(
+        test_config()
+            .not_admin()
+            .join(pg.node().listen_addrs()[0].clone()),
+        vec![],
+    )
+    .await
+    .unwrap();
+    bounded("client sees admin", client.wait_for_admin(common::LIMIT))
+        .await
+        .unwrap();
+    bounded("worker registers", pg.wait_for_workers(1, common::LIMIT))
+        .await
+        .unwrap();
+    let tasks: Vec<Task> = (0..40u8)
+        .map(|i| {
+            Task::new(format!("mib-{i}"), "worker", 1).with_payload(Payload::from_bytes(vec![i; 1 << 20]))
+        })
+        .collect();
+    let ids = bounded("submit 40 MiB", client.submit_batch(tasks))
+        .await
+        .unwrap();
+    let reports = bounded("wait for 40 MiB of results", client.wait_all(ids.clone()))
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 40);
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
+        assert_eq!(r.output.as_ref().unwrap().as_bytes(), &vec![i as u8; 1 << 20][..]);
+    }
+    let status = bounded("status of 40 MiB of results", client.tasks(ids))
+        .await
+        .unwrap();
+    assert_eq!(status.iter().flatten().count(), 40);
+    client.shutdown().await;
+    pg.shutdown().await;
 }

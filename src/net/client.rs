@@ -58,16 +58,17 @@ impl EventLoop {
             return;
         };
         let req = match &op {
-            ClientOp::Submit { parts, upload, .. } => match parts.len() {
-                0 | 1 => Request::Submit {
-                    tasks: parts.front().cloned().unwrap_or_default(),
-                },
-                n => Request::SubmitPart {
-                    upload: *upload,
-                    tasks: parts.front().cloned().unwrap_or_default(),
-                    last: n == 1,
-                },
-            },
+            ClientOp::Submit { parts, upload, .. } => {
+                let tasks = parts.front().cloned().unwrap_or_default();
+                match *upload {
+                    None => Request::Submit { tasks },
+                    Some(upload) => Request::SubmitPart {
+                        upload,
+                        tasks,
+                        last: parts.len() == 1,
+                    },
+                }
+            }
             ClientOp::Status { ids, got, .. } => Request::Status {
                 ids: ids[got.len()..].to_vec(),
             },

@@ -84,10 +84,11 @@ pub(crate) enum Command {
 /// A client call waiting for an admin, or for the admin's answer.
 pub(crate) enum ClientOp {
     /// A batch, cut into parts that each fit a frame; `upload` names it at
-    /// the admin when there is more than one part.
+    /// the admin when it was cut into more than one part (sent one after
+    /// the other as `SubmitPart`s, the last marked).
     Submit {
         parts: std::collections::VecDeque<Vec<Task>>,
-        upload: u64,
+        upload: Option<u64>,
         reply: Reply<Vec<TaskId>>,
     },
     /// Status of `ids`; `got` holds the answers so far (a long answer comes
@@ -335,8 +336,8 @@ impl EventLoop {
                 self.next_upload += 1;
                 let parts = client::split_batch(tasks, self.cfg.max_frame / 2);
                 ClientOp::Submit {
+                    upload: (parts.len() > 1).then_some(self.next_upload),
                     parts,
-                    upload: self.next_upload,
                     reply,
                 }
             }
