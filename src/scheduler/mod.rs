@@ -29,8 +29,10 @@
 //!    follow their trigger rules. Finished tasks are evicted after their
 //!    retention, once no unfinished dependent needs their output.
 //!
-//! Where each part lives: this file holds the inputs, outputs and queries;
-//! `events` the ledger and `apply`; `state` the records; `lifecycle`
+//! Where each part lives: this file holds the inputs and outputs;
+//! `config` the tunables; `reports` the queries; `events` the ledger's
+//! events and `apply`, with `ledger` what applying does to the records;
+//! `state` the records; `lifecycle`
 //! submissions, answers, reports, retries, cancellation and timers; `queue`
 //! readiness, priorities and parking; `bidding` the auctions with
 //! [`auction`] holding the award policies; `workers` the registry, leases
@@ -38,11 +40,14 @@
 
 pub mod auction;
 mod bidding;
+mod config;
 pub mod dag;
 pub mod events;
+mod ledger;
 mod lifecycle;
 mod messages;
 mod queue;
+mod reports;
 mod retention;
 mod state;
 mod workers;
@@ -54,129 +59,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
+pub use config::{Retention, SchedulerConfig};
 pub use dag::SubmitError;
 pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 
-use crate::task::{
-    AttemptOutcome, AttemptRecord, AuctionRecord, BidRecord, NodeId, Task, TaskId, TaskReport, TaskStatus,
-    WorkerInfo,
-};
-use state::{
-    Award, End, Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState,
-};
+use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};
+use state::{Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
 
 /// How many task ids a status call without ids can list: the most recent.
 pub const RECENT: usize = 1000;
-
-/// How long finished tasks are kept. A finished task is evicted when any
-/// limit is passed (oldest first), but never while an unfinished dependent
-/// may still need its output.
-#[derive(Clone, Debug)]
-pub struct Retention {
-    /// Most finished tasks kept. Default 100,000.
-    pub max_tasks: usize,
-    /// Longest a finished task is kept. Default one hour.
-    pub max_age: Duration,
-    /// Most bytes of inputs and outputs of finished tasks kept. Default
-    /// 256 MiB.
-    pub max_bytes: usize,
-    /// How many evicted ids are remembered, so that asking for one says
-    /// "evicted" rather than "unknown". Default 100,000 (about 3 MiB).
-    pub remember_evicted: usize,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            max_tasks: 100_000,
-            max_age: Duration::from_secs(3600),
-            max_bytes: 256 << 20,
-            remember_evicted: 100_000,
-        }
-    }
-}
-
-/// Tunables of the scheduler. The `default_*` values fill task fields left
-/// unset at submission (see [`Task`] for their meaning and ranges).
-#[derive(Clone, Debug)]
-pub struct SchedulerConfig {
-    /// How long an auction stays open when not every worker of the role has
-    /// answered (it closes at once when all have). Default 50 ms.
-    pub bid_window: Duration,
-    /// How long a ready task may wait without a capable worker before
-    /// failing. Default 5 s.
-    pub no_worker_timeout: Duration,
-    /// Execution timeout of an attempt for tasks that set none; `None`: no
-    /// limit (the default).
-    pub default_timeout: Option<Duration>,
-    /// Queue timeout for tasks that set none; `None`: no limit (default).
-    pub default_queue_timeout: Option<Duration>,
-    /// Total deadline for tasks that set none; `None`: none (default).
-    pub default_deadline: Option<Duration>,
-    /// Retries of retryable failures for tasks that set none. Default 0.
-    pub default_retries: u32,
-    /// Lost attempts allowed for tasks that set none. Default 3.
-    pub default_max_attempts: u32,
-    /// Delay before the first retry of a failed attempt; doubles with each
-    /// retry up to `max_retry_delay`, with up to ±25 % jitter. Default 200 ms.
-    pub retry_delay: Duration,
-    /// Longest delay between retries. Default 30 s.
-    pub max_retry_delay: Duration,
-    /// How long an attempt's lease lasts from its award or last renewal.
-    /// Nodes renew every quarter of it by default
-    /// (`NodeConfig::renew_interval`), so a dead or paused worker is found
-    /// within this time. Default 2 s.
-    pub lease: Duration,
-    /// Waiting this long raises a ready task's effective priority by one.
-    /// Default 1 s.
-    pub priority_ageing: Duration,
-    /// Largest task input accepted, in bytes. Default 8 MiB.
-    pub max_payload: usize,
-    /// Largest input plus dependency outputs one award may carry, in bytes;
-    /// a task over it fails with `InputsTooLarge`. Default 15 MiB (under the
-    /// 16 MiB frame).
-    pub max_award: usize,
-    /// Most tasks in one submitted batch.
-    pub max_batch: usize,
-    /// Most unfinished tasks held at once; submissions beyond are refused.
-    pub max_unfinished: usize,
-    /// First delay after an auction that drew no usable bid or an award the
-    /// worker refused; doubles each round up to `max_auction_backoff`.
-    pub auction_backoff: Duration,
-    /// Longest such delay.
-    pub max_auction_backoff: Duration,
-    /// How many queued tasks one pump looks at, bounding work per step.
-    pub max_scan: usize,
-    /// How long finished tasks are kept.
-    pub retention: Retention,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig {
-            bid_window: Duration::from_millis(50),
-            no_worker_timeout: Duration::from_secs(5),
-            default_timeout: None,
-            default_queue_timeout: None,
-            default_deadline: None,
-            default_retries: 0,
-            default_max_attempts: 3,
-            retry_delay: Duration::from_millis(200),
-            max_retry_delay: Duration::from_secs(30),
-            lease: Duration::from_secs(2),
-            priority_ageing: Duration::from_secs(1),
-            max_payload: 8 << 20,
-            max_award: 15 << 20,
-            max_batch: 100_000,
-            max_unfinished: 1_000_000,
-            auction_backoff: Duration::from_millis(10),
-            max_auction_backoff: Duration::from_millis(500),
-            max_scan: 4096,
-            retention: Retention::default(),
-        }
-    }
-}
 
 /// What the driver feeds the scheduler.
 #[derive(Clone, Debug)]
@@ -504,155 +396,6 @@ impl Scheduler {
     /// When the driver must next send [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
         self.timers.first().map(|t| t.0)
-    }
-
-    /// Everything known about a task, or whether it was evicted.
-    pub fn lookup(&self, id: &TaskId, now: Duration) -> Lookup {
-        match self.report_of(id, now) {
-            Some(r) => Lookup::Found(Box::new(r)),
-            None if self.evicted.contains(id) => Lookup::Evicted,
-            None => Lookup::Unknown,
-        }
-    }
-
-    /// Everything known about a task (`None` when unknown or evicted).
-    pub fn report_of(&self, id: &TaskId, now: Duration) -> Option<TaskReport> {
-        let e = &self.tasks[self.slot(id)?];
-        let last = e.history.last().map(|a| &self.workers[a.worker]);
-        let end = e.finished_at.unwrap_or(now);
-        let (output, error) = match &e.phase {
-            Phase::Completed { output } => (Some(output.clone()), None),
-            Phase::Failed { error } => (None, Some((**error).clone())),
-            Phase::Cancelled { reason } => (
-                None,
-                Some(crate::task::TaskError::Cancelled {
-                    reason: reason.to_string(),
-                }),
-            ),
-            Phase::Skipped { reason } => (
-                None,
-                Some(crate::task::TaskError::NotTriggered {
-                    rule: e.task.trigger,
-                    reason: reason.to_string(),
-                }),
-            ),
-            _ => (None, None),
-        };
-        Some(TaskReport {
-            id: *id,
-            name: e.task.name.clone(),
-            role: e.task.role.clone(),
-            difficulty: e.task.difficulty,
-            status: self.status_at(e),
-            worker: last.map(|w| w.spec.name.clone()),
-            node: last.map(|w| w.node.clone()),
-            attempts: e.history.len() as u32,
-            history: e.history.iter().map(|a| self.attempt_record(a)).collect(),
-            auction: e.award.as_ref().map(|a| self.auction_record(a)),
-            output,
-            error,
-            elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
-            run_ms: e.run_ms,
-        })
-    }
-
-    fn attempt_record(&self, a: &state::Attempt) -> AttemptRecord {
-        let w = &self.workers[a.worker];
-        let outcome = match &a.end {
-            End::Running => AttemptOutcome::Running,
-            End::Completed => AttemptOutcome::Completed,
-            End::Failed { message, retryable } => AttemptOutcome::Failed {
-                message: message.to_string(),
-                retryable: *retryable,
-            },
-            End::TimedOut { timeout_ms } => AttemptOutcome::TimedOut {
-                timeout_ms: *timeout_ms,
-            },
-            End::Lost { reason } => AttemptOutcome::Lost {
-                reason: reason.to_string(),
-            },
-            End::Aborted { reason } => AttemptOutcome::Aborted {
-                reason: reason.to_string(),
-            },
-        };
-        AttemptRecord {
-            number: a.number,
-            worker: w.spec.name.clone(),
-            node: w.node.clone(),
-            started_ms: a.started_ms,
-            duration_ms: a.duration_ms,
-            outcome,
-        }
-    }
-
-    fn auction_record(&self, award: &Award) -> AuctionRecord {
-        let bids = award.bids.iter().map(|b| {
-            let w = &self.workers[b.worker];
-            BidRecord {
-                worker: w.spec.name.clone(),
-                node: w.node.clone(),
-                skill: b.skill,
-                load: b.load,
-                capacity: b.capacity,
-            }
-        });
-        AuctionRecord {
-            bids: bids.collect(),
-            reason: award.reason.to_string(),
-            rounds: award.rounds,
-        }
-    }
-
-    /// The status of a task, cheaply (`None` when unknown or evicted).
-    pub fn status(&self, id: &TaskId) -> Option<TaskStatus> {
-        self.slot(id).map(|s| self.status_at(&self.tasks[s]))
-    }
-
-    fn status_at(&self, e: &Entry) -> TaskStatus {
-        match e.soft.stage {
-            Stage::Announced { .. } if e.phase.awaits_award() => TaskStatus::Announced,
-            _ => events::status_of(&e.phase),
-        }
-    }
-
-    /// True when the id belonged to a task evicted after its retention.
-    pub fn was_evicted(&self, id: &TaskId) -> bool {
-        self.evicted.contains(id)
-    }
-
-    /// The registered workers with their current load.
-    pub fn workers(&self) -> Vec<WorkerInfo> {
-        let ids = self.by_node.values().flat_map(|names| names.values());
-        ids.map(|&id| {
-            let w = &self.workers[id];
-            WorkerInfo {
-                name: w.spec.name.clone(),
-                role: w.spec.role.clone(),
-                skill: w.spec.skill,
-                capacity: w.spec.capacity,
-                load: w.load,
-                node: w.node.clone(),
-            }
-        })
-        .collect()
-    }
-
-    /// Tasks not yet finished.
-    pub fn unfinished(&self) -> usize {
-        self.unfinished
-    }
-
-    /// Tasks held in memory, finished ones included.
-    pub fn held(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Ids of the most recently submitted tasks still held, oldest first,
-    /// at most `n` (and at most [`RECENT`]).
-    pub fn recent(&self, n: usize) -> Vec<TaskId> {
-        let held = self.recent.iter().filter(|id| self.index.contains_key(id));
-        let ids: Vec<TaskId> = held.copied().collect();
-        ids[ids.len().saturating_sub(n)..].to_vec()
     }
 
     /// Emits what one step gathered.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::task::{
-    AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, Trigger, WorkerSpec,
+    AttemptOutcome, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus, Trigger, WorkerInfo, WorkerSpec,
 };
 
 mod awards;

@@ -1,0 +1,334 @@
+//! What `apply` does to the records, beyond the event itself: inserting
+//! submitted tasks, trigger rules and cascades when a task finishes, worker
+//! load and holdings, eviction, and the registry. Only `apply` calls these
+//! (with `changed`, `slot` and `leave_auction`, which the handlers use too).
+
+use std::time::Duration;
+
+use super::events::{at, status_of};
+use super::state::{Entry, Phase, Slot, Stage, TimerKind, WorkerId};
+use super::Scheduler;
+use crate::task::{NodeId, Task, TaskError, TaskId, TaskStatus, Trigger, WorkerSpec};
+
+impl Scheduler {
+    /// The slot of a task the ledger holds.
+    pub(super) fn slot(&self, id: &TaskId) -> Option<Slot> {
+        self.index.get(id).copied()
+    }
+
+    /// The worker no longer holds the task's attempt (its timers go too).
+    pub(super) fn release_worker(&mut self, worker: WorkerId, slot: Slot) {
+        self.drop_lease(slot);
+        let e = &self.tasks[slot];
+        if let (Some(a), Some(t)) = (e.history.last(), e.task.timeout_ms.filter(|&t| t > 0)) {
+            let due = at(a.started_ms) + at(t) + self.cfg.lease;
+            let kind = TimerKind::RunTimeout { attempt: a.number };
+            self.timers.remove(&(due, kind, e.task.id));
+        }
+        let w = &mut self.workers[worker];
+        w.load = w.load.saturating_sub(1);
+        if let Some(set) = self.holding.get_mut(&worker) {
+            set.remove(&slot);
+            if set.is_empty() {
+                self.holding.remove(&worker);
+            }
+        }
+    }
+
+    /// Removes the timers of a task's wait for an award (queue timeout,
+    /// retry delay): it was awarded, or it ended.
+    pub(super) fn stop_waiting(&mut self, slot: Slot) {
+        let e = &self.tasks[slot];
+        let id = e.task.id;
+        if let Some(t) = e.task.queue_timeout_ms.filter(|&t| t > 0) {
+            self.timers
+                .remove(&(e.ready_at + at(t), TimerKind::QueueTimeout, id));
+        }
+        if let Phase::Retrying { until } = e.phase {
+            self.timers.remove(&(until, TimerKind::Retry, id));
+        }
+    }
+
+    /// Marks when a task (again) waits for an award; its queue timeout
+    /// counts from here.
+    pub(super) fn set_ready_at(&mut self, slot: Slot, when: Duration) {
+        let e = &mut self.tasks[slot];
+        e.ready_at = when;
+        if let Some(t) = e.task.queue_timeout_ms.filter(|&t| t > 0) {
+            let id = e.task.id;
+            self.timers.insert((when + at(t), TimerKind::QueueTimeout, id));
+        }
+    }
+
+    /// Adds one task whose dependencies are already in the table.
+    pub(super) fn insert(&mut self, mut task: Task, now: Duration) {
+        let deps: Box<[Slot]> = task.dependencies.iter().filter_map(|d| self.slot(d)).collect();
+        task.dependencies = Vec::new(); // kept as `deps`
+        let role = self.role_id(&task.role);
+        let id = task.id;
+        let deadline = task.deadline_ms.filter(|&d| d > 0);
+        let slot = self.alloc(Entry::new(task, deps.clone(), role, 0, now));
+        self.index.insert(id, slot);
+        self.unfinished += 1;
+        self.recent.push_back(id);
+        if self.recent.len() > super::RECENT {
+            self.recent.pop_front();
+        }
+        if let Some(d) = deadline {
+            self.timers.insert((now + at(d), TimerKind::Deadline, id));
+        }
+        let mut on = 0;
+        for &d in deps.iter() {
+            let dep = &mut self.tasks[d];
+            dep.holders += 1;
+            if !dep.phase.is_final() {
+                dep.dependents.push(slot);
+                on += 1;
+            }
+        }
+        self.tasks[slot].phase = Phase::Waiting { on };
+        self.changed(slot, TaskStatus::Pending);
+        self.settle(slot, now);
+    }
+
+    /// Decides a waiting task's fate once its trigger rule can tell: ready,
+    /// or ended because of how its dependencies ended. Called at insertion
+    /// and whenever a dependency finishes.
+    pub(super) fn settle(&mut self, slot: Slot, now: Duration) {
+        let e = &self.tasks[slot];
+        let Phase::Waiting { on } = e.phase else { return };
+        let rule = e.task.trigger;
+        if on > 0 && rule != Trigger::AllSuccess {
+            return; // the other rules decide once every dependency finished
+        }
+        let ended = |p: &Phase| !matches!(p, Phase::Completed { .. }) && p.is_final();
+        let first_bad = || e.deps.iter().copied().find(|&d| ended(&self.tasks[d].phase));
+        let outcome = match rule {
+            // all_success decides at the first dependency that did not complete.
+            Trigger::AllSuccess => match first_bad() {
+                Some(d) => Some(self.inherit(d)),
+                None if on > 0 => None,
+                None => Some(Phase::Ready),
+            },
+            Trigger::AllDone => Some(Phase::Ready),
+            Trigger::OneFailed => {
+                let failed = e
+                    .deps
+                    .iter()
+                    .any(|&d| matches!(self.tasks[d].phase, Phase::Failed { .. }));
+                let cancelled = e
+                    .deps
+                    .iter()
+                    .copied()
+                    .find(|&d| matches!(self.tasks[d].phase, Phase::Cancelled { .. }));
+                Some(match (failed, cancelled) {
+                    (true, _) => Phase::Ready,
+                    (false, Some(d)) => self.inherit(d),
+                    (false, None) => Phase::Skipped {
+                        reason: "no dependency failed".into(),
+                    },
+                })
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Phase::Ready) => {
+                self.tasks[slot].phase = Phase::Ready;
+                self.set_ready_at(slot, now);
+                self.ready.push(slot);
+            }
+            Some(end) => self.finish(slot, end, now),
+        }
+    }
+
+    /// What an `all_success` dependent becomes when dependency `d` did not
+    /// complete.
+    pub(super) fn inherit(&self, d: Slot) -> Phase {
+        let dep = &self.tasks[d];
+        let (id, name) = (dep.task.id, dep.task.name.clone());
+        match &dep.phase {
+            Phase::Cancelled { .. } => Phase::Cancelled {
+                reason: format!("dependency {name:?} ({id}) was cancelled").into(),
+            },
+            Phase::Skipped { .. } => Phase::Skipped {
+                reason: format!("dependency {name:?} ({id}) was skipped").into(),
+            },
+            _ => Phase::Failed {
+                error: Box::new(TaskError::DependencyFailed { id, name }),
+            },
+        }
+    }
+
+    /// Ends a task and lets its dependents react.
+    pub(super) fn finish(&mut self, slot: Slot, phase: Phase, now: Duration) {
+        let mut stack = vec![(slot, phase)];
+        while let Some((slot, phase)) = stack.pop() {
+            if self.tasks[slot].phase.is_final() {
+                continue;
+            }
+            if let Some((worker, _)) = self.tasks[slot].phase.holder() {
+                self.release_worker(worker, slot);
+            }
+            self.leave_auction(slot);
+            if self.tasks[slot].phase.awaits_award() {
+                self.stop_waiting(slot);
+            }
+            let e = &self.tasks[slot];
+            if let Some(d) = e.task.deadline_ms.filter(|&d| d > 0) {
+                let id = e.task.id;
+                self.timers
+                    .remove(&(e.submitted_at + at(d), TimerKind::Deadline, id));
+            }
+            let status = status_of(&phase);
+            let e = &mut self.tasks[slot];
+            e.phase = phase;
+            e.finished_at = Some(now);
+            let dependents = std::mem::take(&mut e.dependents);
+            self.unfinished -= 1;
+            self.finished_bytes += self.tasks[slot].bytes();
+            self.changed(slot, status);
+            for i in 0..self.tasks[slot].deps.len() {
+                let d = self.tasks[slot].deps[i];
+                let dep = &mut self.tasks[d];
+                dep.holders -= 1;
+                // A finished task waits for nothing: it leaves the lists of
+                // dependencies still running, which would otherwise notify
+                // its slot after it is evicted and reused by another task.
+                dep.dependents.retain(|&x| x != slot);
+                self.maybe_evictable(d);
+            }
+            self.maybe_evictable(slot);
+            let completed = matches!(self.tasks[slot].phase, Phase::Completed { .. });
+            for d in dependents {
+                let dep = &mut self.tasks[d];
+                let Phase::Waiting { on } = &mut dep.phase else {
+                    continue;
+                };
+                *on -= 1;
+                let last = *on == 0;
+                if dep.task.trigger == Trigger::AllSuccess && !completed {
+                    stack.push((d, self.inherit(slot)));
+                } else if last {
+                    // Checked once, when the last dependency finished, so a
+                    // wide fan-in stays linear.
+                    self.settle(d, now);
+                }
+            }
+        }
+    }
+
+    /// Queues a finished task for eviction once nothing still needs it.
+    pub(super) fn maybe_evictable(&mut self, slot: Slot) {
+        let e = &self.tasks[slot];
+        if e.holders == 0 && e.phase.is_final() {
+            self.evictable.push_back((slot, e.task.id));
+        }
+    }
+
+    pub(super) fn evict(&mut self, id: &TaskId) {
+        let Some(slot) = self.slot(id) else { return };
+        let e = &self.tasks[slot];
+        if !e.phase.is_final() || e.holders > 0 {
+            return;
+        }
+        self.finished_bytes -= e.bytes();
+        self.index.remove(id);
+        self.free.push(slot);
+        self.tasks[slot] = Entry::vacant();
+        self.evicted.insert(*id);
+        self.evicted_order.push_back(*id);
+        if self.evicted_order.len() > self.cfg.retention.remember_evicted {
+            if let Some(old) = self.evicted_order.pop_front() {
+                self.evicted.remove(&old);
+            }
+        }
+    }
+
+    pub(super) fn alloc(&mut self, e: Entry) -> Slot {
+        match self.free.pop() {
+            Some(slot) => {
+                self.tasks[slot] = e;
+                slot
+            }
+            None => {
+                self.tasks.push(e);
+                Slot(self.tasks.len() as u32 - 1)
+            }
+        }
+    }
+
+    /// Replaces a node's worker list in the registry.
+    pub(super) fn set_workers(&mut self, node: &NodeId, specs: &[WorkerSpec]) {
+        let gone: Vec<WorkerId> = self.by_node.get(node).map_or_else(Vec::new, |names| {
+            let gone = names.iter().filter(|(n, _)| !specs.iter().any(|s| &s.name == *n));
+            gone.map(|(_, &id)| id).collect()
+        });
+        for id in gone {
+            self.remove_worker(id);
+        }
+        for spec in specs {
+            let role = self.role_id(&spec.role);
+            let id = match self.worker_id(node, &spec.name) {
+                Some(id) => id,
+                None => self.add_worker(node.clone(), spec.name.clone(), role),
+            };
+            let old = std::mem::replace(&mut self.workers[id].role, role);
+            if old != role {
+                self.roles[old].workers.retain(|&w| w != id);
+                self.roles[role].workers.push(id);
+            }
+            let mut spec = spec.clone();
+            spec.capacity = spec.capacity.max(1);
+            self.workers[id].spec = spec;
+        }
+        self.roster_changed = true;
+    }
+
+    /// Notes a status change for the driver (a repeat of the change just
+    /// noted for the same task is dropped).
+    pub(super) fn changed(&mut self, slot: Slot, status: TaskStatus) {
+        let change = (self.tasks[slot].task.id, status);
+        if self.changes.last() != Some(&change) {
+            self.changes.push(change);
+        }
+    }
+
+    /// Takes a task out of the auction layer (it no longer waits for an
+    /// award, or waits for a retry delay).
+    pub(super) fn leave_auction(&mut self, slot: Slot) {
+        let e = &mut self.tasks[slot];
+        let stage = std::mem::take(&mut e.soft.stage);
+        e.soft.bids.clear();
+        let (role, id) = (e.role, e.task.id);
+        match stage {
+            Stage::Idle => {}
+            Stage::Backoff { until } => {
+                self.timers.remove(&(until, TimerKind::Backoff, id));
+            }
+            Stage::Queued { key } => {
+                if let Some(q) = self.queues.get_mut(&role) {
+                    q.remove(&(key, slot));
+                    if q.is_empty() {
+                        self.queues.remove(&role);
+                    }
+                }
+            }
+            Stage::Parked { seq, deadline } => {
+                self.timers.remove(&(deadline, TimerKind::NoWorker, id));
+                if let Some(p) = self.parked.get_mut(&role) {
+                    p.remove(&(seq, slot));
+                    if p.is_empty() {
+                        self.parked.remove(&role);
+                    }
+                }
+            }
+            Stage::Announced { reserved, closes_at } => {
+                self.timers.remove(&(closes_at, TimerKind::CloseAuction, id));
+                self.release(reserved);
+                if let Some(o) = self.open.get_mut(&role) {
+                    o.remove(&slot);
+                }
+            }
+        }
+    }
+}

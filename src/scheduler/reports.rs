@@ -1,0 +1,160 @@
+//! Queries: what the scheduler tells clients about tasks and workers.
+
+use std::time::Duration;
+
+use super::state::{self, Award, End, Entry, Phase, Stage};
+use super::{events, Lookup, Scheduler};
+use crate::task::{
+    AttemptOutcome, AttemptRecord, AuctionRecord, BidRecord, TaskId, TaskReport, TaskStatus, WorkerInfo,
+};
+
+impl Scheduler {
+    /// Everything known about a task, or whether it was evicted.
+    pub fn lookup(&self, id: &TaskId, now: Duration) -> Lookup {
+        match self.report_of(id, now) {
+            Some(r) => Lookup::Found(Box::new(r)),
+            None if self.evicted.contains(id) => Lookup::Evicted,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Everything known about a task (`None` when unknown or evicted).
+    pub fn report_of(&self, id: &TaskId, now: Duration) -> Option<TaskReport> {
+        let e = &self.tasks[self.slot(id)?];
+        let last = e.history.last().map(|a| &self.workers[a.worker]);
+        let end = e.finished_at.unwrap_or(now);
+        let (output, error) = match &e.phase {
+            Phase::Completed { output } => (Some(output.clone()), None),
+            Phase::Failed { error } => (None, Some((**error).clone())),
+            Phase::Cancelled { reason } => (
+                None,
+                Some(crate::task::TaskError::Cancelled {
+                    reason: reason.to_string(),
+                }),
+            ),
+            Phase::Skipped { reason } => (
+                None,
+                Some(crate::task::TaskError::NotTriggered {
+                    rule: e.task.trigger,
+                    reason: reason.to_string(),
+                }),
+            ),
+            _ => (None, None),
+        };
+        Some(TaskReport {
+            id: *id,
+            name: e.task.name.clone(),
+            role: e.task.role.clone(),
+            difficulty: e.task.difficulty,
+            status: self.status_at(e),
+            worker: last.map(|w| w.spec.name.clone()),
+            node: last.map(|w| w.node.clone()),
+            attempts: e.history.len() as u32,
+            history: e.history.iter().map(|a| self.attempt_record(a)).collect(),
+            auction: e.award.as_ref().map(|a| self.auction_record(a)),
+            output,
+            error,
+            elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
+            run_ms: e.run_ms,
+        })
+    }
+
+    fn attempt_record(&self, a: &state::Attempt) -> AttemptRecord {
+        let w = &self.workers[a.worker];
+        let outcome = match &a.end {
+            End::Running => AttemptOutcome::Running,
+            End::Completed => AttemptOutcome::Completed,
+            End::Failed { message, retryable } => AttemptOutcome::Failed {
+                message: message.to_string(),
+                retryable: *retryable,
+            },
+            End::TimedOut { timeout_ms } => AttemptOutcome::TimedOut {
+                timeout_ms: *timeout_ms,
+            },
+            End::Lost { reason } => AttemptOutcome::Lost {
+                reason: reason.to_string(),
+            },
+            End::Aborted { reason } => AttemptOutcome::Aborted {
+                reason: reason.to_string(),
+            },
+        };
+        AttemptRecord {
+            number: a.number,
+            worker: w.spec.name.clone(),
+            node: w.node.clone(),
+            started_ms: a.started_ms,
+            duration_ms: a.duration_ms,
+            outcome,
+        }
+    }
+
+    fn auction_record(&self, award: &Award) -> AuctionRecord {
+        let bids = award.bids.iter().map(|b| {
+            let w = &self.workers[b.worker];
+            BidRecord {
+                worker: w.spec.name.clone(),
+                node: w.node.clone(),
+                skill: b.skill,
+                load: b.load,
+                capacity: b.capacity,
+            }
+        });
+        AuctionRecord {
+            bids: bids.collect(),
+            reason: award.reason.to_string(),
+            rounds: award.rounds,
+        }
+    }
+
+    /// The status of a task, cheaply (`None` when unknown or evicted).
+    pub fn status(&self, id: &TaskId) -> Option<TaskStatus> {
+        self.slot(id).map(|s| self.status_at(&self.tasks[s]))
+    }
+
+    pub(super) fn status_at(&self, e: &Entry) -> TaskStatus {
+        match e.soft.stage {
+            Stage::Announced { .. } if e.phase.awaits_award() => TaskStatus::Announced,
+            _ => events::status_of(&e.phase),
+        }
+    }
+
+    /// True when the id belonged to a task evicted after its retention.
+    pub fn was_evicted(&self, id: &TaskId) -> bool {
+        self.evicted.contains(id)
+    }
+
+    /// The registered workers with their current load.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        let ids = self.by_node.values().flat_map(|names| names.values());
+        ids.map(|&id| {
+            let w = &self.workers[id];
+            WorkerInfo {
+                name: w.spec.name.clone(),
+                role: w.spec.role.clone(),
+                skill: w.spec.skill,
+                capacity: w.spec.capacity,
+                load: w.load,
+                node: w.node.clone(),
+            }
+        })
+        .collect()
+    }
+
+    /// Tasks not yet finished.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    /// Tasks held in memory, finished ones included.
+    pub fn held(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Ids of the most recently submitted tasks still held, oldest first,
+    /// at most `n` (and at most [`RECENT`]).
+    pub fn recent(&self, n: usize) -> Vec<TaskId> {
+        let held = self.recent.iter().filter(|id| self.index.contains_key(id));
+        let ids: Vec<TaskId> = held.copied().collect();
+        ids[ids.len().saturating_sub(n)..].to_vec()
+    }
+}
