@@ -31,7 +31,7 @@ impl Default for Retention {
 }
 
 /// Tunables of the scheduler. The `default_*` values fill task fields left
-/// unset at submission (see [`Task`] for their meaning and ranges).
+/// unset at submission (see [`Task`](crate::task::Task) for their meaning and ranges).
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// How long an auction stays open when not every worker of the role has

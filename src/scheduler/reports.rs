@@ -151,7 +151,7 @@ impl Scheduler {
     }
 
     /// Ids of the most recently submitted tasks still held, oldest first,
-    /// at most `n` (and at most [`RECENT`]).
+    /// at most `n` (and at most [`RECENT`](super::RECENT)).
     pub fn recent(&self, n: usize) -> Vec<TaskId> {
         let held = self.recent.iter().filter(|id| self.index.contains_key(id));
         let ids: Vec<TaskId> = held.copied().collect();
