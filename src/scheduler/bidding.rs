@@ -27,7 +27,7 @@ impl Scheduler {
             task: e.task.id,
             round: e.soft.round,
             name: e.task.name.clone(),
-            role: e.task.role.clone(),
+            role: self.roles[e.role].name.to_string(),
             difficulty: e.task.difficulty,
             input_len: e.task.input.len() as u64,
         });
@@ -90,7 +90,7 @@ impl Scheduler {
         }
         let lot = Lot {
             name: &e.task.name,
-            role: &e.task.role,
+            role: &self.roles[e.role].name,
             difficulty: e.task.difficulty,
         };
         let Some((0, reason)) = self.policy.choose(&lot, &[self.candidate(id)]) else {
@@ -171,7 +171,7 @@ impl Scheduler {
         let candidates: Vec<Candidate> = able.iter().map(|&w| self.candidate(w)).collect();
         let lot = Lot {
             name: &e.task.name,
-            role: &e.task.role,
+            role: &self.roles[e.role].name,
             difficulty: e.task.difficulty,
         };
         let choice = self.policy.choose(&lot, &candidates);
@@ -230,7 +230,7 @@ impl Scheduler {
             attempt,
             worker: w.spec.name.clone(),
             name: e.task.name.clone(),
-            role: e.task.role.clone(),
+            role: self.roles[e.role].name.to_string(),
             difficulty: e.task.difficulty,
             input: e.task.input.clone(),
             deps,
@@ -281,7 +281,7 @@ impl Scheduler {
         let waited = e.soft.no_bids_for + now.saturating_sub(opened);
         if waited >= self.cfg.no_worker_timeout {
             let err = TaskError::NoBids {
-                role: e.task.role.clone(),
+                role: self.roles[e.role].name.to_string(),
                 difficulty,
                 waited_ms: waited.as_millis() as u64,
             };

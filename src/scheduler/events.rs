@@ -236,6 +236,8 @@ impl Scheduler {
                     worker,
                     attempt: *attempt,
                 };
+                // Most tasks run once: no room for four attempts up front.
+                e.history.reserve_exact(1);
                 e.history.push(Attempt {
                     number: *attempt,
                     worker,

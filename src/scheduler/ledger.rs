@@ -65,6 +65,7 @@ impl Scheduler {
         let deps: Box<[Slot]> = task.dependencies.iter().filter_map(|d| self.slot(d)).collect();
         task.dependencies = Vec::new(); // kept as `deps`
         let role = self.role_id(&task.role);
+        task.role = String::new(); // kept once, in the role table
         let id = task.id;
         let deadline = task.deadline_ms.filter(|&d| d > 0);
         let slot = self.alloc(Entry::new(task, deps.clone(), role, 0, now));
@@ -173,6 +174,7 @@ impl Scheduler {
             if self.tasks[slot].phase.awaits_award() {
                 self.stop_waiting(slot);
             }
+            self.tasks[slot].soft.0 = None; // a finished task bids no more
             let e = &self.tasks[slot];
             if let Some(d) = e.task.deadline_ms.filter(|&d| d > 0) {
                 let id = e.task.id;
@@ -297,8 +299,11 @@ impl Scheduler {
     /// award, or waits for a retry delay).
     pub(super) fn leave_auction(&mut self, slot: Slot) {
         let e = &mut self.tasks[slot];
+        if e.soft.0.is_none() {
+            return; // never in the auction layer
+        }
         let stage = std::mem::take(&mut e.soft.stage);
-        e.soft.bids.clear();
+        e.soft.bids = Vec::new(); // freed: most tasks never bid again
         let (role, id) = (e.role, e.task.id);
         match stage {
             Stage::Idle => {}

@@ -327,7 +327,7 @@ impl Scheduler {
     fn no_capable_worker(&mut self, slot: Slot, now: Duration) {
         let e = &self.tasks[slot];
         let err = TaskError::NoCapableWorker {
-            role: e.task.role.clone(),
+            role: self.roles[e.role].name.to_string(),
             difficulty: e.task.difficulty,
             best_skill: self.best_skill(e.role),
             waited_ms: now.saturating_sub(e.ready_at).as_millis() as u64,

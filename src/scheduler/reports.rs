@@ -44,7 +44,7 @@ impl Scheduler {
         Some(TaskReport {
             id: *id,
             name: e.task.name.clone(),
-            role: e.task.role.clone(),
+            role: self.roles[e.role].name.to_string(),
             difficulty: e.task.difficulty,
             status: self.status_at(e),
             worker: last.map(|w| w.spec.name.clone()),

@@ -72,6 +72,8 @@ impl WorkerState {
 /// A role shared by tasks and workers (`role_ids` maps names to roles).
 #[derive(Debug, Default)]
 pub(super) struct Role {
+    /// The role's name (tasks keep only the role's id).
+    pub(super) name: Box<str>,
     /// The registered workers of the role: an auction closes once they all
     /// answered.
     pub(super) workers: Vec<WorkerId>,
@@ -210,7 +212,10 @@ pub(super) struct Entry {
     pub(super) finished_at: Option<Duration>,
     pub(super) award: Option<Box<Award>>,
     pub(super) run_ms: Option<u64>,
-    pub(super) soft: Soft,
+    /// Allocated only while the task is in the auction layer or holds a
+    /// lease; freed when it finishes (most tasks of a large DAG are waiting
+    /// or finished, and need none).
+    pub(super) soft: SoftBox,
 }
 
 impl Entry {
@@ -229,7 +234,7 @@ impl Entry {
             finished_at: None,
             award: None,
             run_ms: None,
-            soft: Soft::default(),
+            soft: SoftBox(None),
         }
     }
 
@@ -283,6 +288,36 @@ pub(super) enum Stage {
 pub(super) struct QueueKey {
     pub(super) rank: i64,
     pub(super) seq: u64,
+}
+
+/// A task's auction bookkeeping, allocated on first write: reading an
+/// unallocated one sees [`IDLE`].
+#[derive(Debug, Default)]
+pub(super) struct SoftBox(pub(super) Option<Box<Soft>>);
+
+/// The bookkeeping of a task the auction layer has not touched.
+static IDLE: Soft = Soft {
+    stage: Stage::Idle,
+    round: 0,
+    bids: Vec::new(),
+    refusals: 0,
+    refused_by: None,
+    no_bids_for: Duration::ZERO,
+    lease_until: Duration::ZERO,
+    lease_timer: None,
+};
+
+impl std::ops::Deref for SoftBox {
+    type Target = Soft;
+    fn deref(&self) -> &Soft {
+        self.0.as_deref().unwrap_or(&IDLE)
+    }
+}
+
+impl std::ops::DerefMut for SoftBox {
+    fn deref_mut(&mut self) -> &mut Soft {
+        self.0.get_or_insert_with(Box::default)
+    }
 }
 
 /// The auction layer's bookkeeping for one task.

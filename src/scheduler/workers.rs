@@ -21,7 +21,10 @@ impl Scheduler {
             return id;
         }
         let id = RoleId(self.roles.len() as u32);
-        self.roles.push(Role::default());
+        self.roles.push(Role {
+            name: name.into(),
+            workers: Vec::new(),
+        });
         self.role_ids.insert(name.to_string(), id);
         id
     }
