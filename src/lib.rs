@@ -53,7 +53,7 @@ pub enum Error {
     #[error("the node is shut down")]
     NodeGone,
     /// A task ended in failure.
-    #[error("task failed: {0}")]
+    #[error("task failed")]
     Task(#[from] TaskError),
     /// A task's output was asked for before it finished.
     #[error("task {0} is not finished (status: {1})")]
@@ -62,7 +62,7 @@ pub enum Error {
     #[error(transparent)]
     Payload(#[from] PayloadError),
     /// The admin refused a submitted batch.
-    #[error("submission refused: {0}")]
+    #[error("submission refused")]
     Submit(#[from] scheduler::SubmitError),
     /// No admin was elected within the wait.
     #[error("no admin was elected within {0:?}; is the mesh reachable?")]

@@ -287,7 +287,7 @@ fn a_command_writing_20_mb_fails_promptly_and_its_status_still_works() {
 
 #[test]
 fn an_evicted_task_is_reported_as_evicted_not_unknown() {
-    let (_admin, addr) = admin(121, &["--retention-age", "0"]);
+    let (_admin, addr) = admin(121, &["--retention-age", "0", "--retention-min-age", "0"]);
     let _echo = echo_worker(&addr, 122, "Echo:worker:9", "1");
     let id = submit_no_wait(&addr, "[[task]]\nname = \"brief\"\nrole = \"worker\"\n");
     let mut last = None;

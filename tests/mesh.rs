@@ -171,7 +171,8 @@ async fn bad_batches_are_refused_whole_with_clear_errors() {
     let ok = Task::new("innocent", "worker", 1);
     let err = pg.submit_batch(vec![ok.clone(), a, b]).await.unwrap_err();
     assert!(matches!(err, Error::Submit(SubmitError::Cycle { .. })), "{err}");
-    assert!(err.to_string().contains("cycle"), "{err}");
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert!(source.is_some_and(|s| s.contains("cycle")), "{err:?}");
     assert!(
         matches!(pg.task(ok.id).await, Err(Error::UnknownTask(_))),
         "nothing of a refused batch is kept"

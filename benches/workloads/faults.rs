@@ -76,6 +76,8 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     exit_when_stdin_closes();
     let mut cfg = NodeConfig::default().prefer_admin().with_seed(4000);
     cfg.scheduler.retention.max_tasks = keep.parse().context("retention")?;
+    // Measured right after the cancellations, not 10 s later.
+    cfg.scheduler.retention.min_age = Duration::ZERO;
     // Nothing serves the tasks' role: they wait, unfinished, until cancelled.
     cfg.scheduler.no_worker_timeout = Duration::from_secs(24 * 3600);
     child_runtime()?.block_on(async move {

@@ -26,6 +26,12 @@ pub const RETRYABLE_EXIT_CODE: i32 = 75;
 /// How much of stderr a failed command's error keeps, in bytes.
 const STDERR_TAIL: usize = 2048;
 
+/// Output past the limit is counted (for the error) up to this many bytes
+/// or for [`OVERFLOW_WAIT`]; a program still writing then is killed.
+const OVERFLOW_COUNTED: u64 = 256 << 20;
+/// See [`OVERFLOW_COUNTED`].
+const OVERFLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A command worker: runs a program the operator configured for every task
 /// it wins. The program gets the task input on stdin, followed by the
 /// outputs of the dependencies that completed, in dependency order; its
@@ -147,8 +153,21 @@ impl CommandWorker {
             if let Some(mut stdout) = stdout {
                 total = (&mut stdout).take(limit).read_to_end(&mut buf).await? as u64;
                 if total == limit {
-                    // Over the limit: drain and count the rest, storing none.
-                    total += tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await?;
+                    // Over the limit: count the rest (storing none) for the
+                    // error, but stop a program that goes on writing.
+                    let mut sink = tokio::io::sink();
+                    let mut rest = (&mut stdout).take(OVERFLOW_COUNTED);
+                    let counted =
+                        tokio::time::timeout(OVERFLOW_WAIT, tokio::io::copy(&mut rest, &mut sink)).await;
+                    match counted {
+                        Ok(n) if n.as_ref().is_ok_and(|&n| n < OVERFLOW_COUNTED) => total += n?,
+                        // Still writing: stopped, and reported as "more than".
+                        _ => {
+                            group.signal(Signal::SIGKILL);
+                            let _ = tokio::io::copy(&mut stdout, &mut sink).await;
+                            total = u64::MAX;
+                        }
+                    }
                 }
             }
             Ok((buf, total))
@@ -192,7 +211,11 @@ impl CommandWorker {
         // permanently whatever its exit.
         if out.len() > self.max_output {
             let max = self.max_output;
-            let message = format!("{program} wrote {total} bytes, over the limit of {max}");
+            let message = if total == u64::MAX {
+                format!("{program} kept writing past the limit of {max} bytes and was stopped")
+            } else {
+                format!("{program} wrote {total} bytes, over the limit of {max}")
+            };
             return Err(ProcessError::permanent(message));
         }
         if status.success() {

@@ -69,6 +69,7 @@ pub struct NodeFile {
     pub retention_tasks: Option<usize>,
     #[serde(default, deserialize_with = "seconds")]
     pub retention_age: Option<f64>,
+    pub retention_min_age: Option<f64>,
     pub retention_mib: Option<usize>,
 }
 

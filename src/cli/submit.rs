@@ -39,7 +39,8 @@ pub struct SubmitArgs {
 /// Options of `taskmesh status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Task ids (uuids); none lists the most recent tasks (up to 1000).
+    /// Task ids (uuids); none lists the most recent tasks (up to 1000, and
+    /// fewer when their reports exceed one 8 MiB answer).
     #[arg(value_parser = super::task_id)]
     pub ids: Vec<TaskId>,
     #[command(flatten)]

@@ -77,6 +77,11 @@ pub struct TuningArgs {
     /// are evicted); 0: none [default: 256].
     #[arg(long, value_name = "MIB")]
     pub retention_mib: Option<usize>,
+    /// Seconds a finished task is kept at least, whatever the limits above
+    /// say, so that waiting clients read its report; 0: none; at most
+    /// 3600 [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub retention_min_age: Option<f64>,
 }
 
 /// Where a setting comes from, for error messages: the flag, else the
@@ -161,6 +166,14 @@ impl TuningArgs {
         }
         if let Some((v, name)) = src.pick(self.retention_mib, file.retention_mib, "retention_mib") {
             r.max_bytes = count(v, &name, 0, MAX_RETENTION_MIB)? << 20;
+        }
+        let min_age = src.pick(
+            self.retention_min_age,
+            file.retention_min_age,
+            "retention_min_age",
+        );
+        if let Some((v, name)) = min_age {
+            r.min_age = seconds(v, &name, 0.0, 3600.0, "")?;
         }
         Ok(())
     }

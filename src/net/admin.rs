@@ -159,23 +159,33 @@ impl EventLoop {
         let Some(state) = &self.sched else {
             return vec![Lookup::Unknown; ids.len()];
         };
-        let recent;
-        let ids = if ids.is_empty() {
-            recent = state.sched.recent(RECENT_TASKS);
-            &recent[..]
-        } else {
-            ids
-        };
         let now = self.wall_now();
         let mut size = 0;
-        let mut out = Vec::new();
-        for id in ids {
-            let l = state.sched.lookup(id, now);
-            size += match &l {
+        let mut fits = |l: &Lookup, any: bool| {
+            size += match l {
                 Lookup::Found(r) => report_size(r),
                 _ => 32,
             };
-            if size > budget && !out.is_empty() {
+            size <= budget || !any
+        };
+        if ids.is_empty() {
+            // The most recent tasks: newest first until the answer is full,
+            // so a long listing drops the oldest, never the newest.
+            let mut out = Vec::new();
+            for id in state.sched.recent(RECENT_TASKS).iter().rev() {
+                let l = state.sched.lookup(id, now);
+                if !fits(&l, !out.is_empty()) {
+                    break;
+                }
+                out.push(l);
+            }
+            out.reverse();
+            return out;
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let l = state.sched.lookup(id, now);
+            if !fits(&l, !out.is_empty()) {
                 break;
             }
             out.push(l);

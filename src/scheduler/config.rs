@@ -14,6 +14,9 @@ pub struct Retention {
     /// Most bytes of inputs and outputs of finished tasks kept. Default
     /// 256 MiB.
     pub max_bytes: usize,
+    /// Least time a finished task is kept whatever the other limits say, so
+    /// that clients waiting on it read its report. Default 10 s.
+    pub min_age: Duration,
     /// How many evicted ids are remembered, so that asking for one says
     /// "evicted" rather than "unknown". Default 100,000 (about 3 MiB).
     pub remember_evicted: usize,
@@ -25,6 +28,7 @@ impl Default for Retention {
             max_tasks: 100_000,
             max_age: Duration::from_secs(3600),
             max_bytes: 256 << 20,
+            min_age: Duration::from_secs(10),
             remember_evicted: 100_000,
         }
     }

@@ -135,10 +135,15 @@ pub(super) fn plan(
     }
     let mut index: HashMap<TaskId, usize> = HashMap::with_capacity(batch.len());
     for (i, t) in batch.iter().enumerate() {
-        if t.role.is_empty() {
+        if t.role.is_empty() || t.name.is_empty() {
+            let what = if t.role.is_empty() {
+                "empty role"
+            } else {
+                "empty name"
+            };
             return Err(SubmitError::Invalid {
                 task: t.name.clone(),
-                reason: "empty role".into(),
+                reason: what.into(),
             });
         }
         if let Err(reason) = check_numbers(t) {
@@ -377,6 +382,7 @@ mod tests {
                 "over the limit",
             ),
             (vec![Task::new("r", "", 1)], "empty role"),
+            (vec![Task::new("", "w", 1)], "empty name"),
             (
                 (0..11).map(|i| Task::new(format!("t{i}"), "w", 1)).collect(),
                 "batch of 11",

@@ -16,7 +16,7 @@ impl Scheduler {
     /// next one to age out.
     pub(super) fn retain(&mut self, now: Duration) {
         let r = &self.cfg.retention;
-        let (max_tasks, max_bytes, max_age) = (r.max_tasks, r.max_bytes, r.max_age);
+        let (max_tasks, max_bytes, max_age, min_age) = (r.max_tasks, r.max_bytes, r.max_age, r.min_age);
         let mut ids = Vec::new();
         // A task can be in line twice (finished, then needed again by a new
         // dependent that finished too): choose it once.
@@ -38,6 +38,12 @@ impl Scheduler {
                 // (`unwatch` puts it back in line).
                 self.evictable.pop_front();
                 continue;
+            }
+            if finished_at + min_age > now {
+                // Too young: waiting clients may not have read it yet.
+                self.timers
+                    .insert((finished_at + min_age, TimerKind::Retention, nil));
+                break;
             }
             let over = finished > max_tasks || bytes > max_bytes;
             let old = finished_at + max_age <= now;

@@ -317,3 +317,22 @@ async fn the_watcher_leads_the_group_and_dies_with_it() {
     drop(dropped);
     assert!(eventually(|| dead(watcher)).await, "dropping kills the watcher");
 }
+
+#[tokio::test]
+async fn a_program_that_never_stops_writing_is_stopped_past_the_limit() {
+    let mut w = sh("yes");
+    w.max_output = 4096;
+    let started = std::time::Instant::now();
+    let err = w.process(request(b"", vec![])).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("kept writing past the limit of 4096 bytes"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

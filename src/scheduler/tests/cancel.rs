@@ -9,7 +9,10 @@ use CancelOutcome::{AlreadyFinished, Cancelled, Evicted, Unknown};
 /// dependent (task 2) and an all_done cleanup (task 3).
 fn setup(retention: Retention) -> Harness {
     let mut h = Harness::with(SchedulerConfig {
-        retention,
+        retention: Retention {
+            min_age: Duration::ZERO,
+            ..retention
+        },
         retry_delay: ms(100),
         ..cfg()
     });

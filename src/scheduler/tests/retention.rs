@@ -3,7 +3,8 @@
 
 use super::*;
 
-fn keeping(retention: Retention) -> Harness {
+fn keeping(mut retention: Retention) -> Harness {
+    retention.min_age = Duration::ZERO; // tested on its own below
     let mut h = Harness::with(SchedulerConfig { retention, ..cfg() });
     h.register("n1", &[("w", "worker", 5, 4)]);
     h
@@ -209,6 +210,25 @@ fn an_evicted_dependents_reused_slot_is_not_woken_by_the_old_dependency() {
     h.bid_all();
     let deps: Vec<_> = h.assigned[&t].1.deps.iter().map(|d| d.id).collect();
     assert_eq!(deps, [ie]);
+}
+
+/// A finished task is kept at least `min_age`, whatever the other limits.
+#[test]
+fn a_finished_task_is_kept_at_least_min_age() {
+    let mut h = Harness::with(SchedulerConfig {
+        retention: Retention {
+            max_tasks: 0,
+            min_age: ms(500),
+            ..Retention::default()
+        },
+        ..cfg()
+    });
+    h.register("n1", &[("w", "worker", 5, 4)]);
+    let id = run_one(&mut h, task(1, 1));
+    h.advance(499);
+    assert_eq!(h.status(id), Some(TaskStatus::Completed), "too young to evict");
+    h.advance(1);
+    assert!(matches!(h.s.lookup(&id, h.now), Lookup::Evicted));
 }
 
 /// A task a client waits on is not evicted before the client has its

@@ -108,7 +108,8 @@ impl Sim {
     }
 
     /// Finished tasks beyond the count or byte limit are kept only while
-    /// every one of them is still needed by an unfinished dependent.
+    /// every one of them is still needed by an unfinished dependent, or is
+    /// younger than `min_age`.
     fn check_retention(&self) {
         let kept = self.submitted.iter().filter(|id| !self.evicted.contains(id));
         let finished: Vec<&TaskId> = kept.filter(|id| self.is_final(id)).collect();
@@ -118,10 +119,26 @@ impl Sim {
             .map(|id| self.s.tasks[self.s.index[id]].bytes())
             .sum();
         assert_eq!(bytes, self.s.finished_bytes, "finished bytes");
+        let r = &self.s.cfg.retention;
+        // A task joins the eviction line when it finished and its last
+        // dependent finished; it is evicted in line order, each at least
+        // `min_age` after it finished, so one that joined the line `min_age`
+        // ago is due.
+        let finished_at = |id: &TaskId| {
+            let slot = self.s.index.get(id)?;
+            self.s.tasks[*slot].finished_at
+        };
+        let old_enough = |id: &TaskId| {
+            let joined = self
+                .dependents(id)
+                .map(&finished_at)
+                .chain([finished_at(id)])
+                .max();
+            joined.flatten().is_some_and(|t| t + r.min_age <= self.now)
+        };
         let evictable = finished
             .iter()
-            .find(|id| self.dependents(id).all(|d| self.is_final(d)));
-        let r = &self.s.cfg.retention;
+            .find(|id| old_enough(id) && self.dependents(id).all(|d| self.is_final(d)));
         if let Some(id) = evictable {
             assert!(
                 finished.len() <= r.max_tasks && bytes <= r.max_bytes,

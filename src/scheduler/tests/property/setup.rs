@@ -29,6 +29,7 @@ impl Sim {
                 max_tasks: rng.range(3, 20) as usize,
                 max_age: ms(rng.range(50, 400)),
                 max_bytes: rng.range(40, 400) as usize,
+                min_age: ms(rng.range(0, 30)),
                 ..Retention::default()
             };
         }
