@@ -458,3 +458,30 @@ async fn batches_and_answers_larger_than_a_frame_are_split_not_refused() {
     client.shutdown().await;
     pg.shutdown().await;
 }
+
+/// A caller on the admin's own node gets every report at once, however
+/// large (the frame limit is for peers): 20 tasks of 1 MiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_wait_returns_every_report_whatever_their_size() {
+    let runs = Runs::default();
+    let worker = Arc::new(TestWorker {
+        name: "Local".into(),
+        role: "worker".into(),
+        skill: 9,
+        slots: 4,
+        slow_ms: 0,
+        runs,
+    });
+    let pg = Playground::play_with(test_config(), vec![worker]).await.unwrap();
+    let tasks: Vec<Task> = (0..20u8)
+        .map(|i| {
+            Task::new(format!("mib-{i}"), "worker", 1).with_payload(Payload::from_bytes(vec![i; 1 << 20]))
+        })
+        .collect();
+    let reports = bounded("20 MiB of local results", pg.execute_batch(tasks))
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 20);
+    assert!(reports.iter().all(|r| r.status == TaskStatus::Completed));
+    pg.shutdown().await;
+}

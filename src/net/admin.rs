@@ -308,6 +308,15 @@ impl EventLoop {
         out
     }
 
+    /// How much an answer may hold: one frame for a peer (it asks again
+    /// for the rest), everything for a caller on this node.
+    fn budget_for<T>(&self, answer: &Answer<T>) -> usize {
+        match answer {
+            Answer::Local(_) => usize::MAX,
+            Answer::Remote(_) => self.frame_budget(),
+        }
+    }
+
     /// The answer budget for one frame.
     pub(super) fn frame_budget(&self) -> usize {
         self.cfg.max_frame / 2
@@ -345,7 +354,7 @@ impl EventLoop {
             }
         }
         if remaining == 0 || (any && remaining < ids.len()) {
-            let reports = self.final_reports(&ids, self.frame_budget());
+            let reports = self.final_reports(&ids, self.budget_for(&answer));
             return self.answer(answer, reports, wire_reports);
         }
         let token = state.next_token;
@@ -377,7 +386,7 @@ impl EventLoop {
     /// Answers a waiter with the reports of its final tasks, and lets them
     /// be evicted again.
     fn answer_waiter(&mut self, w: Waiter) {
-        let reports = self.final_reports(&w.ids, self.frame_budget());
+        let reports = self.final_reports(&w.ids, self.budget_for(&w.answer));
         if let Some(state) = self.sched.as_mut() {
             for id in &w.watched {
                 state.sched.unwatch(id);
