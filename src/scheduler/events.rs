@@ -206,7 +206,7 @@ impl Scheduler {
         match event {
             Event::TasksSubmitted { at_ms, tasks } => {
                 for t in tasks {
-                    self.insert(t.clone(), at(*at_ms));
+                    self.insert(t, at(*at_ms));
                 }
             }
             Event::WorkersRegistered { node, workers } => self.set_workers(node, workers),

@@ -61,11 +61,17 @@ impl Scheduler {
     }
 
     /// Adds one task whose dependencies are already in the table.
-    pub(super) fn insert(&mut self, mut task: Task, now: Duration) {
-        let deps: Box<[Slot]> = task.dependencies.iter().filter_map(|d| self.slot(d)).collect();
-        task.dependencies = Vec::new(); // kept as `deps`
-        let role = self.role_id(&task.role);
-        task.role = String::new(); // kept once, in the role table
+    pub(super) fn insert(&mut self, t: &Task, now: Duration) {
+        let deps: Box<[Slot]> = t.dependencies.iter().filter_map(|d| self.slot(d)).collect();
+        let role = self.role_id(&t.role);
+        // Kept without its role (in the role table) and dependencies (`deps`).
+        let task = Task {
+            name: t.name.clone(),
+            role: String::new(),
+            input: t.input.clone(),
+            dependencies: Vec::new(),
+            ..*t
+        };
         let id = task.id;
         let deadline = task.deadline_ms.filter(|&d| d > 0);
         let slot = self.alloc(Entry::new(task, deps.clone(), role, 0, now));

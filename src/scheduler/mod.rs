@@ -67,6 +67,10 @@ pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};
 use state::{Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
 
+/// A hasher with fixed keys: sets iterate in the same order on every run
+/// (the core must stay deterministic), unlike the std default.
+type FixedHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
 /// How many task ids a status call without ids can list: the most recent.
 pub const RECENT: usize = 1000;
 
@@ -213,7 +217,7 @@ pub struct Scheduler {
     /// Every worker ever registered, present or gone.
     workers: Vec<WorkerState>,
     /// The tasks each worker holds an attempt of.
-    holding: HashMap<WorkerId, BTreeSet<Slot>>,
+    holding: HashMap<WorkerId, HashSet<Slot, FixedHasher>>,
     /// The registered workers, by node and name.
     by_node: BTreeMap<NodeId, BTreeMap<String, WorkerId>>,
     /// Every role seen on a task or a worker.

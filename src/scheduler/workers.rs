@@ -89,7 +89,9 @@ impl Scheduler {
         let Some(set) = self.holding.get(&id) else {
             return Vec::new();
         };
-        set.iter().copied().collect()
+        let mut held: Vec<Slot> = set.iter().copied().collect();
+        held.sort_unstable(); // a stable order for the events that follow
+        held
     }
 
     /// Registry side of a worker leaving (from `apply`).

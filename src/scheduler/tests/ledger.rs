@@ -31,9 +31,10 @@ pub(super) fn render_ledger(s: &Scheduler, now: Duration) -> String {
         );
     }
     let mut holding: Vec<_> = s.holding.iter().collect();
-    holding.sort();
+    holding.sort_by_key(|(w, _)| **w);
     for (w, slots) in holding {
-        let held: Vec<TaskId> = slots.iter().map(|&slot| s.tasks[slot].task.id).collect();
+        let mut held: Vec<TaskId> = slots.iter().map(|&slot| s.tasks[slot].task.id).collect();
+        held.sort();
         let _ = writeln!(out, "holding {w:?}: {held:?}");
     }
     let _ = writeln!(out, "by node: {:?}", s.by_node);
