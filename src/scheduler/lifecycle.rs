@@ -253,6 +253,9 @@ impl Scheduler {
             }
             self.timers.pop_first();
             if kind == TimerKind::Retention {
+                if self.retention_due == Some(at) {
+                    self.retention_due = None;
+                }
                 continue; // `retain` runs after every step
             }
             let Some(slot) = self.slot(&id) else { continue };

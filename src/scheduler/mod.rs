@@ -260,6 +260,8 @@ pub struct Scheduler {
     recorded: Option<Vec<Event>>,
     /// Tasks clients wait on, with how many waits: never evicted meanwhile.
     watched: HashMap<TaskId, u32>,
+    /// When the latest retention timer is due, so that it is set once.
+    retention_due: Option<Duration>,
 }
 
 impl Scheduler {
@@ -300,6 +302,7 @@ impl Scheduler {
             abort: BTreeMap::new(),
             recorded: None,
             watched: HashMap::new(),
+            retention_due: None,
         }
     }
 

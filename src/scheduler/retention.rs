@@ -12,6 +12,16 @@ use crate::task::TaskId;
 const MAX_EVICT_PER_STEP: usize = 4096;
 
 impl Scheduler {
+    /// Sets the retention timer at `at`, unless it is set there already
+    /// (`retain` runs every step; one timer is enough).
+    fn retention_timer(&mut self, at: Duration) {
+        if self.retention_due != Some(at) {
+            let nil = TaskId(uuid::Uuid::nil());
+            self.timers.insert((at, TimerKind::Retention, nil));
+            self.retention_due = Some(at);
+        }
+    }
+
     /// Evicts finished tasks past their retention and sets a timer for the
     /// next one to age out.
     pub(super) fn retain(&mut self, now: Duration) {
@@ -23,7 +33,6 @@ impl Scheduler {
         let mut chosen = std::collections::HashSet::new();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
-        let nil = TaskId(uuid::Uuid::nil());
         while let Some(&(slot, id)) = self.evictable.front() {
             // Entries that no longer match (evicted, slot reused, needed
             // again by a new dependent) are dropped from the line.
@@ -41,20 +50,18 @@ impl Scheduler {
             }
             if finished_at + min_age > now {
                 // Too young: waiting clients may not have read it yet.
-                self.timers
-                    .insert((finished_at + min_age, TimerKind::Retention, nil));
+                self.retention_timer(finished_at + min_age);
                 break;
             }
             let over = finished > max_tasks || bytes > max_bytes;
             let old = finished_at + max_age <= now;
             if !(over || old) {
-                self.timers
-                    .insert((finished_at + max_age, TimerKind::Retention, nil));
+                self.retention_timer(finished_at + max_age);
                 break;
             }
             if ids.len() >= MAX_EVICT_PER_STEP {
                 // More is due: come back at once, in a step of its own.
-                self.timers.insert((now, TimerKind::Retention, nil));
+                self.retention_timer(now);
                 break;
             }
             self.evictable.pop_front();
