@@ -251,14 +251,7 @@ async fn remote_client_submits_and_waits_through_a_non_admin_node() {
     let pg = Playground::play_with(test_config(), vec![TestWorker::shared("Local", 9, &runs)])
         .await
         .unwrap();
-    let client = Node::start(
-        test_config()
-            .not_admin()
-            .join(pg.node().listen_addrs()[0].clone()),
-        vec![],
-    )
-    .await
-    .unwrap();
+    let client = worker_node(pg.node(), vec![]).await; // a client: no workers
     bounded("client sees admin", client.wait_for_admin(common::LIMIT))
         .await
         .unwrap();
@@ -421,14 +414,7 @@ async fn batches_and_answers_larger_than_a_frame_are_split_not_refused() {
         runs: runs.clone(),
     });
     let _worker = worker_node(pg.node(), vec![worker]).await;
-    let client = Node::start(
-        test_config()
-            .not_admin()
-            .join(pg.node().listen_addrs()[0].clone()),
-        vec![],
-    )
-    .await
-    .unwrap();
+    let client = worker_node(pg.node(), vec![]).await; // a client: no workers
     bounded("client sees admin", client.wait_for_admin(common::LIMIT))
         .await
         .unwrap();

@@ -103,7 +103,8 @@ pub fn test_config() -> NodeConfig {
     cfg
 }
 
-/// Starts a worker-only node that joins `admin`.
+/// Starts a non-admin node that joins `admin` and hosts `workers` (none for
+/// a client node).
 pub async fn worker_node(admin: &Node, workers: Vec<Arc<dyn Worker>>) -> Node {
     let cfg = test_config().not_admin().join(admin.listen_addrs()[0].clone());
     Node::start(cfg, workers).await.expect("worker node starts")

@@ -14,6 +14,18 @@ fn leased() -> Harness {
     })
 }
 
+/// One worker `w` on `n1` running task 1 (attempt 1) under a short lease.
+fn one_running() -> (Harness, TaskId) {
+    let mut h = leased();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let [t] = h.submit(vec![task(1, 1)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(t);
+    (h, t)
+}
+
 fn last_outcome(h: &Harness, id: TaskId) -> AttemptOutcome {
     h.report_of(id)
         .history
@@ -25,13 +37,7 @@ fn last_outcome(h: &Harness, id: TaskId) -> AttemptOutcome {
 
 #[test]
 fn a_lease_runs_out_exactly_one_lease_after_the_last_renewal() {
-    let mut h = leased();
-    h.register("n1", &[("w", "worker", 5, 1)]);
-    let [t] = h.submit(vec![task(1, 1)])[..] else {
-        unreachable!()
-    };
-    h.bid_all();
-    h.accept(t);
+    let (mut h, t) = one_running();
     h.advance_to(100);
     assert_eq!(h.renew("n1", &[(t, 1)]), []);
     h.advance_to(250);
@@ -54,13 +60,7 @@ fn a_lease_runs_out_exactly_one_lease_after_the_last_renewal() {
 
 #[test]
 fn renewals_keep_a_long_attempt_alive() {
-    let mut h = leased();
-    h.register("n1", &[("w", "worker", 5, 1)]);
-    let [t] = h.submit(vec![task(1, 1)])[..] else {
-        unreachable!()
-    };
-    h.bid_all();
-    h.accept(t);
+    let (mut h, t) = one_running();
     for _ in 0..100 {
         h.advance(LEASE / 3);
         assert_eq!(h.renew("n1", &[(t, 1)]), []);
