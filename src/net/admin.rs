@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::uploads::{PartOutcome, Uploads};
 use super::{EventLoop, Pending, Reply};
 use crate::protocol::{Gossip, Request, Response};
 use crate::scheduler::{Assignment, CancelOutcome, Input, Lookup, Output, Scheduler};
@@ -46,24 +47,9 @@ pub(crate) struct AdminState {
     wait_deadlines: BTreeSet<(Instant, u64)>,
     /// Cancellations waiting for the scheduler's answer.
     cancels: HashMap<u64, Answer<Vec<CancelOutcome>>>,
-    /// Batches arriving in parts, by sender and upload number.
-    uploads: HashMap<(PeerId, u64), Upload>,
+    /// Batches arriving in parts, by sender.
+    uploads: Uploads<PeerId>,
 }
-
-/// A batch arriving in parts (`Request::SubmitPart`).
-pub(crate) struct Upload {
-    tasks: Vec<Task>,
-    bytes: usize,
-    /// Dropped when no part arrived for [`UPLOAD_IDLE`].
-    touched: Instant,
-}
-
-/// How long a partly uploaded batch is kept without a new part.
-const UPLOAD_IDLE: Duration = Duration::from_secs(30);
-/// Most bytes of task inputs one peer may have staged in uploads.
-const MAX_STAGED_BYTES: usize = 256 << 20;
-/// Most uploads one peer may have open.
-const MAX_UPLOADS_PER_PEER: usize = 4;
 
 impl AdminState {
     /// When the loop must next wake for this admin, given the wall clock now.
@@ -89,7 +75,7 @@ impl EventLoop {
             by_task: HashMap::new(),
             wait_deadlines: BTreeSet::new(),
             cancels: HashMap::new(),
-            uploads: HashMap::new(),
+            uploads: Uploads::default(),
         });
         if !self.workers.is_empty() {
             let workers = self.workers.specs();
@@ -211,48 +197,14 @@ impl EventLoop {
         last: bool,
         channel: ResponseChannel<Response>,
     ) {
+        let now = self.now();
         let Some(state) = self.sched.as_mut() else { return };
-        let now = Instant::now();
-        state.uploads.retain(|_, u| now < u.touched + UPLOAD_IDLE);
-        let mine = state.uploads.iter().filter(|(k, _)| k.0 == peer);
-        let (open, staged) = mine.fold((0, 0), |(n, b), (_, u)| (n + 1, b + u.bytes));
-        let bytes: usize = tasks.iter().map(|t| t.input.len() + 256).sum();
-        let key = (peer, upload);
-        let new = !state.uploads.contains_key(&key);
-        let refuse = if new && open >= MAX_UPLOADS_PER_PEER {
-            Some(format!(
-                "too many batches in parts at once (at most {MAX_UPLOADS_PER_PEER})"
-            ))
-        } else if staged + bytes > MAX_STAGED_BYTES {
-            Some(format!(
-                "batch in parts is over {MAX_STAGED_BYTES} bytes; submit it in smaller batches"
-            ))
-        } else {
-            None
+        let answer = match state.uploads.part(peer, upload, tasks, last, now) {
+            PartOutcome::Complete(whole) => return self.admin_submit(whole, Answer::Remote(channel)),
+            PartOutcome::Staged => Response::Ok,
+            PartOutcome::Refused(why) => Response::Refused(why),
         };
-        if let Some(why) = refuse {
-            state.uploads.remove(&key);
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .rr
-                .send_response(channel, Response::Refused(why));
-            return;
-        }
-        let u = state.uploads.entry(key).or_insert_with(|| Upload {
-            tasks: Vec::new(),
-            bytes: 0,
-            touched: now,
-        });
-        u.tasks.extend(tasks);
-        u.bytes += bytes;
-        u.touched = now;
-        if !last {
-            let _ = self.swarm.behaviour_mut().rr.send_response(channel, Response::Ok);
-            return;
-        }
-        let whole = state.uploads.remove(&key).map(|u| u.tasks).unwrap_or_default();
-        self.admin_submit(whole, Answer::Remote(channel));
+        let _ = self.swarm.behaviour_mut().rr.send_response(channel, answer);
     }
 
     /// This node and every connected peer, with the workers each hosts.

@@ -12,6 +12,7 @@ mod client;
 mod inbound;
 mod outbox;
 mod swarm;
+mod uploads;
 
 use std::collections::HashMap;
 use std::time::Duration;
