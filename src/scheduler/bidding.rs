@@ -247,7 +247,7 @@ impl Scheduler {
             let dep = &self.tasks[d];
             let outcome = match dep.output() {
                 Some(o) => Ok(o.clone()),
-                None if all => Err(self.report_of(&dep.task.id, Duration::ZERO)?.error?.to_string()),
+                None if all => Err(self.error_of(dep)?.to_string()),
                 None => return None,
             };
             Some(DepOutput {

@@ -135,10 +135,9 @@ impl Scheduler {
                 if lost < max_attempts {
                     return; // back in wait for another award
                 }
-                let report = self.report_of(&task, now).map(|r| r.history).unwrap_or_default();
                 TaskError::Poison {
                     max_attempts,
-                    attempts: report,
+                    attempts: self.history_of(e),
                 }
             }
             End::Failed { message, retryable } => {

@@ -23,24 +23,8 @@ impl Scheduler {
         let e = &self.tasks[self.slot(id)?];
         let last = e.history.last().map(|a| &self.workers[a.worker]);
         let end = e.finished_at.unwrap_or(now);
-        let (output, error) = match &e.phase {
-            Phase::Completed { output } => (Some(output.clone()), None),
-            Phase::Failed { error } => (None, Some((**error).clone())),
-            Phase::Cancelled { reason } => (
-                None,
-                Some(crate::task::TaskError::Cancelled {
-                    reason: reason.to_string(),
-                }),
-            ),
-            Phase::Skipped { reason } => (
-                None,
-                Some(crate::task::TaskError::NotTriggered {
-                    rule: e.task.trigger,
-                    reason: reason.to_string(),
-                }),
-            ),
-            _ => (None, None),
-        };
+        let output = e.output().cloned();
+        let error = self.error_of(e);
         Some(TaskReport {
             id: *id,
             name: e.task.name.clone(),
@@ -50,13 +34,35 @@ impl Scheduler {
             worker: last.map(|w| w.spec.name.clone()),
             node: last.map(|w| w.node.clone()),
             attempts: e.history.len() as u32,
-            history: e.history.iter().map(|a| self.attempt_record(a)).collect(),
+            history: self.history_of(e),
             auction: e.award.as_ref().map(|a| self.auction_record(a)),
             output,
             error,
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
             run_ms: e.run_ms,
         })
+    }
+
+    /// The error a finished task ended with (cancelled and skipped tasks
+    /// included), `None` for any other phase.
+    pub(super) fn error_of(&self, e: &Entry) -> Option<crate::task::TaskError> {
+        use crate::task::TaskError;
+        match &e.phase {
+            Phase::Failed { error } => Some((**error).clone()),
+            Phase::Cancelled { reason } => Some(TaskError::Cancelled {
+                reason: reason.to_string(),
+            }),
+            Phase::Skipped { reason } => Some(TaskError::NotTriggered {
+                rule: e.task.trigger,
+                reason: reason.to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Every attempt of a task, as reports list them.
+    pub(super) fn history_of(&self, e: &Entry) -> Vec<AttemptRecord> {
+        e.history.iter().map(|a| self.attempt_record(a)).collect()
     }
 
     fn attempt_record(&self, a: &state::Attempt) -> AttemptRecord {
