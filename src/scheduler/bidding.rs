@@ -19,8 +19,8 @@ impl Scheduler {
             closes_at,
             reserved: Some(reserved),
         };
-        let (id, role) = (e.task.id, e.role);
-        self.timers.insert((closes_at, TimerKind::CloseAuction, id));
+        let role = e.role;
+        self.set_timer(closes_at, TimerKind::CloseAuction, slot);
         self.open.entry(role).or_default().insert(slot);
         let e = &self.tasks[slot];
         self.announce.push(Announcement {
@@ -132,8 +132,8 @@ impl Scheduler {
         };
         // The bids stay for the award; the stage is left by hand.
         e.soft.stage = Stage::Idle;
-        let (id, role) = (e.task.id, e.role);
-        self.timers.remove(&(closes_at, TimerKind::CloseAuction, id));
+        let role = e.role;
+        self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
         if let Some(o) = self.open.get_mut(&role) {
             o.remove(&slot);
         }
@@ -203,18 +203,21 @@ impl Scheduler {
             return self.end_failed(slot, TaskError::InputsTooLarge { size, max }, now);
         }
         let attempt = e.awards + 1;
-        let bids = e.soft.bids.iter().filter(|b| b.willing).map(|b| BidSeen {
+        let willing = e.soft.bids.iter().filter(|b| b.willing);
+        // Exactly sized: the ledger keeps it as it is.
+        let mut bids = Vec::with_capacity(willing.clone().count());
+        bids.extend(willing.map(|b| BidSeen {
             worker: b.worker.0,
             skill: b.skill,
             load: b.load,
             capacity: b.capacity,
-        });
+        }));
         let event = Event::AttemptAwarded {
             at_ms: Self::ms(now),
             task: e.task.id,
             attempt,
             worker: id.0,
-            bids: bids.collect(),
+            bids,
             reason,
             rounds: e.soft.round,
         };

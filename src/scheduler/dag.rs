@@ -1,7 +1,7 @@
 //! Validation of a submitted batch: the batch is accepted whole or refused
 //! whole, and the refusal says exactly what is wrong.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::{Deserialize, Serialize};
 
@@ -289,7 +289,7 @@ fn find_cycle(batch: &[Task], index: &HashMap<TaskId, usize>, indegree: &[u32]) 
         return Vec::new();
     };
     let mut path = vec![start];
-    let mut pos: HashMap<usize, usize> = HashMap::from([(start, 0)]);
+    let mut pos: HashMap<usize, usize> = [(start, 0)].into_iter().collect();
     let mut cur = start;
     loop {
         // Every task left with indegree > 0 has a dependency also left over.

@@ -21,11 +21,12 @@
 //! Times in events are wall-clock milliseconds since the Unix epoch, given
 //! to the scheduler as input; the scheduler never reads a clock.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Attempt, Award, End, Phase, SeenBid, TimerKind, WorkerId};
+use super::state::{Attempt, Award, End, Phase, TimerKind, WorkerId};
 use super::{Failure, Scheduler};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus, WorkerSpec};
 
@@ -203,10 +204,49 @@ impl Scheduler {
     /// Events that do not fit the state (a stale attempt, an unknown task)
     /// change nothing.
     pub fn apply(&mut self, event: &Event) {
-        match event {
+        self.apply_event(Cow::Borrowed(event));
+    }
+
+    /// [`Scheduler::apply`], taking the event's payloads instead of copying
+    /// them when it owns the event (the admin's own decisions): the same
+    /// changes either way.
+    pub(super) fn apply_event(&mut self, event: Cow<'_, Event>) {
+        let event = match event {
+            Cow::Owned(Event::TasksSubmitted { at_ms, tasks }) => {
+                for t in tasks {
+                    self.insert(Cow::Owned(t), at(at_ms));
+                }
+                return;
+            }
+            Cow::Owned(Event::AttemptAwarded {
+                at_ms,
+                task,
+                attempt,
+                worker,
+                bids,
+                reason,
+                rounds,
+            }) => {
+                let award = Award {
+                    bids: bids.into_boxed_slice(),
+                    reason: reason.into_boxed_str(),
+                    rounds,
+                };
+                return self.apply_award(at_ms, &task, attempt, WorkerId(worker), award);
+            }
+            Cow::Owned(Event::AttemptFinished {
+                at_ms,
+                task,
+                attempt,
+                end,
+                run_ms,
+            }) => return self.apply_attempt_finished(at_ms, &task, attempt, Cow::Owned(end), run_ms),
+            event => event,
+        };
+        match &*event {
             Event::TasksSubmitted { at_ms, tasks } => {
                 for t in tasks {
-                    self.insert(t, at(*at_ms));
+                    self.insert(Cow::Borrowed(t), at(*at_ms));
                 }
             }
             Event::WorkersRegistered { node, workers } => self.set_workers(node, workers),
@@ -220,52 +260,12 @@ impl Scheduler {
                 reason,
                 rounds,
             } => {
-                let Some(slot) = self.slot(task) else { return };
-                let worker = WorkerId(*worker);
-                if !self.tasks[slot].phase.awaits_award() || worker.0 as usize >= self.workers.len() {
-                    return;
-                }
-                self.leave_auction(slot);
-                self.stop_waiting(slot);
-                self.workers[worker].load += 1;
-                self.holding.entry(worker).or_default().insert(slot);
-                let timeout = self.tasks[slot].task.timeout_ms.filter(|&t| t > 0);
-                let e = &mut self.tasks[slot];
-                e.awards = *attempt;
-                e.phase = Phase::Assigned {
-                    worker,
-                    attempt: *attempt,
-                };
-                // Most tasks run once: no room for four attempts up front.
-                e.history.reserve_exact(1);
-                e.history.push(Attempt {
-                    number: *attempt,
-                    worker,
-                    started_ms: *at_ms,
-                    duration_ms: None,
-                    end: End::Running,
-                });
-                let bids = bids.iter().map(|b| SeenBid {
-                    worker: WorkerId(b.worker),
-                    skill: b.skill,
-                    load: b.load,
-                    capacity: b.capacity,
-                    willing: true,
-                });
-                e.award = Some(Box::new(Award {
-                    bids: bids.collect(),
+                let award = Award {
+                    bids: bids.as_slice().into(),
                     reason: reason.as_str().into(),
                     rounds: *rounds,
-                }));
-                let id = e.task.id;
-                if let Some(t) = timeout {
-                    // Backstop: the worker enforces the timeout; this fires
-                    // only if its report never comes.
-                    let due = at(*at_ms) + at(t) + self.cfg.lease;
-                    self.timers
-                        .insert((due, TimerKind::RunTimeout { attempt: *attempt }, id));
-                }
-                self.changed(slot, TaskStatus::Assigned);
+                };
+                self.apply_award(*at_ms, task, *attempt, WorkerId(*worker), award);
             }
             Event::AttemptAccepted { task, attempt } => {
                 let Some(slot) = self.slot(task) else { return };
@@ -300,7 +300,7 @@ impl Scheduler {
                 attempt,
                 end,
                 run_ms,
-            } => self.apply_attempt_finished(*at_ms, task, *attempt, end, *run_ms),
+            } => self.apply_attempt_finished(*at_ms, task, *attempt, Cow::Borrowed(end), *run_ms),
             Event::RetryScheduled { task, until_ms } => {
                 let Some(slot) = self.slot(task) else { return };
                 let e = &mut self.tasks[slot];
@@ -312,8 +312,7 @@ impl Scheduler {
                 let e = &mut self.tasks[slot];
                 let until = at(*until_ms);
                 e.phase = Phase::Retrying { until };
-                let id = e.task.id;
-                self.timers.insert((until, TimerKind::Retry, id));
+                self.set_timer(until, TimerKind::Retry, slot);
                 self.set_ready_at(slot, until);
                 self.changed(slot, TaskStatus::Pending);
             }
@@ -337,12 +336,44 @@ impl Scheduler {
         }
     }
 
+    fn apply_award(&mut self, at_ms: u64, task: &TaskId, attempt: u32, worker: WorkerId, award: Award) {
+        let Some(slot) = self.slot(task) else { return };
+        if !self.tasks[slot].phase.awaits_award() || worker.0 as usize >= self.workers.len() {
+            return;
+        }
+        self.leave_auction(slot);
+        self.stop_waiting(slot);
+        self.workers[worker].load += 1;
+        self.holding.entry(worker).or_default().insert(slot);
+        let timeout = self.tasks[slot].task.timeout_ms.filter(|&t| t > 0);
+        let e = &mut self.tasks[slot];
+        e.awards = attempt;
+        e.phase = Phase::Assigned { worker, attempt };
+        // Most tasks run once: no room for four attempts up front.
+        e.history.reserve_exact(1);
+        e.history.push(Attempt {
+            number: attempt,
+            worker,
+            started_ms: at_ms,
+            duration_ms: None,
+            end: End::Running,
+        });
+        e.award = Some(Box::new(award));
+        if let Some(t) = timeout {
+            // Backstop: the worker enforces the timeout; this fires only if
+            // its report never comes.
+            let due = at(at_ms) + at(t) + self.cfg.lease;
+            self.set_timer(due, TimerKind::RunTimeout { attempt }, slot);
+        }
+        self.changed(slot, TaskStatus::Assigned);
+    }
+
     fn apply_attempt_finished(
         &mut self,
         at_ms: u64,
         task: &TaskId,
         attempt: u32,
-        end: &AttemptEnd,
+        end: Cow<'_, AttemptEnd>,
         run_ms: Option<u64>,
     ) {
         let Some(slot) = self.slot(task) else { return };
@@ -357,7 +388,7 @@ impl Scheduler {
         e.run_ms = run_ms.or(e.run_ms);
         if let Some(h) = e.history.last_mut() {
             h.duration_ms = Some(at_ms.saturating_sub(h.started_ms));
-            h.end = match end {
+            h.end = match &*end {
                 AttemptEnd::Completed(_) => End::Completed,
                 AttemptEnd::Failed(f) => End::Failed {
                     message: f.message.as_str().into(),
@@ -374,14 +405,14 @@ impl Scheduler {
                 },
             };
         }
-        match end {
-            AttemptEnd::Completed(output) => {
-                let phase = Phase::Completed {
-                    output: output.clone(),
-                };
-                self.finish(slot, phase, at(at_ms));
-            }
-            _ => {
+        let output = match end {
+            Cow::Owned(AttemptEnd::Completed(output)) => Some(output),
+            Cow::Borrowed(AttemptEnd::Completed(output)) => Some(output.clone()),
+            _ => None,
+        };
+        match output {
+            Some(output) => self.finish(slot, Phase::Completed { output }, at(at_ms)),
+            None => {
                 self.tasks[slot].phase = Phase::Ready;
                 self.set_ready_at(slot, at(at_ms));
                 self.ready.push(slot);

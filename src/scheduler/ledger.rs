@@ -3,10 +3,11 @@
 //! load and holdings, eviction, and the registry. Only `apply` calls these
 //! (with `changed`, `slot` and `leave_auction`, which the handlers use too).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::events::{at, status_of};
-use super::state::{Entry, Phase, Slot, Stage, TimerKind, WorkerId};
+use super::state::{Entry, Phase, Slot, Stage, Timer, TimerKind, WorkerId};
 use super::Scheduler;
 use crate::task::{NodeId, Task, TaskError, TaskId, TaskStatus, Trigger, WorkerSpec};
 
@@ -16,6 +17,18 @@ impl Scheduler {
         self.index.get(id).copied()
     }
 
+    /// Sets a timer for the task in `slot`.
+    pub(super) fn set_timer(&mut self, at: Duration, kind: TimerKind, slot: Slot) {
+        let id = self.tasks[slot].task.id;
+        self.timers.insert(Timer { at, kind, slot, id });
+    }
+
+    /// Removes a timer set with [`Scheduler::set_timer`].
+    pub(super) fn clear_timer(&mut self, at: Duration, kind: TimerKind, slot: Slot) {
+        let id = self.tasks[slot].task.id;
+        self.timers.remove(&Timer { at, kind, slot, id });
+    }
+
     /// The worker no longer holds the task's attempt (its timers go too).
     pub(super) fn release_worker(&mut self, worker: WorkerId, slot: Slot) {
         self.drop_lease(slot);
@@ -23,7 +36,7 @@ impl Scheduler {
         if let (Some(a), Some(t)) = (e.history.last(), e.task.timeout_ms.filter(|&t| t > 0)) {
             let due = at(a.started_ms) + at(t) + self.cfg.lease;
             let kind = TimerKind::RunTimeout { attempt: a.number };
-            self.timers.remove(&(due, kind, e.task.id));
+            self.clear_timer(due, kind, slot);
         }
         let w = &mut self.workers[worker];
         w.load = w.load.saturating_sub(1);
@@ -39,13 +52,20 @@ impl Scheduler {
     /// retry delay): it was awarded, or it ended.
     pub(super) fn stop_waiting(&mut self, slot: Slot) {
         let e = &self.tasks[slot];
-        let id = e.task.id;
-        if let Some(t) = e.task.queue_timeout_ms.filter(|&t| t > 0) {
-            self.timers
-                .remove(&(e.ready_at + at(t), TimerKind::QueueTimeout, id));
+        let queue_due = e
+            .task
+            .queue_timeout_ms
+            .filter(|&t| t > 0)
+            .map(|t| e.ready_at + at(t));
+        let retry_due = match e.phase {
+            Phase::Retrying { until } => Some(until),
+            _ => None,
+        };
+        if let Some(due) = queue_due {
+            self.clear_timer(due, TimerKind::QueueTimeout, slot);
         }
-        if let Phase::Retrying { until } = e.phase {
-            self.timers.remove(&(until, TimerKind::Retry, id));
+        if let Some(until) = retry_due {
+            self.clear_timer(until, TimerKind::Retry, slot);
         }
     }
 
@@ -55,22 +75,28 @@ impl Scheduler {
         let e = &mut self.tasks[slot];
         e.ready_at = when;
         if let Some(t) = e.task.queue_timeout_ms.filter(|&t| t > 0) {
-            let id = e.task.id;
-            self.timers.insert((when + at(t), TimerKind::QueueTimeout, id));
+            self.set_timer(when + at(t), TimerKind::QueueTimeout, slot);
         }
     }
 
     /// Adds one task whose dependencies are already in the table.
-    pub(super) fn insert(&mut self, t: &Task, now: Duration) {
+    pub(super) fn insert(&mut self, t: Cow<'_, Task>, now: Duration) {
         let deps: Box<[Slot]> = t.dependencies.iter().filter_map(|d| self.slot(d)).collect();
         let role = self.role_id(&t.role);
         // Kept without its role (in the role table) and dependencies (`deps`).
-        let task = Task {
-            name: t.name.clone(),
-            role: String::new(),
-            input: t.input.clone(),
-            dependencies: Vec::new(),
-            ..*t
+        let task = match t {
+            Cow::Owned(t) => Task {
+                role: String::new(),
+                dependencies: Vec::new(),
+                ..t
+            },
+            Cow::Borrowed(t) => Task {
+                name: t.name.clone(),
+                role: String::new(),
+                input: t.input.clone(),
+                dependencies: Vec::new(),
+                ..*t
+            },
         };
         let id = task.id;
         let deadline = task.deadline_ms.filter(|&d| d > 0);
@@ -82,7 +108,7 @@ impl Scheduler {
             self.recent.pop_front();
         }
         if let Some(d) = deadline {
-            self.timers.insert((now + at(d), TimerKind::Deadline, id));
+            self.set_timer(now + at(d), TimerKind::Deadline, slot);
         }
         let mut on = 0;
         for &d in deps.iter() {
@@ -168,8 +194,10 @@ impl Scheduler {
 
     /// Ends a task and lets its dependents react.
     pub(super) fn finish(&mut self, slot: Slot, phase: Phase, now: Duration) {
-        let mut stack = vec![(slot, phase)];
-        while let Some((slot, phase)) = stack.pop() {
+        // Most ends cascade nowhere: the stack allocates only when one does.
+        let mut stack = Vec::new();
+        let mut next = Some((slot, phase));
+        while let Some((slot, phase)) = next.take().or_else(|| stack.pop()) {
             if self.tasks[slot].phase.is_final() {
                 continue;
             }
@@ -183,9 +211,7 @@ impl Scheduler {
             self.tasks[slot].soft.0 = None; // a finished task bids no more
             let e = &self.tasks[slot];
             if let Some(d) = e.task.deadline_ms.filter(|&d| d > 0) {
-                let id = e.task.id;
-                self.timers
-                    .remove(&(e.submitted_at + at(d), TimerKind::Deadline, id));
+                self.clear_timer(e.submitted_at + at(d), TimerKind::Deadline, slot);
             }
             let status = status_of(&phase);
             let e = &mut self.tasks[slot];
@@ -310,11 +336,11 @@ impl Scheduler {
         }
         let stage = std::mem::take(&mut e.soft.stage);
         e.soft.bids = Vec::new(); // freed: most tasks never bid again
-        let (role, id) = (e.role, e.task.id);
+        let role = e.role;
         match stage {
             Stage::Idle => {}
             Stage::Backoff { until } => {
-                self.timers.remove(&(until, TimerKind::Backoff, id));
+                self.clear_timer(until, TimerKind::Backoff, slot);
             }
             Stage::Queued { key } => {
                 if let Some(q) = self.queues.get_mut(&role) {
@@ -325,7 +351,7 @@ impl Scheduler {
                 }
             }
             Stage::Parked { seq, deadline } => {
-                self.timers.remove(&(deadline, TimerKind::NoWorker, id));
+                self.clear_timer(deadline, TimerKind::NoWorker, slot);
                 if let Some(p) = self.parked.get_mut(&role) {
                     p.remove(&(seq, slot));
                     if p.is_empty() {
@@ -334,7 +360,7 @@ impl Scheduler {
                 }
             }
             Stage::Announced { reserved, closes_at } => {
-                self.timers.remove(&(closes_at, TimerKind::CloseAuction, id));
+                self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
                 self.release(reserved);
                 if let Some(o) = self.open.get_mut(&role) {
                     o.remove(&slot);

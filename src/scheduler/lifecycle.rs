@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{AttemptEnd, Event, TaskEnd};
-use super::state::{End, Phase, Slot, Stage, TimerKind};
+use super::state::{End, LeaseCheck, Phase, Slot, Stage, TimerKind};
 use super::{dag, CancelOutcome, Report, Scheduler, SubmitError};
 use crate::task::{Task, TaskError, TaskId};
 
@@ -245,20 +245,40 @@ impl Scheduler {
         true
     }
 
+    /// Fires every timer and first lease check due by `now`, earliest
+    /// first.
     pub(super) fn fire_timers(&mut self, now: Duration) {
-        while let Some(&(at, kind, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if kind == TimerKind::Retention {
-                if self.retention_due == Some(at) {
-                    self.retention_due = None;
+        loop {
+            let timer = self.timers.first().map(|t| t.at).filter(|&at| at <= now);
+            let lease = self.leases.front().copied().filter(|l| l.due() <= now);
+            match (timer, lease) {
+                (Some(t), Some(l)) if t <= l.due() => self.fire_timer(now),
+                (_, Some(l)) => {
+                    self.leases.pop_front();
+                    self.lease_due(l.slot, l.check(), now);
                 }
-                continue; // `retain` runs after every step
+                (Some(_), None) => self.fire_timer(now),
+                (None, None) => break,
             }
-            let Some(slot) = self.slot(&id) else { continue };
-            self.timer(slot, at, kind, now);
+        }
+    }
+
+    /// Fires the first timer of the timer set.
+    fn fire_timer(&mut self, now: Duration) {
+        let Some(t) = self.timers.pop_first() else { return };
+        if t.kind == TimerKind::Retention {
+            if self.retention_due == Some(t.at) {
+                self.retention_due = None;
+            }
+            return; // `retain` runs after every step
+        }
+        // The task may have been evicted, and its slot reused.
+        if self
+            .tasks
+            .get(t.slot.0 as usize)
+            .is_some_and(|e| e.task.id == t.id)
+        {
+            self.timer(t.slot, t.at, t.kind, now);
         }
     }
 
@@ -303,7 +323,14 @@ impl Scheduler {
                     self.run_timeout(slot, now);
                 }
             }
-            TimerKind::Lease { attempt } => self.lease_due(slot, attempt, now),
+            TimerKind::Lease { attempt } => {
+                let check = LeaseCheck {
+                    due: at,
+                    attempt,
+                    in_timers: true,
+                };
+                self.lease_due(slot, check, now);
+            }
             TimerKind::Retention => {}
         }
     }

@@ -55,7 +55,9 @@ mod workers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::time::Duration;
 
 pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
@@ -65,11 +67,7 @@ pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 
 use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};
-use state::{Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
-
-/// A hasher with fixed keys: sets iterate in the same order on every run
-/// (the core must stay deterministic), unlike the std default.
-type FixedHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+use state::{Entry, LeaseEntry, Phase, QueueKey, Role, RoleId, Slot, Stage, Timer, WorkerId, WorkerState};
 
 /// How many task ids a status call without ids can list: the most recent.
 pub const RECENT: usize = 1000;
@@ -217,7 +215,7 @@ pub struct Scheduler {
     /// Every worker ever registered, present or gone.
     workers: Vec<WorkerState>,
     /// The tasks each worker holds an attempt of.
-    holding: HashMap<WorkerId, HashSet<Slot, FixedHasher>>,
+    holding: HashMap<WorkerId, HashSet<Slot>>,
     /// The registered workers, by node and name.
     by_node: BTreeMap<NodeId, BTreeMap<String, WorkerId>>,
     /// Every role seen on a task or a worker.
@@ -236,7 +234,15 @@ pub struct Scheduler {
     /// Timers, ordered by due time; a timer for a task that moved on is
     /// dropped when it fires. Ledger timers (deadlines, retries, execution
     /// backstops) are set by `apply`, auction timers by the handlers.
-    timers: BTreeSet<(Duration, TimerKind, TaskId)>,
+    timers: BTreeSet<Timer>,
+    /// First lease checks of attempts, in award order: every award starts
+    /// a lease of the same length, so this line is sorted by due time (a
+    /// clock that steps back only delays checks). An entry whose attempt
+    /// ended (`Soft::lease_check` no longer names it) is skipped when due,
+    /// or dropped earlier once it reaches the front: cheaper than a sorted
+    /// set on the award path. A renewed lease is checked again through
+    /// `timers`.
+    leases: VecDeque<LeaseEntry>,
     // ---- the auction layer: this admin's own bookkeeping ----
     /// Ready tasks per role, by priority with ageing.
     queues: BTreeMap<RoleId, BTreeSet<(QueueKey, Slot)>>,
@@ -290,6 +296,7 @@ impl Scheduler {
             evicted_order: VecDeque::new(),
             recent: VecDeque::new(),
             timers: BTreeSet::new(),
+            leases: VecDeque::new(),
             queues: BTreeMap::new(),
             parked: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -318,6 +325,9 @@ impl Scheduler {
 
     /// Applies a decision: the one way handlers change the ledger.
     fn emit(&mut self, event: Event) {
+        if self.recorded.is_none() {
+            return self.apply_event(std::borrow::Cow::Owned(event));
+        }
         self.apply(&event);
         if let Some(log) = &mut self.recorded {
             log.push(event);
@@ -402,7 +412,8 @@ impl Scheduler {
 
     /// When the driver must next send [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.timers.first().map(|t| t.0)
+        let lease = self.leases.front().map(|l| l.due());
+        self.timers.first().map(|t| t.at).into_iter().chain(lease).min()
     }
 
     /// Emits what one step gathered.

@@ -53,8 +53,7 @@ impl Scheduler {
         let until = now + delay;
         let e = &mut self.tasks[slot];
         e.soft.stage = Stage::Backoff { until };
-        let id = e.task.id;
-        self.timers.insert((until, TimerKind::Backoff, id));
+        self.set_timer(until, TimerKind::Backoff, slot);
         self.changed(slot, TaskStatus::Pending);
     }
 
@@ -78,9 +77,9 @@ impl Scheduler {
         let at = (e.ready_at + self.cfg.no_worker_timeout).max(now);
         e.soft.stage = Stage::Parked { seq, deadline: at };
         e.soft.no_bids_for = Duration::ZERO;
-        let (id, role) = (e.task.id, e.role);
+        let role = e.role;
         self.parked.entry(role).or_default().insert((seq, slot));
-        self.timers.insert((at, TimerKind::NoWorker, id));
+        self.set_timer(at, TimerKind::NoWorker, slot);
     }
 
     /// Moves parked tasks whose role now has a capable worker back to their

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::state::{self, Award, End, Entry, Phase, Stage};
+use super::state::{self, Award, End, Entry, Phase, Stage, WorkerId};
 use super::{events, Lookup, Scheduler};
 use crate::task::{
     AttemptOutcome, AttemptRecord, AuctionRecord, BidRecord, TaskId, TaskReport, TaskStatus, WorkerInfo,
@@ -96,7 +96,7 @@ impl Scheduler {
 
     fn auction_record(&self, award: &Award) -> AuctionRecord {
         let bids = award.bids.iter().map(|b| {
-            let w = &self.workers[b.worker];
+            let w = &self.workers[WorkerId(b.worker)];
             BidRecord {
                 worker: w.spec.name.clone(),
                 node: w.node.clone(),

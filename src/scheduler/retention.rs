@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::events::Event;
-use super::state::TimerKind;
+use super::state::{Slot, Timer, TimerKind};
 use super::Scheduler;
 use crate::task::TaskId;
 
@@ -16,8 +16,12 @@ impl Scheduler {
     /// (`retain` runs every step; one timer is enough).
     fn retention_timer(&mut self, at: Duration) {
         if self.retention_due != Some(at) {
-            let nil = TaskId(uuid::Uuid::nil());
-            self.timers.insert((at, TimerKind::Retention, nil));
+            self.timers.insert(Timer {
+                at,
+                kind: TimerKind::Retention,
+                slot: Slot(u32::MAX),
+                id: TaskId(uuid::Uuid::nil()),
+            });
             self.retention_due = Some(at);
         }
     }
@@ -30,7 +34,7 @@ impl Scheduler {
         let mut ids = Vec::new();
         // A task can be in line twice (finished, then needed again by a new
         // dependent that finished too): choose it once.
-        let mut chosen = std::collections::HashSet::new();
+        let mut chosen = foldhash::HashSet::default();
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
         while let Some(&(slot, id)) = self.evictable.front() {

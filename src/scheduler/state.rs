@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::task::{NodeId, Payload, Task, TaskError, WorkerSpec};
+use crate::task::{NodeId, Payload, Task, TaskError, TaskId, WorkerSpec};
 
 /// A task's index in the scheduler's task table. Slots of evicted tasks are
 /// reused, so anything that outlives a task (timers) names it by id.
@@ -180,8 +180,8 @@ pub(super) struct SeenBid {
 /// report asks for it.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Award {
-    /// The willing bids of the deciding round.
-    pub(super) bids: Box<[SeenBid]>,
+    /// The willing bids of the deciding round, as the award event has them.
+    pub(super) bids: Box<[super::events::BidSeen]>,
     pub(super) reason: Box<str>,
     pub(super) rounds: u32,
 }
@@ -304,7 +304,7 @@ static IDLE: Soft = Soft {
     refused_by: None,
     no_bids_for: Duration::ZERO,
     lease_until: Duration::ZERO,
-    lease_timer: None,
+    lease_check: None,
 };
 
 impl std::ops::Deref for SoftBox {
@@ -338,9 +338,56 @@ pub(super) struct Soft {
     pub(super) no_bids_for: Duration,
     /// When the current holder's lease ends unless renewed.
     pub(super) lease_until: Duration,
-    /// The lease timer in the timer set, removed when the attempt ends so
-    /// that finished attempts leave no timers behind.
-    pub(super) lease_timer: Option<(Duration, u32)>,
+    /// The pending check of the holder's lease; `None` once the attempt
+    /// ended, which voids its entry in the line of first checks.
+    pub(super) lease_check: Option<LeaseCheck>,
+}
+
+/// An attempt's first lease check in the scheduler's line of them: 16
+/// bytes (due time in nanoseconds).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LeaseEntry {
+    pub(super) due_ns: u64,
+    pub(super) slot: Slot,
+    pub(super) attempt: u32,
+}
+
+impl LeaseEntry {
+    pub(super) fn due(&self) -> Duration {
+        Duration::from_nanos(self.due_ns)
+    }
+
+    /// The check this entry stands for.
+    pub(super) fn check(&self) -> LeaseCheck {
+        LeaseCheck {
+            due: self.due(),
+            attempt: self.attempt,
+            in_timers: false,
+        }
+    }
+}
+
+/// When an attempt's lease is next checked, and where that check waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LeaseCheck {
+    pub(super) due: Duration,
+    pub(super) attempt: u32,
+    /// False: in the scheduler's line of first checks. True: a renewed
+    /// lease, checked again by a `TimerKind::Lease` timer (removed with
+    /// the attempt).
+    pub(super) in_timers: bool,
+}
+
+/// A timer in the scheduler's timer set, ordered by due time. It names its
+/// task by slot, for cheap ordering and access, and by id: a timer whose
+/// task was evicted (and its slot reused) is recognised and dropped when it
+/// fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Timer {
+    pub(super) at: Duration,
+    pub(super) kind: TimerKind,
+    pub(super) slot: Slot,
+    pub(super) id: TaskId,
 }
 
 /// What a timer is for. Timers name tasks by id and carry what they fence
@@ -361,7 +408,7 @@ pub(super) enum TimerKind {
     Deadline,
     /// The admin's backstop for an attempt's execution timeout.
     RunTimeout { attempt: u32 },
-    /// An attempt's lease may have run out.
+    /// A renewed lease may have run out.
     Lease { attempt: u32 },
     /// Finished tasks may be due for eviction.
     Retention,

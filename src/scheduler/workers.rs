@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{AttemptEnd, Event};
-use super::state::{Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
+use super::state::{LeaseCheck, LeaseEntry, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
 use super::Scheduler;
 use crate::task::{NodeId, TaskId, WorkerSpec};
 
@@ -153,37 +153,70 @@ impl Scheduler {
 
     /// Starts the lease of a fresh award.
     pub(super) fn start_lease(&mut self, slot: Slot, attempt: u32, now: Duration) {
+        // Most attempts end long before their first check: drop a few such
+        // entries from the front, so the line holds about what still runs.
+        for _ in 0..2 {
+            match self.leases.front() {
+                Some(l) if !self.lease_check_pending(l) => self.leases.pop_front(),
+                _ => break,
+            };
+        }
         let until = now + self.cfg.lease;
+        let last = self.leases.back().map_or(0, |l| l.due_ns);
+        let entry = LeaseEntry {
+            due_ns: (until.as_nanos() as u64).max(last),
+            slot,
+            attempt,
+        };
         let soft = &mut self.tasks[slot].soft;
         soft.lease_until = until;
-        soft.lease_timer = Some((until, attempt));
-        let id = self.tasks[slot].task.id;
-        self.timers.insert((until, TimerKind::Lease { attempt }, id));
+        soft.lease_check = Some(entry.check());
+        self.leases.push_back(entry);
     }
 
-    /// Removes the lease timer of an attempt that ended.
+    /// True while the attempt of a line entry still waits for that check.
+    pub(super) fn lease_check_pending(&self, l: &LeaseEntry) -> bool {
+        let e = &self.tasks[l.slot];
+        e.soft.0.is_some() && e.soft.lease_check == Some(l.check())
+    }
+
+    /// Voids the lease check of an attempt that ended.
     pub(super) fn drop_lease(&mut self, slot: Slot) {
         let e = &mut self.tasks[slot];
-        if let Some((at, attempt)) = e.soft.lease_timer.take() {
-            let id = e.task.id;
-            self.timers.remove(&(at, TimerKind::Lease { attempt }, id));
+        if e.soft.0.is_none() {
+            return; // never leased
+        }
+        if let Some(c) = e.soft.lease_check.take() {
+            if c.in_timers {
+                let kind = TimerKind::Lease { attempt: c.attempt };
+                self.clear_timer(c.due, kind, slot);
+            }
         }
     }
 
-    /// A lease timer fired: the attempt is lost unless renewed meanwhile.
-    pub(super) fn lease_due(&mut self, slot: Slot, attempt: u32, now: Duration) {
+    /// A lease check came due (`check` as it was set): the attempt is lost
+    /// unless renewed meanwhile, in which case it is checked again when the
+    /// renewed lease ends.
+    pub(super) fn lease_due(&mut self, slot: Slot, check: LeaseCheck, now: Duration) {
         let e = &self.tasks[slot];
-        if e.phase.holder().map(|h| h.1) != Some(attempt) {
-            return;
+        if e.soft.0.is_none()
+            || e.soft.lease_check != Some(check)
+            || e.phase.holder().map(|h| h.1) != Some(check.attempt)
+        {
+            return; // the attempt ended, or its check moved
         }
         let until = e.soft.lease_until;
         if until > now {
-            let id = e.task.id;
-            self.tasks[slot].soft.lease_timer = Some((until, attempt));
-            self.timers.insert((until, TimerKind::Lease { attempt }, id));
+            let attempt = check.attempt;
+            self.tasks[slot].soft.lease_check = Some(LeaseCheck {
+                due: until,
+                attempt,
+                in_timers: true,
+            });
+            self.set_timer(until, TimerKind::Lease { attempt }, slot);
             return;
         }
-        self.tasks[slot].soft.lease_timer = None;
+        self.tasks[slot].soft.lease_check = None;
         let lease_ms = self.cfg.lease.as_millis();
         let reason = format!("lease expired: no renewal from its node for {lease_ms} ms");
         self.attempt_lost(slot, reason, now);

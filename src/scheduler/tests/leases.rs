@@ -3,6 +3,7 @@
 //! until `max_attempts` losses make the task a poison task. Stale
 //! renewals and reports change nothing but draw an abort.
 
+use super::state::{Timer, TimerKind as Kind};
 use super::*;
 
 const LEASE: u64 = 300;
@@ -223,4 +224,45 @@ fn max_attempts_one_fails_at_the_first_loss() {
         h.error(t),
         Some(TaskError::Poison { max_attempts: 1, .. })
     ));
+}
+
+#[test]
+fn ended_attempts_leave_no_lease_checks_behind() {
+    let mut h = leased();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    h.submit((1..=200).map(|i| task(i, 1)).collect());
+    h.run_ready();
+    assert_eq!(h.s.unfinished(), 0);
+    // Each award drops checks of ended attempts from the front of the line,
+    // so it holds about what still runs, not every award of the last lease.
+    assert!(h.s.leases.len() <= 2, "{} checks queued", h.s.leases.len());
+    h.advance(LEASE + 1);
+    assert!(h.s.leases.is_empty());
+    let left: Vec<_> = h.s.timers.iter().filter(|t| t.kind != Kind::Retention).collect();
+    assert_eq!(left, [] as [&Timer; 0], "only retention's timer is left");
+}
+
+#[test]
+fn a_clock_that_steps_back_delays_lease_checks_but_loses_none() {
+    let mut h = leased();
+    h.register("n1", &[("a", "worker", 5, 1), ("b", "worker", 5, 1)]);
+    h.advance_to(1_000);
+    let [t1] = h.submit(vec![task(1, 1)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(t1);
+    // The wall clock steps back 500 ms before the next award.
+    h.now = ms(500);
+    let [t2] = h.submit(vec![task(2, 1)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(t2);
+    // t2's lease ends at 800 by its own clock; its check waits behind t1's
+    // (at 1,300), and then finds it lost.
+    h.advance_to(1_000 + LEASE);
+    for t in [t1, t2] {
+        assert!(matches!(last_outcome(&h, t), AttemptOutcome::Lost { .. }), "{t}");
+    }
 }
