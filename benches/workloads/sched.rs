@@ -77,6 +77,8 @@ struct Driver {
     names: Vec<String>,
     completed: usize,
     failed: usize,
+    /// Announcements made (auction rounds opened).
+    announced: u64,
     handle_calls: u64,
     in_handle: Duration,
 }
@@ -105,6 +107,7 @@ impl Driver {
             names: (0..workers).map(|k| format!("worker-{k}")).collect(),
             completed: 0,
             failed: 0,
+            announced: 0,
             handle_calls: 0,
             in_handle: Duration::ZERO,
         }
@@ -193,6 +196,7 @@ impl Driver {
     fn answer(&mut self, o: Output) {
         match o {
             Output::Announce(anns) => {
+                self.announced += anns.len() as u64;
                 for (node, name) in self.nodes.iter().zip(&self.names) {
                     let bids = anns.iter().map(|a| bid(a.task, a.round, name)).collect();
                     let node = node.clone();
@@ -286,6 +290,7 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
         "drive_us_per_task": per(total - submitted),
         "in_handle_us_per_task": per(d.in_handle),
         "handle_calls_per_task": d.handle_calls as f64 / n as f64,
+        "rounds_per_task": d.announced as f64 / n as f64,
         "bytes_per_task": bytes(hwm as i64 - rss_before as i64),
         "rss_end_bytes_per_task": bytes(rss_end as i64 - rss_before as i64),
         "heap_live_bytes_per_task": bytes(live as i64),
@@ -330,6 +335,7 @@ pub fn w7(plan: &Plan) -> anyhow::Result<Line> {
         "submit_us_per_task",
         "drive_us_per_task",
         "handle_calls_per_task",
+        "rounds_per_task",
         "rss_end_bytes_per_task",
         "heap_live_bytes_per_task",
         "heap_peak_bytes_per_task",

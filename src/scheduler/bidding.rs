@@ -19,9 +19,7 @@ impl Scheduler {
             closes_at,
             reserved: Some(reserved),
         };
-        let role = e.role;
         self.set_timer(closes_at, TimerKind::CloseAuction, slot);
-        self.open.entry(role).or_default().insert(slot);
         let e = &self.tasks[slot];
         self.announce.push(Announcement {
             task: e.task.id,
@@ -70,9 +68,26 @@ impl Scheduler {
             capacity: w.spec.capacity,
             willing: bid.willing,
         });
-        if e.soft.bids.len() >= self.roles[e.role].workers.len() {
+        if self.answered_by_all(slot) {
             self.close_auction(slot, now);
         }
+    }
+
+    /// Every worker registered for the task's role has answered its
+    /// auction (bids of workers that left or changed role since do not
+    /// count; they are rare, so they are only looked for when the count of
+    /// bids says every worker may have answered).
+    fn answered_by_all(&self, slot: Slot) -> bool {
+        let e = &self.tasks[slot];
+        let n = self.roles[e.role].workers.len();
+        if e.soft.bids.len() < n {
+            return false;
+        }
+        let current = |b: &&SeenBid| {
+            let w = &self.workers[b.worker];
+            w.present && w.role == e.role
+        };
+        e.soft.bids.iter().filter(current).count() >= n
     }
 
     /// A bid for the round that just closed without an award. A willing
@@ -132,11 +147,7 @@ impl Scheduler {
         };
         // The bids stay for the award; the stage is left by hand.
         e.soft.stage = Stage::Idle;
-        let role = e.role;
         self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
-        if let Some(o) = self.open.get_mut(&role) {
-            o.remove(&slot);
-        }
         self.release(reserved);
         let e = &self.tasks[slot];
         // Judge each bidder as registered now, not as it was when it bid.
@@ -203,7 +214,11 @@ impl Scheduler {
             return self.end_failed(slot, TaskError::InputsTooLarge { size, max }, now);
         }
         let attempt = e.awards + 1;
-        let willing = e.soft.bids.iter().filter(|b| b.willing);
+        // The willing bids of workers still registered for the role.
+        let willing = e.soft.bids.iter().filter(|b| {
+            let w = &self.workers[b.worker];
+            b.willing && w.present && w.role == e.role
+        });
         // Exactly sized: the ledger keeps it as it is.
         let mut bids = Vec::with_capacity(willing.clone().count());
         bids.extend(willing.map(|b| BidSeen {

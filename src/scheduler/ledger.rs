@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::events::{at, status_of};
-use super::state::{Entry, Phase, Slot, Stage, Timer, TimerKind, WorkerId};
+use super::state::{Entry, Phase, Slot, Stage, StoredTask, Timer, TimerKind, WorkerId};
 use super::Scheduler;
 use crate::task::{NodeId, Task, TaskError, TaskId, TaskStatus, Trigger, WorkerSpec};
 
@@ -83,20 +83,9 @@ impl Scheduler {
     pub(super) fn insert(&mut self, t: Cow<'_, Task>, now: Duration) {
         let deps: Box<[Slot]> = t.dependencies.iter().filter_map(|d| self.slot(d)).collect();
         let role = self.role_id(&t.role);
-        // Kept without its role (in the role table) and dependencies (`deps`).
         let task = match t {
-            Cow::Owned(t) => Task {
-                role: String::new(),
-                dependencies: Vec::new(),
-                ..t
-            },
-            Cow::Borrowed(t) => Task {
-                name: t.name.clone(),
-                role: String::new(),
-                input: t.input.clone(),
-                dependencies: Vec::new(),
-                ..*t
-            },
+            Cow::Owned(t) => StoredTask::new(t),
+            Cow::Borrowed(t) => StoredTask::copied(t),
         };
         let id = task.id;
         let deadline = task.deadline_ms.filter(|&d| d > 0);
@@ -362,9 +351,6 @@ impl Scheduler {
             Stage::Announced { reserved, closes_at } => {
                 self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
                 self.release(reserved);
-                if let Some(o) = self.open.get_mut(&role) {
-                    o.remove(&slot);
-                }
             }
         }
     }

@@ -250,12 +250,14 @@ impl Scheduler {
     pub(super) fn fire_timers(&mut self, now: Duration) {
         loop {
             let timer = self.timers.first().map(|t| t.at).filter(|&at| at <= now);
-            let lease = self.leases.front().copied().filter(|l| l.due() <= now);
+            let lease = self.leases.next_due().filter(|&at| at <= now);
             match (timer, lease) {
-                (Some(t), Some(l)) if t <= l.due() => self.fire_timer(now),
-                (_, Some(l)) => {
-                    self.leases.pop_front();
-                    self.lease_due(l.slot, l.check(), now);
+                (Some(t), Some(l)) if t <= l => self.fire_timer(now),
+                (_, Some(_)) => {
+                    if let Some(d) = self.leases.pop_due(now) {
+                        let check = LeaseCheck::Line { seq: d.seq };
+                        self.lease_due(d.slot, check, d.attempt, now);
+                    }
                 }
                 (Some(_), None) => self.fire_timer(now),
                 (None, None) => break,
@@ -324,12 +326,7 @@ impl Scheduler {
                 }
             }
             TimerKind::Lease { attempt } => {
-                let check = LeaseCheck {
-                    due: at,
-                    attempt,
-                    in_timers: true,
-                };
-                self.lease_due(slot, check, now);
+                self.lease_due(slot, LeaseCheck::Timer { due: at, attempt }, attempt, now);
             }
             TimerKind::Retention => {}
         }

@@ -43,6 +43,7 @@ mod bidding;
 mod config;
 pub mod dag;
 pub mod events;
+mod lease_line;
 mod ledger;
 mod lifecycle;
 mod messages;
@@ -58,6 +59,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use lease_line::LeaseLine;
 use std::time::Duration;
 
 pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
@@ -67,7 +69,7 @@ pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 
 use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};
-use state::{Entry, LeaseEntry, Phase, QueueKey, Role, RoleId, Slot, Stage, Timer, WorkerId, WorkerState};
+use state::{Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, Timer, WorkerId, WorkerState};
 
 /// How many task ids a status call without ids can list: the most recent.
 pub const RECENT: usize = 1000;
@@ -235,21 +237,13 @@ pub struct Scheduler {
     /// dropped when it fires. Ledger timers (deadlines, retries, execution
     /// backstops) are set by `apply`, auction timers by the handlers.
     timers: BTreeSet<Timer>,
-    /// First lease checks of attempts, in award order: every award starts
-    /// a lease of the same length, so this line is sorted by due time (a
-    /// clock that steps back only delays checks). An entry whose attempt
-    /// ended (`Soft::lease_check` no longer names it) is skipped when due,
-    /// or dropped earlier once it reaches the front: cheaper than a sorted
-    /// set on the award path. A renewed lease is checked again through
-    /// `timers`.
-    leases: VecDeque<LeaseEntry>,
+    /// First lease checks of attempts, in award order (see `lease_line`).
+    leases: LeaseLine,
     // ---- the auction layer: this admin's own bookkeeping ----
     /// Ready tasks per role, by priority with ageing.
     queues: BTreeMap<RoleId, BTreeSet<(QueueKey, Slot)>>,
     /// Tasks no registered worker could take, per role, oldest first.
     parked: BTreeMap<RoleId, BTreeSet<(u64, Slot)>>,
-    /// Open auctions per role.
-    open: BTreeMap<RoleId, BTreeSet<Slot>>,
     /// Tasks that became ready in the ledger and wait to enter the auction
     /// layer.
     ready: Vec<Slot>,
@@ -296,10 +290,9 @@ impl Scheduler {
             evicted_order: VecDeque::new(),
             recent: VecDeque::new(),
             timers: BTreeSet::new(),
-            leases: VecDeque::new(),
+            leases: LeaseLine::default(),
             queues: BTreeMap::new(),
             parked: BTreeMap::new(),
-            open: BTreeMap::new(),
             ready: Vec::new(),
             roster_changed: false,
             seq: 0,
@@ -412,7 +405,7 @@ impl Scheduler {
 
     /// When the driver must next send [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
-        let lease = self.leases.front().map(|l| l.due());
+        let lease = self.leases.next_due();
         self.timers.first().map(|t| t.at).into_iter().chain(lease).min()
     }
 

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::task::{NodeId, Payload, Task, TaskError, TaskId, WorkerSpec};
+use crate::task::{NodeId, Payload, Task, TaskError, TaskId, Trigger, WorkerSpec};
 
 /// A task's index in the scheduler's task table. Slots of evicted tasks are
 /// reused, so anything that outlives a task (timers) names it by id.
@@ -186,12 +186,63 @@ pub(super) struct Award {
     pub(super) rounds: u32,
 }
 
+/// A task as submitted (defaults resolved), without what the ledger keeps
+/// elsewhere: its role (an [`Entry`]'s `role`) and its dependencies (its
+/// `deps`). Fields mean what they mean on [`Task`].
+#[derive(Clone, Debug)]
+pub(super) struct StoredTask {
+    pub(super) id: TaskId,
+    pub(super) name: String,
+    pub(super) difficulty: u32,
+    pub(super) input: Payload,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) queue_timeout_ms: Option<u64>,
+    pub(super) deadline_ms: Option<u64>,
+    pub(super) retries: Option<u32>,
+    pub(super) max_attempts: Option<u32>,
+    pub(super) priority: i32,
+    pub(super) trigger: Trigger,
+}
+
+impl StoredTask {
+    /// Keeps `t`'s fields but its role and dependencies.
+    pub(super) fn new(t: Task) -> Self {
+        StoredTask {
+            id: t.id,
+            name: t.name,
+            difficulty: t.difficulty,
+            input: t.input,
+            timeout_ms: t.timeout_ms,
+            queue_timeout_ms: t.queue_timeout_ms,
+            deadline_ms: t.deadline_ms,
+            retries: t.retries,
+            max_attempts: t.max_attempts,
+            priority: t.priority,
+            trigger: t.trigger,
+        }
+    }
+
+    /// The same, from a borrowed task.
+    pub(super) fn copied(t: &Task) -> Self {
+        StoredTask {
+            name: t.name.clone(),
+            input: t.input.clone(),
+            ..StoredTask::new(Task {
+                name: String::new(),
+                role: String::new(),
+                input: Payload::default(),
+                dependencies: Vec::new(),
+                ..*t
+            })
+        }
+    }
+}
+
 /// A task as the ledger knows it, with its auction bookkeeping in `soft`.
 #[derive(Debug)]
 pub(super) struct Entry {
-    /// The task as submitted (defaults resolved), but for its dependencies,
-    /// which are in `deps`.
-    pub(super) task: Task,
+    /// The task as submitted (defaults resolved).
+    pub(super) task: StoredTask,
     /// The task's dependencies, in its order.
     pub(super) deps: Box<[Slot]>,
     pub(super) role: RoleId,
@@ -219,7 +270,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn new(task: Task, deps: Box<[Slot]>, role: RoleId, on: u32, now: Duration) -> Self {
+    pub(super) fn new(task: StoredTask, deps: Box<[Slot]>, role: RoleId, on: u32, now: Duration) -> Self {
         Entry {
             task,
             deps,
@@ -240,7 +291,7 @@ impl Entry {
 
     /// A free slot's placeholder.
     pub(super) fn vacant() -> Self {
-        let task = Task::with_id(crate::task::TaskId(uuid::Uuid::nil()), "", "", 0);
+        let task = StoredTask::new(Task::with_id(TaskId(uuid::Uuid::nil()), "", "", 0));
         let mut e = Entry::new(task, Box::new([]), RoleId(0), 0, Duration::ZERO);
         e.phase = Phase::Cancelled { reason: "".into() };
         e
@@ -343,39 +394,14 @@ pub(super) struct Soft {
     pub(super) lease_check: Option<LeaseCheck>,
 }
 
-/// An attempt's first lease check in the scheduler's line of them: 16
-/// bytes (due time in nanoseconds).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct LeaseEntry {
-    pub(super) due_ns: u64,
-    pub(super) slot: Slot,
-    pub(super) attempt: u32,
-}
-
-impl LeaseEntry {
-    pub(super) fn due(&self) -> Duration {
-        Duration::from_nanos(self.due_ns)
-    }
-
-    /// The check this entry stands for.
-    pub(super) fn check(&self) -> LeaseCheck {
-        LeaseCheck {
-            due: self.due(),
-            attempt: self.attempt,
-            in_timers: false,
-        }
-    }
-}
-
-/// When an attempt's lease is next checked, and where that check waits.
+/// Where the holder's lease is next checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct LeaseCheck {
-    pub(super) due: Duration,
-    pub(super) attempt: u32,
-    /// False: in the scheduler's line of first checks. True: a renewed
-    /// lease, checked again by a `TimerKind::Lease` timer (removed with
-    /// the attempt).
-    pub(super) in_timers: bool,
+pub(super) enum LeaseCheck {
+    /// In the scheduler's line of first checks, as entry `seq`.
+    Line { seq: u64 },
+    /// A renewed lease, by a `TimerKind::Lease` timer of `attempt` due at
+    /// `due`.
+    Timer { due: Duration, attempt: u32 },
 }
 
 /// A timer in the scheduler's timer set, ordered by due time. It names its

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{AttemptEnd, Event};
-use super::state::{LeaseCheck, LeaseEntry, Role, RoleId, Slot, Stage, TimerKind, WorkerId, WorkerState};
+use super::state::{LeaseCheck, Role, RoleId, Slot, TimerKind, WorkerId, WorkerState};
 use super::Scheduler;
 use crate::task::{NodeId, TaskId, WorkerSpec};
 
@@ -58,29 +58,14 @@ impl Scheduler {
         self.emit(Event::NodeLeft { node: node.clone() });
     }
 
-    /// A worker is about to leave the registry: what it held is lost, and
-    /// its answers in open auctions no longer count.
+    /// A worker is about to leave the registry: what it held is lost. (Its
+    /// answers in open auctions stop counting by themselves: auctions judge
+    /// bids by who is registered when they close.)
     fn worker_gone(&mut self, id: WorkerId, why: &str, now: Duration) {
         let held: Vec<Slot> = self.held_by(id);
         for slot in held {
             let reason = format!("worker {} {why}", self.workers[id].spec.name);
             self.attempt_lost(slot, reason, now);
-        }
-        let role = self.workers[id].role;
-        let open: Vec<Slot> = self
-            .open
-            .get(&role)
-            .map_or_else(Vec::new, |o| o.iter().copied().collect());
-        for slot in open {
-            let soft = &mut self.tasks[slot].soft;
-            soft.bids.retain(|b| b.worker != id);
-            if let Stage::Announced { reserved, .. } = &mut soft.stage {
-                if *reserved == Some(id) {
-                    *reserved = None;
-                    let w = &mut self.workers[id];
-                    w.reserved = w.reserved.saturating_sub(1);
-                }
-            }
         }
     }
 
@@ -153,31 +138,11 @@ impl Scheduler {
 
     /// Starts the lease of a fresh award.
     pub(super) fn start_lease(&mut self, slot: Slot, attempt: u32, now: Duration) {
-        // Most attempts end long before their first check: drop a few such
-        // entries from the front, so the line holds about what still runs.
-        for _ in 0..2 {
-            match self.leases.front() {
-                Some(l) if !self.lease_check_pending(l) => self.leases.pop_front(),
-                _ => break,
-            };
-        }
         let until = now + self.cfg.lease;
-        let last = self.leases.back().map_or(0, |l| l.due_ns);
-        let entry = LeaseEntry {
-            due_ns: (until.as_nanos() as u64).max(last),
-            slot,
-            attempt,
-        };
+        let seq = self.leases.push(until, slot, attempt);
         let soft = &mut self.tasks[slot].soft;
         soft.lease_until = until;
-        soft.lease_check = Some(entry.check());
-        self.leases.push_back(entry);
-    }
-
-    /// True while the attempt of a line entry still waits for that check.
-    pub(super) fn lease_check_pending(&self, l: &LeaseEntry) -> bool {
-        let e = &self.tasks[l.slot];
-        e.soft.0.is_some() && e.soft.lease_check == Some(l.check())
+        soft.lease_check = Some(LeaseCheck::Line { seq });
     }
 
     /// Voids the lease check of an attempt that ended.
@@ -186,33 +151,29 @@ impl Scheduler {
         if e.soft.0.is_none() {
             return; // never leased
         }
-        if let Some(c) = e.soft.lease_check.take() {
-            if c.in_timers {
-                let kind = TimerKind::Lease { attempt: c.attempt };
-                self.clear_timer(c.due, kind, slot);
+        match e.soft.lease_check.take() {
+            Some(LeaseCheck::Line { seq }) => self.leases.void(seq),
+            Some(LeaseCheck::Timer { due, attempt }) => {
+                self.clear_timer(due, TimerKind::Lease { attempt }, slot);
             }
+            None => {}
         }
     }
 
-    /// A lease check came due (`check` as it was set): the attempt is lost
-    /// unless renewed meanwhile, in which case it is checked again when the
-    /// renewed lease ends.
-    pub(super) fn lease_due(&mut self, slot: Slot, check: LeaseCheck, now: Duration) {
+    /// A lease check of `attempt` came due (`check` as it was set): the
+    /// attempt is lost unless renewed meanwhile, in which case it is checked
+    /// again when the renewed lease ends.
+    pub(super) fn lease_due(&mut self, slot: Slot, check: LeaseCheck, attempt: u32, now: Duration) {
         let e = &self.tasks[slot];
         if e.soft.0.is_none()
             || e.soft.lease_check != Some(check)
-            || e.phase.holder().map(|h| h.1) != Some(check.attempt)
+            || e.phase.holder().map(|h| h.1) != Some(attempt)
         {
             return; // the attempt ended, or its check moved
         }
         let until = e.soft.lease_until;
         if until > now {
-            let attempt = check.attempt;
-            self.tasks[slot].soft.lease_check = Some(LeaseCheck {
-                due: until,
-                attempt,
-                in_timers: true,
-            });
+            self.tasks[slot].soft.lease_check = Some(LeaseCheck::Timer { due: until, attempt });
             self.set_timer(until, TimerKind::Lease { attempt }, slot);
             return;
         }
