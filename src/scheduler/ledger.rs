@@ -92,6 +92,7 @@ impl Scheduler {
         let slot = self.alloc(Entry::new(task, deps.clone(), role, 0, now));
         self.index.insert(id, slot);
         self.unfinished += 1;
+        self.churn += 1;
         self.recent.push_back(id);
         if self.recent.len() > super::RECENT {
             self.recent.pop_front();
@@ -208,6 +209,7 @@ impl Scheduler {
             e.finished_at = Some(now);
             let dependents = std::mem::take(&mut e.dependents);
             self.unfinished -= 1;
+            self.churn += 1;
             self.finished_bytes += self.tasks[slot].bytes();
             self.changed(slot, status);
             for i in 0..self.tasks[slot].deps.len() {

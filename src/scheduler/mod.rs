@@ -262,6 +262,9 @@ pub struct Scheduler {
     watched: HashMap<TaskId, u32>,
     /// When the latest retention timer is due, so that it is set once.
     retention_due: Option<Duration>,
+    /// Tasks inserted or finished since retention last ran: how far
+    /// eviction may go beyond its per-step bound to keep pace.
+    churn: usize,
 }
 
 impl Scheduler {
@@ -303,6 +306,7 @@ impl Scheduler {
             recorded: None,
             watched: HashMap::new(),
             retention_due: None,
+            churn: 0,
         }
     }
 

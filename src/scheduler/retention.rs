@@ -8,7 +8,10 @@ use super::state::{Slot, Timer, TimerKind};
 use super::Scheduler;
 use crate::task::TaskId;
 
-/// Most tasks evicted in one step, bounding the work of any one input.
+/// Most tasks evicted in one step, bounding the work of any one input;
+/// a step that inserted or finished more tasks may evict as many (each task
+/// is inserted once and finished once, so eviction keeps pace with any
+/// rate of submission).
 const MAX_EVICT_PER_STEP: usize = 4096;
 
 impl Scheduler {
@@ -35,6 +38,7 @@ impl Scheduler {
         // A task can be in line twice (finished, then needed again by a new
         // dependent that finished too): choose it once.
         let mut chosen = foldhash::HashSet::default();
+        let limit = MAX_EVICT_PER_STEP.max(std::mem::take(&mut self.churn));
         let mut finished = self.index.len() - self.unfinished;
         let mut bytes = self.finished_bytes;
         while let Some(&(slot, id)) = self.evictable.front() {
@@ -63,7 +67,7 @@ impl Scheduler {
                 self.retention_timer(finished_at + max_age);
                 break;
             }
-            if ids.len() >= MAX_EVICT_PER_STEP {
+            if ids.len() >= limit {
                 // More is due: come back at once, in a step of its own.
                 self.retention_timer(now);
                 break;

@@ -255,3 +255,20 @@ fn a_watched_task_is_kept_until_unwatched() {
     h.run_ready();
     assert_eq!(h.s.status(&other), None, "unwatched: evicted in its step");
 }
+
+#[test]
+fn eviction_keeps_pace_with_large_batches_without_extra_steps() {
+    let mut h = keeping(Retention {
+        max_tasks: 1_000,
+        ..Retention::default()
+    });
+    for round in 0..3u128 {
+        // Difficulty 9: no worker can take them, so they wait until cancelled.
+        let batch = (0..20_000).map(|i| task(round * 100_000 + i, 9)).collect();
+        let ids = h.submit(batch);
+        h.cancel(&ids);
+        // The step that finished 20,000 tasks also evicted all but 1,000,
+        // with no tick in between: memory does not creep from round to round.
+        assert_eq!(finished_held(&h), 1_000, "round {round}");
+    }
+}
