@@ -254,6 +254,8 @@ pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const MAX_RETRIES: u32 = 100;
 /// Largest priority magnitude.
 pub const MAX_PRIORITY: i32 = 1_000_000;
+/// Longest task name and role, in bytes (UTF-8).
+pub const MAX_NAME_BYTES: usize = 1024;
 
 /// When a dependent runs, in the manner of Airflow's trigger rules. Every
 /// rule but [`Trigger::AllSuccess`] waits until all dependencies finished.

@@ -37,9 +37,25 @@ fn bids_text(r: &TaskReport) -> String {
     )
 }
 
+/// Widest TASK column; longer names are cut with an ellipsis (the JSON
+/// output has them whole).
+const NAME_COLUMN: usize = 48;
+
+/// `name` cut to `width` characters.
+fn clip(name: &str, width: usize) -> String {
+    match name.char_indices().nth(width) {
+        Some((cut, _)) => {
+            let keep = name[..cut].char_indices().nth(width - 1).map_or(cut, |(i, _)| i);
+            format!("{}…", &name[..keep])
+        }
+        None => name.to_string(),
+    }
+}
+
 /// One row per task.
 pub fn task_table(reports: &[TaskReport]) {
-    let width = reports.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let chars = |r: &TaskReport| r.name.chars().count();
+    let width = reports.iter().map(chars).max().unwrap_or(4).clamp(4, NAME_COLUMN);
     println!(
         "{:width$}  {:>4}  {:9}  {:14}  {:>8}  {:36}  {:>7}  RESULT",
         "TASK", "DIFF", "STATUS", "WORKER", "ATTEMPTS", "BIDS", "TIME"
@@ -47,7 +63,7 @@ pub fn task_table(reports: &[TaskReport]) {
     for r in reports {
         println!(
             "{:width$}  {:>4}  {:9}  {:14}  {:>8}  {:36}  {:>5}ms  {}",
-            r.name,
+            clip(&r.name, width),
             r.difficulty,
             r.status.to_string(),
             r.worker.as_deref().unwrap_or("-"),
@@ -209,5 +225,18 @@ impl JsonLine for WorkerInfo {
     fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
         serde_json::to_writer(out, self)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn long_names_are_cut_to_the_column() {
+        assert_eq!(clip("short", 48), "short");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("ééééé", 3), "éé…");
+        assert_eq!(clip(&"n".repeat(70_000), 48).chars().count(), 48);
     }
 }

@@ -158,7 +158,7 @@ impl Scheduler {
             .filter(|b| {
                 let w = &self.workers[b.worker];
                 let fits = w.present && w.role == e.role && w.spec.skill >= e.task.difficulty;
-                b.willing && fits && w.load < w.spec.capacity
+                b.willing && fits && w.busy() < w.spec.capacity
             })
             .map(|b| b.worker)
             .collect();
@@ -288,7 +288,7 @@ impl Scheduler {
             self.changed(slot, TaskStatus::Pending);
             return;
         }
-        if capable.iter().all(|w| w.load >= w.spec.capacity) {
+        if capable.iter().all(|w| w.busy() >= w.spec.capacity) {
             // Everyone able is busy: wait in line for a slot, no deadline.
             self.tasks[slot].soft.no_bids_for = Duration::ZERO;
             self.requeue(slot, now);

@@ -135,15 +135,10 @@ pub(super) fn plan(
     }
     let mut index: HashMap<TaskId, usize> = HashMap::with_capacity(batch.len());
     for (i, t) in batch.iter().enumerate() {
-        if t.role.is_empty() || t.name.is_empty() {
-            let what = if t.role.is_empty() {
-                "empty role"
-            } else {
-                "empty name"
-            };
+        if let Err(reason) = check_names(t) {
             return Err(SubmitError::Invalid {
-                task: t.name.clone(),
-                reason: what.into(),
+                task: clip(&t.name),
+                reason,
             });
         }
         if let Err(reason) = check_numbers(t) {
@@ -314,6 +309,32 @@ fn find_cycle(batch: &[Task], index: &HashMap<TaskId, usize>, indegree: &[u32]) 
     }
 }
 
+/// A task's name and role are neither empty nor over
+/// [`MAX_NAME_BYTES`](crate::task::MAX_NAME_BYTES).
+fn check_names(t: &Task) -> Result<(), String> {
+    let max = crate::task::MAX_NAME_BYTES;
+    for (what, value) in [("name", &t.name), ("role", &t.role)] {
+        if value.is_empty() {
+            return Err(format!("empty {what}"));
+        }
+        if value.len() > max {
+            return Err(format!(
+                "{what} of {} bytes is over the limit of {max}",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A name as an error shows it: at most 64 characters, then an ellipsis.
+fn clip(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +404,11 @@ mod tests {
             ),
             (vec![Task::new("r", "", 1)], "empty role"),
             (vec![Task::new("", "w", 1)], "empty name"),
+            (
+                vec![Task::new("n".repeat(1025), "w", 1)],
+                "name of 1025 bytes is over the limit of 1024",
+            ),
+            (vec![Task::new("n", "w".repeat(1025), 1)], "role of 1025 bytes"),
             (
                 (0..11).map(|i| Task::new(format!("t{i}"), "w", 1)).collect(),
                 "batch of 11",

@@ -89,14 +89,17 @@ impl Scheduler {
     }
 
     pub(super) fn report(&mut self, node: &crate::task::NodeId, r: Report, now: Duration) {
-        let Some(slot) = self.slot(&r.task) else { return };
-        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
-            return;
+        let current = self.slot(&r.task).and_then(|slot| {
+            let (worker, attempt) = self.tasks[slot].phase.holder()?;
+            let w = &self.workers[worker];
+            let same = w.node == *node && w.spec.name == r.worker && attempt == r.attempt;
+            same.then_some((slot, attempt))
+        });
+        let Some((slot, attempt)) = current else {
+            // A stale attempt (one recorded result per task); if the admin
+            // ended it, its slot is free now.
+            return self.drained(node, r.task, r.attempt);
         };
-        let w = &self.workers[worker];
-        if w.node != *node || w.spec.name != r.worker || attempt != r.attempt {
-            return; // a stale attempt: one recorded result per task
-        }
         let end = match r.outcome {
             Ok(output) => AttemptEnd::Completed(output),
             Err(f) => match f.timeout_ms {
@@ -235,6 +238,7 @@ impl Scheduler {
         let task = self.tasks[slot].task.id;
         let node = self.workers[worker].node.clone();
         self.abort.entry(node).or_default().push((task, attempt));
+        self.start_drain(worker, task, attempt, now);
         self.emit(Event::AttemptFinished {
             at_ms: Self::ms(now),
             task,

@@ -262,6 +262,12 @@ pub struct Scheduler {
     watched: HashMap<TaskId, u32>,
     /// When the latest retention timer is due, so that it is set once.
     retention_due: Option<Duration>,
+    /// Attempts the admin ended whose worker may still be stopping them,
+    /// with the worker (see `WorkerState::draining`), and when each stops
+    /// counting (one lease after it ended; in order, since the lease is
+    /// the same for all).
+    draining: HashMap<(TaskId, u32), WorkerId>,
+    drain_line: VecDeque<(Duration, TaskId, u32)>,
     /// Tasks inserted or finished since retention last ran: how far
     /// eviction may go beyond its per-step bound to keep pace.
     churn: usize,
@@ -307,6 +313,8 @@ impl Scheduler {
             watched: HashMap::new(),
             retention_due: None,
             churn: 0,
+            draining: HashMap::new(),
+            drain_line: VecDeque::new(),
         }
     }
 
@@ -377,6 +385,7 @@ impl Scheduler {
                 self.enqueue(slot, now);
             }
         }
+        self.expire_drains(now);
         if std::mem::take(&mut self.roster_changed) {
             self.park_stranded(now);
             self.unpark(now);
@@ -410,7 +419,9 @@ impl Scheduler {
     /// When the driver must next send [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Duration> {
         let lease = self.leases.next_due();
-        self.timers.first().map(|t| t.at).into_iter().chain(lease).min()
+        let drain = self.drain_line.front().map(|d| d.0);
+        let timer = self.timers.first().map(|t| t.at);
+        [timer, lease, drain].into_iter().flatten().min()
     }
 
     /// Emits what one step gathered.

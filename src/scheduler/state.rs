@@ -61,11 +61,21 @@ pub(super) struct WorkerState {
     pub(super) present: bool,
     /// Auctions counting on one of this worker's free slots (auction).
     pub(super) reserved: u32,
+    /// Attempts the admin ended (aborted, timed out, lost) that the worker
+    /// may still be stopping: their slots stay taken until the worker
+    /// reports them stopped, or a lease has passed (auction).
+    pub(super) draining: u32,
 }
 
 impl WorkerState {
+    /// Slots neither running an attempt, stopping one, nor reserved.
     pub(super) fn free(&self) -> u32 {
-        self.spec.capacity.saturating_sub(self.load + self.reserved)
+        self.spec.capacity.saturating_sub(self.busy() + self.reserved)
+    }
+
+    /// Slots running an attempt or stopping one.
+    pub(super) fn busy(&self) -> u32 {
+        self.load + self.draining
     }
 }
 

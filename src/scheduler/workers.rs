@@ -116,6 +116,7 @@ impl Scheduler {
             load: 0,
             present: true,
             reserved: 0,
+            draining: 0,
         });
         id
     }
@@ -220,6 +221,47 @@ impl Scheduler {
         })?;
         self.workers[id].reserved += 1;
         Some(id)
+    }
+
+    /// The admin ended `attempt` of `task` on `worker`, whose node may still
+    /// be stopping it: its slot counts as taken until [`Scheduler::drained`]
+    /// or one lease from `now`.
+    pub(super) fn start_drain(&mut self, worker: WorkerId, task: TaskId, attempt: u32, now: Duration) {
+        if !self.workers[worker].present || self.draining.contains_key(&(task, attempt)) {
+            return;
+        }
+        self.workers[worker].draining += 1;
+        self.draining.insert((task, attempt), worker);
+        self.drain_line.push_back((now + self.cfg.lease, task, attempt));
+    }
+
+    /// `node` reported `attempt` of `task` stopped (or sent its stale
+    /// result): the slot it took is free. Only the node that ran it can
+    /// say so.
+    pub(super) fn drained(&mut self, node: &NodeId, task: TaskId, attempt: u32) {
+        match self.draining.get(&(task, attempt)) {
+            Some(&worker) if self.workers[worker].node == *node => self.end_drain(task, attempt),
+            _ => {}
+        }
+    }
+
+    fn end_drain(&mut self, task: TaskId, attempt: u32) {
+        if let Some(worker) = self.draining.remove(&(task, attempt)) {
+            let w = &mut self.workers[worker];
+            w.draining = w.draining.saturating_sub(1);
+        }
+    }
+
+    /// Slots still draining a lease after their attempt ended are taken to
+    /// be free (the node never said; a refusal will tell if it is wrong).
+    pub(super) fn expire_drains(&mut self, now: Duration) {
+        while let Some(&(due, task, attempt)) = self.drain_line.front() {
+            if due > now {
+                break;
+            }
+            self.drain_line.pop_front();
+            self.end_drain(task, attempt);
+        }
     }
 
     pub(super) fn release(&mut self, reserved: Option<WorkerId>) {

@@ -214,8 +214,11 @@ impl WorkerRuntime {
     }
 
     /// Stops one attempt: fires its [`Cancel`], and drops its future if it
-    /// has not returned within [`RuntimeConfig::kill_grace`]. It will produce
-    /// no report; its slot is freed once its future has really ended.
+    /// has not returned within [`RuntimeConfig::kill_grace`]. Its slot is
+    /// freed once its future has really ended, and only then does its report
+    /// come (a retryable "cancelled" failure, unless it finished first): the
+    /// admin, which ended the attempt, ignores the result but learns that
+    /// the slot is free.
     ///
     /// Returns true when this call stopped a held attempt; false (and does
     /// nothing) when that attempt is unknown, finished or already cancelled.
@@ -242,8 +245,8 @@ impl WorkerRuntime {
     }
 
     /// Waits for the next finished attempt's report (pending forever when
-    /// idle, so it can sit in a `select!`; cancel-safe). Reaps cancelled
-    /// attempts on the way without reporting them.
+    /// idle, so it can sit in a `select!`; cancel-safe). Cancelled attempts
+    /// report too, once stopped (see [`WorkerRuntime::cancel`]).
     pub(crate) async fn next_finished(&mut self) -> Finished {
         loop {
             match self.running.join_next_with_id().await {
@@ -266,7 +269,7 @@ impl WorkerRuntime {
         out
     }
 
-    /// Frees the slot of an ended attempt; its report, unless cancelled.
+    /// Frees the slot of an ended attempt; its report.
     fn settle(&mut self, joined: Result<(Id, Report), JoinError>) -> Option<Report> {
         let task = match &joined {
             Ok((_, report)) => report.task,
@@ -277,10 +280,7 @@ impl WorkerRuntime {
         let held = self.held.remove(&task)?;
         let slot = &mut self.slots[held.worker];
         slot.load = slot.load.saturating_sub(1);
-        match joined {
-            Ok((_, report)) if !held.cancelled => Some(report),
-            _ => None,
-        }
+        joined.ok().map(|(_, report)| report)
     }
 
     /// Stops bidding and taking awards; running attempts go on.

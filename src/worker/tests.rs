@@ -126,6 +126,15 @@ async fn no_report(rt: &mut WorkerRuntime) {
     assert!(report.is_err(), "unexpected report {report:?}");
 }
 
+/// The report of a cancelled attempt, once it stopped: the admin ignores
+/// its outcome and frees the slot.
+async fn cancelled_report(rt: &mut WorkerRuntime, task: TaskId) {
+    let report = tokio::time::timeout(Duration::from_secs(60), rt.next_finished()).await;
+    let report = report.expect("a report once stopped");
+    assert_eq!(report.task, task);
+    assert!(report.outcome.is_err(), "{report:?}");
+}
+
 #[tokio::test]
 async fn runs_refuses_and_reports() {
     let (w, _events) = probe("a", 1);
@@ -159,7 +168,7 @@ async fn a_task_already_running_is_refused_under_any_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancel_stops_a_cooperative_worker_without_a_report_and_frees_its_slot() {
+async fn cancel_stops_a_cooperative_worker_which_reports_once_stopped_and_frees_its_slot() {
     let (w, mut events) = probe("a", 1);
     let mut rt = runtime(w);
     let a = assignment("coop", "a");
@@ -169,6 +178,7 @@ async fn cancel_stops_a_cooperative_worker_without_a_report_and_frees_its_slot()
     assert!(rt.cancel(a.task, 1));
     assert!(!rt.cancel(a.task, 1), "already cancelled");
     assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    cancelled_report(&mut rt, a.task).await;
     no_report(&mut rt).await;
     assert_eq!(rt.running(), 0);
     assert!(rt.accept(assignment("echo", "a")).accepted, "slot freed");
@@ -195,6 +205,7 @@ async fn a_worker_ignoring_cancellation_is_dropped_after_the_kill_grace() {
     );
     assert_eq!(next(&mut events).await, Event::Dropped("stubborn".into()));
     assert_eq!(cancelled_at.elapsed(), GRACE);
+    cancelled_report(&mut rt, a.task).await;
     no_report(&mut rt).await;
     assert!(rt.accept(assignment("echo", "a")).accepted, "slot freed");
 }
@@ -263,6 +274,14 @@ async fn held_lists_running_attempts_until_they_end_or_are_cancelled() {
     assert_eq!(next(&mut events).await, Event::Started("coop".into()));
     assert!(rt.cancel(coop.task, 1));
     assert!(rt.held().is_empty());
+    let mut stopped = vec![];
+    for _ in 0..2 {
+        stopped.push(rt.next_finished().await.task);
+    }
+    stopped.sort();
+    let mut both = vec![coop.task, stubborn.task];
+    both.sort();
+    assert_eq!(stopped, both, "each reports once stopped");
     no_report(&mut rt).await;
     assert_eq!(rt.running(), 0);
 }

@@ -163,3 +163,74 @@ fn one_outcome_per_id_in_order() {
         ]
     );
 }
+
+/// Worker "w" (one slot) runs task 10; task 11 (priority 0) and, later,
+/// task 12 (priority 5) wait in line for the slot.
+fn one_slot_busy(lease: Duration) -> (Harness, [TaskId; 3]) {
+    let mut h = Harness::with(SchedulerConfig { lease, ..cfg() });
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let [running] = h.submit(vec![task(10, 1)])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    h.accept(running);
+    let [low] = h.submit(vec![task(11, 1)])[..] else {
+        unreachable!()
+    };
+    h.advance(1);
+    let [high] = h.submit(vec![task(12, 1).with_priority(5)])[..] else {
+        unreachable!()
+    };
+    (h, [running, low, high])
+}
+
+#[test]
+fn a_cancelled_attempts_slot_stays_taken_until_its_node_reports_it_stopped() {
+    let (mut h, [running, low, high]) = one_slot_busy(Duration::from_secs(3600));
+    assert_eq!(h.cancel(&[running]), [Cancelled]);
+    // The node may still be stopping it: nothing else is announced yet.
+    for t in [low, high] {
+        assert_eq!(h.status(t), Some(TaskStatus::Pending), "{t}");
+    }
+    // Its (stale) report says it stopped: the slot goes to the higher
+    // priority first.
+    h.report_err(running, "cancelled");
+    assert_eq!(h.status(running), Some(TaskStatus::Cancelled));
+    assert_eq!(h.status(high), Some(TaskStatus::Announced));
+    assert_eq!(h.status(low), Some(TaskStatus::Pending));
+    h.bid_all();
+    assert_eq!(h.winner(high), Some("w"));
+}
+
+#[test]
+fn a_stopped_report_from_another_node_frees_nothing() {
+    let (mut h, [running, low, high]) = one_slot_busy(Duration::from_secs(3600));
+    h.register("n2", &[("x", "other", 5, 1)]);
+    h.cancel(&[running]);
+    let (_, a) = h.assigned[&running].clone();
+    h.step(Input::Reports {
+        node: NodeId::new("n2"),
+        reports: vec![Report {
+            task: running,
+            attempt: a.attempt,
+            worker: a.worker,
+            outcome: Err(Failure::retryable("cancelled")),
+            run_ms: 1,
+        }],
+    });
+    for t in [low, high] {
+        assert_eq!(h.status(t), Some(TaskStatus::Pending), "{t}");
+    }
+}
+
+#[test]
+fn a_slot_whose_node_never_says_is_free_again_one_lease_later() {
+    let (mut h, [running, _, high]) = one_slot_busy(ms(300));
+    // Keep the running attempt's lease alive until the cancel.
+    h.renew("n1", &[(running, 1)]);
+    h.cancel(&[running]);
+    h.advance(299);
+    assert_eq!(h.status(high), Some(TaskStatus::Pending));
+    h.advance(1);
+    assert_eq!(h.status(high), Some(TaskStatus::Announced));
+}

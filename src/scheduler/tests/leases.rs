@@ -53,7 +53,11 @@ fn a_lease_runs_out_exactly_one_lease_after_the_last_renewal() {
     assert_eq!(last_outcome(&h, t), AttemptOutcome::Lost { reason });
     assert_eq!(h.last_aborts("n1"), [(t, 1)], "the node is told to stop");
     assert_eq!(h.load("n1", "w"), 0);
-    // Awarded again, to the same worker since no other is there.
+    // The paused node may still run it: its slot stays taken until the
+    // node says the attempt stopped. Then the task is awarded again, to the
+    // same worker since no other is there.
+    assert_eq!(h.status(t), Some(TaskStatus::Pending));
+    h.report_err(t, "cancelled");
     assert_eq!(h.status(t), Some(TaskStatus::Announced));
     h.bid_all();
     assert_eq!(h.assigned[&t].1.attempt, 2);
