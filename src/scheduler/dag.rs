@@ -174,9 +174,14 @@ pub(super) fn plan(
                 None => t.dependencies[..j].contains(d),
             };
             if repeated {
+                // Named when it is in this batch (as a task file names it).
+                let which = match index.get(d) {
+                    Some(&k) => format!("{:?} ({d})", batch[k].name),
+                    None => d.to_string(),
+                };
                 return Err(SubmitError::Invalid {
                     task: t.name.clone(),
-                    reason: format!("dependency {d} listed twice"),
+                    reason: format!("dependency {which} listed twice"),
                 });
             }
             match index.get(d) {
@@ -418,6 +423,15 @@ mod tests {
             let err = validate(&batch, none, LIMITS).unwrap_err().to_string();
             assert!(err.contains(want), "{err} should contain {want}");
         }
+    }
+
+    #[test]
+    fn a_dependency_listed_twice_is_named_when_in_the_batch() {
+        let a = Task::new("a", "w", 1);
+        let mut b = Task::new("b", "w", 1);
+        b.dependencies = vec![a.id, a.id];
+        let err = validate(&[a, b], none, LIMITS).unwrap_err().to_string();
+        assert!(err.contains(r#"dependency "a" ("#), "{err}");
     }
 
     #[test]
