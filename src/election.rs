@@ -268,7 +268,12 @@ impl Election {
                     self.lose_leader_quickly(now);
                 }
             }
-            ElectionInput::PeerJoined(_) => {
+            ElectionInput::PeerJoined(peer) => {
+                // A departed admin that joins again is a new incarnation (a
+                // restart): its heartbeats are no longer stale ones in flight.
+                if self.departed.as_ref().is_some_and(|(id, _)| *id == peer) {
+                    self.departed = None;
+                }
                 if self.role == Role::Admin {
                     self.heartbeat(now, out);
                 }
@@ -882,6 +887,20 @@ mod tests {
             assert!(step(&mut e, msg("boss", hb(2, 0, 0)), ms(201)).is_empty());
             assert_eq!(run(&mut e, due), [ElectionOutput::Publish(claim(3, 0, 0))]);
         }
+    }
+
+    #[test]
+    fn a_departed_admin_that_joins_again_is_followed_again() {
+        let mut e = Election::new(id("f"), ElectionConfig::default(), ms(0));
+        step(&mut e, msg("boss", hb(2, 0, 0)), ms(100));
+        step(&mut e, ElectionInput::PeerLeft(id("boss")), ms(200));
+        assert!(step(&mut e, msg("boss", hb(2, 0, 0)), ms(201)).is_empty());
+        // It restarted and subscribed again: its heartbeats count.
+        step(&mut e, ElectionInput::PeerJoined(id("boss")), ms(300));
+        assert_eq!(
+            step(&mut e, msg("boss", hb(2, 0, 0)), ms(301)),
+            [changed(Some("boss"), 2)]
+        );
     }
 
     #[test]

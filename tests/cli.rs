@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cli::*;
-use common::procs::{json_lines, text};
+use common::procs::{json_lines, text, wait_until};
 use common::LIMIT;
 
 #[test]
@@ -309,4 +309,44 @@ fn sigterm_lets_a_running_task_finish_and_exits_zero() {
         "the running task finished during the grace period: {s}"
     );
     assert_eq!(s["output"], "done");
+}
+
+#[test]
+fn workers_dial_a_restarted_admin_again_and_register() {
+    // A fixed port, so that the restarted admin is where it was.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let args = [
+        "node",
+        "--listen",
+        &listen,
+        "--no-mdns",
+        "--seed",
+        "4242",
+        "--admin-priority",
+        "200",
+    ];
+    let registered = |addr: &str| {
+        let out = run(&["workers", "--join", addr, "--no-mdns", "--json"]);
+        out.status.success() && json_lines(&out).len() == 2
+    };
+    let admin = start(&args);
+    let addr = admin.expect_line("listening on ", "");
+    let _w1 = echo_worker(&addr, 4243, "w1:echo:5", "1");
+    let _w2 = echo_worker(&addr, 4244, "w2:echo:5", "1");
+    wait_until("both workers registered", || registered(&addr));
+    // The admin dies and comes back with the same key at the same address:
+    // the workers, which joined only it, dial it again.
+    drop(admin);
+    let admin = start(&args);
+    assert_eq!(admin.expect_line("listening on ", ""), addr);
+    wait_until("both workers registered with the restarted admin", || {
+        registered(&addr)
+    });
+    let out = run(&["peers", "--join", &addr, "--no-mdns"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod behaviour;
+mod book;
 mod client;
 mod inbound;
 mod outbox;
@@ -171,6 +172,8 @@ pub(crate) struct EventLoop {
     failed_joins: Vec<(Multiaddr, String)>,
     /// What connected peers told us about themselves (identify).
     peer_meta: HashMap<PeerId, PeerMeta>,
+    /// Every mesh peer known, and when to dial lost ones again.
+    book: book::AddressBook,
 }
 
 /// What a peer told us about itself.
@@ -223,6 +226,7 @@ impl EventLoop {
             rejoin: Vec::new(),
             failed_joins: Vec::new(),
             peer_meta: HashMap::new(),
+            book: book::AddressBook::default(),
         }
     }
 
@@ -298,6 +302,7 @@ impl EventLoop {
         take(self.parked_retry);
         take(self.register_retry);
         take(self.rejoin.iter().map(|r| r.0).min());
+        take(self.book.next_due().map(Instant::from_std));
         take(
             self.closing
                 .as_ref()

@@ -30,11 +30,18 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 connection_id,
+                endpoint,
                 ..
             } => {
+                let now = std::time::Instant::now();
                 if let Some((addr, _)) = self.joining.remove(&connection_id) {
                     self.failed_joins.retain(|(a, _)| *a != addr);
+                    self.book.seed(peer_id, addr, now);
+                } else if endpoint.is_dialer() {
+                    self.book
+                        .learn(peer_id, [endpoint.get_remote_address().clone()], now);
                 }
+                self.book.connected(peer_id, now);
                 debug!(peer = %peer_id, "connected");
                 if num_established.get() == 1 {
                     self.publish_state();
@@ -50,6 +57,7 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, ?cause, "disconnected");
+                self.book.disconnected(peer_id, std::time::Instant::now());
                 self.peer_meta.remove(&peer_id);
                 self.peer_left(peer_id);
                 self.publish_state();
@@ -60,6 +68,9 @@ impl EventLoop {
                 connection_id,
             } => {
                 debug!(?peer_id, %error, "dial failed");
+                if let Some(peer) = peer_id {
+                    self.book.dial_failed(peer, std::time::Instant::now());
+                }
                 if let Some((addr, failures)) = self.joining.remove(&connection_id) {
                     // Keep trying: the peer may simply not be up yet.
                     let backoff = JOIN_RETRY
@@ -98,6 +109,7 @@ impl EventLoop {
                     if peer != self.me && !self.swarm.is_connected(&peer) {
                         debug!(%peer, %addr, "mdns found a peer");
                         self.swarm.add_peer_address(peer, addr.clone());
+                        self.book.learn(peer, [addr.clone()], std::time::Instant::now());
                         let _ = self.swarm.dial(addr.with_p2p(peer).unwrap_or_else(|a| a));
                     }
                 }
@@ -106,6 +118,8 @@ impl EventLoop {
                 for addr in info.listen_addrs.iter().take(16) {
                     self.swarm.add_peer_address(peer_id, addr.clone());
                 }
+                let listen = info.listen_addrs.iter().take(16).cloned();
+                self.book.learn(peer_id, listen, std::time::Instant::now());
                 let addrs = info.listen_addrs.into_iter().take(16).collect();
                 let agent = info.agent_version.chars().take(64).collect();
                 self.peer_meta.insert(peer_id, PeerMeta { addrs, agent });
@@ -127,7 +141,8 @@ impl EventLoop {
         match msg {
             Gossip::Election { msg, addrs } => {
                 for a in addrs.iter().take(16).filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                    self.swarm.add_peer_address(source, a);
+                    self.swarm.add_peer_address(source, a.clone());
+                    self.book.learn(source, [a], std::time::Instant::now());
                 }
                 self.election_input(ElectionInput::Message {
                     from: node_id(&source),
@@ -151,8 +166,20 @@ impl EventLoop {
         }
     }
 
-    /// Dials again the join addresses whose retry time has come.
+    /// Dials again the join addresses and the lost peers whose retry time
+    /// has come.
     pub(super) fn redial_due(&mut self, now: Instant) {
+        for (peer, addrs) in self.book.due(now.into_std()) {
+            if self.swarm.is_connected(&peer) {
+                self.book.connected(peer, now.into_std());
+                continue;
+            }
+            debug!(%peer, "dialing a lost peer again");
+            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            if self.swarm.dial(opts).is_err() {
+                self.book.dial_failed(peer, now.into_std());
+            }
+        }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rejoin)
             .into_iter()
             .partition(|r| r.0 <= now);
