@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod consensus;
 pub mod election;
 pub mod net;
 pub mod node;

@@ -1,0 +1,258 @@
+//! The Raft log kept in memory: entries after the latest snapshot, the
+//! hard state (term, vote, commit), the configuration (voters, learners)
+//! and the snapshot itself, with its data (an encoded scheduler state).
+//!
+//! It implements [`raft::Storage`] for a [`raft::RawNode`]; the driver
+//! appends what each `Ready` hands it before sending the messages that
+//! depend on it, as raft-rs requires. Indexes follow Raft's: the first
+//! entry is 1, and the snapshot stands for every entry up to its index.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// See the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct LogStore {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Stands for every entry up to `snapshot.metadata.index`.
+    snapshot: Snapshot,
+    /// `entries[i]` has index `snapshot index + 1 + i`.
+    entries: Vec<Entry>,
+}
+
+impl LogStore {
+    /// An empty log whose configuration names `voters` (raft ids), for the
+    /// node that starts a new mesh; a joining node starts empty and learns
+    /// the configuration from the leader.
+    pub fn with_voters(voters: Vec<u64>) -> Self {
+        let mut store = LogStore::default();
+        store.conf_state.voters = voters;
+        store
+            .snapshot
+            .mut_metadata()
+            .set_conf_state(store.conf_state.clone());
+        store
+    }
+
+    /// Index of the snapshot: every entry up to it is compacted.
+    fn offset(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// Index of the last entry (the snapshot's when the log is empty).
+    pub fn last(&self) -> u64 {
+        self.offset() + self.entries.len() as u64
+    }
+
+    /// Appends entries handed over by a `Ready`, replacing any conflicting
+    /// suffix (a new leader overwrites what an old one could not commit).
+    /// Entries at or below the snapshot are already in it and are skipped.
+    pub fn append(&mut self, ents: &[Entry]) {
+        let keep = ents.iter().skip_while(|e| e.index <= self.offset());
+        let ents: Vec<&Entry> = keep.collect();
+        let Some(first) = ents.first() else { return };
+        // Entries from `first.index` on are replaced.
+        let from = (first.index - self.offset() - 1) as usize;
+        self.entries.truncate(from.min(self.entries.len()));
+        self.entries.extend(ents.into_iter().cloned());
+    }
+
+    /// Records the hard state handed over by a `Ready`.
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    /// Records a new commit index (from a `LightReady`).
+    pub fn set_commit(&mut self, commit: u64) {
+        self.hard_state.commit = commit;
+    }
+
+    /// Records the configuration after a committed change.
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// The configuration now in force.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Replaces the log by a snapshot received from the leader (older
+    /// snapshots change nothing).
+    pub fn apply_snapshot(&mut self, snap: Snapshot) {
+        let meta = snap.get_metadata();
+        if meta.index <= self.offset() {
+            return;
+        }
+        self.conf_state = meta.get_conf_state().clone();
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        // Entries after the snapshot that match it stay; the rest go.
+        let pos = meta.index - self.offset();
+        let matches = self.term(meta.index).is_ok_and(|t| t == meta.term);
+        if matches && pos as usize <= self.entries.len() {
+            self.entries.drain(..pos as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot = snap;
+    }
+
+    /// Compacts the log up to `index` (at most the commit index) into a
+    /// snapshot whose data is `data`, the state machine as of `index`.
+    /// Returns false, changing nothing, for an index not in the log or not
+    /// committed.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> bool {
+        if index <= self.offset() || index > self.hard_state.commit || index > self.last() {
+            return false;
+        }
+        let Ok(term) = self.term(index) else { return false };
+        let drop = (index - self.offset()) as usize;
+        self.entries.drain(..drop);
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        self.snapshot = snap;
+        true
+    }
+}
+
+impl Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.offset() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let (lo, hi) = (
+            (low - self.offset() - 1) as usize,
+            (high - self.offset() - 1) as usize,
+        );
+        let mut ents = self.entries[lo..hi].to_vec();
+        raft::util::limit_size(&mut ents, max_size.into());
+        Ok(ents)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.offset() {
+            return Ok(self.snapshot.get_metadata().term);
+        }
+        if idx < self.offset() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match self.entries.get((idx - self.offset() - 1) as usize) {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.offset() + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.offset() < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
+    }
+
+    fn ctx() -> GetEntriesContext {
+        GetEntriesContext::empty(false)
+    }
+
+    #[test]
+    fn appends_replace_a_conflicting_suffix() {
+        let mut s = LogStore::with_voters(vec![1]);
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        s.append(&[entry(2, 2)]);
+        assert_eq!(s.last(), 2);
+        assert_eq!(s.term(2).unwrap(), 2);
+        assert_eq!(s.term(1).unwrap(), 1);
+        assert!(s.term(3).is_err());
+        let got = s.entries(1, 3, None, ctx()).unwrap();
+        assert_eq!(
+            got.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            [(1, 1), (2, 2)]
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_terms_needed_for_matching_and_refuses_uncommitted() {
+        let mut s = LogStore::with_voters(vec![1]);
+        s.append(&(1..=5).map(|i| entry(i, 1 + i / 3)).collect::<Vec<_>>());
+        assert!(!s.compact(3, b"state".to_vec()), "not committed yet");
+        s.set_commit(4);
+        assert!(s.compact(3, b"state".to_vec()));
+        assert_eq!(s.first_index().unwrap(), 4);
+        assert_eq!(s.term(3).unwrap(), 2, "the snapshot's term stays known");
+        assert!(matches!(
+            s.entries(3, 5, None, ctx()),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert_eq!(s.entries(4, 6, None, ctx()).unwrap().len(), 2);
+        let snap = s.snapshot(3, 2).unwrap();
+        assert_eq!(&snap.data[..], b"state");
+        assert_eq!(snap.get_metadata().get_conf_state().voters, [1]);
+        assert!(!s.compact(5, vec![]), "past the commit index");
+    }
+
+    #[test]
+    fn a_received_snapshot_replaces_what_it_covers() {
+        let mut s = LogStore::default();
+        s.append(&[entry(1, 1), entry(2, 1)]);
+        let mut snap = Snapshot {
+            data: b"s".to_vec().into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = 5;
+        snap.mut_metadata().term = 3;
+        snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        s.apply_snapshot(snap.clone());
+        assert_eq!((s.first_index().unwrap(), s.last()), (6, 5));
+        assert_eq!(s.conf_state().voters, [1, 2, 3]);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 5);
+        // An older snapshot changes nothing.
+        snap.mut_metadata().index = 4;
+        s.apply_snapshot(snap);
+        assert_eq!(s.first_index().unwrap(), 6);
+    }
+}
