@@ -1,0 +1,342 @@
+//! One replica of the ledger: a raft-rs `RawNode` over a [`LogStore`],
+//! driven step by step. Inputs are ticks, messages from other replicas and
+//! proposals of event batches; each step returns the messages to send and
+//! the committed batches to apply to the scheduler, in log order. Pure: no
+//! clock (time is the number of ticks), no network, no threads.
+//!
+//! A committed entry is a batch of scheduler events encoded with bincode
+//! and the event format's version ([`EVENT_VERSION`]).
+
+use raft::eraftpb::{Entry, EntryType, Message};
+use raft::{Config, RawNode, StateRole};
+use slog::{o, Discard, Logger};
+
+use super::LogStore;
+use crate::scheduler::{Event, EVENT_VERSION};
+
+/// What can go wrong with a replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// Only the leader takes proposals.
+    #[error("this replica is not the leader")]
+    NotLeader,
+    /// raft-rs refused (bad configuration, a proposal dropped).
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// A batch of events could not be encoded.
+    #[error("cannot encode events: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// A committed entry is not a batch this version can read: the replicas
+    /// run incompatible versions.
+    #[error("committed entry {index} cannot be read (another event version?)")]
+    Unreadable {
+        /// The entry's log index.
+        index: u64,
+    },
+}
+
+/// How a replica is set up. Ticks are the unit of time: the driver calls
+/// [`Replica::tick`] at a fixed interval (say 100 ms).
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// This replica's Raft id (not 0, unique in the mesh).
+    pub id: u64,
+    /// The voters of a new mesh; empty for a replica that joins one.
+    pub voters: Vec<u64>,
+    /// Ticks without a leader before a follower starts a (pre-)vote.
+    pub election_ticks: usize,
+    /// Ticks between the leader's heartbeats.
+    pub heartbeat_ticks: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            id: 1,
+            voters: vec![1],
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+}
+
+/// What one step produced.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Messages for other replicas (`Message::to`), in order.
+    pub messages: Vec<Message>,
+    /// Committed event batches, in log order, to apply to the scheduler.
+    pub committed: Vec<Vec<Event>>,
+    /// Entries that could not be read (see [`ConsensusError::Unreadable`]).
+    pub unreadable: Vec<u64>,
+}
+
+/// See the module documentation.
+pub struct Replica {
+    node: RawNode<LogStore>,
+}
+
+impl Replica {
+    /// A replica with pre-vote and check-quorum on, so that a paused or
+    /// cut-off replica cannot depose a leader that still has a quorum.
+    pub fn new(cfg: &ReplicaConfig) -> Result<Self, ConsensusError> {
+        let config = Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            pre_vote: true,
+            check_quorum: true,
+            ..Config::default()
+        };
+        let store = LogStore::with_voters(cfg.voters.clone());
+        let node = RawNode::new(&config, store, &Logger::root(Discard, o!()))?;
+        Ok(Replica { node })
+    }
+
+    /// This replica's Raft id.
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
+    /// `Some(term)` while this replica leads.
+    pub fn leading(&self) -> Option<u64> {
+        (self.node.raft.state == StateRole::Leader).then_some(self.node.raft.term)
+    }
+
+    /// The leader this replica knows of (0: none).
+    pub fn leader(&self) -> u64 {
+        self.node.raft.leader_id
+    }
+
+    /// One tick of time.
+    pub fn tick(&mut self) -> Step {
+        self.node.tick();
+        self.drain()
+    }
+
+    /// A message from another replica. Stale or malformed messages are
+    /// dropped by Raft itself.
+    pub fn receive(&mut self, m: Message) -> Step {
+        let _ = self.node.step(m);
+        self.drain()
+    }
+
+    /// Proposes a batch of events (leader only). It is applied by every
+    /// replica, this one included, once committed: see [`Step::committed`].
+    pub fn propose(&mut self, events: &[Event]) -> Result<Step, ConsensusError> {
+        if self.leading().is_none() {
+            return Err(ConsensusError::NotLeader);
+        }
+        let data = bincode::serde::encode_to_vec((EVENT_VERSION, events), crate::task::bincode_config())?;
+        self.node.propose(vec![], data)?;
+        Ok(self.drain())
+    }
+
+    /// Handles every `Ready` in the order raft-rs requires: messages that
+    /// need no persistence go first; entries and the hard state are stored
+    /// before the messages that depend on them; committed entries are
+    /// decoded for the scheduler.
+    fn drain(&mut self) -> Step {
+        let mut step = Step::default();
+        while self.node.has_ready() {
+            let mut rd = self.node.ready();
+            step.messages.extend(rd.take_messages());
+            if !rd.snapshot().is_empty() {
+                self.node.mut_store().apply_snapshot(rd.snapshot().clone());
+            }
+            let committed = rd.take_committed_entries();
+            self.decode(committed, &mut step);
+            self.node.mut_store().append(rd.entries());
+            if let Some(hs) = rd.hs() {
+                self.node.mut_store().set_hard_state(hs.clone());
+            }
+            step.messages.extend(rd.take_persisted_messages());
+            let mut light = self.node.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                self.node.mut_store().set_commit(commit);
+            }
+            step.messages.extend(light.take_messages());
+            let committed = light.take_committed_entries();
+            self.decode(committed, &mut step);
+            self.node.advance_apply();
+        }
+        step
+    }
+
+    fn decode(&mut self, entries: Vec<Entry>, step: &mut Step) {
+        for e in entries {
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue; // a new leader's empty entry, or a configuration change
+            }
+            let cfg = crate::task::bincode_config().with_limit::<{ 64 << 20 }>();
+            let decoded: Result<((u16, Vec<Event>), usize), _> =
+                bincode::serde::decode_from_slice(&e.data, cfg);
+            match decoded {
+                Ok(((EVENT_VERSION, events), used)) if used == e.data.len() => step.committed.push(events),
+                _ => step.unreadable.push(e.index),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::scheduler::{Scheduler, SchedulerConfig};
+    use crate::task::{Task, TaskStatus};
+
+    /// Three replicas, each with its own scheduler fed only by committed
+    /// batches, and a network that delivers every message at once except
+    /// to and from a replica that is down.
+    struct Mesh {
+        replicas: Vec<(Replica, Scheduler)>,
+        down: Option<u64>,
+    }
+
+    impl Mesh {
+        fn new() -> Self {
+            let replicas = (1..=3)
+                .map(|id| {
+                    let cfg = ReplicaConfig {
+                        id,
+                        voters: vec![1, 2, 3],
+                        ..ReplicaConfig::default()
+                    };
+                    let r = Replica::new(&cfg).expect("valid config");
+                    (r, Scheduler::new(SchedulerConfig::default()))
+                })
+                .collect();
+            Mesh { replicas, down: None }
+        }
+
+        fn deliver(&mut self, mut queue: VecDeque<Message>) {
+            while let Some(m) = queue.pop_front() {
+                if self.down == Some(m.to) || self.down == Some(m.from) {
+                    continue;
+                }
+                let (r, s) = self
+                    .replicas
+                    .iter_mut()
+                    .find(|(r, _)| r.id() == m.to)
+                    .expect("known");
+                let step = r.receive(m);
+                apply(s, &step);
+                queue.extend(step.messages);
+            }
+        }
+
+        fn ticks(&mut self, n: usize) {
+            for _ in 0..n {
+                let mut queue = VecDeque::new();
+                for (r, s) in &mut self.replicas {
+                    if self.down != Some(r.id()) {
+                        let step = r.tick();
+                        apply(s, &step);
+                        queue.extend(step.messages);
+                    }
+                }
+                self.deliver(queue);
+            }
+        }
+
+        fn leader(&self) -> Option<u64> {
+            let up = self.replicas.iter().filter(|(r, _)| self.down != Some(r.id()));
+            let leaders: Vec<u64> = up
+                .filter(|(r, _)| r.leading().is_some())
+                .map(|(r, _)| r.id())
+                .collect();
+            assert!(
+                leaders.len() <= 1,
+                "two leaders among the replicas up: {leaders:?}"
+            );
+            leaders.first().copied()
+        }
+
+        fn propose(&mut self, id: u64, events: &[Event]) {
+            let (r, s) = self
+                .replicas
+                .iter_mut()
+                .find(|(r, _)| r.id() == id)
+                .expect("known");
+            let step = r.propose(events).expect("the leader proposes");
+            apply(s, &step);
+            self.deliver(step.messages.into());
+        }
+    }
+
+    fn apply(s: &mut Scheduler, step: &Step) {
+        assert!(step.unreadable.is_empty());
+        for batch in &step.committed {
+            for e in batch {
+                s.apply(e);
+            }
+        }
+    }
+
+    fn submitted(tasks: Vec<Task>) -> Event {
+        Event::TasksSubmitted { at_ms: 1, tasks }
+    }
+
+    #[test]
+    fn committed_batches_reach_every_scheduler_across_a_failover() {
+        let mut mesh = Mesh::new();
+        mesh.ticks(50);
+        let first = mesh.leader().expect("a leader");
+        let a = Task::new("a", "w", 1);
+        mesh.propose(first, &[submitted(vec![a.clone()])]);
+        // The leader goes down; the two others elect a new leader, which
+        // commits a second batch.
+        mesh.down = Some(first);
+        mesh.ticks(60);
+        let second = mesh.leader().expect("a new leader");
+        assert_ne!(second, first);
+        let b = Task::new("b", "w", 1);
+        mesh.propose(second, &[submitted(vec![b.clone()])]);
+        // The old leader comes back and catches up, without deposing it.
+        mesh.down = None;
+        mesh.ticks(30);
+        assert_eq!(mesh.leader(), Some(second));
+        for (r, s) in &mesh.replicas {
+            for t in [&a, &b] {
+                assert_eq!(
+                    s.status(&t.id),
+                    Some(TaskStatus::Pending),
+                    "replica {} task {}",
+                    r.id(),
+                    t.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_leader_takes_proposals() {
+        let mut mesh = Mesh::new();
+        mesh.ticks(50);
+        let leader = mesh.leader().expect("a leader");
+        let (follower, _) = mesh.replicas.iter_mut().find(|(r, _)| r.id() != leader).unwrap();
+        let err = follower.propose(&[submitted(vec![])]).unwrap_err();
+        assert!(matches!(err, ConsensusError::NotLeader), "{err}");
+        assert_eq!(follower.leader(), leader);
+    }
+
+    #[test]
+    fn an_entry_of_another_version_is_reported_not_applied() {
+        let mut r = Replica::new(&ReplicaConfig::default()).unwrap();
+        for _ in 0..30 {
+            r.tick();
+        }
+        assert!(r.leading().is_some(), "a lone voter leads");
+        let data = bincode::serde::encode_to_vec(
+            (EVENT_VERSION + 1, Vec::<Event>::new()),
+            crate::task::bincode_config(),
+        )
+        .unwrap();
+        r.node.propose(vec![], data).unwrap();
+        let step = r.drain();
+        assert!(step.committed.is_empty());
+        assert_eq!(step.unreadable.len(), 1);
+    }
+}
