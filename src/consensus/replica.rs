@@ -74,6 +74,7 @@ pub struct Step {
 /// See the module documentation.
 pub struct Replica {
     node: RawNode<LogStore>,
+    election_ticks: usize,
 }
 
 impl Replica {
@@ -90,7 +91,12 @@ impl Replica {
         };
         let store = LogStore::with_voters(cfg.voters.clone());
         let node = RawNode::new(&config, store, &Logger::root(Discard, o!()))?;
-        Ok(Replica { node })
+        let mut r = Replica {
+            node,
+            election_ticks: cfg.election_ticks,
+        };
+        r.pin_election_timeout();
+        Ok(r)
     }
 
     /// This replica's Raft id.
@@ -160,7 +166,19 @@ impl Replica {
             self.decode(committed, &mut step);
             self.node.advance_apply();
         }
+        self.pin_election_timeout();
         step
+    }
+
+    /// raft-rs draws each election timeout from the thread's random
+    /// generator; this replaces it with one drawn from (id, term), in the
+    /// same range (`[election, 2 × election)` ticks), so runs repeat
+    /// exactly while replicas still time out at different moments.
+    fn pin_election_timeout(&mut self) {
+        let e = self.election_ticks.max(1) as u64;
+        let raft = &mut self.node.raft;
+        let draw = mix(raft.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ raft.term);
+        raft.set_randomized_election_timeout((e + draw % e) as usize);
     }
 
     fn decode(&mut self, entries: Vec<Entry>, step: &mut Step) {
@@ -177,6 +195,14 @@ impl Replica {
             }
         }
     }
+}
+
+/// splitmix64's finaliser: a well-mixed 64-bit value from another.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -308,6 +334,29 @@ mod tests {
                     t.name
                 );
             }
+        }
+    }
+
+    /// Who led after each tick, for the first 100 ticks.
+    fn leaders_over_time() -> Vec<Option<u64>> {
+        let mut mesh = Mesh::new();
+        (0..100)
+            .map(|_| {
+                mesh.ticks(1);
+                mesh.leader()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn elections_repeat_exactly() {
+        let first = leaders_over_time();
+        assert!(
+            first.last().is_some_and(|l| l.is_some()),
+            "a leader within 100 ticks"
+        );
+        for _ in 0..5 {
+            assert_eq!(leaders_over_time(), first);
         }
     }
 
