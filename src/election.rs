@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::NodeId;
+use crate::task::{mix64, NodeId};
 
 /// How one node takes part in elections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -495,17 +495,10 @@ fn jitter_share(me: &NodeId, seed: u64, jitter: Duration) -> Duration {
     }
     // A fraction in [0, 2^32); at most 2^64 s in nanoseconds (< 2^94) times
     // 2^32 still fits in u128.
-    let fraction = u128::from(mix(h ^ mix(seed)) >> 32);
+    let fraction = u128::from(mix64(h ^ mix64(seed)) >> 32);
     let nanos = (jitter.as_nanos() * fraction) >> 32;
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
     Duration::new(secs, (nanos % 1_000_000_000) as u32)
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ impl Replica {
     fn pin_election_timeout(&mut self) {
         let e = self.election_ticks.max(1) as u64;
         let raft = &mut self.node.raft;
-        let draw = mix(raft.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ raft.term);
+        let draw = crate::task::mix64(raft.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ raft.term);
         raft.set_randomized_election_timeout((e + draw % e) as usize);
     }
 
@@ -195,14 +195,6 @@ impl Replica {
             }
         }
     }
-}
-
-/// splitmix64's finaliser: a well-mixed 64-bit value from another.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -42,12 +42,9 @@ pub(super) struct LeaseLine {
 impl LeaseLine {
     /// Adds a check due at `due` (or, when the clock stepped back, at the
     /// latest due time already in line, to keep the order); returns its
-    /// sequence number for [`LeaseLine::void`]. Voided entries at the
-    /// front leave first.
+    /// sequence number for [`LeaseLine::void`].
     pub(super) fn push(&mut self, due: Duration, slot: Slot, attempt: u32) -> u64 {
-        while self.checks.front().is_some_and(|c| c.slot == VOID) {
-            self.pop();
-        }
+        // The front is never a voided entry (`void` and `pop` see to it).
         let last = self.checks.back().map_or(0, |c| c.due_ns);
         let due_ns = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX).max(last);
         self.checks.push_back(Check {
@@ -67,9 +64,7 @@ impl LeaseLine {
         if let Some(c) = usize::try_from(i).ok().and_then(|i| self.checks.get_mut(i)) {
             c.slot = VOID;
         }
-        while self.checks.front().is_some_and(|c| c.slot == VOID) {
-            self.pop();
-        }
+        self.skip_voided();
     }
 
     /// When the front check is due.
@@ -96,6 +91,11 @@ impl LeaseLine {
         if self.checks.pop_front().is_some() {
             self.head += 1;
         }
+        self.skip_voided();
+    }
+
+    /// Drops voided entries from the front.
+    fn skip_voided(&mut self) {
         while self.checks.front().is_some_and(|c| c.slot == VOID) {
             self.checks.pop_front();
             self.head += 1;

@@ -4,10 +4,11 @@
 //! (with `changed`, `slot` and `leave_auction`, which the handlers use too).
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::events::{at, status_of};
-use super::state::{Entry, Phase, Slot, Stage, StoredTask, Timer, TimerKind, WorkerId};
+use super::state::{Entry, Phase, RoleId, Slot, Stage, StoredTask, Timer, TimerKind, WorkerId};
 use super::Scheduler;
 use crate::task::{NodeId, Task, TaskError, TaskId, TaskStatus, Trigger, WorkerSpec};
 
@@ -333,27 +334,25 @@ impl Scheduler {
             Stage::Backoff { until } => {
                 self.clear_timer(until, TimerKind::Backoff, slot);
             }
-            Stage::Queued { key } => {
-                if let Some(q) = self.queues.get_mut(&role) {
-                    q.remove(&(key, slot));
-                    if q.is_empty() {
-                        self.queues.remove(&role);
-                    }
-                }
-            }
+            Stage::Queued { key } => remove_from(&mut self.queues, role, &(key, slot)),
             Stage::Parked { seq, deadline } => {
                 self.clear_timer(deadline, TimerKind::NoWorker, slot);
-                if let Some(p) = self.parked.get_mut(&role) {
-                    p.remove(&(seq, slot));
-                    if p.is_empty() {
-                        self.parked.remove(&role);
-                    }
-                }
+                remove_from(&mut self.parked, role, &(seq, slot));
             }
             Stage::Announced { reserved, closes_at } => {
                 self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
                 self.release(reserved);
             }
+        }
+    }
+}
+
+/// Removes `key` from `role`'s set, and the set once it is empty.
+fn remove_from<K: Ord>(sets: &mut BTreeMap<RoleId, BTreeSet<K>>, role: RoleId, key: &K) {
+    if let Some(set) = sets.get_mut(&role) {
+        set.remove(key);
+        if set.is_empty() {
+            sets.remove(&role);
         }
     }
 }
