@@ -498,7 +498,7 @@ pub enum TaskError {
     },
     /// The worker holding the task was lost (node gone, lease expired) more
     /// often than the task allows: a poison task. Every attempt is listed.
-    #[error("lost {} times, the most allowed (max_attempts {max_attempts}): {}", .attempts.len(), describe_attempts(.attempts))]
+    #[error("{} attempts lost, the most allowed (max_attempts {max_attempts}): {}", .attempts.len(), describe_attempts(.attempts))]
     Poison {
         /// The task's limit on lost attempts.
         max_attempts: u32,

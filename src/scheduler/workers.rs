@@ -64,7 +64,7 @@ impl Scheduler {
     fn worker_gone(&mut self, id: WorkerId, why: &str, now: Duration) {
         let held: Vec<Slot> = self.held_by(id);
         for slot in held {
-            let reason = format!("worker {} {why}", self.workers[id].spec.name);
+            let reason = format!("worker {}: {why}", self.workers[id].spec.name);
             self.attempt_lost(slot, reason, now);
         }
     }

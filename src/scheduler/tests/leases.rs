@@ -206,8 +206,8 @@ fn poison_after_max_attempts_losses_lists_every_attempt() {
         .all(|a| matches!(a.outcome, AttemptOutcome::Lost { .. })));
     let text = r.error.unwrap().to_string();
     for part in [
-        "lost 3 times",
-        "attempt 1 on w at node n1: lost: worker w its node disconnected",
+        "3 attempts lost",
+        "attempt 1 on w at node n1: lost: worker w: its node disconnected",
         "attempt 3 on w at node n3: lost: lease expired",
     ] {
         assert!(text.contains(part), "{part:?} in {text}");
