@@ -32,6 +32,7 @@
 //! Where each part lives: this file holds the inputs and outputs;
 //! `config` the tunables; `reports` the queries; `events` the ledger's
 //! events and `apply`, with `ledger` what applying does to the records;
+//! `image` snapshots of the ledger and taking office;
 //! `state` the records; `lifecycle`
 //! submissions, answers, reports, retries, cancellation and timers; `queue`
 //! readiness, priorities and parking; `bidding` the auctions with
@@ -43,6 +44,7 @@ mod bidding;
 mod config;
 pub mod dag;
 pub mod events;
+mod image;
 mod lease_line;
 mod ledger;
 mod lifecycle;
@@ -66,6 +68,7 @@ pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
 pub use config::{Retention, SchedulerConfig};
 pub use dag::SubmitError;
 pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
+pub use image::{SnapshotError, MAX_SNAPSHOT};
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
 
 use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};

@@ -11,20 +11,22 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, Trigger, WorkerSpec};
 
 /// A task's index in the scheduler's task table. Slots of evicted tasks are
 /// reused, so anything that outlives a task (timers) names it by id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(super) struct Slot(pub(super) u32);
 
 /// A worker's index in the registry: the order in which registrations
 /// first named it. Events refer to workers this way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(super) struct WorkerId(pub(super) u32);
 
 /// A role's index in the scheduler's role list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) struct RoleId(pub(super) u32);
 
 macro_rules! index_by {
@@ -50,7 +52,7 @@ index_by!(RoleId, Role);
 /// A worker as registered. The record stays after the worker leaves, so the
 /// reports of tasks it ran can still name it; a worker that registers again
 /// after leaving gets a fresh record.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WorkerState {
     pub(super) node: NodeId,
     pub(super) spec: WorkerSpec,
@@ -60,10 +62,12 @@ pub(super) struct WorkerState {
     /// False once the worker left (ledger).
     pub(super) present: bool,
     /// Auctions counting on one of this worker's free slots (auction).
+    #[serde(skip)]
     pub(super) reserved: u32,
     /// Attempts the admin ended (aborted, timed out, lost) that the worker
     /// may still be stopping: their slots stay taken until the worker
     /// reports them stopped, or a lease has passed (auction).
+    #[serde(skip)]
     pub(super) draining: u32,
 }
 
@@ -80,7 +84,7 @@ impl WorkerState {
 }
 
 /// A role shared by tasks and workers (`role_ids` maps names to roles).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct Role {
     /// The role's name (tasks keep only the role's id).
     pub(super) name: Box<str>,
@@ -90,7 +94,7 @@ pub(super) struct Role {
 }
 
 /// Where a task is, as the ledger says. Each phase carries its own data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) enum Phase {
     /// Waiting for `on` dependencies to finish (for `all_success`, to
     /// complete).
@@ -153,7 +157,7 @@ impl Phase {
 
 /// How an attempt ended, compactly (expanded into `AttemptOutcome` for
 /// reports).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) enum End {
     Running,
     Completed,
@@ -164,7 +168,7 @@ pub(super) enum End {
 }
 
 /// One attempt in a task's history.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Attempt {
     pub(super) number: u32,
     pub(super) worker: WorkerId,
@@ -188,7 +192,7 @@ pub(super) struct SeenBid {
 
 /// How a task was last awarded; expanded into an `AuctionRecord` when a
 /// report asks for it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Award {
     /// The willing bids of the deciding round, as the award event has them.
     pub(super) bids: Box<[super::events::BidSeen]>,
@@ -199,7 +203,7 @@ pub(super) struct Award {
 /// A task as submitted (defaults resolved), without what the ledger keeps
 /// elsewhere: its role (an [`Entry`]'s `role`) and its dependencies (its
 /// `deps`). Fields mean what they mean on [`Task`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct StoredTask {
     pub(super) id: TaskId,
     pub(super) name: String,
@@ -249,7 +253,7 @@ impl StoredTask {
 }
 
 /// A task as the ledger knows it, with its auction bookkeeping in `soft`.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Entry {
     /// The task as submitted (defaults resolved).
     pub(super) task: StoredTask,
@@ -276,6 +280,7 @@ pub(super) struct Entry {
     /// Allocated only while the task is in the auction layer or holds a
     /// lease; freed when it finishes (most tasks of a large DAG are waiting
     /// or finished, and need none).
+    #[serde(skip)]
     pub(super) soft: SoftBox,
 }
 
@@ -428,7 +433,7 @@ pub(super) struct Timer {
 
 /// What a timer is for. Timers name tasks by id and carry what they fence
 /// on, so a timer for a task that moved on is simply dropped when it fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) enum TimerKind {
     /// An auction's bid window ends.
     CloseAuction,

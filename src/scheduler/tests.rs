@@ -26,6 +26,7 @@ mod property;
 mod retention;
 mod retries;
 mod retrying;
+mod takeover;
 mod timeouts;
 mod triggers;
 

@@ -6,9 +6,9 @@
 use super::state::{Timer, TimerKind as Kind};
 use super::*;
 
-const LEASE: u64 = 300;
+pub(super) const LEASE: u64 = 300;
 
-fn leased() -> Harness {
+pub(super) fn leased() -> Harness {
     Harness::with(SchedulerConfig {
         lease: ms(LEASE),
         ..cfg()
@@ -16,7 +16,7 @@ fn leased() -> Harness {
 }
 
 /// One worker `w` on `n1` running task 1 (attempt 1) under a short lease.
-fn one_running() -> (Harness, TaskId) {
+pub(super) fn one_running() -> (Harness, TaskId) {
     let mut h = leased();
     h.register("n1", &[("w", "worker", 5, 1)]);
     let [t] = h.submit(vec![task(1, 1)])[..] else {

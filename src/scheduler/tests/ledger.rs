@@ -130,6 +130,33 @@ pub(super) fn assert_replays(s: &Scheduler, events: &[Event], now: Duration) {
         &expected,
         "ledger replayed from owned events",
     );
+    assert_restores(s, events, now, &expected);
+}
+
+/// A snapshot taken after any prefix of `events`, restored, then fed the
+/// rest, gives the same ledger as the whole log; so does a follower that
+/// forgets each step's leftovers as it goes.
+fn assert_restores(s: &Scheduler, events: &[Event], now: Duration, expected: &str) {
+    for cut in [events.len() / 3, events.len() * 2 / 3] {
+        let mut before = Scheduler::new(s.cfg.clone());
+        for e in &events[..cut] {
+            before.apply(e);
+            before.forget_step();
+        }
+        let bytes = before.snapshot().expect("snapshot encodes");
+        let mut after = Scheduler::new(s.cfg.clone());
+        after.restore(&bytes).expect("snapshot restores");
+        assert_eq!(
+            after.snapshot().expect("encodes"),
+            bytes,
+            "restored snapshot differs"
+        );
+        for e in &events[cut..] {
+            after.apply(e);
+        }
+        let what = format!("ledger restored after {cut} of {} events", events.len());
+        assert_same_text(&render_ledger(&after, now), expected, &what);
+    }
 }
 
 /// Asserts two renderings are equal, showing the first line that differs.

@@ -1,0 +1,288 @@
+//! Snapshots of the ledger, and the two ways a scheduler that was not
+//! handling inputs starts to: restoring a snapshot, and taking office.
+//!
+//! A snapshot holds the ledger part of every record (see `state`): the
+//! task table with its free slots, the worker registry, the roles, the
+//! eviction line, the recently evicted and submitted ids, and the ledger's
+//! timers. Everything else is derived again on restore (indexes, holdings,
+//! counters) or belongs to the auction layer, which a new admin starts
+//! afresh. Restoring a snapshot and then applying the events that followed
+//! it gives the same ledger as applying every event from the start: the
+//! consensus layer compacts its log this way.
+//!
+//! A snapshot is bincode, after the event format's version
+//! ([`EVENT_VERSION`]). Restoring checks every index it holds against the
+//! table it indexes, so a damaged or hostile snapshot is refused, never a
+//! panic.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
+use serde::{Deserialize, Serialize};
+
+use super::state::{Entry, Phase, Role, RoleId, Slot, Timer, TimerKind, WorkerId, WorkerState};
+use super::{Scheduler, EVENT_VERSION};
+use crate::task::TaskId;
+
+/// Largest snapshot [`Scheduler::restore`] reads: 1 GiB.
+pub const MAX_SNAPSHOT: usize = 1 << 30;
+
+/// Why a snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Written by another version of the event format.
+    #[error("snapshot of event version {found}, this node reads version {EVENT_VERSION}")]
+    Version {
+        /// The version the snapshot names.
+        found: u16,
+    },
+    /// Not a snapshot, or cut short.
+    #[error("cannot decode the snapshot")]
+    Decode(#[source] bincode::error::DecodeError),
+    /// Bytes after the snapshot's end.
+    #[error("{0} bytes after the snapshot's end")]
+    Trailing(usize),
+    /// An index in the snapshot points outside its table.
+    #[error("inconsistent snapshot: {0}")]
+    Inconsistent(&'static str),
+    /// The snapshot could not be written.
+    #[error("cannot encode the snapshot")]
+    Encode(#[source] bincode::error::EncodeError),
+}
+
+/// The ledger as written: borrowed from a scheduler.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    tasks: &'a [Entry],
+    free: &'a [Slot],
+    workers: &'a [WorkerState],
+    roles: &'a [Role],
+    evictable: &'a VecDeque<(Slot, TaskId)>,
+    evicted_order: &'a VecDeque<TaskId>,
+    recent: &'a VecDeque<TaskId>,
+    timers: Vec<(Duration, TimerKind, Slot)>,
+}
+
+/// The ledger as read: the same fields, owned.
+#[derive(Deserialize)]
+struct Image {
+    tasks: Vec<Entry>,
+    free: Vec<Slot>,
+    workers: Vec<WorkerState>,
+    roles: Vec<Role>,
+    evictable: VecDeque<(Slot, TaskId)>,
+    evicted_order: VecDeque<TaskId>,
+    recent: VecDeque<TaskId>,
+    timers: Vec<(Duration, TimerKind, Slot)>,
+}
+
+/// Timers that `apply` sets (the rest belong to the auction layer).
+fn ledger_timer(kind: &TimerKind) -> bool {
+    matches!(
+        kind,
+        TimerKind::Retry | TimerKind::QueueTimeout | TimerKind::Deadline | TimerKind::RunTimeout { .. }
+    )
+}
+
+impl Scheduler {
+    /// The ledger as bytes (see the module documentation): what
+    /// [`Scheduler::restore`] reads back. Its size grows with the tasks and
+    /// workers held, not with the events applied.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let timers = self.timers.iter().filter(|t| ledger_timer(&t.kind));
+        let image = ImageRef {
+            tasks: &self.tasks,
+            free: &self.free,
+            workers: &self.workers,
+            roles: &self.roles,
+            evictable: &self.evictable,
+            evicted_order: &self.evicted_order,
+            recent: &self.recent,
+            timers: timers.map(|t| (t.at, t.kind, t.slot)).collect(),
+        };
+        bincode::serde::encode_to_vec((EVENT_VERSION, image), crate::task::bincode_config())
+            .map_err(SnapshotError::Encode)
+    }
+
+    /// Replaces this scheduler's ledger with a snapshot's, keeping its
+    /// configuration, award policy and event recording. The auction layer
+    /// starts empty and clients' watches are dropped; call
+    /// [`Scheduler::take_office`] before handling inputs. On error nothing
+    /// changes.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let cfg = crate::task::bincode_config().with_limit::<MAX_SNAPSHOT>();
+        let (version, used): (u16, usize) =
+            bincode::serde::decode_from_slice(bytes, cfg).map_err(SnapshotError::Decode)?;
+        if version != EVENT_VERSION {
+            return Err(SnapshotError::Version { found: version });
+        }
+        let (image, more): (Image, usize) =
+            bincode::serde::decode_from_slice(&bytes[used..], cfg).map_err(SnapshotError::Decode)?;
+        if used + more != bytes.len() {
+            return Err(SnapshotError::Trailing(bytes.len() - used - more));
+        }
+        image.check()?;
+        self.reset();
+        self.load(image);
+        Ok(())
+    }
+
+    /// Empties the ledger and the auction layer, keeping the configuration,
+    /// the award policy and event recording (events recorded and not yet
+    /// taken are dropped).
+    pub fn reset(&mut self) {
+        let policy = std::mem::replace(&mut self.policy, Box::new(super::BestFit));
+        let recording = self.recorded.is_some();
+        *self = Scheduler::with_policy(self.cfg.clone(), policy);
+        if recording {
+            self.record_events();
+        }
+    }
+
+    /// Fills an empty scheduler from a checked image, deriving the rest.
+    fn load(&mut self, image: Image) {
+        let free: HashSet<Slot> = image.free.iter().copied().collect();
+        for (i, e) in image.tasks.iter().enumerate() {
+            let slot = Slot(i as u32);
+            if free.contains(&slot) {
+                continue;
+            }
+            self.index.insert(e.task.id, slot);
+            if let Some((worker, _)) = e.phase.holder() {
+                self.holding.entry(worker).or_default().insert(slot);
+            }
+            if e.phase.is_final() {
+                self.finished_bytes += e.bytes();
+            } else {
+                self.unfinished += 1;
+            }
+        }
+        for (i, w) in image.workers.iter().enumerate().filter(|(_, w)| w.present) {
+            let names = self.by_node.entry(w.node.clone()).or_default();
+            names.insert(w.spec.name.clone(), WorkerId(i as u32));
+        }
+        for (i, r) in image.roles.iter().enumerate() {
+            self.role_ids.insert(r.name.to_string(), RoleId(i as u32));
+        }
+        for (at, kind, slot) in image.timers {
+            let id = image.tasks[slot].task.id;
+            self.timers.insert(Timer { at, kind, slot, id });
+        }
+        self.evicted = image.evicted_order.iter().copied().collect();
+        self.tasks = image.tasks;
+        self.free = image.free;
+        self.workers = image.workers;
+        self.roles = image.roles;
+        self.evictable = image.evictable;
+        self.evicted_order = image.evicted_order;
+        self.recent = image.recent;
+        self.roster_changed = true;
+    }
+
+    /// Starts handling inputs after a time of only applying events (a
+    /// replica that follows the log becomes the admin, or a snapshot was
+    /// restored): every task waiting for an award joins its queue, and every
+    /// attempt a worker holds gets a fresh lease from `now`, so its node
+    /// has a whole lease to find the new admin and renew it. Costs one pass
+    /// over the task table, once per change of admin.
+    pub fn take_office(&mut self, now: Duration) {
+        self.ready.clear();
+        self.changes.clear();
+        let mut held = Vec::new();
+        for (i, e) in self.tasks.iter().enumerate() {
+            let slot = Slot(i as u32);
+            if self.index.get(&e.task.id) != Some(&slot) || e.soft.0.is_some() {
+                continue; // a free slot, or already in the auction layer
+            }
+            match e.phase {
+                Phase::Ready => self.ready.push(slot),
+                Phase::Assigned { attempt, .. } | Phase::Running { attempt, .. } => {
+                    held.push((slot, attempt));
+                }
+                _ => {}
+            }
+        }
+        for (slot, attempt) in held {
+            self.start_lease(slot, attempt, now);
+        }
+        self.roster_changed = true;
+    }
+
+    /// Drops what applying events left for a driver (status changes, tasks
+    /// newly ready, the eviction line's stale front) when nobody handles
+    /// inputs: a replica that only follows the log calls it after each
+    /// batch it applies, so that following stays bounded in memory.
+    pub fn forget_step(&mut self) {
+        self.changes.clear();
+        self.ready.clear();
+        self.churn = 0;
+        while let Some(&(slot, id)) = self.evictable.front() {
+            if self.index.get(&id) == Some(&slot) && self.tasks[slot].holders == 0 {
+                break;
+            }
+            self.evictable.pop_front();
+        }
+    }
+}
+
+impl Image {
+    /// Every index points inside its table, so that loading and later use
+    /// cannot index out of bounds.
+    fn check(&self) -> Result<(), SnapshotError> {
+        let slots = self.tasks.len();
+        let workers = self.workers.len();
+        let roles = self.roles.len();
+        let slot_ok = |s: &Slot| (s.0 as usize) < slots;
+        let worker_ok = |w: &WorkerId| (w.0 as usize) < workers;
+        let role_ok = |r: &RoleId| (r.0 as usize) < roles;
+        let bad = |what| Err(SnapshotError::Inconsistent(what));
+        if slots > u32::MAX as usize || workers > u32::MAX as usize || roles > u32::MAX as usize {
+            return bad("a table is too long");
+        }
+        if !self.free.iter().all(slot_ok) {
+            return bad("a free slot outside the task table");
+        }
+        let free: HashSet<Slot> = self.free.iter().copied().collect();
+        let mut ids = HashMap::with_capacity(slots);
+        for (i, e) in self.tasks.iter().enumerate() {
+            if free.contains(&Slot(i as u32)) {
+                continue;
+            }
+            if ids.insert(e.task.id, i).is_some() {
+                return bad("a task held twice");
+            }
+            if !role_ok(&e.role) {
+                return bad("a task of an unknown role");
+            }
+            if !e.deps.iter().chain(&e.dependents).all(slot_ok) {
+                return bad("a dependency outside the task table");
+            }
+            let holder = e.phase.holder().map(|h| h.0);
+            if !e
+                .history
+                .iter()
+                .map(|a| a.worker)
+                .chain(holder)
+                .all(|w| worker_ok(&w))
+            {
+                return bad("an attempt by an unknown worker");
+            }
+            let bids = e.award.iter().flat_map(|a| a.bids.iter());
+            if !bids.map(|b| WorkerId(b.worker)).all(|w| worker_ok(&w)) {
+                return bad("a bid by an unknown worker");
+            }
+        }
+        if !self.workers.iter().all(|w| role_ok(&w.role)) {
+            return bad("a worker of an unknown role");
+        }
+        if !self.roles.iter().flat_map(|r| r.workers.iter()).all(worker_ok) {
+            return bad("a role lists an unknown worker");
+        }
+        if !self.evictable.iter().all(|(s, _)| slot_ok(s)) || !self.timers.iter().all(|t| slot_ok(&t.2)) {
+            return bad("an eviction or a timer outside the task table");
+        }
+        Ok(())
+    }
+}
