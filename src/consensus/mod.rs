@@ -5,13 +5,19 @@
 //! runs inside our event loop and our seeded simulator alike, with no
 //! threads or timers of its own. The Raft leader is the admin.
 //!
-//! So far: the log store ([`LogStore`]) and one replica driven step by step
+//! So far: the log store ([`LogStore`]); one replica driven step by step
 //! ([`Replica`]), which turns proposals of event batches into committed
-//! batches on every replica. Nodes do not use them yet; wiring them between
-//! the scheduler and the network comes next.
+//! batches on every replica; and the replicated scheduler ([`Ledger`]),
+//! where the leader's scheduler decides, holds its outputs until their
+//! events commit, and a follower's takes office with the committed ledger.
+//! Nodes do not use them yet; wiring them into the network comes next.
 
+mod ledger;
 mod replica;
+#[cfg(test)]
+mod sim;
 mod store;
 
-pub use replica::{ConsensusError, Replica, ReplicaConfig, Step};
+pub use ledger::{Ledger, LedgerConfig, LedgerStep, OfficeChange};
+pub use replica::{Committed, ConsensusError, Replica, ReplicaConfig, Step};
 pub use store::LogStore;

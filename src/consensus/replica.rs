@@ -7,8 +7,8 @@
 //! A committed entry is a batch of scheduler events encoded with bincode
 //! and the event format's version ([`EVENT_VERSION`]).
 
-use raft::eraftpb::{Entry, EntryType, Message};
-use raft::{Config, RawNode, StateRole};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use slog::{o, Discard, Logger};
 
 use super::LogStore;
@@ -26,6 +26,9 @@ pub enum ConsensusError {
     /// A batch of events could not be encoded.
     #[error("cannot encode events: {0}")]
     Encode(#[from] bincode::error::EncodeError),
+    /// A snapshot from the leader cannot be restored.
+    #[error("cannot restore the leader's snapshot")]
+    Snapshot(#[source] crate::scheduler::SnapshotError),
     /// A committed entry is not a batch this version can read: the replicas
     /// run incompatible versions.
     #[error("committed entry {index} cannot be read (another event version?)")]
@@ -60,13 +63,26 @@ impl Default for ReplicaConfig {
     }
 }
 
+/// A committed batch of events and its place in the log.
+#[derive(Debug)]
+pub struct Committed {
+    /// The entry's log index.
+    pub index: u64,
+    /// The events, to apply in order.
+    pub events: Vec<Event>,
+}
+
 /// What one step produced.
 #[derive(Debug, Default)]
 pub struct Step {
     /// Messages for other replicas (`Message::to`), in order.
     pub messages: Vec<Message>,
+    /// A snapshot from the leader replaced this replica's log up to this
+    /// index: the scheduler restores its data
+    /// ([`Replica::snapshot`]) before applying `committed`.
+    pub installed: Option<u64>,
     /// Committed event batches, in log order, to apply to the scheduler.
-    pub committed: Vec<Vec<Event>>,
+    pub committed: Vec<Committed>,
     /// Entries that could not be read (see [`ConsensusError::Unreadable`]).
     pub unreadable: Vec<u64>,
 }
@@ -114,6 +130,66 @@ impl Replica {
         self.node.raft.leader_id
     }
 
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// True when this replica leads and has committed an entry of its own
+    /// term, so every entry of earlier terms it holds is committed (and
+    /// handed out in [`Step::committed`]): only then may the admin decide.
+    pub fn ready_to_lead(&self) -> bool {
+        self.leading().is_some() && self.node.raft.commit_to_current_term()
+    }
+
+    /// The highest log index known committed.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// The highest log index handed out in [`Step::committed`] (or covered
+    /// by a snapshot).
+    pub fn applied_index(&self) -> u64 {
+        self.node.raft.raft_log.applied()
+    }
+
+    /// The voters' Raft ids, as the configuration in force says.
+    pub fn voters(&self) -> Vec<u64> {
+        self.node.store().conf_state().voters.clone()
+    }
+
+    /// The latest snapshot's index and data (an encoded scheduler).
+    pub fn snapshot(&self) -> (u64, &[u8]) {
+        self.node.store().snapshot_data()
+    }
+
+    /// The event batches committed after the latest snapshot, up to the
+    /// commit index, in log order: with [`Replica::snapshot`], how to
+    /// rebuild the committed state.
+    pub fn committed_since_snapshot(&self) -> Result<Vec<Committed>, ConsensusError> {
+        let store = self.node.store();
+        let entries = store.entries_from(store.snapshot_data().0 + 1, self.commit_index());
+        let mut step = Step::default();
+        decode(entries.to_vec(), &mut step);
+        match step.unreadable.first() {
+            Some(&index) => Err(ConsensusError::Unreadable { index }),
+            None => Ok(step.committed),
+        }
+    }
+
+    /// Compacts the log up to `index` (committed, and applied to the
+    /// scheduler whose snapshot `data` is). False, changing nothing, for
+    /// an index not committed or already compacted.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> bool {
+        self.node.mut_store().compact(index, data)
+    }
+
+    /// Entries after the latest snapshot.
+    pub fn log_len(&self) -> u64 {
+        let store = self.node.store();
+        store.last() - store.snapshot_data().0
+    }
+
     /// One tick of time.
     pub fn tick(&mut self) -> Step {
         self.node.tick();
@@ -127,15 +203,17 @@ impl Replica {
         self.drain()
     }
 
-    /// Proposes a batch of events (leader only). It is applied by every
-    /// replica, this one included, once committed: see [`Step::committed`].
-    pub fn propose(&mut self, events: &[Event]) -> Result<Step, ConsensusError> {
+    /// Proposes a batch of events (leader only), and returns the log index
+    /// it was given with the step. Every replica, this one included, hands
+    /// it out once committed: see [`Step::committed`].
+    pub fn propose(&mut self, events: &[Event]) -> Result<(u64, Step), ConsensusError> {
         if self.leading().is_none() {
             return Err(ConsensusError::NotLeader);
         }
         let data = bincode::serde::encode_to_vec((EVENT_VERSION, events), crate::task::bincode_config())?;
         self.node.propose(vec![], data)?;
-        Ok(self.drain())
+        let index = self.node.raft.raft_log.last_index();
+        Ok((index, self.drain()))
     }
 
     /// Handles every `Ready` in the order raft-rs requires: messages that
@@ -148,10 +226,14 @@ impl Replica {
             let mut rd = self.node.ready();
             step.messages.extend(rd.take_messages());
             if !rd.snapshot().is_empty() {
-                self.node.mut_store().apply_snapshot(rd.snapshot().clone());
+                let snap = rd.snapshot().clone();
+                step.installed = Some(snap.get_metadata().index);
+                // Batches handed out before it are covered by it.
+                step.committed.clear();
+                self.node.mut_store().apply_snapshot(snap);
             }
             let committed = rd.take_committed_entries();
-            self.decode(committed, &mut step);
+            decode(committed, &mut step);
             self.node.mut_store().append(rd.entries());
             if let Some(hs) = rd.hs() {
                 self.node.mut_store().set_hard_state(hs.clone());
@@ -163,8 +245,17 @@ impl Replica {
             }
             step.messages.extend(light.take_messages());
             let committed = light.take_committed_entries();
-            self.decode(committed, &mut step);
+            decode(committed, &mut step);
             self.node.advance_apply();
+        }
+        // A snapshot counts as sent once handed out: if it is lost, the
+        // follower refuses the next append and the leader sends it again.
+        // (Left in raft-rs's snapshot state, the leader would wait forever
+        // for a snapshot the network dropped.)
+        for m in &step.messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.node.report_snapshot(m.to, SnapshotStatus::Finish);
+            }
         }
         self.pin_election_timeout();
         step
@@ -180,19 +271,22 @@ impl Replica {
         let draw = crate::task::mix64(raft.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ raft.term);
         raft.set_randomized_election_timeout((e + draw % e) as usize);
     }
+}
 
-    fn decode(&mut self, entries: Vec<Entry>, step: &mut Step) {
-        for e in entries {
-            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                continue; // a new leader's empty entry, or a configuration change
-            }
-            let cfg = crate::task::bincode_config().with_limit::<{ 64 << 20 }>();
-            let decoded: Result<((u16, Vec<Event>), usize), _> =
-                bincode::serde::decode_from_slice(&e.data, cfg);
-            match decoded {
-                Ok(((EVENT_VERSION, events), used)) if used == e.data.len() => step.committed.push(events),
-                _ => step.unreadable.push(e.index),
-            }
+/// Decodes committed entries into event batches.
+fn decode(entries: Vec<Entry>, step: &mut Step) {
+    for e in entries {
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            continue; // a new leader's empty entry, or a configuration change
+        }
+        let cfg = crate::task::bincode_config().with_limit::<{ 64 << 20 }>();
+        let decoded: Result<((u16, Vec<Event>), usize), _> = bincode::serde::decode_from_slice(&e.data, cfg);
+        match decoded {
+            Ok(((EVENT_VERSION, events), used)) if used == e.data.len() => step.committed.push(Committed {
+                index: e.index,
+                events,
+            }),
+            _ => step.unreadable.push(e.index),
         }
     }
 }
@@ -278,7 +372,7 @@ mod tests {
                 .iter_mut()
                 .find(|(r, _)| r.id() == id)
                 .expect("known");
-            let step = r.propose(events).expect("the leader proposes");
+            let (_, step) = r.propose(events).expect("the leader proposes");
             apply(s, &step);
             self.deliver(step.messages.into());
         }
@@ -287,7 +381,7 @@ mod tests {
     fn apply(s: &mut Scheduler, step: &Step) {
         assert!(step.unreadable.is_empty());
         for batch in &step.committed {
-            for e in batch {
+            for e in &batch.events {
                 s.apply(e);
             }
         }

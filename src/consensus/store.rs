@@ -58,6 +58,19 @@ impl LogStore {
         self.entries.extend(ents.into_iter().cloned());
     }
 
+    /// The snapshot's index and data.
+    pub fn snapshot_data(&self) -> (u64, &[u8]) {
+        (self.offset(), &self.snapshot.data)
+    }
+
+    /// Entries from index `low` to `high` (both included), as far as the
+    /// log holds them.
+    pub fn entries_from(&self, low: u64, high: u64) -> &[Entry] {
+        let start = low.saturating_sub(self.offset() + 1) as usize;
+        let end = (high.saturating_sub(self.offset()) as usize).min(self.entries.len());
+        &self.entries[start.min(end)..end]
+    }
+
     /// Records the hard state handed over by a `Ready`.
     pub fn set_hard_state(&mut self, hs: HardState) {
         self.hard_state = hs;

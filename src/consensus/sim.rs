@@ -1,0 +1,744 @@
+//! A whole mesh simulated around the replicated scheduler: three voters
+//! ([`Ledger`]s), two worker nodes and a client, on a virtual clock, with
+//! message loss, pauses, cut-off voters and one voter killed for good.
+//! Deterministic per seed; a failure names its seed.
+//!
+//! The workers and the client behave as the real nodes do: they talk to the
+//! admin with the highest term they can reach, register and report their
+//! holdings to each new admin, renew leases, keep results until the admin
+//! acknowledges them (once committed), and the client submits again, with
+//! the same ids, a batch whose acknowledgement it never got.
+//!
+//! After the faults stop, every run must end with one admin, every
+//! acknowledged task completed exactly once (one completed attempt, whose
+//! output is the last attempt's), and every voter agreeing on it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use raft::eraftpb::Message;
+
+use super::{Ledger, LedgerConfig, OfficeChange, ReplicaConfig};
+use crate::scheduler::{Assignment, Bid, Input, Output, Report, SchedulerConfig, SubmitError};
+use crate::task::{AttemptOutcome, NodeId, Payload, Task, TaskId, TaskStatus, WorkerSpec};
+
+/// Virtual milliseconds per step.
+const STEP: u64 = 10;
+/// Steps per Raft tick (50 ms).
+const TICK_EVERY: u64 = 5;
+const LEASE: u64 = 400;
+const RENEW: u64 = 100;
+/// Faults happen before this time; afterwards the mesh heals.
+const FAULTS_UNTIL: u64 = 12_000;
+/// A run that has not settled by then fails.
+const GIVE_UP: u64 = 90_000;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        crate::task::mix64(self.0)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    fn percent(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+}
+
+/// One voter and what the network does to it.
+struct Voter {
+    ledger: Ledger,
+    /// Paused until then: no ticks, messages kept for later.
+    paused_until: u64,
+    /// Cut off from everyone until then: messages lost.
+    cut_until: u64,
+    dead: bool,
+    /// Messages that arrived while paused.
+    kept: Vec<Message>,
+}
+
+impl Voter {
+    fn up(&self, now: u64) -> bool {
+        !self.dead && self.paused_until <= now
+    }
+    fn reachable(&self, now: u64) -> bool {
+        self.up(now) && self.cut_until <= now
+    }
+}
+
+/// What a worker node sends an admin.
+enum ToAdmin {
+    Register(Vec<WorkerSpec>),
+    Bids(Vec<Bid>),
+    Answer(TaskId, u32),
+    Reports(Vec<Report>),
+    Renew(Vec<(TaskId, u32)>),
+}
+
+/// A worker node hosting one worker.
+struct WorkerNode {
+    node: NodeId,
+    spec: WorkerSpec,
+    /// Attempts running, and when each ends.
+    running: BTreeMap<(TaskId, u32), u64>,
+    /// Results kept until acknowledged.
+    unacked: BTreeMap<(TaskId, u32), Report>,
+    /// The admin (voter index, term) it last registered with.
+    admin: Option<(usize, u64)>,
+    next_renew: u64,
+}
+
+/// An admin's answer to a batch of reports, given once what the reports
+/// changed is committed.
+struct PendingAck {
+    voter: usize,
+    term: u64,
+    /// The log index the answer waits for.
+    index: u64,
+    worker: usize,
+    attempts: Vec<(TaskId, u32)>,
+}
+
+/// A batch the client submitted, until acknowledged.
+struct Submission {
+    tasks: Vec<Task>,
+    /// The admin it was sent to, the token, and when to give up on it.
+    sent: Option<(usize, u64, u64, u64)>,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    voters: Vec<Voter>,
+    workers: Vec<WorkerNode>,
+    /// Raft messages in flight: (deliver at, message).
+    wire: VecDeque<(u64, Message)>,
+    /// Worker messages in flight: (deliver at, voter, worker, message).
+    to_admin: VecDeque<(u64, usize, usize, ToAdmin)>,
+    /// Admin messages in flight to workers.
+    to_worker: VecDeque<(u64, usize, Assignment)>,
+    aborts: VecDeque<(u64, usize, (TaskId, u32))>,
+    /// Report acknowledgements waiting for a commit.
+    acks: Vec<PendingAck>,
+    loss: u64,
+    submissions: Vec<Submission>,
+    acked: BTreeSet<TaskId>,
+    next_token: u64,
+    /// Which voter was admin in each term.
+    admins: BTreeMap<u64, usize>,
+    killed: bool,
+    /// No faults and no loss at all.
+    quiet: bool,
+}
+
+fn output_of(task: TaskId, attempt: u32) -> Payload {
+    let mut bytes = task.0.as_bytes().to_vec();
+    bytes.extend_from_slice(&attempt.to_le_bytes());
+    Payload::from_bytes(bytes)
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let voters = (1..=3)
+            .map(|id| {
+                let cfg = LedgerConfig {
+                    replica: ReplicaConfig {
+                        id,
+                        voters: vec![1, 2, 3],
+                        election_ticks: 10,
+                        heartbeat_ticks: 2,
+                    },
+                    scheduler: SchedulerConfig {
+                        lease: Duration::from_millis(LEASE),
+                        bid_window: Duration::from_millis(20),
+                        default_max_attempts: 1_000,
+                        ..SchedulerConfig::default()
+                    },
+                    snapshot_every: rng.range(4, 64),
+                };
+                Voter {
+                    ledger: Ledger::new(cfg).expect("valid config"),
+                    paused_until: 0,
+                    cut_until: 0,
+                    dead: false,
+                    kept: Vec::new(),
+                }
+            })
+            .collect();
+        let workers = (0..2)
+            .map(|i| WorkerNode {
+                node: NodeId::new(format!("node-{i}")),
+                spec: WorkerSpec {
+                    name: format!("w{i}"),
+                    role: "w".into(),
+                    skill: 5,
+                    capacity: 2,
+                },
+                running: BTreeMap::new(),
+                unacked: BTreeMap::new(),
+                admin: None,
+                next_renew: 0,
+            })
+            .collect();
+        let mut submissions = Vec::new();
+        for b in 0..rng.range(4, 10) {
+            let mut tasks: Vec<Task> = Vec::new();
+            for i in 0..rng.range(1, 8) {
+                let id = TaskId(uuid::Uuid::from_u64_pair(seed, b * 100 + i));
+                let mut t = Task::with_id(id, format!("b{b}t{i}"), "w", 1);
+                if i > 0 && rng.percent(60) {
+                    t.dependencies.push(tasks[rng.range(0, i - 1) as usize].id);
+                }
+                tasks.push(t);
+            }
+            submissions.push(Submission { tasks, sent: None });
+        }
+        Sim {
+            seed,
+            loss: rng.range(0, 10),
+            rng,
+            now: 0,
+            voters,
+            workers,
+            wire: VecDeque::new(),
+            to_admin: VecDeque::new(),
+            to_worker: VecDeque::new(),
+            aborts: VecDeque::new(),
+            acks: Vec::new(),
+            submissions,
+            acked: BTreeSet::new(),
+            next_token: 0,
+            admins: BTreeMap::new(),
+            killed: false,
+            quiet: false,
+        }
+    }
+
+    fn wall(&self) -> Duration {
+        Duration::from_millis(self.now)
+    }
+
+    fn faulty(&self) -> bool {
+        !self.quiet && self.now < FAULTS_UNTIL
+    }
+
+    /// The reachable admin with the highest term.
+    fn admin(&self) -> Option<(usize, u64)> {
+        let up = self
+            .voters
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.reachable(self.now));
+        up.filter_map(|(i, v)| v.ledger.admin().map(|t| (i, t)))
+            .max_by_key(|&(_, t)| t)
+    }
+
+    fn lost(&mut self) -> bool {
+        self.faulty() && self.rng.percent(self.loss)
+    }
+
+    fn run(&mut self) {
+        while !self.settled() {
+            assert!(
+                self.now < GIVE_UP,
+                "seed {}: not settled: {}",
+                self.seed,
+                self.state()
+            );
+            self.step();
+        }
+        self.check_end();
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        if self.faulty() {
+            self.inject_faults();
+        }
+        let wall = self.wall();
+        for i in 0..self.voters.len() {
+            if !self.voters[i].up(self.now) {
+                continue;
+            }
+            let kept = std::mem::take(&mut self.voters[i].kept);
+            for m in kept {
+                let step = self.voters[i].ledger.receive(m, wall);
+                self.carry_out(i, step);
+            }
+            if self.now.is_multiple_of(STEP * TICK_EVERY) {
+                let step = self.voters[i].ledger.tick(wall);
+                self.carry_out(i, step);
+            }
+        }
+        self.deliver_raft();
+        self.deliver_to_admin();
+        self.client();
+        self.run_workers();
+        for i in 0..self.voters.len() {
+            if self.voters[i].up(self.now) && self.voters[i].ledger.admin().is_some() {
+                self.feed(i, Input::Tick);
+                let step = self.voters[i].ledger.flush(wall);
+                self.carry_out(i, step);
+            }
+        }
+        self.send_acks();
+        self.check_admins();
+    }
+
+    fn inject_faults(&mut self) {
+        let now = self.now;
+        if self.rng.percent(1) {
+            let v = self.rng.range(0, 2) as usize;
+            let until = now + self.rng.range(200, 3000);
+            if self.rng.percent(50) {
+                self.voters[v].paused_until = self.voters[v].paused_until.max(until);
+            } else {
+                self.voters[v].cut_until = self.voters[v].cut_until.max(until);
+            }
+        }
+        if !self.killed && self.rng.next().is_multiple_of(2000) {
+            // At most one voter dies for good, and only while the other two
+            // can still make a majority.
+            let v = self.rng.range(0, 2) as usize;
+            self.voters[v].dead = true;
+            self.killed = true;
+        }
+    }
+
+    fn feed(&mut self, v: usize, input: Input) {
+        let wall = self.wall();
+        // Only the admin takes inputs; anything else is dropped, as a
+        // node that is not admin refuses (the sender tries again).
+        let _ = self.voters[v].ledger.handle(input, wall);
+    }
+
+    /// Carries out what a voter's ledger said.
+    fn carry_out(&mut self, v: usize, step: super::LedgerStep) {
+        for m in step.messages {
+            let at = self.now + STEP;
+            self.wire.push_back((at, m));
+        }
+        for o in step.outputs {
+            self.output(v, o);
+        }
+        if let Some(change) = step.office {
+            if let OfficeChange::Took { term } = change {
+                if let Some(&other) = self.admins.get(&term) {
+                    assert_eq!(other, v, "seed {}: two admins in term {term}", self.seed);
+                }
+                self.admins.insert(term, v);
+            }
+            // Calls held by an admin that left go unanswered: the client
+            // and the workers find the next admin and send again.
+            for s in &mut self.submissions {
+                if s.sent.is_some_and(|x| x.0 == v) {
+                    s.sent = None;
+                }
+            }
+            self.acks.retain(|a| a.voter != v);
+        }
+    }
+
+    fn output(&mut self, v: usize, o: Output) {
+        let at = self.now + STEP;
+        match o {
+            Output::Submitted { token, result } => {
+                let Some(s) = self
+                    .submissions
+                    .iter_mut()
+                    .find(|s| s.sent.is_some_and(|x| x.1 == token && x.0 == v))
+                else {
+                    return;
+                };
+                match result {
+                    Ok(_) => {
+                        self.acked.extend(s.tasks.iter().map(|t| t.id));
+                        s.tasks.clear();
+                    }
+                    // Sent again after an acknowledgement was lost: the
+                    // first one was committed.
+                    Err(SubmitError::DuplicateId { .. }) => {
+                        let sched = self.voters[v].ledger.scheduler();
+                        let all = s.tasks.iter().all(|t| sched.status(&t.id).is_some());
+                        assert!(all, "seed {}: a batch accepted in part", self.seed);
+                        self.acked.extend(s.tasks.iter().map(|t| t.id));
+                        s.tasks.clear();
+                    }
+                    Err(e) => panic!("seed {}: batch refused: {e}", self.seed),
+                }
+                s.sent = None;
+            }
+            Output::Announce(anns) => {
+                for (w, node) in self.workers.iter().enumerate() {
+                    let bids = anns
+                        .iter()
+                        .map(|a| Bid {
+                            task: a.task,
+                            round: a.round,
+                            worker: node.spec.name.clone(),
+                            skill: node.spec.skill,
+                            load: node.running.len() as u32,
+                            capacity: node.spec.capacity,
+                            willing: (node.running.len() as u32) < node.spec.capacity,
+                        })
+                        .collect();
+                    self.to_admin.push_back((at, v, w, ToAdmin::Bids(bids)));
+                }
+            }
+            Output::Assign { node, assignments } => {
+                let Some(w) = self.workers.iter().position(|x| x.node == node) else {
+                    return;
+                };
+                for a in assignments {
+                    self.to_worker.push_back((at, w, a));
+                }
+            }
+            Output::Abort { node, attempts } => {
+                if let Some(w) = self.workers.iter().position(|x| x.node == node) {
+                    self.aborts.extend(attempts.into_iter().map(|a| (at, w, a)));
+                }
+            }
+            Output::Cancelled { .. } | Output::Changed { .. } => {}
+        }
+    }
+
+    fn deliver_raft(&mut self) {
+        while self.wire.front().is_some_and(|m| m.0 <= self.now) {
+            let (_, m) = self.wire.pop_front().expect("checked");
+            let (from, to) = (m.from as usize - 1, m.to as usize - 1);
+            let now = self.now;
+            if self.lost() || !self.voters[from].reachable(now) || self.voters[to].dead {
+                continue;
+            }
+            if self.voters[to].cut_until > now {
+                continue;
+            }
+            if self.voters[to].paused_until > now {
+                self.voters[to].kept.push(m);
+                continue;
+            }
+            let wall = self.wall();
+            let step = self.voters[to].ledger.receive(m, wall);
+            self.carry_out(to, step);
+        }
+    }
+
+    fn deliver_to_admin(&mut self) {
+        while self.to_admin.front().is_some_and(|m| m.0 <= self.now) {
+            let (_, v, w, msg) = self.to_admin.pop_front().expect("checked");
+            if self.lost() || !self.voters[v].reachable(self.now) {
+                if matches!(msg, ToAdmin::Register(_)) {
+                    // The request failed: the node registers again.
+                    self.workers[w].admin = None;
+                }
+                continue;
+            }
+            let node = self.workers[w].node.clone();
+            let input = match msg {
+                ToAdmin::Register(workers) => Input::Register { node, workers },
+                ToAdmin::Bids(bids) => Input::Bids { node, bids },
+                ToAdmin::Answer(task, attempt) => Input::AssignAnswer {
+                    node,
+                    task,
+                    attempt,
+                    accepted: true,
+                },
+                ToAdmin::Renew(held) => Input::Renew { node, held },
+                ToAdmin::Reports(reports) => {
+                    let attempts = reports.iter().map(|r| (r.task, r.attempt)).collect();
+                    let Some(term) = self.voters[v].ledger.admin() else {
+                        continue;
+                    };
+                    self.feed(v, Input::Reports { node, reports });
+                    let index = self.voters[v].ledger.applied();
+                    self.acks.push(PendingAck {
+                        voter: v,
+                        term,
+                        index,
+                        worker: w,
+                        attempts,
+                    });
+                    continue;
+                }
+            };
+            self.feed(v, input);
+        }
+    }
+
+    /// Acknowledges reports whose effects are committed, as the admin's
+    /// answer to a report batch waits for.
+    fn send_acks(&mut self) {
+        let mut i = 0;
+        while i < self.acks.len() {
+            let a = &self.acks[i];
+            let ledger = &self.voters[a.voter].ledger;
+            if ledger.admin() != Some(a.term) {
+                self.acks.swap_remove(i);
+            } else if ledger.committed(a.index) && !self.lost() {
+                let a = self.acks.swap_remove(i);
+                for k in a.attempts {
+                    self.workers[a.worker].unacked.remove(&k);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn client(&mut self) {
+        let Some((v, term)) = self.admin() else { return };
+        for i in 0..self.submissions.len() {
+            let s = &self.submissions[i];
+            let due = s.sent.is_none_or(|x| x.3 <= self.now || x.2 != term);
+            // Batches go out one at a time, a quarter of a second apart.
+            if s.tasks.is_empty() || !due || self.now < i as u64 * 250 {
+                continue;
+            }
+            self.next_token += 1;
+            let token = self.next_token;
+            let tasks = s.tasks.clone();
+            self.submissions[i].sent = Some((v, token, term, self.now + 2_000));
+            self.feed(v, Input::Submit { token, tasks });
+        }
+    }
+
+    fn run_workers(&mut self) {
+        let admin = self.admin();
+        let now = self.now;
+        // Awards and aborts that arrived.
+        while self.to_worker.front().is_some_and(|m| m.0 <= now) {
+            let (_, w, a) = self.to_worker.pop_front().expect("checked");
+            if self.lost() {
+                continue;
+            }
+            let run = self.rng.range(20, 300);
+            let node = &mut self.workers[w];
+            node.running.insert((a.task, a.attempt), now + run);
+            if let Some((v, _)) = admin {
+                self.to_admin
+                    .push_back((now + STEP, v, w, ToAdmin::Answer(a.task, a.attempt)));
+            }
+        }
+        while self.aborts.front().is_some_and(|m| m.0 <= now) {
+            let (_, w, key) = self.aborts.pop_front().expect("checked");
+            let node = &mut self.workers[w];
+            if node.running.remove(&key).is_some() {
+                let report = Report {
+                    task: key.0,
+                    attempt: key.1,
+                    worker: node.spec.name.clone(),
+                    outcome: Err(crate::scheduler::Failure::retryable("stopped")),
+                    run_ms: 0,
+                };
+                node.unacked.insert(key, report);
+            }
+        }
+        for w in 0..self.workers.len() {
+            let node = &mut self.workers[w];
+            let done: Vec<(TaskId, u32)> = node
+                .running
+                .iter()
+                .filter(|r| *r.1 <= now)
+                .map(|r| *r.0)
+                .collect();
+            for key in done {
+                node.running.remove(&key);
+                let report = Report {
+                    task: key.0,
+                    attempt: key.1,
+                    worker: node.spec.name.clone(),
+                    outcome: Ok(output_of(key.0, key.1)),
+                    run_ms: 10,
+                };
+                node.unacked.insert(key, report);
+            }
+            let Some((v, term)) = admin else { continue };
+            let at = now + STEP;
+            if node.admin != Some((v, term)) {
+                // First contact with a new admin: who we are, then what
+                // we hold.
+                node.admin = Some((v, term));
+                node.next_renew = now;
+                self.to_admin
+                    .push_back((at, v, w, ToAdmin::Register(vec![node.spec.clone()])));
+            }
+            if node.next_renew <= now {
+                node.next_renew = now + RENEW;
+                let held = node.running.keys().chain(node.unacked.keys()).copied().collect();
+                self.to_admin.push_back((at, v, w, ToAdmin::Renew(held)));
+                if !node.unacked.is_empty() {
+                    let reports = node.unacked.values().cloned().collect();
+                    self.to_admin.push_back((at, v, w, ToAdmin::Reports(reports)));
+                }
+            }
+        }
+    }
+
+    /// Every batch acknowledged, every acknowledged task final on the
+    /// admin, and nothing in flight.
+    fn settled(&self) -> bool {
+        if self.now < FAULTS_UNTIL {
+            return false;
+        }
+        let Some((v, _)) = self.admin() else { return false };
+        let sched = self.voters[v].ledger.scheduler();
+        self.submissions.iter().all(|s| s.tasks.is_empty())
+            && self
+                .acked
+                .iter()
+                .all(|id| sched.status(id).is_some_and(|s| s.is_final()))
+            && self
+                .workers
+                .iter()
+                .all(|w| w.running.is_empty() && w.unacked.is_empty())
+            && self.voters.iter().filter(|x| !x.dead).all(|x| {
+                x.ledger.applied() == self.voters[v].ledger.applied()
+                    && x.ledger.committed(x.ledger.applied())
+            })
+    }
+
+    fn check_admins(&self) {
+        let mut terms = BTreeSet::new();
+        for (i, v) in self.voters.iter().enumerate() {
+            if let Some(t) = v.ledger.admin() {
+                assert!(
+                    terms.insert(t),
+                    "seed {}: two admins in term {t} (voter {i})",
+                    self.seed
+                );
+            }
+        }
+    }
+
+    fn check_end(&self) {
+        let live: Vec<usize> = (0..3).filter(|&i| !self.voters[i].dead).collect();
+        let admins: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| self.voters[i].ledger.admin().is_some())
+            .collect();
+        assert_eq!(
+            admins.len(),
+            1,
+            "seed {}: admins at the end: {admins:?}",
+            self.seed
+        );
+        let admin = self.voters[admins[0]].ledger.scheduler();
+        let wall = self.wall();
+        let submitted: usize = self.acked.len();
+        assert!(submitted > 0, "seed {}: nothing was submitted", self.seed);
+        for id in &self.acked {
+            let r = admin.report_of(id, wall).expect("an acknowledged task is kept");
+            assert_eq!(
+                r.status,
+                TaskStatus::Completed,
+                "seed {}: {} {r:?}",
+                self.seed,
+                r.name
+            );
+            let completed = r
+                .history
+                .iter()
+                .filter(|h| h.outcome == AttemptOutcome::Completed);
+            assert_eq!(
+                completed.count(),
+                1,
+                "seed {}: {} completed twice",
+                self.seed,
+                r.name
+            );
+            let last = r.history.last().expect("ran").number;
+            assert_eq!(
+                r.output,
+                Some(output_of(*id, last)),
+                "seed {}: {}",
+                self.seed,
+                r.name
+            );
+            for &i in &live {
+                let other = self.voters[i].ledger.scheduler().report_of(id, wall);
+                let other = other.unwrap_or_else(|| panic!("seed {}: voter {i} lacks {}", self.seed, r.name));
+                assert_eq!(
+                    (&other.status, &other.output, other.attempts),
+                    (&r.status, &r.output, r.attempts),
+                    "seed {}: voter {i} disagrees on {}",
+                    self.seed,
+                    r.name
+                );
+            }
+        }
+    }
+
+    fn state(&self) -> String {
+        let voters: Vec<String> = self
+            .voters
+            .iter()
+            .map(|v| {
+                format!(
+                    "admin {:?} term {} commit {} dead {}",
+                    v.ledger.admin(),
+                    v.ledger.replica().term(),
+                    v.ledger.replica().commit_index(),
+                    v.dead
+                )
+            })
+            .collect();
+        let waiting = self.submissions.iter().filter(|s| !s.tasks.is_empty()).count();
+        let unfinished = self
+            .admin()
+            .map(|(v, _)| self.voters[v].ledger.scheduler().unfinished());
+        format!("voters {voters:?}, batches unacknowledged {waiting}, unfinished on the admin {unfinished:?}")
+    }
+}
+
+/// How many seeds the simulation runs: `TASKMESH_SIM_SEEDS`, default 200.
+fn seeds() -> u64 {
+    std::env::var("TASKMESH_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200)
+}
+
+#[test]
+fn every_acknowledged_task_completes_once_across_failovers() {
+    // TASKMESH_SIM_SEED=n runs the one seed a failure named.
+    let one = std::env::var("TASKMESH_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let seeds = one.map_or(0..seeds(), |s| s..s + 1);
+    let runs = seeds.end - seeds.start;
+    let (mut failovers, mut kills, mut installs) = (0, 0, 0);
+    for seed in seeds {
+        let mut sim = Sim::new(seed);
+        sim.run();
+        failovers += sim.admins.len() as u64 - 1;
+        kills += u64::from(sim.killed);
+        installs += sim
+            .voters
+            .iter()
+            .map(|v| v.ledger.snapshots_installed())
+            .sum::<u64>();
+    }
+    // The faults must really happen, or the test proves nothing.
+    if runs >= 100 {
+        assert!(failovers >= runs, "only {failovers} failovers in {runs} runs");
+        assert!(kills >= runs / 10, "only {kills} voters killed in {runs} runs");
+        assert!(
+            installs >= runs / 10,
+            "only {installs} snapshots installed in {runs} runs"
+        );
+    }
+}
+
+#[test]
+fn a_quiet_mesh_keeps_its_first_admin_and_runs_everything() {
+    let mut sim = Sim::new(7);
+    sim.quiet = true;
+    sim.run();
+    assert_eq!(sim.admins.len(), 1, "one admin, never replaced: {:?}", sim.admins);
+}
