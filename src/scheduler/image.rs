@@ -286,3 +286,116 @@ impl Image {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::{Input, SchedulerConfig};
+    use crate::task::{NodeId, Task, WorkerSpec};
+
+    /// A scheduler holding a worker and two dependent tasks.
+    fn busy() -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig::default());
+        let mut out = Vec::new();
+        let workers = vec![WorkerSpec {
+            name: "w".into(),
+            role: "r".into(),
+            skill: 5,
+            capacity: 1,
+        }];
+        let node = NodeId::new("n");
+        s.handle(Input::Register { node, workers }, Duration::ZERO, &mut out);
+        let a = Task::new("a", "r", 1);
+        let b = Task::new("b", "r", 1).depends_on(a.id);
+        let tasks = vec![a, b];
+        s.handle(Input::Submit { token: 1, tasks }, Duration::ZERO, &mut out);
+        s
+    }
+
+    fn refused(bytes: &[u8]) -> SnapshotError {
+        let mut s = busy();
+        let before = s.snapshot().expect("encodes");
+        let e = s.restore(bytes).expect_err("refused");
+        assert_eq!(
+            s.snapshot().expect("encodes"),
+            before,
+            "a refused snapshot changed the ledger"
+        );
+        e
+    }
+
+    #[test]
+    fn garbage_and_cut_snapshots_are_refused() {
+        let good = busy().snapshot().expect("encodes");
+        assert!(matches!(refused(&[]), SnapshotError::Decode(_)));
+        assert!(matches!(
+            refused(&[0xff; 64]),
+            SnapshotError::Version { .. } | SnapshotError::Decode(_)
+        ));
+        assert!(matches!(
+            refused(&good[..good.len() - 3]),
+            SnapshotError::Decode(_)
+        ));
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(refused(&longer), SnapshotError::Trailing(1)));
+    }
+
+    #[test]
+    fn a_snapshot_of_another_version_is_refused() {
+        let mut other = busy().snapshot().expect("encodes");
+        let version =
+            bincode::serde::encode_to_vec(EVENT_VERSION + 1, crate::task::bincode_config()).unwrap();
+        other.splice(..version.len(), version);
+        let e = refused(&other);
+        assert!(
+            matches!(e, SnapshotError::Version { found } if found == EVENT_VERSION + 1),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_index_outside_its_table_is_refused_not_a_panic() {
+        let s = busy();
+        let deps = [Slot(7)];
+        let mut tasks: Vec<Entry> = Vec::new();
+        for e in &s.tasks {
+            let bytes = bincode::serde::encode_to_vec(e, crate::task::bincode_config()).unwrap();
+            let (copy, _): (Entry, usize) =
+                bincode::serde::decode_from_slice(&bytes, crate::task::bincode_config()).unwrap();
+            tasks.push(copy);
+        }
+        tasks[1].deps = deps.into();
+        let image = ImageRef {
+            tasks: &tasks,
+            free: &s.free,
+            workers: &s.workers,
+            roles: &s.roles,
+            evictable: &s.evictable,
+            evicted_order: &s.evicted_order,
+            recent: &s.recent,
+            timers: Vec::new(),
+        };
+        let bytes =
+            bincode::serde::encode_to_vec((EVENT_VERSION, image), crate::task::bincode_config()).unwrap();
+        let e = refused(&bytes);
+        assert!(matches!(e, SnapshotError::Inconsistent(_)), "{e}");
+    }
+
+    #[test]
+    fn a_restored_scheduler_reports_what_the_original_did() {
+        let s = busy();
+        let mut copy = Scheduler::new(SchedulerConfig::default());
+        copy.restore(&s.snapshot().expect("encodes")).expect("restores");
+        let now = Duration::from_secs(1);
+        for id in s.recent(10) {
+            let mut want = s.report_of(&id, now).expect("kept");
+            // An open auction is the old admin's; the ledger says pending.
+            if want.status == crate::task::TaskStatus::Announced {
+                want.status = crate::task::TaskStatus::Pending;
+            }
+            assert_eq!(copy.report_of(&id, now), Some(want));
+        }
+        assert_eq!(copy.workers(), s.workers());
+    }
+}
