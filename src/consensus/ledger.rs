@@ -21,12 +21,13 @@
 //!   entries: decisions not committed are undone here as they are on the
 //!   other replicas, and the new admin may or may not have them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use raft::eraftpb::Message;
+use serde::{Deserialize, Serialize};
 
-use super::{Committed, ConsensusError, Replica, ReplicaConfig, Step};
+use super::{Committed, ConsensusError, MemberChange, Replica, ReplicaConfig, Step};
 use crate::scheduler::{Event, Input, Output, Scheduler, SchedulerConfig};
 
 /// How a [`Ledger`] is set up.
@@ -39,6 +40,12 @@ pub struct LedgerConfig {
     /// Log entries after the latest snapshot before a new one is taken.
     /// Default 1,024.
     pub snapshot_every: u64,
+    /// How many voters the admin keeps when enough replicas have joined
+    /// (the others follow as learners). Default 3: one voter may fail.
+    pub voters: usize,
+    /// A voter not heard from for this long is replaced by a learner that
+    /// is up to date, if there is one. Default 20 s.
+    pub voter_timeout: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -47,6 +54,8 @@ impl Default for LedgerConfig {
             replica: ReplicaConfig::default(),
             scheduler: SchedulerConfig::default(),
             snapshot_every: 1024,
+            voters: 3,
+            voter_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -75,6 +84,15 @@ pub struct LedgerStep {
     pub office: Option<OfficeChange>,
 }
 
+impl LedgerStep {
+    /// Appends a later step's work to this one.
+    pub fn merge(&mut self, later: LedgerStep) {
+        self.messages.extend(later.messages);
+        self.outputs.extend(later.outputs);
+        self.office = later.office.or(self.office);
+    }
+}
+
 /// See the module documentation.
 pub struct Ledger {
     replica: Replica,
@@ -95,19 +113,60 @@ pub struct Ledger {
     broken: Option<ConsensusError>,
     /// Snapshots from the leader restored so far.
     installed: u64,
+    /// The replicas in the configuration, with what the driver attached
+    /// when each joined (its address): replicated with the log.
+    members: BTreeMap<u64, Vec<u8>>,
+    /// When the admin last heard from each replica.
+    heard: BTreeMap<u64, Duration>,
+    target_voters: usize,
+    voter_timeout: Duration,
+}
+
+/// A snapshot's data: the members and the scheduler's snapshot.
+#[derive(Serialize, Deserialize)]
+struct Image {
+    members: Vec<(u64, Vec<u8>)>,
+    scheduler: Vec<u8>,
+}
+
+impl Image {
+    fn decode(bytes: &[u8]) -> Result<Image, ConsensusError> {
+        let cfg = crate::task::bincode_config().with_limit::<{ crate::scheduler::MAX_SNAPSHOT }>();
+        use crate::scheduler::SnapshotError;
+        match bincode::serde::decode_from_slice(bytes, cfg) {
+            Ok((image, used)) if used == bytes.len() => Ok(image),
+            Ok((_, used)) => Err(ConsensusError::Snapshot(SnapshotError::Trailing(
+                bytes.len() - used,
+            ))),
+            Err(e) => Err(ConsensusError::Snapshot(SnapshotError::Decode(e))),
+        }
+    }
 }
 
 impl Ledger {
     /// A replica of a new mesh (`cfg.replica.voters` named) or of one it
     /// joins (no voters: it learns them from the leader).
     pub fn new(cfg: LedgerConfig) -> Result<Self, ConsensusError> {
-        let replica = Replica::new(&cfg.replica)?;
+        Self::with_members(cfg, BTreeMap::new())
+    }
+
+    /// A replica whose first snapshot (when it names voters) holds these
+    /// members.
+    fn with_members(cfg: LedgerConfig, members: BTreeMap<u64, Vec<u8>>) -> Result<Self, ConsensusError> {
         let mut sched = Scheduler::new(cfg.scheduler);
         sched.record_events();
+        let image = sched.snapshot().and_then(|scheduler| {
+            let members = members.iter().map(|(id, c)| (*id, c.clone())).collect();
+            let image = Image { members, scheduler };
+            bincode::serde::encode_to_vec(image, crate::task::bincode_config())
+                .map_err(crate::scheduler::SnapshotError::Encode)
+        });
+        let replica = Replica::new(&cfg.replica, image.map_err(ConsensusError::Snapshot)?)?;
+        let applied = replica.applied_index();
         Ok(Ledger {
             replica,
             sched,
-            applied: 0,
+            applied,
             admin: None,
             unproposed: Vec::new(),
             unreleased: Vec::new(),
@@ -115,7 +174,79 @@ impl Ledger {
             snapshot_every: cfg.snapshot_every.max(1),
             broken: None,
             installed: 0,
+            members,
+            heard: BTreeMap::new(),
+            target_voters: cfg.voters.max(1),
+            voter_timeout: cfg.voter_timeout,
         })
+    }
+
+    /// A replica that founds a mesh as its only voter and leads it at once
+    /// (`context` is its own address, as [`Ledger::join`] takes it).
+    pub fn found(
+        mut cfg: LedgerConfig,
+        context: Vec<u8>,
+        now: Duration,
+    ) -> Result<(Self, LedgerStep), ConsensusError> {
+        cfg.replica.voters = vec![cfg.replica.id];
+        let members = BTreeMap::from([(cfg.replica.id, context)]);
+        let mut ledger = Ledger::with_members(cfg, members)?;
+        let step = ledger.replica.campaign();
+        let step = ledger.absorb(step, now);
+        Ok((ledger, step))
+    }
+
+    /// The replicas in the configuration and what each joined with.
+    pub fn members(&self) -> &BTreeMap<u64, Vec<u8>> {
+        &self.members
+    }
+
+    /// Admits a replica that asks to join (admin only): it follows the log
+    /// as a learner, and is promoted to voter while fewer than the wanted
+    /// voters are up. Nothing happens for a member. Fails with
+    /// [`ConsensusError::ChangePending`] while another change commits (the
+    /// replica asks again).
+    pub fn join(&mut self, id: u64, context: Vec<u8>, now: Duration) -> Result<LedgerStep, ConsensusError> {
+        if self.admin.is_none() {
+            return Err(ConsensusError::NotLeader);
+        }
+        if id == 0 || self.replica.voters().contains(&id) || self.replica.learners().contains(&id) {
+            return Ok(LedgerStep::default());
+        }
+        let step = self
+            .replica
+            .propose_change(MemberChange::AddLearner, id, context)?;
+        self.heard.insert(id, now);
+        Ok(self.absorb(step, now))
+    }
+
+    /// The admin's care of the configuration, once per tick: a voter
+    /// silent for `voter_timeout` is removed when an up-to-date learner can
+    /// take its place, and up-to-date learners are promoted while voters
+    /// are fewer than wanted. One change at a time.
+    fn tend_members(&mut self, now: Duration) -> Option<Step> {
+        self.admin?;
+        let me = self.replica.id();
+        let voters = self.replica.voters();
+        let commit = self.replica.commit_index();
+        let live = |id: &u64| {
+            self.heard
+                .get(id)
+                .is_some_and(|&t| now.saturating_sub(t) < self.voter_timeout)
+        };
+        let ready = self
+            .replica
+            .learners()
+            .into_iter()
+            .find(|id| live(id) && self.replica.matched(*id) >= commit);
+        let dead = voters.iter().copied().find(|id| *id != me && !live(id));
+        let (change, id) = match (dead, ready) {
+            (Some(dead), Some(_)) => (MemberChange::Remove, dead),
+            (_, Some(learner)) if voters.len() < self.target_voters => (MemberChange::Promote, learner),
+            _ => return None,
+        };
+        let context = self.members.get(&id).cloned().unwrap_or_default();
+        self.replica.propose_change(change, id, context).ok()
     }
 
     /// `Some(term)` while this replica is the admin.
@@ -172,11 +303,17 @@ impl Ledger {
     /// One Raft tick (the driver's fixed interval) at wall-clock `now`.
     pub fn tick(&mut self, now: Duration) -> LedgerStep {
         let step = self.replica.tick();
-        self.absorb(step, now)
+        let mut out = self.absorb(step, now);
+        if let Some(step) = self.tend_members(now) {
+            let more = self.absorb(step, now);
+            out.merge(more);
+        }
+        out
     }
 
     /// A Raft message from another replica.
     pub fn receive(&mut self, m: Message, now: Duration) -> LedgerStep {
+        self.heard.insert(m.from, now);
         let step = self.replica.receive(m);
         self.absorb(step, now)
     }
@@ -243,6 +380,17 @@ impl Ledger {
         if let Some(&index) = step.unreadable.first() {
             self.break_off(ConsensusError::Unreadable { index });
         }
+        for m in step.members {
+            match m.change {
+                MemberChange::Remove => {
+                    self.members.remove(&m.id);
+                }
+                _ if m.context.is_empty() => {}
+                _ => {
+                    self.members.insert(m.id, m.context);
+                }
+            }
+        }
         for batch in step.committed {
             self.apply_committed(batch);
         }
@@ -261,6 +409,8 @@ impl Ledger {
             }
         } else if self.replica.ready_to_lead() && self.broken.is_none() && self.applied >= commit {
             self.sched.take_office(now);
+            // Every member starts with a whole timeout to be heard from.
+            self.heard = self.members.keys().map(|&id| (id, now)).collect();
             let term = self.replica.term();
             self.admin = Some(term);
             out.office = Some(OfficeChange::Took { term });
@@ -287,12 +437,18 @@ impl Ledger {
     /// Replaces the scheduler by the snapshot the replica now holds.
     fn restore_snapshot(&mut self, index: u64) {
         let (_, data) = self.replica.snapshot();
-        match self.sched.restore(data) {
+        let restored = Image::decode(data).and_then(|image| {
+            self.members = image.members.into_iter().collect();
+            self.sched
+                .restore(&image.scheduler)
+                .map_err(ConsensusError::Snapshot)
+        });
+        match restored {
             Ok(()) => {
                 self.applied = index;
                 self.installed += 1;
             }
-            Err(e) => self.break_off(ConsensusError::Snapshot(e)),
+            Err(e) => self.break_off(e),
         }
     }
 
@@ -308,10 +464,14 @@ impl Ledger {
             self.sched.reset();
             Ok(())
         } else {
-            self.sched.restore(data)
+            Image::decode(data).and_then(|image| {
+                self.sched
+                    .restore(&image.scheduler)
+                    .map_err(ConsensusError::Snapshot)
+            })
         };
         if let Err(e) = restored {
-            return self.break_off(ConsensusError::Snapshot(e));
+            return self.break_off(e);
         }
         self.applied = index;
         match self.replica.committed_since_snapshot() {
@@ -326,20 +486,24 @@ impl Ledger {
         self.broken.get_or_insert(e);
     }
 
-    /// Takes a snapshot once enough entries follow the latest one, when the
-    /// scheduler is exactly the committed ledger (a follower, or an admin
-    /// with nothing pending).
+    /// Takes a snapshot once enough entries follow the latest one, or the
+    /// configuration changed since it (a replica that joined since needs a
+    /// snapshot that names it), when the scheduler is exactly the
+    /// committed ledger (a follower, or an admin with nothing pending).
     fn maybe_compact(&mut self) {
         let (snap, _) = self.replica.snapshot();
         let settled = self.held.is_empty() && self.unproposed.is_empty();
-        if self.broken.is_some()
-            || !settled
-            || self.applied > self.replica.commit_index()
-            || self.applied < snap + self.snapshot_every
-        {
+        let due = self.applied >= snap + self.snapshot_every
+            || (self.replica.snapshot_predates_members() && self.applied > snap);
+        if self.broken.is_some() || !settled || self.applied > self.replica.commit_index() || !due {
             return;
         }
-        match self.sched.snapshot() {
+        let image = self.sched.snapshot().and_then(|scheduler| {
+            let members = self.members.iter().map(|(id, c)| (*id, c.clone())).collect();
+            bincode::serde::encode_to_vec(Image { members, scheduler }, crate::task::bincode_config())
+                .map_err(crate::scheduler::SnapshotError::Encode)
+        });
+        match image {
             Ok(data) => {
                 self.replica.compact(self.applied, data);
             }

@@ -19,5 +19,5 @@ mod sim;
 mod store;
 
 pub use ledger::{Ledger, LedgerConfig, LedgerStep, OfficeChange};
-pub use replica::{Committed, ConsensusError, Replica, ReplicaConfig, Step};
+pub use replica::{Committed, ConsensusError, MemberChange, Membership, Replica, ReplicaConfig, Step};
 pub use store::LogStore;

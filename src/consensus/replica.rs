@@ -7,7 +7,8 @@
 //! A committed entry is a batch of scheduler events encoded with bincode
 //! and the event format's version ([`EVENT_VERSION`]).
 
-use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, MessageType};
 use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use slog::{o, Discard, Logger};
 
@@ -29,6 +30,9 @@ pub enum ConsensusError {
     /// A snapshot from the leader cannot be restored.
     #[error("cannot restore the leader's snapshot")]
     Snapshot(#[source] crate::scheduler::SnapshotError),
+    /// A membership change is still being committed; one at a time.
+    #[error("a membership change is already under way")]
+    ChangePending,
     /// A committed entry is not a batch this version can read: the replicas
     /// run incompatible versions.
     #[error("committed entry {index} cannot be read (another event version?)")]
@@ -72,6 +76,31 @@ pub struct Committed {
     pub events: Vec<Event>,
 }
 
+/// A change of the replicas taking part, proposed by the leader and
+/// applied by every replica once committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// A new replica follows the log without a vote.
+    AddLearner,
+    /// A learner becomes a voter.
+    Promote,
+    /// A replica leaves the configuration.
+    Remove,
+}
+
+/// A committed membership change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// The entry's log index.
+    pub index: u64,
+    /// What changed.
+    pub change: MemberChange,
+    /// The replica it concerns.
+    pub id: u64,
+    /// What the proposer attached (the driver's address of the replica).
+    pub context: Vec<u8>,
+}
+
 /// What one step produced.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -83,6 +112,8 @@ pub struct Step {
     pub installed: Option<u64>,
     /// Committed event batches, in log order, to apply to the scheduler.
     pub committed: Vec<Committed>,
+    /// Committed membership changes, in log order (already in force).
+    pub members: Vec<Membership>,
     /// Entries that could not be read (see [`ConsensusError::Unreadable`]).
     pub unreadable: Vec<u64>,
 }
@@ -96,7 +127,10 @@ pub struct Replica {
 impl Replica {
     /// A replica with pre-vote and check-quorum on, so that a paused or
     /// cut-off replica cannot depose a leader that still has a quorum.
-    pub fn new(cfg: &ReplicaConfig) -> Result<Self, ConsensusError> {
+    /// With voters named, it starts a new mesh from a first snapshot whose
+    /// data is `initial` (see [`LogStore::founded`]); without, it starts
+    /// empty and joins.
+    pub fn new(cfg: &ReplicaConfig, initial: Vec<u8>) -> Result<Self, ConsensusError> {
         let config = Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -105,7 +139,11 @@ impl Replica {
             check_quorum: true,
             ..Config::default()
         };
-        let store = LogStore::with_voters(cfg.voters.clone());
+        let store = if cfg.voters.is_empty() {
+            LogStore::default()
+        } else {
+            LogStore::founded(cfg.voters.clone(), initial)
+        };
         let node = RawNode::new(&config, store, &Logger::root(Discard, o!()))?;
         let mut r = Replica {
             node,
@@ -158,6 +196,56 @@ impl Replica {
         self.node.store().conf_state().voters.clone()
     }
 
+    /// The learners' Raft ids (they follow the log without a vote).
+    pub fn learners(&self) -> Vec<u64> {
+        self.node.store().conf_state().learners.clone()
+    }
+
+    /// The highest index a replica is known to hold (leader only; 0 when
+    /// unknown).
+    pub fn matched(&self, id: u64) -> u64 {
+        self.node.raft.prs().get(id).map_or(0, |p| p.matched)
+    }
+
+    /// Proposes a membership change (leader only), one at a time:
+    /// [`ConsensusError::ChangePending`] while an earlier one is not yet
+    /// applied. `context` comes back with the committed change.
+    pub fn propose_change(
+        &mut self,
+        change: MemberChange,
+        id: u64,
+        context: Vec<u8>,
+    ) -> Result<Step, ConsensusError> {
+        if self.leading().is_none() {
+            return Err(ConsensusError::NotLeader);
+        }
+        if self.node.raft.pending_conf_index > self.node.raft.raft_log.applied() {
+            return Err(ConsensusError::ChangePending);
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(match change {
+            MemberChange::AddLearner => ConfChangeType::AddLearnerNode,
+            MemberChange::Promote => ConfChangeType::AddNode,
+            MemberChange::Remove => ConfChangeType::RemoveNode,
+        });
+        cc.node_id = id;
+        self.node.propose_conf_change(context, cc)?;
+        Ok(self.drain())
+    }
+
+    /// Starts an election at once (a lone voter that founds a mesh need not
+    /// wait out an election timeout).
+    pub fn campaign(&mut self) -> Step {
+        let _ = self.node.campaign();
+        self.drain()
+    }
+
+    /// Asks the leader to hand leadership to voter `to` (a graceful stop).
+    pub fn transfer_leader(&mut self, to: u64) -> Step {
+        self.node.transfer_leader(to);
+        self.drain()
+    }
+
     /// The latest snapshot's index and data (an encoded scheduler).
     pub fn snapshot(&self) -> (u64, &[u8]) {
         self.node.store().snapshot_data()
@@ -170,7 +258,7 @@ impl Replica {
         let store = self.node.store();
         let entries = store.entries_from(store.snapshot_data().0 + 1, self.commit_index());
         let mut step = Step::default();
-        decode(entries.to_vec(), &mut step);
+        read_batches(entries, &mut step);
         match step.unreadable.first() {
             Some(&index) => Err(ConsensusError::Unreadable { index }),
             None => Ok(step.committed),
@@ -182,6 +270,12 @@ impl Replica {
     /// an index not committed or already compacted.
     pub fn compact(&mut self, index: u64, data: Vec<u8>) -> bool {
         self.node.mut_store().compact(index, data)
+    }
+
+    /// True when the latest snapshot was taken before the configuration
+    /// last changed: a fresh one is needed for replicas that joined since.
+    pub fn snapshot_predates_members(&self) -> bool {
+        self.node.store().snapshot_predates_members()
     }
 
     /// Entries after the latest snapshot.
@@ -233,7 +327,7 @@ impl Replica {
                 self.node.mut_store().apply_snapshot(snap);
             }
             let committed = rd.take_committed_entries();
-            decode(committed, &mut step);
+            self.decode(committed, &mut step);
             self.node.mut_store().append(rd.entries());
             if let Some(hs) = rd.hs() {
                 self.node.mut_store().set_hard_state(hs.clone());
@@ -245,7 +339,7 @@ impl Replica {
             }
             step.messages.extend(light.take_messages());
             let committed = light.take_committed_entries();
-            decode(committed, &mut step);
+            self.decode(committed, &mut step);
             self.node.advance_apply();
         }
         // A snapshot counts as sent once handed out: if it is lost, the
@@ -273,8 +367,42 @@ impl Replica {
     }
 }
 
-/// Decodes committed entries into event batches.
-fn decode(entries: Vec<Entry>, step: &mut Step) {
+impl Replica {
+    /// Hands out committed entries: event batches, and membership changes,
+    /// which are put in force here (raft-rs leaves that to the driver).
+    fn decode(&mut self, entries: Vec<Entry>, step: &mut Step) {
+        for e in &entries {
+            if e.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_change(e, step);
+            }
+        }
+        read_batches(&entries, step);
+    }
+
+    fn apply_change(&mut self, e: &Entry, step: &mut Step) {
+        let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
+            return step.unreadable.push(e.index);
+        };
+        let Ok(cs) = self.node.apply_conf_change(&cc) else {
+            return; // refused by raft-rs (removing the last voter): no change
+        };
+        self.node.mut_store().set_conf_state(cs);
+        let change = match cc.get_change_type() {
+            ConfChangeType::AddLearnerNode => MemberChange::AddLearner,
+            ConfChangeType::AddNode => MemberChange::Promote,
+            ConfChangeType::RemoveNode => MemberChange::Remove,
+        };
+        step.members.push(Membership {
+            index: e.index,
+            change,
+            id: cc.node_id,
+            context: e.context.to_vec(),
+        });
+    }
+}
+
+/// Decodes committed normal entries into event batches.
+fn read_batches(entries: &[Entry], step: &mut Step) {
     for e in entries {
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             continue; // a new leader's empty entry, or a configuration change
@@ -316,7 +444,7 @@ mod tests {
                         voters: vec![1, 2, 3],
                         ..ReplicaConfig::default()
                     };
-                    let r = Replica::new(&cfg).expect("valid config");
+                    let r = Replica::new(&cfg, Vec::new()).expect("valid config");
                     (r, Scheduler::new(SchedulerConfig::default()))
                 })
                 .collect();
@@ -459,7 +587,7 @@ mod tests {
 
     #[test]
     fn an_entry_of_another_version_is_reported_not_applied() {
-        let mut r = Replica::new(&ReplicaConfig::default()).unwrap();
+        let mut r = Replica::new(&ReplicaConfig::default(), Vec::new()).unwrap();
         for _ in 0..30 {
             r.tick();
         }

@@ -160,6 +160,7 @@ impl Sim {
                         ..SchedulerConfig::default()
                     },
                     snapshot_every: rng.range(4, 64),
+                    ..LedgerConfig::default()
                 };
                 Voter {
                     ledger: Ledger::new(cfg).expect("valid config"),
@@ -741,4 +742,148 @@ fn a_quiet_mesh_keeps_its_first_admin_and_runs_everything() {
     sim.quiet = true;
     sim.run();
     assert_eq!(sim.admins.len(), 1, "one admin, never replaced: {:?}", sim.admins);
+}
+
+/// A few ledgers that grow from one founder by joins, on a network that
+/// delivers everything at once except to and from the dead.
+struct Growing {
+    ledgers: BTreeMap<u64, Ledger>,
+    dead: BTreeSet<u64>,
+    now: u64,
+}
+
+impl Growing {
+    fn cfg(id: u64) -> LedgerConfig {
+        LedgerConfig {
+            replica: ReplicaConfig {
+                id,
+                voters: Vec::new(),
+                election_ticks: 10,
+                heartbeat_ticks: 2,
+            },
+            voter_timeout: Duration::from_secs(2),
+            ..LedgerConfig::default()
+        }
+    }
+
+    fn found() -> Self {
+        let (ledger, step) = Ledger::found(Self::cfg(1), b"one".to_vec(), Duration::ZERO).expect("founds");
+        assert_eq!(
+            step.office,
+            Some(OfficeChange::Took {
+                term: ledger.replica().term()
+            })
+        );
+        Growing {
+            ledgers: BTreeMap::from([(1, ledger)]),
+            dead: BTreeSet::new(),
+            now: 0,
+        }
+    }
+
+    fn admin(&self) -> u64 {
+        let admins: Vec<u64> = self
+            .ledgers
+            .iter()
+            .filter(|(id, l)| !self.dead.contains(id) && l.admin().is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(admins.len() <= 1, "admins {admins:?}");
+        admins.first().copied().unwrap_or(0)
+    }
+
+    fn deliver(&mut self, mut queue: VecDeque<Message>) {
+        let wall = Duration::from_millis(self.now);
+        while let Some(m) = queue.pop_front() {
+            if self.dead.contains(&m.to) || self.dead.contains(&m.from) {
+                continue;
+            }
+            let Some(l) = self.ledgers.get_mut(&m.to) else {
+                continue;
+            };
+            queue.extend(l.receive(m, wall).messages);
+        }
+    }
+
+    /// Runs `ms` of ticks, every 50 ms; new replicas ask to join.
+    fn run(&mut self, ms: u64) {
+        for _ in 0..ms / 50 {
+            self.now += 50;
+            let wall = Duration::from_millis(self.now);
+            let mut queue = VecDeque::new();
+            let admin = self.admin();
+            for (id, l) in &mut self.ledgers {
+                if !self.dead.contains(id) {
+                    queue.extend(l.tick(wall).messages);
+                }
+            }
+            let joining: Vec<u64> = self
+                .ledgers
+                .iter()
+                .filter(|(id, l)| !self.dead.contains(id) && !l.replica().learners().contains(id))
+                .filter(|(id, l)| !l.replica().voters().contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            if let Some(a) = self.ledgers.get_mut(&admin) {
+                for id in joining {
+                    // While another change commits, it asks again next tick.
+                    if let Ok(step) = a.join(id, format!("r{id}").into_bytes(), wall) {
+                        queue.extend(step.messages);
+                    }
+                }
+            }
+            self.deliver(queue);
+        }
+    }
+
+    fn voters(&self) -> Vec<u64> {
+        let mut v = self.ledgers[&self.admin()].replica().voters();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn joiners_become_voters_up_to_three_and_a_dead_voter_is_replaced() {
+    let mut mesh = Growing::found();
+    for id in 2..=4 {
+        mesh.ledgers
+            .insert(id, Ledger::new(Growing::cfg(id)).expect("valid"));
+    }
+    mesh.run(3_000);
+    assert_eq!(mesh.admin(), 1, "the founder leads");
+    let voters = mesh.voters();
+    assert_eq!(voters.len(), 3, "three voters: {voters:?}");
+    let learner = (2..=4).find(|id| !voters.contains(id)).expect("one left over");
+    assert_eq!(mesh.ledgers[&1].replica().learners(), [learner]);
+    // Every replica knows every member's address, from the log.
+    for (id, l) in &mesh.ledgers {
+        assert_eq!(
+            l.members().get(&learner),
+            Some(&format!("r{learner}").into_bytes()),
+            "replica {id}: {:?}",
+            l.members()
+        );
+    }
+    // A voter dies: after the timeout the learner takes its place.
+    let victim = voters[1];
+    mesh.dead.insert(victim);
+    mesh.run(4_000);
+    let mut want: Vec<u64> = voters
+        .iter()
+        .copied()
+        .filter(|&v| v != victim)
+        .chain([learner])
+        .collect();
+    want.sort();
+    assert_eq!(mesh.voters(), want);
+    // Then the admin dies: the two voters left elect one of them.
+    mesh.dead.insert(1);
+    mesh.run(3_000);
+    let left: Vec<u64> = want.into_iter().filter(|&v| v != 1).collect();
+    assert!(
+        left.contains(&mesh.admin()),
+        "a new admin among {left:?}: {}",
+        mesh.admin()
+    );
 }

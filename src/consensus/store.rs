@@ -22,16 +22,23 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// An empty log whose configuration names `voters` (raft ids), for the
-    /// node that starts a new mesh; a joining node starts empty and learns
-    /// the configuration from the leader.
-    pub fn with_voters(voters: Vec<u64>) -> Self {
+    /// The log of a new mesh: a first snapshot, at index 1 of term 1,
+    /// whose configuration names `voters` (Raft ids) and whose data is the
+    /// state machine's empty state. A joining replica starts from
+    /// [`LogStore::default`] (empty) and, since the log begins after this
+    /// snapshot, receives it first: that is how it learns the
+    /// configuration.
+    pub fn founded(voters: Vec<u64>, data: Vec<u8>) -> Self {
         let mut store = LogStore::default();
-        store.conf_state.voters = voters;
-        store
-            .snapshot
-            .mut_metadata()
-            .set_conf_state(store.conf_state.clone());
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.mut_conf_state().voters = voters;
+        store.apply_snapshot(snap);
         store
     }
 
@@ -61,6 +68,12 @@ impl LogStore {
     /// The snapshot's index and data.
     pub fn snapshot_data(&self) -> (u64, &[u8]) {
         (self.offset(), &self.snapshot.data)
+    }
+
+    /// True when the configuration changed since the latest snapshot, so a
+    /// replica that joined since cannot be sent it.
+    pub fn snapshot_predates_members(&self) -> bool {
+        self.snapshot.get_metadata().get_conf_state() != &self.conf_state
     }
 
     /// Entries from index `low` to `high` (both included), as far as the
@@ -187,8 +200,15 @@ impl Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.offset() < request_index {
+    /// The latest snapshot, unless it is older than asked for or was taken
+    /// before replica `to` joined (restoring it, `to` would find itself in
+    /// no configuration and ignore it): then raft-rs asks again later, and
+    /// the driver takes a fresh snapshot meanwhile
+    /// ([`LogStore::snapshot_predates_members`]).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let conf = self.snapshot.get_metadata().get_conf_state();
+        let knows = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if self.offset() < request_index || !knows {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(self.snapshot.clone())
@@ -214,7 +234,7 @@ mod tests {
 
     #[test]
     fn appends_replace_a_conflicting_suffix() {
-        let mut s = LogStore::with_voters(vec![1]);
+        let mut s = LogStore::default();
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         s.append(&[entry(2, 2)]);
         assert_eq!(s.last(), 2);
@@ -230,7 +250,11 @@ mod tests {
 
     #[test]
     fn compaction_keeps_the_terms_needed_for_matching_and_refuses_uncommitted() {
-        let mut s = LogStore::with_voters(vec![1]);
+        let mut s = LogStore::default();
+        s.set_conf_state(ConfState {
+            voters: vec![1, 2],
+            ..Default::default()
+        });
         s.append(&(1..=5).map(|i| entry(i, 1 + i / 3)).collect::<Vec<_>>());
         assert!(!s.compact(3, b"state".to_vec()), "not committed yet");
         s.set_commit(4);
@@ -244,7 +268,8 @@ mod tests {
         assert_eq!(s.entries(4, 6, None, ctx()).unwrap().len(), 2);
         let snap = s.snapshot(3, 2).unwrap();
         assert_eq!(&snap.data[..], b"state");
-        assert_eq!(snap.get_metadata().get_conf_state().voters, [1]);
+        assert_eq!(snap.get_metadata().get_conf_state().voters, [1, 2]);
+        assert!(s.snapshot(3, 9).is_err(), "not for a replica it does not name");
         assert!(!s.compact(5, vec![]), "past the commit index");
     }
 
