@@ -8,7 +8,8 @@
 //! - [`task`]: plain data: ids, tasks, payloads, statuses, reports.
 //! - [`scheduler`]: the admin's brain, a pure state machine (DAG, auctions,
 //!   awards, worker liveness). No I/O, no clock.
-//! - [`election`]: who is admin, a pure state machine fed by gossip and time.
+//! - [`consensus`]: the ledger: the scheduler's events replicated with Raft
+//!   (raft-rs) among a few voters; the Raft leader is the admin. Pure.
 //! - [`protocol`]: every message on the wire and its size-limited codec.
 //! - [`worker`]: the [`Worker`] trait users implement, and the runtime that
 //!   runs accepted tasks with bounded concurrency.
@@ -20,7 +21,6 @@
 
 pub mod builtin;
 pub mod consensus;
-pub mod election;
 pub mod net;
 pub mod node;
 pub mod playground;
@@ -30,10 +30,7 @@ pub mod task;
 pub mod taskfile;
 pub mod worker;
 
-#[cfg(test)]
-mod sim;
-
-pub use node::{keypair_from_seed, Node, NodeConfig, NodeHandle};
+pub use node::{keypair_from_seed, AdminConfig, Node, NodeConfig, NodeHandle};
 pub use playground::Playground;
 pub use task::{
     AttemptOutcome, AttemptRecord, NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport,

@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::election::ElectionConfig;
 use crate::net::{build_swarm, Command, EventLoop, NodeState};
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::scheduler::{CancelOutcome, Lookup, SchedulerConfig};
@@ -33,8 +32,8 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// The node's identity; a fresh one when `None`.
     pub keypair: Option<identity::Keypair>,
-    /// Admin election settings (eligibility, priority, timeouts).
-    pub election: ElectionConfig,
+    /// Whether and how this node keeps the ledger and may become admin.
+    pub admin: AdminConfig,
     /// Scheduler settings, used while this node is admin.
     pub scheduler: SchedulerConfig,
     /// Largest request or response frame.
@@ -62,7 +61,7 @@ impl Default for NodeConfig {
             join: Vec::new(),
             mdns: false,
             keypair: None,
-            election: ElectionConfig::default(),
+            admin: AdminConfig::default(),
             scheduler: SchedulerConfig::default(),
             max_frame: DEFAULT_MAX_FRAME,
             request_timeout: Duration::from_secs(60),
@@ -88,20 +87,64 @@ impl NodeConfig {
         self
     }
 
-    /// Makes the node prefer to be admin and claim at once (the playground):
-    /// the highest priority, a claim at start, and a short claim window
-    /// (its priority already beats any rival claim of the same term).
+    /// Makes the node prefer to be admin (the playground): the highest
+    /// priority, so that it founds a ledger at once even when it also
+    /// looks for peers.
     pub fn prefer_admin(mut self) -> Self {
-        self.election.priority = u8::MAX;
-        self.election.first_timeout = Some(Duration::ZERO);
-        self.election.claim_window = Duration::from_millis(20);
+        self.admin.priority = u8::MAX;
         self
     }
 
-    /// Makes the node never become admin.
+    /// Makes the node never become admin nor keep a replica of the ledger.
     pub fn not_admin(mut self) -> Self {
-        self.election.eligible = false;
+        self.admin.eligible = false;
         self
+    }
+}
+
+/// How a node takes part in the ledger: the Raft log of the scheduler's
+/// events, whose leader is the admin (see [`crate::consensus`]). Ticks are
+/// Raft's unit of time.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// May this node keep a replica of the ledger and become admin? Default
+    /// true. Workers-only and client nodes set it false.
+    pub eligible: bool,
+    /// Preference among eligible nodes that look for a mesh: one with
+    /// priority `p` waits `found_after / (1 + p)` before it founds a ledger
+    /// of its own (default 0; the playground uses 255).
+    pub priority: u8,
+    /// Voters the admin keeps (default 3: a mesh survives one failure;
+    /// with two it survives none, since a majority of two is both).
+    pub voters: usize,
+    /// Raft's tick (default 50 ms).
+    pub tick: Duration,
+    /// Ticks without a leader before a voter asks for votes: an election
+    /// timeout between this and twice this (default 10: 0.5–1 s).
+    pub election_ticks: usize,
+    /// Ticks between the leader's heartbeats (default 2: 100 ms).
+    pub heartbeat_ticks: usize,
+    /// A voter not heard from for this long is replaced by an up-to-date
+    /// learner, when there is one (default 20 s).
+    pub voter_timeout: Duration,
+    /// How long an eligible node that joins a mesh (by address or mDNS)
+    /// waits to hear of its admin before it founds a ledger of its own
+    /// (default 3 s). A node with nothing to join founds one at once.
+    pub found_after: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            eligible: true,
+            priority: 0,
+            voters: 3,
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            voter_timeout: Duration::from_secs(20),
+            found_after: Duration::from_secs(3),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! Every message that crosses the network, and the codec that carries them.
 //!
 //! Two channels:
-//! - **gossipsub** ([`Gossip`]): election traffic on `taskmesh/<mesh>/admin`
+//! - **gossipsub** ([`Gossip`]): the admin's notice on `taskmesh/<mesh>/admin`
 //!   and batched task announcements on `taskmesh/<mesh>/tasks`;
 //! - **request-response** on [`PROTOCOL_NAME`] ([`Request`] / [`Response`]):
-//!   registration, bids, awards, reports, and client calls.
+//!   Raft messages between the ledger's replicas, joins, registration,
+//!   bids, awards, reports, and client calls.
 //!
 //! Each frame is a little-endian `u32` length and then the bincode encoding
 //! of `(WIRE_VERSION, message)`. The length is checked against the limit
@@ -18,15 +19,14 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::election::ElectionMsg;
 use crate::scheduler::{Announcement, Assignment, Bid, CancelOutcome, Lookup, Report, SubmitError};
 use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
 
 /// The request-response protocol name.
-pub const PROTOCOL_NAME: &str = "/taskmesh/2";
+pub const PROTOCOL_NAME: &str = "/taskmesh/3";
 
 /// Version stamped into every frame; a frame of another version is refused.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 
 /// Default largest frame, requests and responses alike.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -34,14 +34,11 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// Gossiped messages.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Gossip {
-    /// Election traffic, with the sender's listen addresses so that nodes
-    /// not directly connected to it can dial it.
-    Election {
-        /// The election message.
-        msg: ElectionMsg,
-        /// The sender's listen addresses (multiaddr text).
-        addrs: Vec<String>,
-    },
+    /// "I am the admin": the Raft leader of ledger `cluster` in `term`,
+    /// published every heartbeat and when a peer subscribes, so that every
+    /// node (workers and clients too) knows where to send its calls. The
+    /// sender is the (signed) gossip source.
+    Admin(AdminNotice),
     /// Tasks open for bidding, announced by the admin of `term`.
     Announce {
         /// The admin's term.
@@ -49,6 +46,23 @@ pub enum Gossip {
         /// The announced tasks.
         tasks: Vec<Announcement>,
     },
+}
+
+/// What an admin says of itself on the admin topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminNotice {
+    /// The ledger's id: its founding time in milliseconds since the Unix
+    /// epoch, shifted left 16 bits, and 16 random bits. Two meshes that meet
+    /// keep the older one's ledger (see `net::ledger`).
+    pub cluster: u64,
+    /// The admin's Raft term.
+    pub term: u64,
+    /// True once the ledger has accepted a task: such a ledger never
+    /// dissolves into another.
+    pub has_tasks: bool,
+    /// The admin's listen addresses (multiaddr text), so that nodes not
+    /// directly connected to it can dial it.
+    pub addrs: Vec<String>,
 }
 
 /// A node's answer to one award.
@@ -82,6 +96,26 @@ pub struct PeerInfo {
 /// Requests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
+    /// Replica → replica: Raft messages (protobuf, as raft-rs encodes
+    /// them) for the ledger `cluster`. Answered `Ok` at once.
+    Raft {
+        /// The ledger's id.
+        cluster: u64,
+        /// The messages, in order.
+        messages: Vec<Vec<u8>>,
+    },
+    /// Admin-eligible node → admin: let replica `raft_id` follow the ledger
+    /// `cluster` (as a learner, promoted to voter while voters are few).
+    /// Answered `Ok` when admitted or already a member; asked again until
+    /// the node sees itself in the configuration.
+    Join {
+        /// The ledger's id.
+        cluster: u64,
+        /// The joining replica's Raft id.
+        raft_id: u64,
+        /// Its listen addresses (multiaddr text).
+        addrs: Vec<String>,
+    },
     /// Worker node → admin: the workers this node hosts (replaces any
     /// earlier list).
     Register {

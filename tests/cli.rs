@@ -314,12 +314,7 @@ fn sigterm_lets_a_running_task_finish_and_exits_zero() {
 #[test]
 fn workers_dial_a_restarted_admin_again_and_register() {
     // A fixed port, so that the restarted admin is where it was.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let listen = common::procs::fixed_listen();
     let args = [
         "node",
         "--listen",

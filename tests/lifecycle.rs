@@ -8,7 +8,6 @@ mod common;
 
 use common::cli::*;
 use common::procs::{json_lines, pids_with_cmdline, text, wait_until, Proc};
-use common::LIMIT;
 
 /// An admin and two worker processes (built-in workers "First" and
 /// "Second") running one 3-second task: returns the processes (admin
@@ -307,12 +306,6 @@ fn an_evicted_task_is_reported_as_evicted_not_unknown() {
     assert_eq!(text(&out.stdout), format!("{id}\tevicted\n"));
 }
 
-/// Sends `signal` to a child process.
-fn signal(p: &Proc, signal: nix::sys::signal::Signal) {
-    let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
-    nix::sys::signal::kill(pid, signal).expect("signal a child");
-}
-
 /// The admin's view of every worker's load, by node.
 fn loads(addr: &str) -> Vec<(String, u64)> {
     let out = run(&["workers", "--join", addr, "--no-mdns", "--json"]);
@@ -332,12 +325,12 @@ fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
     use nix::sys::signal::Signal;
     let (procs, addr, peers, id, holder) = a_long_task_on_one_of_two_workers(131);
     let paused = &procs[1 + holder];
-    signal(paused, Signal::SIGSTOP);
+    paused.signal(Signal::SIGSTOP);
     // The lease (2 s) runs out: the task goes to the other worker.
     wait_until("the task is awarded again", || {
         status_of(&addr, &id)["attempts"] == 2
     });
-    signal(paused, Signal::SIGCONT);
+    paused.signal(Signal::SIGCONT);
     let done = wait_status(&addr, &id, "completed");
     assert_eq!(done["node"], peers[1 - holder].as_str(), "{done}");
     let history = done["history"].as_array().expect("a history");
@@ -362,67 +355,14 @@ fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
 
 #[test]
 fn two_thousand_tasks_complete_although_a_worker_is_killed_halfway() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let (mut procs, addr) = mesh(141, &["A:worker:1", "B:worker:1", "C:worker:1"], "1");
     let dir = tempfile::tempdir().unwrap();
     let tasks: String = (0..2000)
         .map(|i| format!("[[task]]\nname = \"t{i}\"\nrole = \"worker\"\ndifficulty = 1\n"))
         .collect();
     let file = task_file(&dir, "many.toml", &tasks);
-    let mut submit = Reaped(
-        common::procs::taskmesh(&[
-            "submit",
-            &file,
-            "--join",
-            &addr,
-            "--no-mdns",
-            "--wait-workers",
-            "3",
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn submit"),
-    );
-    let stdout = submit.0.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    // Progress lines on stderr say how many finished: kill a worker at 1000.
-    let stderr = BufReader::new(submit.0.stderr.take().unwrap());
-    let mut killed = false;
-    for line in stderr.lines().map_while(Result::ok) {
-        let done: u32 = line
-            .strip_prefix('[')
-            .and_then(|l| l.split('/').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        if done >= 1000 && !killed {
-            drop(procs.remove(1)); // kill -9 worker A's process
-            killed = true;
-        }
-    }
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = submit.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < LIMIT, "submit did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(killed, "the run ended before half the tasks finished");
-    let reports: Vec<serde_json::Value> = lines
-        .join()
-        .unwrap()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Kill -9 worker A's process once 1,000 tasks finished.
+    let (reports, ok, errors) = submit_and(&addr, &file, 3, 1000, || drop(procs.remove(1)));
     assert_eq!(reports.len(), 2000);
     let not_done: Vec<_> = reports.iter().filter(|r| r["status"] != "completed").collect();
     assert!(
@@ -431,18 +371,5 @@ fn two_thousand_tasks_complete_although_a_worker_is_killed_halfway() {
         not_done.len(),
         not_done[0]
     );
-    assert!(status.success());
-}
-
-/// A child waited on by hand: killed and reaped when dropped if still
-/// running.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    assert!(ok, "{errors}");
 }

@@ -115,8 +115,8 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
         (None, None, None, Some(seed)) => taskmesh::keypair_from_seed(seed),
         (None, None, None, None) => identity::Keypair::generate_ed25519(),
     });
-    cfg.election.eligible = !a.no_admin && file.admin != Some(false);
-    cfg.election.priority = pick(a.admin_priority, file.admin_priority, 0);
+    cfg.admin.eligible = !a.no_admin && file.admin != Some(false);
+    cfg.admin.priority = pick(a.admin_priority, file.admin_priority, 0);
     let no_worker = pick(a.no_worker_timeout, file.no_worker_timeout, 5.0);
     cfg.scheduler.no_worker_timeout = secs(no_worker).context("--no-worker-timeout")?;
     let grace = secs(pick(a.grace, file.grace, 10.0)).context("--grace")?;
@@ -144,9 +144,13 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     // Interfaces report their addresses one by one: print each as it comes.
     let mut state = node.watch_state();
     let announce = tokio::spawn(async move {
+        let mut office = None;
         while state.changed().await.is_ok() {
-            let addrs = state.borrow_and_update().listen_addrs.clone();
-            if print_new_addrs(&mut std::io::stdout().lock(), &addrs, &mut printed).is_err() {
+            let now = state.borrow_and_update().clone();
+            let mut out = std::io::stdout().lock();
+            if print_new_addrs(&mut out, &now.listen_addrs, &mut printed).is_err()
+                || print_office(&mut out, &now, &mut office).is_err()
+            {
                 break;
             }
         }
@@ -156,6 +160,33 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(?grace, "signal received; shutting down");
     node.shutdown_with_grace(grace).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints who the admin is and how many voters keep the ledger (as this
+/// node's replica knows; none for a node that keeps no replica), when that
+/// changed: `admin: this node (term T, V voters)` or `admin: PEER (term T,
+/// V voters)`.
+fn print_office(
+    out: &mut impl Write,
+    s: &taskmesh::net::NodeState,
+    last: &mut Option<(Option<taskmesh::PeerId>, u64, bool, usize)>,
+) -> std::io::Result<()> {
+    let now = (s.admin, s.term, s.is_admin, s.voters);
+    if last.as_ref() == Some(&now) {
+        return Ok(());
+    }
+    *last = Some(now);
+    let v = if s.voters == 1 { "voter" } else { "voters" };
+    let voters = match s.voters {
+        0 => String::new(),
+        n => format!(", {n} {v}"),
+    };
+    match s.admin {
+        _ if s.is_admin => writeln!(out, "admin: this node (term {}{voters})", s.term)?,
+        Some(peer) => writeln!(out, "admin: {peer} (term {}{voters})", s.term)?,
+        None => writeln!(out, "admin: none known{voters}")?,
+    }
+    out.flush()
 }
 
 /// Prints the addresses not printed before, ready to paste into `--join`.

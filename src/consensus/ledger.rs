@@ -220,6 +220,22 @@ impl Ledger {
         Ok(self.absorb(step, now))
     }
 
+    /// Starts handing the admin's office to the voter that holds the most
+    /// of the log (a graceful stop). `None` when there is no other voter:
+    /// nothing to hand over to.
+    pub fn hand_over(&mut self, now: Duration) -> Option<LedgerStep> {
+        self.admin?;
+        let me = self.replica.id();
+        let to = self
+            .replica
+            .voters()
+            .into_iter()
+            .filter(|&v| v != me)
+            .max_by_key(|&v| self.replica.matched(v))?;
+        let step = self.replica.transfer_leader(to);
+        Some(self.absorb(step, now))
+    }
+
     /// The admin's care of the configuration, once per tick: a voter
     /// silent for `voter_timeout` is removed when an up-to-date learner can
     /// take its place, and up-to-date learners are promoted while voters

@@ -1,5 +1,7 @@
-//! The admin side of the loop: feeding the scheduler and carrying out its
-//! outputs, and holding callers that wait for tasks to finish.
+//! The admin side of the loop: feeding the replicated scheduler and
+//! carrying out its outputs, and holding callers that wait for tasks to
+//! finish. Answers that tell of the ledger (a report acknowledged, final
+//! reports) wait until what they tell of is committed.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use crate::protocol::{Gossip, Request, Response};
 use crate::scheduler::{Assignment, CancelOutcome, Input, Lookup, Output, Scheduler};
 use crate::task::{NodeId, Task, TaskId, TaskReport};
 use crate::Error;
+use libp2p::request_response::ResponseChannel as Channel;
 
 /// Who gets an answer once it is ready.
 pub(crate) enum Answer<T> {
@@ -34,9 +37,23 @@ struct Waiter {
 /// How many tasks a status call without ids lists: the most recent ones.
 pub(crate) const RECENT_TASKS: usize = 1000;
 
-/// State that exists only while this node is admin.
+/// An answer held until the log reaches an index.
+pub(crate) enum Deferred {
+    /// `Ok` to a node's reports or registration.
+    Ack(Channel<Response>),
+    /// A wait whose tasks were all final, maybe only in decisions not yet
+    /// committed: asked again once they are.
+    Await {
+        ids: Vec<TaskId>,
+        any: bool,
+        answer: Answer<Vec<TaskReport>>,
+        max_wait: Option<Duration>,
+    },
+}
+
+/// State that exists only while this node is admin (the scheduler itself
+/// lives in the replicated ledger).
 pub(crate) struct AdminState {
-    sched: Scheduler,
     term: u64,
     next_token: u64,
     submits: HashMap<u64, Answer<Vec<TaskId>>>,
@@ -49,25 +66,79 @@ pub(crate) struct AdminState {
     cancels: HashMap<u64, Answer<Vec<CancelOutcome>>>,
     /// Batches arriving in parts, by sender.
     uploads: Uploads<PeerId>,
-}
-
-impl AdminState {
-    /// When the loop must next wake for this admin, given the wall clock now.
-    pub(crate) fn next_deadline(&self, wall: Duration) -> Option<Instant> {
-        let s = self
-            .sched
-            .next_deadline()
-            .map(|d| Instant::now() + d.saturating_sub(wall));
-        let w = self.wait_deadlines.first().map(|d| d.0);
-        s.into_iter().chain(w).min()
-    }
+    /// Answers waiting for the log to commit an index, in index order.
+    deferred: VecDeque<(u64, Deferred)>,
 }
 
 impl EventLoop {
+    /// The admin's scheduler (the replicated ledger's), while admin.
+    fn sched_ref(&self) -> Option<&Scheduler> {
+        self.sched.as_ref()?;
+        Some(self.raft.ledger.as_ref()?.scheduler())
+    }
+
+    fn sched_mut(&mut self) -> Option<&mut Scheduler> {
+        self.sched.as_ref()?;
+        Some(self.raft.ledger.as_mut()?.scheduler_mut())
+    }
+
+    /// When the loop must next wake for this admin, given the wall clock now.
+    pub(super) fn admin_deadline(&self, wall: Duration) -> Option<Instant> {
+        let state = self.sched.as_ref()?;
+        let s = self.raft.ledger.as_ref().and_then(|l| l.next_deadline());
+        let s = s.map(|d| Instant::now() + d.saturating_sub(wall));
+        let w = state.wait_deadlines.first().map(|d| d.0);
+        s.into_iter().chain(w).min()
+    }
+
+    /// Holds an answer until everything the scheduler reflects now is
+    /// committed.
+    fn defer(&mut self, d: Deferred) {
+        let Some(index) = self.raft.ledger.as_ref().map(|l| l.applied()) else {
+            return;
+        };
+        if let Some(state) = self.sched.as_mut() {
+            state.deferred.push_back((index, d));
+        }
+        self.resolve_deferred();
+    }
+
+    /// Gives the held answers whose index is committed.
+    pub(super) fn resolve_deferred(&mut self) {
+        loop {
+            let Some(ledger) = self.raft.ledger.as_ref() else {
+                return;
+            };
+            let Some(state) = self.sched.as_mut() else { return };
+            let Some((index, _)) = state.deferred.front() else {
+                return;
+            };
+            if !ledger.committed(*index) {
+                return;
+            }
+            let (_, d) = state.deferred.pop_front().expect("checked");
+            match d {
+                Deferred::Ack(ch) => {
+                    let _ = self.swarm.behaviour_mut().rr.send_response(ch, Response::Ok);
+                }
+                Deferred::Await {
+                    ids,
+                    any,
+                    answer,
+                    max_wait,
+                } => self.admin_await(ids, any, answer, max_wait),
+            }
+        }
+    }
+
+    /// Acknowledges a node's request once what it changed is committed.
+    pub(super) fn ack_when_committed(&mut self, ch: Channel<Response>) {
+        self.defer(Deferred::Ack(ch));
+    }
+
     pub(super) fn become_admin(&mut self, term: u64) {
         info!(term, "this node is now the admin");
         self.sched = Some(AdminState {
-            sched: Scheduler::new(self.cfg.scheduler.clone()),
             term,
             next_token: 0,
             submits: HashMap::new(),
@@ -76,6 +147,7 @@ impl EventLoop {
             wait_deadlines: BTreeSet::new(),
             cancels: HashMap::new(),
             uploads: Uploads::default(),
+            deferred: VecDeque::new(),
         });
         if !self.workers.is_empty() {
             let workers = self.workers.specs();
@@ -103,6 +175,14 @@ impl EventLoop {
         }
         for (_, c) in state.cancels {
             self.answer_err(c, lost(), not_admin.clone());
+        }
+        for (_, d) in state.deferred {
+            match d {
+                Deferred::Ack(ch) => {
+                    let _ = self.swarm.behaviour_mut().rr.send_response(ch, not_admin.clone());
+                }
+                Deferred::Await { answer, .. } => self.answer_err(answer, lost(), not_admin.clone()),
+            }
         }
     }
 
@@ -142,7 +222,7 @@ impl EventLoop {
     /// `ids` is empty. The answer stops early (covering a prefix of the ids)
     /// once it holds `budget` bytes; the caller asks again for the rest.
     pub(super) fn admin_status(&self, ids: &[TaskId], budget: usize) -> Vec<Lookup> {
-        let Some(state) = &self.sched else {
+        let Some(sched) = self.sched_ref() else {
             return vec![Lookup::Unknown; ids.len()];
         };
         let now = self.wall_now();
@@ -158,8 +238,8 @@ impl EventLoop {
             // The most recent tasks: newest first until the answer is full,
             // so a long listing drops the oldest, never the newest.
             let mut out = Vec::new();
-            for id in state.sched.recent(RECENT_TASKS).iter().rev() {
-                let l = state.sched.lookup(id, now);
+            for id in sched.recent(RECENT_TASKS).iter().rev() {
+                let l = sched.lookup(id, now);
                 if !fits(&l, !out.is_empty()) {
                     break;
                 }
@@ -170,7 +250,7 @@ impl EventLoop {
         }
         let mut out = Vec::new();
         for id in ids {
-            let l = state.sched.lookup(id, now);
+            let l = sched.lookup(id, now);
             if !fits(&l, !out.is_empty()) {
                 break;
             }
@@ -241,14 +321,14 @@ impl EventLoop {
     /// Reports of the tasks among `ids` that are final, in `ids` order, up
     /// to about `budget` bytes (the caller asks again for the rest).
     fn final_reports(&self, ids: &[TaskId], budget: usize) -> Vec<TaskReport> {
-        let Some(state) = &self.sched else {
+        let Some(sched) = self.sched_ref() else {
             return Vec::new();
         };
         let now = self.wall_now();
         let mut size = 0;
         let mut out = Vec::new();
         for id in ids {
-            let Some(r) = state.sched.report_of(id, now).filter(|r| r.status.is_final()) else {
+            let Some(r) = sched.report_of(id, now).filter(|r| r.status.is_final()) else {
                 continue;
             };
             size += report_size(&r);
@@ -275,7 +355,7 @@ impl EventLoop {
     }
 
     pub(super) fn admin_workers(&self) -> Vec<crate::task::WorkerInfo> {
-        self.sched.as_ref().map(|s| s.sched.workers()).unwrap_or_default()
+        self.sched_ref().map(|s| s.workers()).unwrap_or_default()
     }
 
     /// Registers a waiter; answers at once if every task is already final or
@@ -287,11 +367,11 @@ impl EventLoop {
         answer: Answer<Vec<TaskReport>>,
         max_wait: Option<Duration>,
     ) {
-        let Some(state) = self.sched.as_mut() else { return };
+        let Some(sched) = self.sched_ref() else { return };
         let mut remaining = 0;
         for id in &ids {
-            match state.sched.status(id) {
-                None if state.sched.was_evicted(id) => {
+            match sched.status(id) {
+                None if sched.was_evicted(id) => {
                     let remote = Response::Refused(format!("task {id} finished and was evicted"));
                     self.answer_err(answer, Error::Evicted(*id), remote);
                     return;
@@ -306,18 +386,36 @@ impl EventLoop {
             }
         }
         if remaining == 0 || (any && remaining < ids.len()) {
+            let ledger = self.raft.ledger.as_ref().expect("admin");
+            if !ledger.committed(ledger.applied()) {
+                // Final maybe only in decisions not yet committed.
+                return self.defer(Deferred::Await {
+                    ids,
+                    any,
+                    answer,
+                    max_wait,
+                });
+            }
             let reports = self.final_reports(&ids, self.budget_for(&answer));
             return self.answer(answer, reports, wire_reports);
         }
+        let unfinished: Vec<TaskId> = ids
+            .iter()
+            .copied()
+            .filter(|id| sched.status(id).is_some_and(|s| !s.is_final()))
+            .collect();
+        if let Some(sched) = self.sched_mut() {
+            for id in &unfinished {
+                sched.watch(*id);
+            }
+        }
+        let Some(state) = self.sched.as_mut() else { return };
         let token = state.next_token;
         state.next_token += 1;
         let mut watched = Vec::new();
-        for id in &ids {
-            if state.sched.status(id).is_some_and(|s| !s.is_final()) {
-                state.by_task.entry(*id).or_default().push(token);
-                state.sched.watch(*id);
-                watched.push(*id);
-            }
+        for id in unfinished {
+            state.by_task.entry(id).or_default().push(token);
+            watched.push(id);
         }
         if let Some(d) = max_wait {
             state.wait_deadlines.insert((Instant::now() + d, token));
@@ -339,9 +437,9 @@ impl EventLoop {
     /// be evicted again.
     fn answer_waiter(&mut self, w: Waiter) {
         let reports = self.final_reports(&w.ids, self.budget_for(&w.answer));
-        if let Some(state) = self.sched.as_mut() {
+        if let Some(sched) = self.sched_mut() {
             for id in &w.watched {
-                state.sched.unwatch(id);
+                sched.unwatch(id);
             }
         }
         self.answer(w.answer, reports, wire_reports);
@@ -351,14 +449,19 @@ impl EventLoop {
     /// including inputs that come back from this node's own workers.
     pub(super) fn admin_input(&mut self, first: Input) {
         let mut inbox = VecDeque::from([first]);
-        let mut out = Vec::new();
         while let Some(input) = inbox.pop_front() {
             let now = self.wall_now();
-            let Some(state) = self.sched.as_mut() else { return };
-            state.sched.handle(input, now, &mut out);
-            for o in out.drain(..) {
-                self.admin_output(o, &mut inbox);
+            if self.sched.is_none() {
+                return;
             }
+            let Some(ledger) = self.raft.ledger.as_mut() else {
+                return;
+            };
+            if ledger.handle(input, now).is_err() {
+                return;
+            }
+            let step = ledger.flush(now);
+            self.ledger_step(step);
         }
     }
 
@@ -379,7 +482,7 @@ impl EventLoop {
         }
     }
 
-    fn admin_output(&mut self, o: Output, inbox: &mut VecDeque<Input>) {
+    pub(super) fn admin_output(&mut self, o: Output, inbox: &mut VecDeque<Input>) {
         let Some(state) = self.sched.as_mut() else { return };
         let term = state.term;
         match o {

@@ -22,6 +22,37 @@ const AWAIT_SLICE: Duration = Duration::from_secs(5);
 const NOT_ADMIN_RETRY: Duration = Duration::from_millis(100);
 
 impl ClientOp {
+    /// The call as it goes again to a new admin, or `None` when it cannot:
+    /// a batch in parts whose earlier parts were staged at the lost admin
+    /// (the call fails, and says so).
+    pub(super) fn resent(self) -> Option<ClientOp> {
+        Some(match self {
+            ClientOp::Submit {
+                upload: Some(_),
+                reply,
+                ..
+            } => {
+                let why = "the admin was lost while a batch in parts was uploading; submit it again";
+                let _ = reply.send(Err(Error::AdminLost(why.into())));
+                return None;
+            }
+            ClientOp::Submit {
+                parts,
+                upload,
+                reply,
+                ids,
+                ..
+            } => ClientOp::Submit {
+                parts,
+                upload,
+                reply,
+                resent: true,
+                ids,
+            },
+            other => other,
+        })
+    }
+
     /// Fails the call with `e`.
     pub(super) fn fail(self, e: Error) {
         match self {
@@ -86,7 +117,20 @@ impl EventLoop {
 
     fn run_locally(&mut self, op: ClientOp) {
         match op {
-            ClientOp::Submit { parts, reply, .. } => {
+            ClientOp::Submit {
+                parts,
+                reply,
+                resent,
+                ids,
+                ..
+            } => {
+                // Sent again to this node, now admin: taken already if the
+                // ledger knows its ids.
+                let sched = self.raft.ledger.as_ref().map(|l| l.scheduler());
+                if resent && sched.is_some_and(|s| ids.iter().all(|id| s.status(id).is_some())) {
+                    let _ = reply.send(Ok(ids));
+                    return;
+                }
                 let tasks = parts.into_iter().flatten().collect();
                 self.admin_submit(tasks, Answer::Local(reply))
             }
@@ -94,17 +138,9 @@ impl EventLoop {
                 let _ = reply.send(Ok(self.admin_status(&ids, usize::MAX)));
             }
             ClientOp::Cancel(ids, reply) => self.admin_cancel(ids, Answer::Local(reply)),
-            ClientOp::Await {
-                ids,
-                any,
-                done,
-                reply,
-            } if done.is_empty() => self.admin_await(ids, any, Answer::Local(reply), None),
-            // Became admin midway through a remote wait: the old admin's
-            // tasks are not known here.
-            ClientOp::Await { reply, .. } => {
-                let _ = reply.send(Err(Error::AdminLost("the admin changed while waiting".into())));
-            }
+            // Became admin midway through a remote wait: this node's ledger
+            // has every task the old admin committed; it answers for all.
+            ClientOp::Await { ids, any, reply, .. } => self.admin_await(ids, any, Answer::Local(reply), None),
             ClientOp::Workers(reply) => {
                 let _ = reply.send(Ok(self.admin_workers()));
             }
@@ -138,6 +174,17 @@ impl EventLoop {
                 self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
             }
             (op, Response::Refused(why)) => op.fail(Error::Refused(why)),
+            // Sent again after the admin was lost: its ids already taken
+            // mean the first try was committed (a batch is taken whole).
+            (
+                ClientOp::Submit {
+                    reply,
+                    resent: true,
+                    ids,
+                    ..
+                },
+                Response::Submitted(Err(crate::scheduler::SubmitError::DuplicateId { .. })),
+            ) => drop(reply.send(Ok(ids))),
             (ClientOp::Submit { reply, .. }, Response::Submitted(res)) => {
                 drop(reply.send(res.map_err(Error::Submit)))
             }
@@ -147,11 +194,20 @@ impl EventLoop {
                     mut parts,
                     upload,
                     reply,
+                    resent,
+                    ids,
                 },
                 Response::Ok,
             ) if parts.len() > 1 => {
                 parts.pop_front();
-                self.route_by(ClientOp::Submit { parts, upload, reply }, deadline);
+                let op = ClientOp::Submit {
+                    parts,
+                    upload,
+                    reply,
+                    resent,
+                    ids,
+                };
+                self.route_by(op, deadline);
             }
             // No ids: the most recent tasks, however many.
             (ClientOp::Status { ids, reply, .. }, Response::Lookups(ls)) if ids.is_empty() => {
@@ -275,9 +331,21 @@ impl EventLoop {
         match what {
             // The admin holding the call is gone (or never answered): what it
             // held is not known elsewhere until failover lands.
-            Pending::Client(op, _) => op.fail(Error::AdminLost(format!("admin {peer} unreachable: {error}"))),
+            // The admin holding the call is gone (or never answered): the
+            // call waits for the next admin, whose ledger has what the old
+            // one committed, and goes again (a batch with the same ids).
+            Pending::Client(op, deadline) => {
+                if self.admin.is_some_and(|a| a.0 == peer) {
+                    let term = self.admin.map_or(0, |a| a.1);
+                    self.admin_changed(None, term);
+                }
+                let Some(op) = op.resent() else { return };
+                self.parked.push((deadline, op));
+                let soon = Instant::now() + NOT_ADMIN_RETRY;
+                self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
+            }
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
-            Pending::Bids | Pending::Renew | Pending::Abort => {}
+            Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft | Pending::Join => {}
             Pending::Assign { node, items } => {
                 for (task, attempt) in items {
                     self.admin_input(Input::AssignAnswer {

@@ -48,11 +48,45 @@ impl EventLoop {
         let _ = self.swarm.behaviour_mut().rr.send_response(channel, resp);
     }
 
+    /// The answer for a node that asked this one as if it were the admin.
+    pub(super) fn not_admin(&self) -> Response {
+        Response::NotAdmin {
+            admin: self.admin.map(|a| a.0.to_string()),
+            term: self.admin.map_or(0, |a| a.1),
+        }
+    }
+
+    /// True when `(peer, term)` may command this node's workers: the admin
+    /// it follows, or a newer one (whose notice has not arrived yet). An
+    /// older admin, woken from a pause, is refused.
+    fn obeys(&mut self, peer: PeerId, term: u64) -> bool {
+        match self.admin {
+            Some(a) if a == (peer, term) => true,
+            Some((_, known)) if term <= known => false,
+            _ => {
+                self.admin_changed(Some(peer), term);
+                true
+            }
+        }
+    }
+
     fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
         let req = match req {
+            Request::Raft { cluster, messages } => {
+                self.respond(channel, Response::Ok);
+                return self.on_raft(peer, cluster, messages);
+            }
+            Request::Join {
+                cluster,
+                raft_id,
+                addrs,
+            } => {
+                let answer = self.on_join(peer, cluster, raft_id, addrs);
+                return self.respond(channel, answer);
+            }
             Request::Assign { term, assignments } => {
                 // Awards are taken only from the admin this node follows.
-                if self.admin != Some((peer, term)) {
+                if !self.obeys(peer, term) {
                     let why = format!("{peer} at term {term} is not the admin this node follows");
                     return self.respond(channel, Response::Refused(why));
                 }
@@ -61,7 +95,7 @@ impl EventLoop {
                 return self.respond(channel, Response::Assigned(answers));
             }
             Request::Abort { term, attempts } => {
-                if self.admin != Some((peer, term)) {
+                if !self.obeys(peer, term) {
                     let why = format!("{peer} at term {term} is not the admin this node follows");
                     return self.respond(channel, Response::Refused(why));
                 }
@@ -73,17 +107,14 @@ impl EventLoop {
             other => other,
         };
         let Some(term) = self.sched.as_ref().map(|_| self.admin.map_or(0, |a| a.1)) else {
-            let resp = Response::NotAdmin {
-                admin: self.admin.map(|a| a.0.to_string()),
-                term: self.admin.map_or(0, |a| a.1),
-            };
+            let resp = self.not_admin();
             return self.respond(channel, resp);
         };
         let node = node_id(&peer);
         match req {
             Request::Register { workers } => {
                 self.admin_input(Input::Register { node, workers });
-                self.respond(channel, Response::Ok);
+                self.ack_when_committed(channel);
             }
             Request::Bids { term: t, bids } => {
                 debug!(%peer, count = bids.len(), term = t, "bids");
@@ -93,10 +124,11 @@ impl EventLoop {
                 }
             }
             Request::Reports { reports, .. } => {
-                // Acknowledged whatever they hold: a stale attempt's result
-                // is ignored by the scheduler, and the node may forget it.
-                self.respond(channel, Response::Ok);
+                // Acknowledged whatever they hold (a stale attempt's result
+                // is ignored by the scheduler), once what they changed is
+                // committed: then the node may forget them.
                 self.admin_input(Input::Reports { node, reports });
+                self.ack_when_committed(channel);
             }
             Request::Renew { term: t, held } => {
                 self.respond(channel, Response::Ok);
@@ -130,7 +162,7 @@ impl EventLoop {
                 self.respond(channel, Response::Workers(workers));
             }
             // Answered before the admin check above.
-            Request::Assign { .. } | Request::Abort { .. } => {}
+            Request::Assign { .. } | Request::Abort { .. } | Request::Raft { .. } | Request::Join { .. } => {}
         }
     }
 
@@ -143,7 +175,12 @@ impl EventLoop {
                     self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
             }
-            Pending::Bids | Pending::Renew | Pending::Abort => {}
+            Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft => {}
+            Pending::Join => {
+                if !matches!(resp, Response::Ok) {
+                    debug!(%peer, ?resp, "join not taken yet; will ask again");
+                }
+            }
             Pending::Assign { node, items } => {
                 let answers = match resp {
                     Response::Assigned(a) => a,

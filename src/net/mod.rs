@@ -1,7 +1,8 @@
 //! The network layer: one libp2p swarm and one event loop per node.
 //!
-//! The loop owns the swarm, the election, the scheduler (while this node is
-//! admin) and the worker runtime as plain fields. It only translates: swarm
+//! The loop owns the swarm, this node's replica of the ledger (the
+//! replicated scheduler, see `ledger`), the admin's bookkeeping (while this
+//! node is admin) and the worker runtime as plain fields. It only translates: swarm
 //! events become state-machine inputs, state-machine outputs become swarm
 //! calls. Handles talk to it through a bounded command channel and get their
 //! answers on oneshots.
@@ -11,6 +12,7 @@ mod behaviour;
 mod book;
 mod client;
 mod inbound;
+mod ledger;
 mod outbox;
 mod swarm;
 mod uploads;
@@ -26,7 +28,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::election::{Election, ElectionInput, ElectionOutput};
 use crate::node::NodeConfig;
 use crate::protocol::{self, Gossip, PeerInfo};
 use crate::scheduler::{CancelOutcome, Lookup};
@@ -51,6 +52,9 @@ pub struct NodeState {
     pub term: u64,
     /// True when this node is the admin.
     pub is_admin: bool,
+    /// Voters of the ledger, as this node's replica knows them (0 for a
+    /// node that keeps no replica, or has not joined yet).
+    pub voters: usize,
     /// Addresses this node listens on, with `/p2p/<peer id>`.
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers with an open connection.
@@ -92,6 +96,10 @@ pub(crate) enum ClientOp {
         parts: std::collections::VecDeque<Vec<Task>>,
         upload: Option<u64>,
         reply: Reply<Vec<TaskId>>,
+        /// True once sent again after the admin was lost.
+        resent: bool,
+        /// The batch's ids, in order.
+        ids: Vec<TaskId>,
     },
     /// Status of `ids`; `got` holds the answers so far (a long answer comes
     /// in pieces).
@@ -125,6 +133,10 @@ pub(crate) enum Pending {
     Reports(u64),
     Renew,
     Abort,
+    /// Raft messages (answered at once; lost ones Raft sends again).
+    Raft,
+    /// A request to follow the admin's ledger.
+    Join,
 }
 
 /// The event loop. See the module documentation.
@@ -136,10 +148,12 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     state: watch::Sender<NodeState>,
     started: Instant,
-    election: Election,
+    /// This node's part in the ledger.
+    raft: ledger::LedgerPart,
     admin_topic: gossipsub::IdentTopic,
     tasks_topic: gossipsub::IdentTopic,
-    /// The admin as last announced by the election, with its term.
+    /// The admin this node follows, with its term (from the admin's notice,
+    /// or this node while it is admin).
     admin: Option<(PeerId, u64)>,
     /// Present while this node is admin.
     sched: Option<admin::AdminState>,
@@ -196,7 +210,6 @@ impl EventLoop {
         let me = *swarm.local_peer_id();
         let me_node = node_id(&me);
         let started = Instant::now();
-        let election = Election::new(me_node.clone(), cfg.election.clone(), Duration::ZERO);
         let admin_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/admin", cfg.mesh));
         let tasks_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/tasks", cfg.mesh));
         EventLoop {
@@ -207,7 +220,7 @@ impl EventLoop {
             commands,
             state,
             started,
-            election,
+            raft: ledger::LedgerPart::new(started),
             admin_topic,
             tasks_topic,
             admin: None,
@@ -230,8 +243,7 @@ impl EventLoop {
         }
     }
 
-    /// Time since the loop started: the clock of the election and the
-    /// outbox.
+    /// Time since the loop started: the clock of the outbox.
     fn now(&self) -> Duration {
         self.started.elapsed()
     }
@@ -253,7 +265,6 @@ impl EventLoop {
             }
         }
         let mut timer = Box::pin(tokio::time::sleep_until(self.started));
-        self.election_input(ElectionInput::Tick);
         loop {
             let deadline = self.next_deadline();
             if timer.deadline() != deadline {
@@ -291,10 +302,11 @@ impl EventLoop {
                 at = at.min(d);
             }
         };
-        take(self.election.next_deadline().map(|d| self.started + d));
-        if let Some(s) = &self.sched {
+        take(self.raft.next_deadline());
+        if self.sched.is_some() {
             let wall = self.wall_now();
-            take(s.next_deadline(wall));
+            take(self.admin_deadline(wall));
+            take(Some(self.raft.notice_at));
         }
         take(self.outbox.next_deadline().map(|d| self.started + d));
         take(self.holds_work().then_some(self.renew_at));
@@ -313,7 +325,7 @@ impl EventLoop {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        self.election_input(ElectionInput::Tick);
+        self.ledger_timer(now);
         if self.sched.is_some() {
             self.admin_tick();
         }
@@ -340,11 +352,14 @@ impl EventLoop {
         let op = match cmd {
             Command::Submit(tasks, reply) => {
                 self.next_upload += 1;
+                let ids = tasks.iter().map(|t| t.id).collect();
                 let parts = client::split_batch(tasks, self.cfg.max_frame / 2);
                 ClientOp::Submit {
                     upload: (parts.len() > 1).then_some(self.next_upload),
                     parts,
                     reply,
+                    resent: false,
+                    ids,
                 }
             }
             Command::Status(ids, reply) => ClientOp::Status {
@@ -382,7 +397,7 @@ impl EventLoop {
         self.workers.drain();
         let now = Instant::now();
         self.closing = Some((now, now + grace.max(self.cfg.shutdown_linger), done));
-        self.election_input(ElectionInput::Shutdown);
+        self.hand_over();
     }
 
     /// Closing ends at the grace deadline, or once running work is reported
@@ -392,43 +407,32 @@ impl EventLoop {
             return false;
         };
         let now = Instant::now();
-        let idle = self.workers.running() == 0 && self.outbox.len() == 0;
+        // An admin that handed its office over waits for the new admin to
+        // take it (until the grace deadline); with no other voter there is
+        // no one to wait for.
+        let handing = self.sched.is_some()
+            && self
+                .raft
+                .ledger
+                .as_ref()
+                .is_some_and(|l| l.replica().voters().len() > 1);
+        let idle = self.workers.running() == 0 && self.outbox.len() == 0 && !handing;
         now >= *deadline || (idle && now >= *began + self.cfg.shutdown_linger)
     }
 
-    /// Feeds the election and carries out what it says.
-    fn election_input(&mut self, input: ElectionInput) {
-        let mut out = Vec::new();
-        self.election.handle(input, self.now(), &mut out);
-        for o in out {
-            match o {
-                ElectionOutput::Publish(msg) => {
-                    let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
-                    self.publish(true, &Gossip::Election { msg, addrs });
-                }
-                ElectionOutput::AdminChanged { admin, term } => self.admin_changed(admin, term),
-            }
-        }
-    }
-
-    fn admin_changed(&mut self, admin: Option<NodeId>, term: u64) {
-        let admin = admin.and_then(|n| n.as_str().parse::<PeerId>().ok());
+    /// The admin this node follows changed (or is lost, with `None`): the
+    /// node's workers register with the new one and report what they hold
+    /// at once, and calls waiting for an admin go out.
+    fn admin_changed(&mut self, admin: Option<PeerId>, term: u64) {
         if self.closing.is_some() && admin.is_none() && self.sched.is_none() {
             // Leaving: keep reporting to the admin we know until we are gone.
             return;
         }
         info!(admin = ?admin.map(|p| p.to_string()), term, "admin changed");
-        let was_admin = self.sched.is_some();
         self.admin = admin.map(|a| (a, term));
-        if admin == Some(self.me) {
-            if !was_admin {
-                self.become_admin(term);
-            }
-        } else if was_admin {
-            self.step_down();
-        }
         if self.admin.is_some() {
             self.register();
+            self.renew();
             self.flush_parked();
             self.outbox.admin_changed();
             self.flush_outbox();
@@ -466,6 +470,7 @@ impl EventLoop {
             admin: self.admin.map(|a| a.0),
             term: self.admin.map_or(0, |a| a.1),
             is_admin: self.sched.is_some(),
+            voters: self.raft.voters(),
             listen_addrs: self.listen_addrs(),
             connected: self.swarm.connected_peers().copied().collect(),
             failed_joins: self.failed_joins.clone(),

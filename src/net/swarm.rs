@@ -3,12 +3,11 @@
 
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, Multiaddr, PeerId};
+use libp2p::{gossipsub, PeerId};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{node_id, BehaviourEvent, EventLoop, PeerMeta, Pending, JOIN_RETRY, MAX_JOIN_RETRY};
-use crate::election::ElectionInput;
+use super::{BehaviourEvent, EventLoop, PeerMeta, Pending, JOIN_RETRY, MAX_JOIN_RETRY};
 use crate::protocol::{self, Gossip, Request};
 
 impl EventLoop {
@@ -19,6 +18,7 @@ impl EventLoop {
                 let address = address.with_p2p(self.me).unwrap_or_else(|a| a);
                 info!(%address, "listening");
                 self.listening.push(address);
+                self.ledger_start();
                 self.publish_state();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -88,20 +88,17 @@ impl EventLoop {
     }
 
     fn peer_left(&mut self, peer: PeerId) {
-        let node = node_id(&peer);
-        self.election_input(ElectionInput::PeerLeft(node.clone()));
-        if self.sched.is_some() {
-            self.admin_input(crate::scheduler::Input::NodeLeft(node));
-        }
+        self.ledger_peer_left(peer);
     }
 
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => self.on_gossip(message),
-            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
-                if topic == self.admin_topic.hash() =>
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })
+                if topic == self.admin_topic.hash() && self.sched.is_some() =>
             {
-                self.election_input(ElectionInput::PeerJoined(node_id(&peer_id)));
+                // A newcomer learns who the admin is without waiting.
+                self.publish_notice();
             }
             BehaviourEvent::Rr(ev) => self.on_rr(ev),
             BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
@@ -139,19 +136,7 @@ impl EventLoop {
             }
         };
         match msg {
-            Gossip::Election { msg, addrs } => {
-                for a in addrs.iter().take(16).filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                    self.swarm.add_peer_address(source, a.clone());
-                    self.book.learn(source, [a], std::time::Instant::now());
-                }
-                self.election_input(ElectionInput::Message {
-                    from: node_id(&source),
-                    msg,
-                });
-                if !self.swarm.is_connected(&source) && self.admin.is_some_and(|(a, _)| a == source) {
-                    let _ = self.swarm.dial(source);
-                }
-            }
+            Gossip::Admin(notice) => self.on_notice(source, notice),
             Gossip::Announce { term, tasks } => {
                 if self.admin != Some((source, term)) || source == self.me {
                     debug!(peer = %source, term, "announcement from a non-admin ignored");

@@ -3,7 +3,8 @@
 //! and every wait is bounded.
 
 use std::collections::HashMap;
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::procs::{json_lines, run_bounded, taskmesh, text, Proc};
@@ -147,4 +148,82 @@ pub fn cancel(addr: &str, args: &[&str]) -> Output {
     all.extend(args);
     all.extend(["--join", addr, "--no-mdns"]);
     run(&all)
+}
+
+/// Runs `submit FILE --json` through `via` once `workers` are registered,
+/// calls `midway` once `at` tasks finished (from the progress lines), and
+/// returns the reports (one JSON line per task), whether the submitter
+/// succeeded, and what else it wrote on stderr.
+pub fn submit_and(
+    via: &str,
+    file: &str,
+    workers: u32,
+    at: u32,
+    midway: impl FnOnce(),
+) -> (Vec<serde_json::Value>, bool, String) {
+    let workers = workers.to_string();
+    let mut child = taskmesh(&[
+        "submit",
+        file,
+        "--join",
+        via,
+        "--no-mdns",
+        "--wait-workers",
+        &workers,
+        "--json",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn submit");
+    let stdout = child.stdout.take().expect("piped");
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut midway = Some(midway);
+    let mut errors = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let done: u32 = line
+            .strip_prefix('[')
+            .and_then(|l| l.split('/').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if done >= at {
+            if let Some(f) = midway.take() {
+                f();
+            }
+        }
+        if !line.starts_with('[') {
+            errors += &line;
+            errors.push('\n');
+        }
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("submit did not finish: {errors}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        midway.is_none(),
+        "the run ended before {at} tasks finished: {errors}"
+    );
+    let reports = lines
+        .join()
+        .expect("reader")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON report"))
+        .collect();
+    (reports, status.success(), errors)
 }

@@ -22,7 +22,8 @@ pub fn taskmesh(args: &[&str]) -> Command {
 pub struct Proc {
     /// The child, for signals and exit status.
     pub child: Child,
-    lines: mpsc::Receiver<String>,
+    /// Lines of stdout, with when each was read.
+    lines: mpsc::Receiver<(Instant, String)>,
 }
 
 impl Proc {
@@ -38,7 +39,7 @@ impl Proc {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+                let _ = tx.send((Instant::now(), line));
             }
         });
         Proc { child, lines }
@@ -47,15 +48,46 @@ impl Proc {
     /// Waits for a stdout line starting with `prefix` and containing
     /// `containing`; returns the rest of the line after the prefix.
     pub fn expect_line(&self, prefix: &str, containing: &str) -> String {
+        match self.line_within(prefix, containing, LIMIT) {
+            Some((_, rest)) => rest,
+            None => panic!("no line {prefix:?} containing {containing:?} within {LIMIT:?}"),
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal a child");
+    }
+
+    /// Waits until the process exits (bounded by `LIMIT`); its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits up to `wait` for a stdout line starting with `prefix` and
+    /// containing `containing`; returns when it was read and the rest of
+    /// the line after the prefix. Lines before it are consumed.
+    pub fn line_within(&self, prefix: &str, containing: &str, wait: Duration) -> Option<(Instant, String)> {
+        let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) && l.contains(containing) => {
-                    return l[prefix.len()..].trim().to_string()
+                Ok((at, l)) if l.starts_with(prefix) && l.contains(containing) => {
+                    return Some((at, l[prefix.len()..].trim().to_string()))
                 }
                 Ok(_) => {}
-                Err(_) => panic!("no line {prefix:?} containing {containing:?} within {LIMIT:?}"),
+                Err(_) => return None,
             }
         }
     }
@@ -126,4 +158,15 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "not within {LIMIT:?}: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A loopback listen address on a port that was free a moment ago, for a
+/// node that must come back where it was.
+pub fn fixed_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    format!("/ip4/127.0.0.1/tcp/{port}")
 }

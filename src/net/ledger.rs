@@ -1,0 +1,504 @@
+//! The ledger's side of the loop: carrying Raft messages between replicas,
+//! founding a ledger or joining one, learning who the admin is, and
+//! turning the replicated scheduler's steps into network calls.
+//!
+//! - **Founding.** An admin-eligible node with no address to join and no
+//!   mDNS founds a ledger at once, as its only voter (a playground, the
+//!   first node of a mesh). One that joins waits `found_after` to hear of
+//!   an admin before it founds its own.
+//! - **Joining.** An eligible node that hears of an admin asks to join its
+//!   ledger (again every second, until it sees itself in the
+//!   configuration); the admin admits it as a learner and promotes it
+//!   while voters are fewer than wanted.
+//! - **Two ledgers meet** (two islands that founded before they could
+//!   hear of each other, or a node restarted without its data): a ledger
+//!   that never accepted a task dissolves into the other; of two empty
+//!   ones, the older stays (a ledger's id begins with its founding time). Ledgers that both hold tasks
+//!   never merge: the nodes log it, and each keeps its own.
+//! - **The admin's notice.** The admin gossips an [`AdminNotice`] every
+//!   heartbeat and at once when it takes office or a peer subscribes; every
+//!   node follows the notice with the highest term of its ledger.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{EventLoop, Pending};
+use crate::consensus::{Ledger, LedgerConfig, LedgerStep, OfficeChange, ReplicaConfig};
+use crate::protocol::{AdminNotice, Gossip, Request, Response};
+use crate::scheduler::Input;
+
+/// How often a node that is not yet a member asks to join.
+const JOIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the admin gossips its notice.
+const NOTICE_EVERY: Duration = Duration::from_millis(300);
+/// Largest Raft message taken from the network (a snapshot included).
+const MAX_RAFT_MESSAGE: usize = 15 << 20;
+
+/// What a replica's membership entry carries: how to reach it.
+#[derive(Serialize, Deserialize)]
+struct MemberAddr {
+    peer: String,
+    addrs: Vec<String>,
+}
+
+/// This node's part in the ledger.
+pub(crate) struct LedgerPart {
+    /// The replica, for an admin-eligible node.
+    pub(crate) ledger: Option<Ledger>,
+    /// This incarnation's Raft id: random at every start, so that a node
+    /// restarted without its log never votes as the replica it was.
+    pub(crate) raft_id: u64,
+    /// The ledger this node belongs to or follows, and whether it holds
+    /// tasks (from the admin's notice).
+    pub(crate) cluster: Option<(u64, bool)>,
+    /// Raft ids of replicas and their peers.
+    pub(crate) peers: HashMap<u64, PeerId>,
+    /// When the next Raft tick is due.
+    pub(crate) tick_at: Instant,
+    /// When to ask to join next.
+    pub(crate) join_at: Option<Instant>,
+    /// When to found a ledger if none was heard of.
+    pub(crate) found_at: Option<Instant>,
+    /// When the admin gossips its notice next.
+    pub(crate) notice_at: Instant,
+    /// True once `ledger_start` ran.
+    pub(crate) started: bool,
+    /// The voter count last published.
+    pub(crate) voters_seen: usize,
+}
+
+impl LedgerPart {
+    pub(crate) fn new(now: Instant) -> Self {
+        LedgerPart {
+            ledger: None,
+            raft_id: fresh_id(),
+            cluster: None,
+            peers: HashMap::new(),
+            tick_at: now,
+            join_at: None,
+            found_at: None,
+            notice_at: now,
+            started: false,
+            voters_seen: 0,
+        }
+    }
+
+    /// True when this node's replica is in the configuration.
+    fn member(&self) -> bool {
+        self.ledger.as_ref().is_some_and(|l| {
+            let r = l.replica();
+            r.voters().contains(&self.raft_id) || r.learners().contains(&self.raft_id)
+        })
+    }
+
+    /// Voters of the ledger as this replica knows them.
+    pub(crate) fn voters(&self) -> usize {
+        self.ledger.as_ref().map_or(0, |l| l.replica().voters().len())
+    }
+
+    /// The earliest time the loop must wake for the ledger.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let tick = self.ledger.as_ref().map(|_| self.tick_at);
+        [tick, self.join_at, self.found_at].into_iter().flatten().min()
+    }
+}
+
+/// A random, non-zero Raft id.
+fn fresh_id() -> u64 {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+impl EventLoop {
+    fn ledger_config(&self) -> LedgerConfig {
+        let a = &self.cfg.admin;
+        LedgerConfig {
+            replica: ReplicaConfig {
+                id: self.raft.raft_id,
+                voters: Vec::new(),
+                election_ticks: a.election_ticks,
+                heartbeat_ticks: a.heartbeat_ticks,
+            },
+            scheduler: self.cfg.scheduler.clone(),
+            snapshot_every: 1024,
+            voters: a.voters,
+            voter_timeout: a.voter_timeout,
+        }
+    }
+
+    /// How this node is reached, as its membership entry says.
+    fn my_address(&self) -> Vec<u8> {
+        let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let me = MemberAddr {
+            peer: self.me.to_string(),
+            addrs,
+        };
+        bincode::serde::encode_to_vec(me, crate::task::bincode_config()).unwrap_or_default()
+    }
+
+    /// Once listening (its address goes into the membership): an eligible
+    /// node founds a ledger at once, or waits to hear of one.
+    pub(super) fn ledger_start(&mut self) {
+        if !self.cfg.admin.eligible || std::mem::replace(&mut self.raft.started, true) {
+            return;
+        }
+        let joins = !self.cfg.join.is_empty() || self.cfg.mdns;
+        if joins {
+            match Ledger::new(self.ledger_config()) {
+                Ok(l) => self.raft.ledger = Some(l),
+                Err(e) => return warn!(error = %e, "cannot start a replica"),
+            }
+            let wait = self.cfg.admin.found_after / (1 + u32::from(self.cfg.admin.priority));
+            self.raft.found_at = Some(Instant::now() + wait);
+        } else {
+            self.found();
+        }
+    }
+
+    /// Founds a new ledger with this node as its only voter.
+    fn found(&mut self) {
+        self.raft.found_at = None;
+        let now = self.wall_now();
+        match Ledger::found(self.ledger_config(), self.my_address(), now) {
+            Ok((ledger, step)) => {
+                // Founding time first, so that of two ledgers the older has
+                // the lower id; random bits apart two founded at once.
+                let cluster = (now.as_millis() as u64) << 16 | (rand::random::<u64>() & 0xffff);
+                info!(cluster, "founding a new ledger");
+                self.raft.ledger = Some(ledger);
+                self.raft.cluster = Some((cluster, false));
+                self.ledger_step(step);
+            }
+            Err(e) => warn!(error = %e, "cannot found a ledger"),
+        }
+    }
+
+    /// Raft's clock, joins and founding, on the loop's timer.
+    pub(super) fn ledger_timer(&mut self, now: Instant) {
+        if self.raft.found_at.is_some_and(|t| t <= now) && self.raft.cluster.is_none() {
+            self.found();
+        }
+        if self.raft.join_at.is_some_and(|t| t <= now) {
+            self.ask_to_join();
+        }
+        if self.raft.ledger.is_some() && self.raft.tick_at <= now {
+            self.raft.tick_at = now + self.cfg.admin.tick;
+            let wall = self.wall_now();
+            let step = self.raft.ledger.as_mut().map(|l| l.tick(wall));
+            if let Some(step) = step {
+                self.ledger_step(step);
+            }
+        }
+        if self.sched.is_some() && self.raft.notice_at <= now {
+            self.publish_notice();
+        }
+    }
+
+    /// Carries out a step of the replicated scheduler: Raft messages out,
+    /// committed outputs to workers and callers, and a change of office.
+    pub(super) fn ledger_step(&mut self, step: LedgerStep) {
+        let mut inbox = VecDeque::new();
+        self.send_raft(step.messages);
+        for o in step.outputs {
+            self.admin_output(o, &mut inbox);
+        }
+        match step.office {
+            Some(OfficeChange::Took { term }) => self.took_office(term),
+            Some(OfficeChange::Left) => self.left_office(),
+            None => {}
+        }
+        self.resolve_deferred();
+        let voters = self.raft.voters();
+        if voters != std::mem::replace(&mut self.raft.voters_seen, voters) {
+            info!(voters, "the ledger's voters changed");
+            self.publish_state();
+        }
+        while let Some(input) = inbox.pop_front() {
+            self.admin_input(input);
+        }
+    }
+
+    fn took_office(&mut self, term: u64) {
+        self.become_admin(term);
+        self.admin_changed(Some(self.me), term);
+        self.publish_notice();
+    }
+
+    fn left_office(&mut self) {
+        let term = self.raft.ledger.as_ref().map_or(0, |l| l.replica().term());
+        self.step_down();
+        self.admin_changed(None, term);
+    }
+
+    /// Sends Raft messages, batched per replica, to the peers the
+    /// membership names (or that sent us messages).
+    fn send_raft(&mut self, messages: Vec<Message>) {
+        let Some((cluster, _)) = self.raft.cluster else {
+            return;
+        };
+        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
+        for m in messages {
+            let Some(peer) = self.peer_of(m.to) else {
+                debug!(to = m.to, "no address for a replica; message dropped");
+                continue;
+            };
+            match m.write_to_bytes() {
+                Ok(bytes) => by_peer.entry(peer).or_default().push(bytes),
+                Err(e) => warn!(error = %e, "cannot encode a Raft message"),
+            }
+        }
+        for (peer, messages) in by_peer {
+            if peer == self.me {
+                continue;
+            }
+            self.send(peer, Request::Raft { cluster, messages }, Pending::Raft);
+        }
+    }
+
+    /// The peer of replica `id`: learned from its messages, or from the
+    /// membership in the log (then dialled if not connected).
+    fn peer_of(&mut self, id: u64) -> Option<PeerId> {
+        if let Some(p) = self.raft.peers.get(&id) {
+            return Some(*p);
+        }
+        let bytes = self.raft.ledger.as_ref()?.members().get(&id)?.clone();
+        let cfg = crate::task::bincode_config().with_limit::<4096>();
+        let (addr, _): (MemberAddr, usize) = bincode::serde::decode_from_slice(&bytes, cfg).ok()?;
+        let peer: PeerId = addr.peer.parse().ok()?;
+        let addrs: Vec<Multiaddr> = addr.addrs.iter().take(8).filter_map(|a| a.parse().ok()).collect();
+        self.book.learn(peer, addrs.clone(), std::time::Instant::now());
+        for a in addrs {
+            self.swarm.add_peer_address(peer, a);
+        }
+        if !self.swarm.is_connected(&peer) {
+            let _ = self.swarm.dial(peer);
+        }
+        self.raft.peers.insert(id, peer);
+        Some(peer)
+    }
+
+    /// Raft messages from a peer, for this node's replica.
+    pub(super) fn on_raft(&mut self, peer: PeerId, cluster: u64, messages: Vec<Vec<u8>>) {
+        if self.raft.cluster.map(|c| c.0) != Some(cluster) {
+            return; // another ledger's traffic, or not joined yet
+        }
+        let mut steps = Vec::new();
+        for bytes in messages {
+            if bytes.len() > MAX_RAFT_MESSAGE {
+                continue;
+            }
+            let Ok(m) = Message::parse_from_bytes(&bytes) else {
+                debug!(%peer, "malformed Raft message dropped");
+                continue;
+            };
+            if m.from == 0 || m.to != self.raft.raft_id {
+                continue;
+            }
+            self.raft.peers.insert(m.from, peer);
+            let wall = self.wall_now();
+            if let Some(l) = self.raft.ledger.as_mut() {
+                steps.push(l.receive(m, wall));
+            }
+        }
+        for step in steps {
+            self.ledger_step(step);
+        }
+    }
+
+    /// A node asks its replica to follow this admin's ledger.
+    pub(super) fn on_join(
+        &mut self,
+        peer: PeerId,
+        cluster: u64,
+        raft_id: u64,
+        addrs: Vec<String>,
+    ) -> Response {
+        if self.admin_term().is_none() {
+            return self.not_admin();
+        }
+        if self.raft.cluster.map(|c| c.0) != Some(cluster) {
+            return Response::Refused(format!("this admin keeps another ledger than {cluster:x}"));
+        }
+        let addr = MemberAddr {
+            peer: peer.to_string(),
+            addrs: addrs
+                .into_iter()
+                .take(8)
+                .map(|a| a.chars().take(256).collect())
+                .collect(),
+        };
+        let context = bincode::serde::encode_to_vec(addr, crate::task::bincode_config()).unwrap_or_default();
+        let wall = self.wall_now();
+        let Some(ledger) = self.raft.ledger.as_mut() else {
+            return self.not_admin();
+        };
+        let joined = ledger.join(raft_id, context, wall);
+        debug!(%peer, raft_id, ok = joined.is_ok(), "join asked");
+        match joined {
+            Ok(step) => {
+                self.raft.peers.insert(raft_id, peer);
+                self.ledger_step(step);
+                Response::Ok
+            }
+            Err(e) => Response::Refused(format!("not now: {e}")),
+        }
+    }
+
+    /// Asks the admin to let this node's replica follow its ledger, until
+    /// it is a member.
+    fn ask_to_join(&mut self) {
+        self.raft.join_at = None;
+        if self.raft.member() || self.raft.ledger.is_none() {
+            return;
+        }
+        let (Some((cluster, _)), Some((admin, _))) = (self.raft.cluster, self.admin) else {
+            return;
+        };
+        let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let raft_id = self.raft.raft_id;
+        debug!(%admin, raft_id, "asking to join the ledger");
+        self.send(
+            admin,
+            Request::Join {
+                cluster,
+                raft_id,
+                addrs,
+            },
+            Pending::Join,
+        );
+        self.raft.join_at = Some(Instant::now() + JOIN_EVERY);
+    }
+
+    /// Gossips this admin's notice.
+    pub(super) fn publish_notice(&mut self) {
+        self.raft.notice_at = Instant::now() + NOTICE_EVERY;
+        let (Some((cluster, _)), Some(term)) = (self.raft.cluster, self.admin_term()) else {
+            return;
+        };
+        let has_tasks = self.has_tasks();
+        let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let notice = AdminNotice {
+            cluster,
+            term,
+            has_tasks,
+            addrs,
+        };
+        self.publish(true, &Gossip::Admin(notice));
+    }
+
+    /// The term this node is admin for.
+    fn admin_term(&self) -> Option<u64> {
+        self.raft.ledger.as_ref()?.admin()
+    }
+
+    /// True once this node's ledger accepted a task.
+    fn has_tasks(&self) -> bool {
+        self.raft
+            .ledger
+            .as_ref()
+            .is_some_and(|l| !l.scheduler().recent(1).is_empty())
+    }
+
+    /// An admin's notice: follow it if it is this node's ledger (at a term
+    /// at least the known one), or a ledger this one yields to.
+    pub(super) fn on_notice(&mut self, source: PeerId, n: AdminNotice) {
+        debug!(%source, cluster = n.cluster, term = n.term, "admin notice");
+        for a in n.addrs.iter().take(8).filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            self.swarm.add_peer_address(source, a.clone());
+            self.book.learn(source, [a], std::time::Instant::now());
+        }
+        match self.raft.cluster {
+            Some((mine, _)) if mine == n.cluster => {}
+            Some((mine, mine_has)) => {
+                let mine_has = mine_has || self.has_tasks();
+                // A node outside the configuration whose admin is gone
+                // follows whichever admin there is.
+                let lost = self.admin.is_none() && !self.raft.member();
+                let yields = lost || !mine_has && (n.has_tasks || n.cluster < mine);
+                if !yields {
+                    if n.has_tasks && mine_has {
+                        warn!(
+                            mine,
+                            theirs = n.cluster,
+                            "two ledgers with tasks met; each keeps its own"
+                        );
+                    }
+                    return;
+                }
+                info!(from = mine, to = n.cluster, "following another ledger");
+                self.dissolve();
+            }
+            None => {}
+        }
+        let known = self
+            .admin
+            .filter(|_| self.raft.cluster.is_some())
+            .map_or(0, |a| a.1);
+        self.raft.cluster = Some((n.cluster, n.has_tasks));
+        self.raft.found_at = None;
+        // An admin hears of a newer one before its own replica steps down:
+        // it follows once its replica says so.
+        if n.term >= known && self.admin != Some((source, n.term)) && self.sched.is_none() {
+            self.admin_changed(Some(source), n.term);
+        }
+        if !self.swarm.is_connected(&source) {
+            let _ = self.swarm.dial(source);
+        }
+        if self.raft.ledger.is_some() && !self.raft.member() && self.raft.join_at.is_none() {
+            self.raft.join_at = Some(Instant::now());
+        }
+    }
+
+    /// Leaves a ledger that held no task, to join another: a fresh replica
+    /// under a fresh Raft id.
+    fn dissolve(&mut self) {
+        if self.sched.is_some() {
+            self.left_office();
+        }
+        self.raft.raft_id = fresh_id();
+        self.raft.peers.clear();
+        self.raft.cluster = None;
+        if self.raft.ledger.is_some() {
+            self.raft.ledger = Ledger::new(self.ledger_config()).ok();
+        }
+        self.admin = None;
+    }
+
+    /// Hands leadership to another voter that holds the whole log, before a
+    /// graceful stop; true when a handover started.
+    pub(super) fn hand_over(&mut self) -> bool {
+        let wall = self.wall_now();
+        let Some(ledger) = self.raft.ledger.as_mut().filter(|l| l.admin().is_some()) else {
+            return false;
+        };
+        let Some(step) = ledger.hand_over(wall) else {
+            return false;
+        };
+        info!("handing the admin's office to another voter");
+        self.ledger_step(step);
+        true
+    }
+
+    /// A peer disconnected: its node left (the admin's view of workers).
+    pub(super) fn ledger_peer_left(&mut self, peer: PeerId) {
+        if self.sched.is_some() {
+            self.admin_input(Input::NodeLeft(super::node_id(&peer)));
+        }
+        if self.admin.is_some_and(|a| a.0 == peer) && self.sched.is_none() {
+            // The admin is gone: calls wait for the next notice.
+            let term = self.admin.map_or(0, |a| a.1);
+            self.admin_changed(None, term);
+        }
+    }
+}

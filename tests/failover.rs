@@ -1,0 +1,254 @@
+//! Admin failover with real processes on loopback: three admin-eligible
+//! nodes keep the ledger (one founds it, two join it and become voters),
+//! the two joiners host workers, and a client runs a 200-task DAG while
+//! the admin is killed or stopped. Every process is killed by its handle.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cli::{run, start, submit_and, task_file};
+use common::procs::{json_lines, text, Proc};
+use common::LIMIT;
+use nix::sys::signal::Signal;
+
+/// One test at a time: each runs three to five nodes, and a 2-core machine
+/// running them all at once would measure its own load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An admin-eligible node on a free port; with `join`, it joins that
+/// address and hosts an echo worker `name` with 4 slots.
+fn eligible(seed: u64, join: Option<&str>, name: &str) -> (Proc, String) {
+    let seed = seed.to_string();
+    let spec = format!("{name}:echo:5:4");
+    let mut args = vec![
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        &seed,
+        "--work-ms",
+        "40",
+    ];
+    if let Some(addr) = join {
+        args.extend(["--join", addr, "--worker", &spec]);
+    }
+    let p = start(&args);
+    let addr = p.expect_line("listening on ", "");
+    (p, addr)
+}
+
+/// Three eligible nodes: the founder (admin, no workers) and two joiners.
+/// Returns once all three know that three voters keep the ledger (a voter
+/// that has not yet learned it was promoted cannot stand for election).
+fn three_voters(seed: u64) -> (Proc, Proc, Proc, String, String) {
+    let (a, addr_a) = eligible(seed, None, "");
+    let (b, addr_b) = eligible(seed + 1, Some(&addr_a), "b");
+    let (c, _) = eligible(seed + 2, Some(&addr_a), "c");
+    a.expect_line("admin: this node", "3 voters");
+    b.expect_line("admin: ", "3 voters");
+    c.expect_line("admin: ", "3 voters");
+    (a, b, c, addr_a, addr_b)
+}
+
+/// Waits until one of `nodes` says it took office; when it did.
+fn took_office(nodes: &[&Proc]) -> Instant {
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        for p in nodes {
+            if let Some((at, _)) = p.line_within("admin: this node", "", Duration::from_millis(50)) {
+                return at;
+            }
+        }
+    }
+    panic!("none of the nodes took office within {LIMIT:?}");
+}
+
+/// 200 echo tasks: 20 chains of 10.
+fn dag(dir: &tempfile::TempDir) -> String {
+    let mut text = String::new();
+    for i in 0..200 {
+        text += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
+        if i % 10 != 0 {
+            text += &format!("depends_on = [\"t{}\"]\n", i - 1);
+        }
+    }
+    task_file(dir, "dag.toml", &text)
+}
+
+/// Every task completed, with exactly one completed attempt.
+fn all_completed_once(reports: &[serde_json::Value]) {
+    assert_eq!(reports.len(), 200);
+    for r in reports {
+        assert_eq!(r["status"], "completed", "{r}");
+        let history = r["history"].as_array().expect("a history");
+        let completed = history.iter().filter(|h| h["outcome"] == "completed").count();
+        assert_eq!(completed, 1, "{r}");
+    }
+}
+
+#[test]
+fn killing_the_admin_mid_dag_loses_nothing_and_a_new_admin_takes_over() {
+    let _serial = serial();
+    let (a, b, c, _, addr_b) = three_voters(7100);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let mut killed_at = None;
+    let mut a = Some(a);
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 2, 40, || {
+        drop(a.take()); // kill -9
+        killed_at = Some(Instant::now());
+    });
+    let killed_at = killed_at.expect("killed");
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    // One of the two voters left took office, within three seconds.
+    let took = [&b, &c]
+        .iter()
+        .filter_map(|p| p.line_within("admin: this node", "", Duration::from_millis(100)))
+        .map(|(at, _)| at)
+        .min()
+        .expect("a voter left took office");
+    let failover = took.saturating_duration_since(killed_at);
+    eprintln!("a new admin {failover:?} after the kill");
+    assert!(
+        failover < Duration::from_secs(3),
+        "a new admin after {failover:?}"
+    );
+    // Status works afterwards, through a survivor.
+    let id = reports[0]["id"].as_str().expect("an id").to_string();
+    let out = run(&["status", &id, "--join", &addr_b, "--no-mdns", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["status"], "completed");
+}
+
+#[test]
+fn stopping_the_admin_hands_its_office_over_mid_dag() {
+    let _serial = serial();
+    let (mut a, b, c, _, addr_b) = three_voters(7200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let mut stopped_at = None;
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 2, 40, || {
+        a.signal(Signal::SIGTERM);
+        stopped_at = Some(Instant::now());
+    });
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    assert!(a.wait_exit().success(), "the admin exits cleanly");
+    // Handed over, not lost: a voter took office at once, without waiting
+    // out an election timeout.
+    let took = [&b, &c]
+        .iter()
+        .filter_map(|p| p.line_within("admin: this node", "", Duration::from_millis(100)))
+        .map(|(at, _)| at)
+        .min()
+        .expect("a voter took office");
+    let handover = took.saturating_duration_since(stopped_at.expect("stopped"));
+    assert!(
+        handover < Duration::from_millis(500),
+        "handed over after {handover:?}"
+    );
+}
+
+#[test]
+fn a_paused_admin_steps_down_and_nothing_is_lost_or_run_twice() {
+    let _serial = serial();
+    let (a, b, c, _, addr_b) = three_voters(7300);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let mut woke = None;
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 2, 40, || {
+        a.signal(Signal::SIGSTOP);
+        // Paused past an election and a lease, while the DAG runs on.
+        took_office(&[&b, &c]);
+        std::thread::sleep(Duration::from_secs(3));
+        a.signal(Signal::SIGCONT);
+        woke = Some(Instant::now());
+    });
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    // Woken, the old admin follows the new one; it never takes office again.
+    let woke = woke.expect("woken");
+    let mut follows = None;
+    while let Some((at, l)) = a.line_within("admin: ", "", Duration::from_secs(2)) {
+        if at > woke {
+            assert!(!l.starts_with("this node"), "{l}");
+            follows = Some(l);
+        }
+    }
+    let follows = follows.expect("the old admin says whom it follows");
+    assert!(follows.starts_with("12D3"), "{follows}");
+}
+
+#[test]
+fn five_nodes_started_at_once_make_one_mesh_with_one_admin() {
+    let _serial = serial();
+    let first = common::procs::fixed_listen();
+    let mut nodes = vec![start(&[
+        "node",
+        "--listen",
+        &first,
+        "--no-mdns",
+        "--seed",
+        "7400",
+    ])];
+    for i in 1..5 {
+        let s = (7400 + i).to_string();
+        nodes.push(start(&[
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--seed",
+            &s,
+            "--join",
+            &first,
+        ]));
+    }
+    let founder = nodes[0].expect_line("peer id: ", "");
+    nodes[0].expect_line("admin: this node", "3 voters");
+    for n in &nodes[1..] {
+        let (_, admin) = n.line_within("admin: ", "(term", LIMIT).expect("an admin");
+        assert!(admin.starts_with(&founder), "{admin}");
+    }
+    let out = run(&["peers", "--join", &first, "--no-mdns", "--json"]);
+    let admins = json_lines(&out).iter().filter(|p| p["is_admin"] == true).count();
+    assert_eq!(admins, 1);
+}
+
+#[test]
+fn a_restarted_founder_without_its_log_rejoins_and_never_leads_the_mesh_again() {
+    let _serial = serial();
+    let listen = common::procs::fixed_listen();
+    let founder = ["node", "--listen", &listen, "--no-mdns", "--seed", "7500"];
+    let a = start(&founder);
+    let addr_a = a.expect_line("listening on ", "");
+    let (b, _) = eligible(7501, Some(&addr_a), "b");
+    let (c, _) = eligible(7502, Some(&addr_a), "c");
+    for p in [&a, &b, &c] {
+        p.expect_line("admin: ", "3 voters");
+    }
+    drop(a); // kill -9
+    took_office(&[&b, &c]);
+    // Back with the same key and address, and nothing to join: it founds
+    // a ledger of its own until the others dial it again, then joins theirs.
+    let restarted = Instant::now();
+    let a = start(&founder);
+    let (_, follows) = a
+        .line_within("admin: 12D3", "(term", LIMIT)
+        .expect("the restarted founder follows the mesh's admin");
+    assert!(!follows.contains(&addr_a[addr_a.len() - 10..]), "{follows}");
+    // The mesh's admin never changed to it.
+    for p in [&b, &c] {
+        while let Some((at, l)) = p.line_within("admin: ", "", Duration::from_millis(200)) {
+            let founder_id = &addr_a[addr_a.rfind('/').unwrap() + 1..];
+            assert!(at < restarted || !l.contains(founder_id), "{l}");
+        }
+    }
+}
