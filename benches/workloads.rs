@@ -1,9 +1,11 @@
 //! The workloads of `shared/benchmarks.md` (W1–W8), multi-process on
-//! loopback, and two of our own: W9 (memory per unfinished task, and after
-//! tasks finish) and W10 (how fast a killed or paused worker is detected).
+//! loopback, and three of our own: W9 (memory per unfinished task, and after
+//! tasks finish), W10 (how fast a killed or paused worker is detected) and
+//! W11 (how fast a new admin works after `kill -9` of the admin).
 //!
 //! Run with: `cargo bench --bench workloads` (add `-- --quick` for a short
-//! smoke run, or name workloads: `-- W1 W3`; `--runs N` overrides the runs).
+//! smoke run, or name workloads: `-- W1 W3`; `--runs N` overrides the runs;
+//! `--voters N` sets the ledger's voters for W1–W5 and W8, default 3).
 //!
 //! Prints one JSON line per workload on stdout; progress goes to stderr.
 //! This process is the admin and the client; each of the 3 worker peers is
@@ -16,6 +18,8 @@
 mod bodies;
 #[path = "workloads/cold.rs"]
 mod cold;
+#[path = "workloads/failover.rs"]
+mod failover;
 #[path = "workloads/faults.rs"]
 mod faults;
 #[path = "workloads/heap.rs"]
@@ -48,7 +52,10 @@ pub struct Plan {
     pub w9_tasks: usize,
     /// Finished tasks W9's admin keeps.
     pub w9_retention: usize,
-    /// Selected workloads (1..=10).
+    /// Voters of the mesh's ledger for W1–W5 and W8 (`--voters N`,
+    /// default 3: this process and two of the worker processes).
+    pub voters: usize,
+    /// Selected workloads (1..=11).
     pub selected: BTreeSet<u8>,
 }
 
@@ -66,6 +73,7 @@ impl Plan {
             w8_bytes: 1 << 20,
             w9_tasks: if quick { 50_000 } else { 1_000_000 },
             w9_retention: if quick { 5_000 } else { 100_000 },
+            voters: 3,
             selected: BTreeSet::new(),
         };
         let mut it = args.iter();
@@ -76,20 +84,24 @@ impl Plan {
                     Some(n) if n > 0 => plan.runs = n,
                     _ => bail!("--runs needs a positive number"),
                 },
+                "--voters" => match it.next().and_then(|n| n.parse().ok()) {
+                    Some(n @ 1..=4) => plan.voters = n,
+                    _ => bail!("--voters needs 1 to 4"),
+                },
                 w => match w
                     .to_ascii_uppercase()
                     .strip_prefix('W')
                     .and_then(|n| n.parse().ok())
                 {
-                    Some(n @ 1..=10) => {
+                    Some(n @ 1..=11) => {
                         plan.selected.insert(n);
                     }
-                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, W1..W10)"),
+                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, --voters N, W1..W11)"),
                 },
             }
         }
         if plan.selected.is_empty() {
-            plan.selected = (1..=10).collect();
+            plan.selected = (1..=11).collect();
         }
         Ok(plan)
     }
@@ -112,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         Some("--admin-process") => return cold::admin_main(&args[1..]),
         Some("--w7-process") => return sched::child_main(&args[1..]),
         Some("--w9-process") => return faults::child_main(&args[1..]),
+        Some("--voter-process") => return failover::voter_main(&args[1..]),
         _ => {}
     }
     let plan = Plan::from_args(&args)?;
@@ -135,6 +148,11 @@ fn main() -> anyhow::Result<()> {
         rt.block_on(faults::w10(&plan))?.print();
         rt.shutdown_timeout(Duration::from_secs(1));
     }
+    if plan.has(11) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(failover::w11(&plan))?.print();
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
     eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -142,9 +160,10 @@ fn main() -> anyhow::Result<()> {
 /// W1–W5 and W8 on one mesh, after the warm-up.
 async fn on_the_mesh(plan: &Plan) -> anyhow::Result<()> {
     let t = Instant::now();
-    let mesh = mesh::Mesh::start(3, &format!("bench-{}", std::process::id())).await?;
+    let mesh = mesh::Mesh::start(3, &format!("bench-{}", std::process::id()), plan.voters).await?;
     eprintln!(
-        "[bench] mesh of 1 admin + 3 worker processes up in {:.3} s",
+        "[bench] mesh of 1 admin + 3 worker processes, {} voter(s), up in {:.3} s",
+        plan.voters,
         t.elapsed().as_secs_f64()
     );
     let node = mesh.node.handle();

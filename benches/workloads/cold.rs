@@ -47,7 +47,7 @@ pub fn w6(plan: &Plan) -> anyhow::Result<Line> {
             let name = format!("worker-{i}");
             workers.push(Proc::spawn(
                 &name,
-                &worker_args(&addr, &name, seed + i, &mesh),
+                &worker_args(&addr, &name, seed + i, &mesh, false),
                 false,
             )?);
         }

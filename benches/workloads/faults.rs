@@ -184,7 +184,7 @@ pub async fn w10(plan: &Plan) -> anyhow::Result<Line> {
 
 /// One run: the time from `signal` on the holder to the admin's verdict.
 async fn detect(signal: Signal, run: usize) -> anyhow::Result<Duration> {
-    let mesh = Mesh::start(2, &format!("bench-w10-{}-{run}-{signal}", std::process::id())).await?;
+    let mesh = Mesh::start(2, &format!("bench-w10-{}-{run}-{signal}", std::process::id()), 1).await?;
     let node = mesh.node.handle();
     let id = node.submit(hold(60_000)).await?;
     let holder = loop {

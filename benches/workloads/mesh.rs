@@ -73,32 +73,37 @@ pub fn exit_when_stdin_closes() {
     });
 }
 
-/// Arguments that start a worker peer joining `admin` in mesh `mesh`.
-pub fn worker_args(admin: &Multiaddr, name: &str, seed: u64, mesh: &str) -> Vec<String> {
+/// Arguments that start a worker peer joining `admin` in mesh `mesh`; an
+/// `eligible` one keeps a replica of the ledger (and becomes a voter).
+pub fn worker_args(admin: &Multiaddr, name: &str, seed: u64, mesh: &str, eligible: bool) -> Vec<String> {
     vec![
         "--worker-process".into(),
         admin.to_string(),
         name.into(),
         seed.to_string(),
         mesh.into(),
+        if eligible { "voter" } else { "worker" }.into(),
     ]
 }
 
-/// Child mode `--worker-process <admin multiaddr> <name> <seed> <mesh>`: a
-/// non-admin node hosting one bench worker with one slot, until stdin closes.
+/// Child mode `--worker-process <admin multiaddr> <name> <seed> <mesh>
+/// voter|worker`: a node hosting one bench worker with one slot, until
+/// stdin closes; a `voter` also keeps a replica of the ledger.
 pub fn worker_main(args: &[String]) -> anyhow::Result<()> {
-    let [admin, name, seed, mesh] = args else {
-        bail!("usage: --worker-process <admin multiaddr> <name> <seed> <mesh>");
+    let [admin, name, seed, mesh, kind] = args else {
+        bail!("usage: --worker-process <admin multiaddr> <name> <seed> <mesh> voter|worker");
     };
     exit_when_stdin_closes();
     let admin: Multiaddr = admin.parse().context("admin multiaddr")?;
-    let cfg = NodeConfig {
+    let mut cfg = NodeConfig {
         mesh: mesh.clone(),
         ..NodeConfig::default()
     }
-    .not_admin()
     .with_seed(seed.parse().context("seed")?)
     .join(admin);
+    if kind != "voter" {
+        cfg = cfg.not_admin();
+    }
     let worker: Arc<dyn Worker> = Arc::new(BenchWorker { name: name.clone() });
     child_runtime()?.block_on(async move {
         let _node = Node::start(cfg, vec![worker]).await?;
@@ -122,7 +127,10 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    pub async fn start(n_workers: usize, mesh: &str) -> anyhow::Result<Mesh> {
+    /// This process as admin and `n_workers` worker processes; `voters`
+    /// keep the ledger (this process and `voters - 1` of the workers).
+    /// Returns once every worker is registered and every voter promoted.
+    pub async fn start(n_workers: usize, mesh: &str, voters: usize) -> anyhow::Result<Mesh> {
         let cfg = NodeConfig {
             mesh: mesh.to_string(),
             ..NodeConfig::default()
@@ -140,10 +148,13 @@ impl Mesh {
         let mut workers = Vec::new();
         for i in 1..=n_workers {
             let name = format!("worker-{i}");
-            let args = worker_args(&addr, &name, 1000 + i as u64, mesh);
+            let args = worker_args(&addr, &name, 1000 + i as u64, mesh, i < voters);
             workers.push(Proc::spawn(&name, &args, false)?);
         }
         node.wait_for_workers(n_workers, Duration::from_secs(30)).await?;
+        let want = voters.clamp(1, n_workers + 1);
+        node.wait_for_state(Duration::from_secs(30), |s| s.voters >= want)
+            .await?;
         Ok(Mesh { node, workers })
     }
 

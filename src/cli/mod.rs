@@ -81,7 +81,7 @@ pub struct MeshArgs {
     /// Mesh name: peers only talk within the same mesh [default: default].
     #[arg(long, value_name = "NAME")]
     pub mesh: Option<String>,
-    /// Seconds to wait for an admin to be elected [default: 15].
+    /// Seconds to wait for an admin (when none is known, or it changes) [default: 15].
     #[arg(long, value_name = "SECS")]
     pub admin_wait: Option<f64>,
 }

@@ -58,12 +58,13 @@ pub struct NodeArgs {
     /// Milliseconds a built-in worker spends per point of difficulty [default: 10].
     #[arg(long, value_name = "MS")]
     pub work_ms: Option<u64>,
-    /// Never become admin.
+    /// Never become admin, nor keep a replica of the ledger.
     #[arg(long)]
     pub no_admin: bool,
-    /// Preference to be admin, 0-255 [default: 0]: a preferred node claims
-    /// sooner after start and wins simultaneous claims; it does not unseat a
-    /// running admin.
+    /// Preference to be admin, 0-255 [default: 0]: a node that joins (by
+    /// --join or mDNS) and hears of no admin founds a ledger of its own
+    /// after 3 s / (1 + N), so the preferred one founds first; it does not
+    /// unseat a running admin.
     #[arg(long, value_name = "N")]
     pub admin_priority: Option<u8>,
     /// Seconds a task may wait for a capable worker before failing [default: 5].
