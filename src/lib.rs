@@ -65,6 +65,15 @@ pub enum Error {
     /// No admin was elected within the wait.
     #[error("no admin was elected within {0:?}; is the mesh reachable?")]
     NoAdmin(Duration),
+    /// This side of the mesh reaches too few of the ledger's voters to have
+    /// an admin (a partition, or voters down): new work is refused at once.
+    #[error("no admin on this side of the mesh: it reaches {reached} of the ledger's {voters} voters, and a majority ({}) is needed", voters / 2 + 1)]
+    NoQuorum {
+        /// Voters reached (this node included, when it is one).
+        reached: usize,
+        /// Voters of the ledger.
+        voters: usize,
+    },
     /// The admin that held the call went away.
     #[error("the admin was lost: {0}")]
     AdminLost(String),

@@ -39,6 +39,17 @@ pub enum Gossip {
     /// node (workers and clients too) knows where to send its calls. The
     /// sender is the (signed) gossip source.
     Admin(AdminNotice),
+    /// "No admin here": a voter that knows of no admin and reaches fewer
+    /// than a majority of the voters of ledger `cluster` says so every
+    /// second, so that clients on its side refuse new work at once.
+    NoQuorum {
+        /// The ledger's id.
+        cluster: u64,
+        /// Voters it reaches, itself included.
+        reached: u32,
+        /// Voters of the ledger.
+        voters: u32,
+    },
     /// Tasks open for bidding, announced by the admin of `term`.
     Announce {
         /// The admin's term.

@@ -252,3 +252,30 @@ fn a_restarted_founder_without_its_log_rejoins_and_never_leads_the_mesh_again() 
         }
     }
 }
+
+#[test]
+fn a_side_without_a_majority_of_voters_refuses_new_work_at_once() {
+    let _serial = serial();
+    let (a, b, c, addr_a, _) = three_voters(7600);
+    // Two voters of three go: the admin is left alone, and steps down.
+    drop((b, c));
+    a.line_within("admin: none known", "", LIMIT)
+        .expect("the admin alone steps down");
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "one.toml",
+        "[[task]]\nname = \"t\"\nrole = \"echo\"\ndifficulty = 1\n",
+    );
+    let started = Instant::now();
+    let out = run(&["submit", &file, "--join", &addr_a, "--no-mdns"]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("reaches 1 of the ledger's 3 voters, and a majority (2) is needed"),
+        "{err}"
+    );
+    // At once: well before the 15 s a client waits for an admin.
+    assert!(took < Duration::from_secs(8), "refused after {took:?}");
+}

@@ -116,10 +116,13 @@ impl MeshArgs {
         let node = Node::start(cfg, vec![]).await?;
         let state = node
             .wait_for_state(wait, |s| {
-                s.admin.is_some() || (only_joins && s.failed_joins.len() == joins)
+                s.admin.is_some() || s.no_quorum.is_some() || (only_joins && s.failed_joins.len() == joins)
             })
             .await
             .map_err(|_| anyhow::anyhow!("no admin found within {wait:?}; is the mesh reachable?"))?;
+        if let (None, Some((reached, voters))) = (state.admin, state.no_quorum) {
+            return Err(taskmesh::Error::NoQuorum { reached, voters }.into());
+        }
         if state.admin.is_none() {
             let why: Vec<String> = state
                 .failed_joins

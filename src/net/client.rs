@@ -85,6 +85,9 @@ impl EventLoop {
             return self.run_locally(op);
         }
         let Some((admin, _)) = self.admin else {
+            if let (ClientOp::Submit { .. }, Some(e)) = (&op, self.quorum_lost()) {
+                return op.fail(e);
+            }
             self.parked.push((deadline, op));
             return;
         };
@@ -150,6 +153,23 @@ impl EventLoop {
         }
     }
 
+    /// Fails the batches waiting for an admin, when this side of the mesh
+    /// has no quorum (other calls keep waiting for one).
+    pub(super) fn fail_parked_submits(&mut self) {
+        if self.quorum_lost().is_none() {
+            return;
+        }
+        let (submits, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(_, op)| matches!(op, ClientOp::Submit { .. }));
+        self.parked = rest;
+        for (_, op) in submits {
+            if let Some(e) = self.quorum_lost() {
+                op.fail(e);
+            }
+        }
+    }
+
     /// Sends what waited for an admin (those still without one stay), and
     /// fails what waited too long.
     pub(super) fn flush_parked(&mut self) {
@@ -166,9 +186,19 @@ impl EventLoop {
     /// The admin's answer to a client call.
     pub(super) fn client_answer(&mut self, op: ClientOp, deadline: Instant, resp: Response) {
         match (op, resp) {
-            (op, Response::NotAdmin { .. }) => {
-                // Our view of the admin is ahead of or behind the mesh's: ask
-                // again shortly, until the deadline.
+            (op, Response::NotAdmin { admin, term }) => {
+                // Our view of the admin is ahead of or behind the mesh's:
+                // follow what the old admin knows (a newer admin, or none),
+                // and ask again shortly, until the deadline.
+                let known = self.admin.map_or(0, |a| a.1);
+                match admin.and_then(|a| a.parse().ok()) {
+                    Some(peer) if term > known => self.admin_changed(Some(peer), term),
+                    None if self.admin.is_some() => self.admin_changed(None, known),
+                    _ => {}
+                }
+                if let (ClientOp::Submit { .. }, Some(e)) = (&op, self.quorum_lost()) {
+                    return op.fail(e);
+                }
                 self.parked.push((deadline, op));
                 let soon = Instant::now() + NOT_ADMIN_RETRY;
                 self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));

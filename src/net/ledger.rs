@@ -38,6 +38,8 @@ use crate::scheduler::Input;
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the admin gossips its notice.
 const NOTICE_EVERY: Duration = Duration::from_millis(300);
+/// How often a voter without quorum says so.
+const NO_QUORUM_EVERY: Duration = Duration::from_secs(1);
 /// Largest Raft message taken from the network (a snapshot included).
 const MAX_RAFT_MESSAGE: usize = 15 << 20;
 
@@ -72,6 +74,11 @@ pub(crate) struct LedgerPart {
     pub(crate) started: bool,
     /// The voter count last published.
     pub(crate) voters_seen: usize,
+    /// A voter's latest word that this side has no quorum: voters reached,
+    /// voters of the ledger, and when it was heard.
+    pub(crate) no_quorum: Option<(usize, usize, Instant)>,
+    /// When this voter says next that it has no quorum.
+    pub(crate) no_quorum_at: Instant,
 }
 
 impl LedgerPart {
@@ -87,6 +94,8 @@ impl LedgerPart {
             notice_at: now,
             started: false,
             voters_seen: 0,
+            no_quorum: None,
+            no_quorum_at: now,
         }
     }
 
@@ -203,6 +212,74 @@ impl EventLoop {
         if self.sched.is_some() && self.raft.notice_at <= now {
             self.publish_notice();
         }
+        if self.raft.no_quorum_at <= now {
+            self.raft.no_quorum_at = now + NO_QUORUM_EVERY;
+            self.say_if_no_quorum();
+        }
+    }
+
+    /// The ledger's voters this node reaches (itself included) and their
+    /// number, for a node whose replica is a member.
+    pub(super) fn voters_reached(&self) -> Option<(usize, usize)> {
+        let ledger = self.raft.ledger.as_ref().filter(|_| self.raft.member())?;
+        let voters = ledger.replica().voters();
+        let me = self.raft.raft_id;
+        let reached = voters
+            .iter()
+            .filter(|&&v| {
+                v == me
+                    || self
+                        .raft
+                        .peers
+                        .get(&v)
+                        .is_some_and(|p| self.swarm.is_connected(p))
+            })
+            .count();
+        Some((reached, voters.len()))
+    }
+
+    /// A voter with no admin that reaches too few voters tells its side.
+    fn say_if_no_quorum(&mut self) {
+        if self.admin.is_some() {
+            return;
+        }
+        let (Some((reached, voters)), Some((cluster, _))) = (self.voters_reached(), self.raft.cluster) else {
+            return;
+        };
+        if reached > voters / 2 {
+            return;
+        }
+        self.raft.no_quorum = Some((reached, voters, Instant::now()));
+        self.fail_parked_submits();
+        self.publish_state();
+        let (reached, voters) = (reached as u32, voters as u32);
+        self.publish(
+            true,
+            &Gossip::NoQuorum {
+                cluster,
+                reached,
+                voters,
+            },
+        );
+    }
+
+    /// A voter says its side has no quorum: refuse new work at once.
+    pub(super) fn on_no_quorum(&mut self, cluster: u64, reached: u32, voters: u32) {
+        let ours = self.raft.cluster.is_none_or(|c| c.0 == cluster);
+        if !ours || self.admin.is_some() || voters == 0 || reached > voters {
+            return;
+        }
+        self.raft.no_quorum = Some((reached as usize, voters as usize, Instant::now()));
+        self.fail_parked_submits();
+        self.publish_state();
+    }
+
+    /// Why new work is refused at once: this side has no quorum, as heard
+    /// within the last few seconds.
+    pub(super) fn quorum_lost(&self) -> Option<crate::Error> {
+        let (reached, voters, at) = self.raft.no_quorum?;
+        let fresh = at.elapsed() < 3 * NO_QUORUM_EVERY;
+        (self.admin.is_none() && fresh).then_some(crate::Error::NoQuorum { reached, voters })
     }
 
     /// Carries out a step of the replicated scheduler: Raft messages out,

@@ -55,6 +55,10 @@ pub struct NodeState {
     /// Voters of the ledger, as this node's replica knows them (0 for a
     /// node that keeps no replica, or has not joined yet).
     pub voters: usize,
+    /// Set while this side of the mesh has no admin because it reaches too
+    /// few voters (as a voter here says): `(reached, voters)`. New work is
+    /// refused at once meanwhile.
+    pub no_quorum: Option<(usize, usize)>,
     /// Addresses this node listens on, with `/p2p/<peer id>`.
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers with an open connection.
@@ -471,6 +475,10 @@ impl EventLoop {
             term: self.admin.map_or(0, |a| a.1),
             is_admin: self.sched.is_some(),
             voters: self.raft.voters(),
+            no_quorum: match self.quorum_lost() {
+                Some(Error::NoQuorum { reached, voters }) => Some((reached, voters)),
+                _ => None,
+            },
             listen_addrs: self.listen_addrs(),
             connected: self.swarm.connected_peers().copied().collect(),
             failed_joins: self.failed_joins.clone(),

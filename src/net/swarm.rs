@@ -137,6 +137,11 @@ impl EventLoop {
         };
         match msg {
             Gossip::Admin(notice) => self.on_notice(source, notice),
+            Gossip::NoQuorum {
+                cluster,
+                reached,
+                voters,
+            } => self.on_no_quorum(cluster, reached, voters),
             Gossip::Announce { term, tasks } => {
                 if self.admin != Some((source, term)) || source == self.me {
                     debug!(peer = %source, term, "announcement from a non-admin ignored");
