@@ -15,7 +15,7 @@
 //!   outputs that came with them are released once that entry is
 //!   committed. Nothing leaves the admin (an acknowledgement, an award, a
 //!   final report) before the decision behind it is in the ledger of a
-//!   majority of voters.
+//!   majority of voters — but announcements, which only invite bids.
 //! - **Leaving office.** A leader that loses its term drops what it held
 //!   and rebuilds its scheduler from the snapshot and the committed
 //!   entries: decisions not committed are undone here as they are on the
@@ -349,36 +349,46 @@ impl Ledger {
 
     /// Proposes the events gathered since the last flush as one entry, and
     /// releases what is committed. Outputs that came without events (a
-    /// refused batch, a status answer) wait for the entries before them,
-    /// since they may tell of decisions not yet committed.
+    /// refused batch, a cancellation's answer) wait for the entries before
+    /// them, since they may tell of decisions not yet committed.
+    /// Announcements are released at once.
     pub fn flush(&mut self, now: Duration) -> LedgerStep {
         if self.admin.is_none() {
             return LedgerStep::default();
         }
-        let outputs = std::mem::take(&mut self.unreleased);
-        if self.unproposed.is_empty() {
+        // Announcements go at once: a bid commits nothing, and a task whose
+        // submission is undone is simply not awarded.
+        let (announce, outputs): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.unreleased)
+            .into_iter()
+            .partition(|o| matches!(o, Output::Announce(_)));
+        let mut step = if self.unproposed.is_empty() {
             match self.held.back_mut() {
-                Some((_, later)) => later.extend(outputs),
-                None => {
-                    return LedgerStep {
-                        outputs,
-                        ..LedgerStep::default()
-                    };
+                Some((_, later)) => {
+                    later.extend(outputs);
+                    LedgerStep::default()
                 }
+                None => LedgerStep {
+                    outputs,
+                    ..LedgerStep::default()
+                },
             }
-            return LedgerStep::default();
-        }
-        let events = std::mem::take(&mut self.unproposed);
-        match self.replica.propose(&events) {
-            Ok((index, step)) => {
-                self.applied = index;
-                self.held.push_back((index, outputs));
-                self.absorb(step, now)
+        } else {
+            let events = std::mem::take(&mut self.unproposed);
+            match self.replica.propose(&events) {
+                Ok((index, step)) => {
+                    self.applied = index;
+                    self.held.push_back((index, outputs));
+                    self.absorb(step, now)
+                }
+                // Leadership ended since the last call: what was decided is
+                // undone with the rest.
+                Err(_) => self.absorb(Step::default(), now),
             }
-            // Leadership ended since the last call: what was decided is
-            // undone with the rest.
-            Err(_) => self.absorb(Step::default(), now),
+        };
+        if self.admin.is_some() {
+            step.outputs.splice(0..0, announce);
         }
+        step
     }
 
     /// Carries out one replica step: committed batches are applied (a
