@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use super::{Committed, ConsensusError, MemberChange, Replica, ReplicaConfig, Step};
 use crate::scheduler::{Event, Input, Output, Scheduler, SchedulerConfig};
 
+/// Bytes of log after the latest snapshot that make a new one due, however
+/// few the entries: 64 MiB.
+pub const MAX_LOG_BYTES: usize = 64 << 20;
+
 /// How a [`Ledger`] is set up.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
@@ -486,6 +490,13 @@ impl Ledger {
         self.unreleased.clear();
         self.sched.take_events();
         let (index, data) = self.replica.snapshot();
+        if self.replica.snapshot_is_placeholder() {
+            // Compacted while alone, and the configuration grew and lost
+            // this leader before a real snapshot was taken: nothing to
+            // rebuild the committed state from. Never seen; refused loudly.
+            let why = crate::scheduler::SnapshotError::Inconsistent("no state behind the compacted log");
+            return self.break_off(ConsensusError::Snapshot(why));
+        }
         let restored = if data.is_empty() {
             self.sched.reset();
             Ok(())
@@ -520,8 +531,16 @@ impl Ledger {
         let (snap, _) = self.replica.snapshot();
         let settled = self.held.is_empty() && self.unproposed.is_empty();
         let due = self.applied >= snap + self.snapshot_every
+            || self.replica.log_bytes() >= MAX_LOG_BYTES
             || (self.replica.snapshot_predates_members() && self.applied > snap);
         if self.broken.is_some() || !settled || self.applied > self.replica.commit_index() || !due {
+            return;
+        }
+        if self.replica.alone() {
+            // Nobody can ask for this replica's state: drop the log without
+            // encoding it. A replica that joins later makes the
+            // configuration change, and a real snapshot is taken then.
+            self.replica.compact(self.applied, Vec::new());
             return;
         }
         let image = self.sched.snapshot().and_then(|scheduler| {

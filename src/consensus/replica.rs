@@ -278,6 +278,30 @@ impl Replica {
         self.node.store().snapshot_predates_members()
     }
 
+    /// Bytes of entry data after the latest snapshot.
+    pub fn log_bytes(&self) -> usize {
+        self.node.store().bytes()
+    }
+
+    /// True when the latest snapshot carries no state (see
+    /// [`LogStore::snapshot_is_placeholder`]).
+    pub fn snapshot_is_placeholder(&self) -> bool {
+        self.node.store().snapshot_is_placeholder()
+    }
+
+    /// True when this replica is the only one in its configuration.
+    pub fn alone(&self) -> bool {
+        let cs = self.node.store().conf_state();
+        cs.voters == [self.id()] && cs.learners.is_empty()
+    }
+
+    /// Asks the leader for a snapshot (a replica whose own state cannot be
+    /// rebuilt).
+    pub fn request_snapshot(&mut self) -> Step {
+        let _ = self.node.request_snapshot();
+        self.drain()
+    }
+
     /// Entries after the latest snapshot.
     pub fn log_len(&self) -> u64 {
         let store = self.node.store();

@@ -762,6 +762,9 @@ impl Growing {
                 heartbeat_ticks: 2,
             },
             voter_timeout: Duration::from_secs(2),
+            // Small, so that the founder compacts while alone (without
+            // encoding its state) and a real snapshot is taken for joiners.
+            snapshot_every: 2,
             ..LedgerConfig::default()
         }
     }
@@ -886,4 +889,34 @@ fn joiners_become_voters_up_to_three_and_a_dead_voter_is_replaced() {
         "a new admin among {left:?}: {}",
         mesh.admin()
     );
+}
+
+#[test]
+fn a_founder_alone_encodes_no_snapshot_yet_a_joiner_gets_the_whole_ledger() {
+    let mut mesh = Growing::found();
+    let wall = Duration::ZERO;
+    let founder = mesh.ledgers.get_mut(&1).expect("founder");
+    for token in 0..5 {
+        let tasks = vec![Task::new(format!("t{token}"), "w", 1)];
+        founder
+            .handle(Input::Submit { token, tasks }, wall)
+            .expect("admin");
+        let _ = founder.flush(wall);
+    }
+    assert!(
+        founder.replica().snapshot_is_placeholder(),
+        "compacted, nothing encoded"
+    );
+    mesh.ledgers
+        .insert(2, Ledger::new(Growing::cfg(2)).expect("valid"));
+    mesh.run(2_000);
+    let ids = mesh.ledgers[&1].scheduler().recent(10);
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        assert!(
+            mesh.ledgers[&2].scheduler().status(id).is_some(),
+            "the joiner lacks {id}"
+        );
+    }
+    assert!(!mesh.ledgers[&1].replica().snapshot_is_placeholder());
 }

@@ -19,6 +19,8 @@ pub struct LogStore {
     snapshot: Snapshot,
     /// `entries[i]` has index `snapshot index + 1 + i`.
     entries: Vec<Entry>,
+    /// Bytes of entry data held (what compaction frees).
+    bytes: usize,
 }
 
 impl LogStore {
@@ -63,6 +65,7 @@ impl LogStore {
         let from = (first.index - self.offset() - 1) as usize;
         self.entries.truncate(from.min(self.entries.len()));
         self.entries.extend(ents.into_iter().cloned());
+        self.count_bytes();
     }
 
     /// The snapshot's index and data.
@@ -82,6 +85,22 @@ impl LogStore {
         let start = low.saturating_sub(self.offset() + 1) as usize;
         let end = (high.saturating_sub(self.offset()) as usize).min(self.entries.len());
         &self.entries[start.min(end)..end]
+    }
+
+    /// Bytes of entry data after the snapshot.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn count_bytes(&mut self) {
+        self.bytes = self.entries.iter().map(|e| e.data.len()).sum();
+    }
+
+    /// True when the snapshot stands for entries but carries no state: the
+    /// log of a replica that was alone in its configuration, compacted
+    /// without encoding its state (nobody could ask for it).
+    pub fn snapshot_is_placeholder(&self) -> bool {
+        self.offset() > 1 && self.snapshot.data.is_empty()
     }
 
     /// Records the hard state handed over by a `Ready`.
@@ -122,6 +141,7 @@ impl LogStore {
         } else {
             self.entries.clear();
         }
+        self.count_bytes();
         self.snapshot = snap;
     }
 
@@ -136,6 +156,7 @@ impl LogStore {
         let Ok(term) = self.term(index) else { return false };
         let drop = (index - self.offset()) as usize;
         self.entries.drain(..drop);
+        self.count_bytes();
         let mut snap = Snapshot {
             data: data.into(),
             ..Default::default()

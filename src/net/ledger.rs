@@ -79,6 +79,8 @@ pub(crate) struct LedgerPart {
     pub(crate) no_quorum: Option<(usize, usize, Instant)>,
     /// When this voter says next that it has no quorum.
     pub(crate) no_quorum_at: Instant,
+    /// Since when this node has known no admin (after it knew one).
+    pub(crate) leaderless_since: Option<Instant>,
 }
 
 impl LedgerPart {
@@ -96,6 +98,7 @@ impl LedgerPart {
             voters_seen: 0,
             no_quorum: None,
             no_quorum_at: now,
+            leaderless_since: None,
         }
     }
 
@@ -238,10 +241,26 @@ impl EventLoop {
         Some((reached, voters.len()))
     }
 
-    /// A voter with no admin that reaches too few voters tells its side.
+    /// A voter that has known no admin for two election timeouts (so
+    /// elections are failing, not under way) and reaches too few voters
+    /// tells its side.
     fn say_if_no_quorum(&mut self) {
-        if self.admin.is_some() {
+        let patience = self.cfg.admin.tick * 2 * 2 * self.cfg.admin.election_ticks as u32;
+        if self.admin.is_some() || self.raft.leaderless_since.is_none_or(|t| t.elapsed() < patience) {
             return;
+        }
+        // Learn (and dial) every voter's peer, so that "reached" means
+        // connected, not merely never talked to (followers talk only to
+        // the leader).
+        let voters = self
+            .raft
+            .ledger
+            .as_ref()
+            .map(|l| l.replica().voters())
+            .unwrap_or_default();
+        let me = self.raft.raft_id;
+        for v in voters.into_iter().filter(|&v| v != me) {
+            self.peer_of(v);
         }
         let (Some((reached, voters)), Some((cluster, _))) = (self.voters_reached(), self.raft.cluster) else {
             return;

@@ -434,6 +434,10 @@ impl EventLoop {
         }
         info!(admin = ?admin.map(|p| p.to_string()), term, "admin changed");
         self.admin = admin.map(|a| (a, term));
+        self.raft.leaderless_since = match admin {
+            Some(_) => None,
+            None => Some(self.raft.leaderless_since.unwrap_or_else(Instant::now)),
+        };
         if self.admin.is_some() {
             self.register();
             self.renew();
