@@ -150,6 +150,7 @@ fn stopping_the_admin_hands_its_office_over_mid_dag() {
         .min()
         .expect("a voter took office");
     let handover = took.saturating_duration_since(stopped_at.expect("stopped"));
+    eprintln!("handed over {handover:?} after SIGTERM");
     assert!(
         handover < Duration::from_millis(500),
         "handed over after {handover:?}"
