@@ -124,6 +124,9 @@ pub struct Ledger {
     heard: BTreeMap<u64, Duration>,
     target_voters: usize,
     voter_timeout: Duration,
+    /// Members whose node came back as a new replica (a restart without
+    /// its log): replaced as soon as a learner can take their place.
+    superseded: std::collections::BTreeSet<u64>,
 }
 
 /// A snapshot's data: the members and the scheduler's snapshot.
@@ -182,6 +185,7 @@ impl Ledger {
             heard: BTreeMap::new(),
             target_voters: cfg.voters.max(1),
             voter_timeout: cfg.voter_timeout,
+            superseded: std::collections::BTreeSet::new(),
         })
     }
 
@@ -240,6 +244,16 @@ impl Ledger {
         Some(self.absorb(step, now))
     }
 
+    /// Marks member `id` as superseded: its node came back as another
+    /// replica (restarted without its log, under a new Raft id), so the old
+    /// one will never answer again. It is replaced at once instead of after
+    /// `voter_timeout`.
+    pub fn supersede(&mut self, id: u64) {
+        if id != self.replica.id() {
+            self.superseded.insert(id);
+        }
+    }
+
     /// The admin's care of the configuration, once per tick: a voter
     /// silent for `voter_timeout` is removed when an up-to-date learner can
     /// take its place, and up-to-date learners are promoted while voters
@@ -259,7 +273,10 @@ impl Ledger {
             .learners()
             .into_iter()
             .find(|id| live(id) && self.replica.matched(*id) >= commit);
-        let dead = voters.iter().copied().find(|id| *id != me && !live(id));
+        let dead = voters
+            .iter()
+            .copied()
+            .find(|id| *id != me && (!live(id) || self.superseded.contains(id)));
         let (change, id) = match (dead, ready) {
             (Some(dead), Some(_)) => (MemberChange::Remove, dead),
             (_, Some(learner)) if voters.len() < self.target_voters => (MemberChange::Promote, learner),

@@ -920,3 +920,22 @@ fn a_founder_alone_encodes_no_snapshot_yet_a_joiner_gets_the_whole_ledger() {
     }
     assert!(!mesh.ledgers[&1].replica().snapshot_is_placeholder());
 }
+
+#[test]
+fn a_voter_back_without_its_log_is_replaced_at_once_not_after_the_timeout() {
+    let mut mesh = Growing::found();
+    for id in 2..=3 {
+        mesh.ledgers
+            .insert(id, Ledger::new(Growing::cfg(id)).expect("valid"));
+    }
+    mesh.run(2_000);
+    assert_eq!(mesh.voters(), [1, 2, 3]);
+    // Voter 3's node restarts without its log, as replica 5.
+    mesh.dead.insert(3);
+    mesh.ledgers
+        .insert(5, Ledger::new(Growing::cfg(5)).expect("valid"));
+    mesh.ledgers.get_mut(&1).expect("admin").supersede(3);
+    // Well within the 2 s voter timeout.
+    mesh.run(600);
+    assert_eq!(mesh.voters(), [1, 2, 5]);
+}

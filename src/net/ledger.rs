@@ -81,6 +81,8 @@ pub(crate) struct LedgerPart {
     pub(crate) no_quorum_at: Instant,
     /// Since when this node has known no admin (after it knew one).
     pub(crate) leaderless_since: Option<Instant>,
+    /// Other ledgers with tasks already warned about (once each).
+    pub(crate) warned: std::collections::HashSet<u64>,
 }
 
 impl LedgerPart {
@@ -99,6 +101,7 @@ impl LedgerPart {
             no_quorum: None,
             no_quorum_at: now,
             leaderless_since: None,
+            warned: std::collections::HashSet::new(),
         }
     }
 
@@ -120,6 +123,12 @@ impl LedgerPart {
         let tick = self.ledger.as_ref().map(|_| self.tick_at);
         [tick, self.join_at, self.found_at].into_iter().flatten().min()
     }
+}
+
+/// A membership entry's address, if it is one.
+fn decode_member(bytes: &[u8]) -> Option<MemberAddr> {
+    let cfg = crate::task::bincode_config().with_limit::<4096>();
+    bincode::serde::decode_from_slice(bytes, cfg).ok().map(|(m, _)| m)
 }
 
 /// A random, non-zero Raft id.
@@ -368,9 +377,7 @@ impl EventLoop {
         if let Some(p) = self.raft.peers.get(&id) {
             return Some(*p);
         }
-        let bytes = self.raft.ledger.as_ref()?.members().get(&id)?.clone();
-        let cfg = crate::task::bincode_config().with_limit::<4096>();
-        let (addr, _): (MemberAddr, usize) = bincode::serde::decode_from_slice(&bytes, cfg).ok()?;
+        let addr = decode_member(self.raft.ledger.as_ref()?.members().get(&id)?)?;
         let peer: PeerId = addr.peer.parse().ok()?;
         let addrs: Vec<Multiaddr> = addr.addrs.iter().take(8).filter_map(|a| a.parse().ok()).collect();
         self.book.learn(peer, addrs.clone(), std::time::Instant::now());
@@ -436,9 +443,23 @@ impl EventLoop {
         };
         let context = bincode::serde::encode_to_vec(addr, crate::task::bincode_config()).unwrap_or_default();
         let wall = self.wall_now();
+        // The same node under another Raft id: it restarted without its
+        // log, and its old replica will never answer again.
+        let old: Vec<u64> = self
+            .raft
+            .ledger
+            .iter()
+            .flat_map(|l| l.members().iter())
+            .filter(|(id, c)| **id != raft_id && decode_member(c).is_some_and(|m| m.peer == peer.to_string()))
+            .map(|(id, _)| *id)
+            .collect();
         let Some(ledger) = self.raft.ledger.as_mut() else {
             return self.not_admin();
         };
+        for id in old {
+            info!(%peer, old = id, "a member came back without its log; its old replica is replaced");
+            ledger.supersede(id);
+        }
         let joined = ledger.join(raft_id, context, wall);
         debug!(%peer, raft_id, ok = joined.is_ok(), "join asked");
         match joined {
@@ -523,7 +544,7 @@ impl EventLoop {
                 let lost = self.admin.is_none() && !self.raft.member();
                 let yields = lost || !mine_has && (n.has_tasks || n.cluster < mine);
                 if !yields {
-                    if n.has_tasks && mine_has {
+                    if n.has_tasks && mine_has && self.raft.warned.insert(n.cluster) {
                         warn!(
                             mine,
                             theirs = n.cluster,
