@@ -277,6 +277,16 @@ impl EventLoop {
         if reached > voters / 2 {
             return;
         }
+        if self
+            .raft
+            .no_quorum
+            .is_none_or(|q| q.2.elapsed() > 3 * NO_QUORUM_EVERY)
+        {
+            warn!(
+                reached,
+                voters, "no admin: this node reaches too few voters of the ledger; new work is refused"
+            );
+        }
         self.raft.no_quorum = Some((reached, voters, Instant::now()));
         self.fail_parked_submits();
         self.publish_state();
