@@ -345,3 +345,36 @@ fn workers_dial_a_restarted_admin_again_and_register() {
     let out = run(&["peers", "--join", &addr, "--no-mdns"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_reader_that_leaves_early_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader, Read};
+    let (_admin, addr) = common::cli::admin(7700, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: String = (0..1500)
+        .map(|i| {
+            format!("[[task]]\nname = \"task-with-a-longish-name-{i}\"\nrole = \"nobody\"\ndifficulty = 1\n")
+        })
+        .collect();
+    let file = common::cli::task_file(&dir, "many.toml", &tasks);
+    let out = run(&["submit", &file, "--join", &addr, "--no-mdns", "--no-wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // `taskmesh status | head -n 1`: a thousand rows, and the reader goes
+    // after the first.
+    let mut child = common::procs::taskmesh(&["status", "--join", &addr, "--no-mdns"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(141), "{err}");
+}
