@@ -108,12 +108,7 @@ fn killing_the_admin_mid_dag_loses_nothing_and_a_new_admin_takes_over() {
     assert!(ok, "submit failed: {errors}");
     all_completed_once(&reports);
     // One of the two voters left took office, within three seconds.
-    let took = [&b, &c]
-        .iter()
-        .filter_map(|p| p.line_within("admin: this node", "", Duration::from_millis(100)))
-        .map(|(at, _)| at)
-        .min()
-        .expect("a voter left took office");
+    let (_, took) = took_office(&[&b, &c]);
     let failover = took.saturating_duration_since(killed_at);
     eprintln!("a new admin {failover:?} after the kill");
     assert!(
@@ -143,12 +138,7 @@ fn stopping_the_admin_hands_its_office_over_mid_dag() {
     assert!(a.wait_exit().success(), "the admin exits cleanly");
     // Handed over, not lost: a voter took office at once, without waiting
     // out an election timeout.
-    let took = [&b, &c]
-        .iter()
-        .filter_map(|p| p.line_within("admin: this node", "", Duration::from_millis(100)))
-        .map(|(at, _)| at)
-        .min()
-        .expect("a voter took office");
+    let (_, took) = took_office(&[&b, &c]);
     let handover = took.saturating_duration_since(stopped_at.expect("stopped"));
     eprintln!("handed over {handover:?} after SIGTERM");
     assert!(

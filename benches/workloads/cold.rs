@@ -89,14 +89,8 @@ pub fn admin_main(args: &[String]) -> anyhow::Result<()> {
     child_runtime()?.block_on(async move {
         let node = Node::start(cfg, Vec::new()).await?;
         let listen_ms = ms(started.elapsed());
-        let addr = node
-            .listen_addrs()
-            .into_iter()
-            .next()
-            .context("no listen address")?;
+        crate::mesh::print_addr(&node)?;
         let mut out = std::io::stdout();
-        writeln!(out, "addr {addr}")?;
-        out.flush()?;
         let handle = node.handle();
         let office = tokio::spawn(async move {
             handle

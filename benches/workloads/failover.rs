@@ -43,14 +43,8 @@ pub fn voter_main(args: &[String]) -> anyhow::Result<()> {
     };
     child_runtime()?.block_on(async move {
         let node = Node::start(cfg, workers).await?;
-        let addr = node
-            .listen_addrs()
-            .into_iter()
-            .next()
-            .context("no listen address")?;
+        crate::mesh::print_addr(&node)?;
         let mut out = std::io::stdout();
-        writeln!(out, "addr {addr}")?;
-        out.flush()?;
         let mut state = node.watch_state();
         let mut last = 0;
         loop {

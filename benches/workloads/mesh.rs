@@ -2,7 +2,7 @@
 //! admin, or the W7 scheduler run), child guards that kill them, and the
 //! multi-process mesh whose admin and client is this process.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +109,20 @@ pub fn worker_main(args: &[String]) -> anyhow::Result<()> {
         let _node = Node::start(cfg, vec![worker]).await?;
         futures::future::pending::<anyhow::Result<()>>().await
     })
+}
+
+/// In a child: prints `addr <multiaddr>` (the node's first listen address)
+/// for the parent to read, and returns it.
+pub fn print_addr(node: &Node) -> anyhow::Result<Multiaddr> {
+    let addr = node
+        .listen_addrs()
+        .into_iter()
+        .next()
+        .context("no listen address")?;
+    let mut out = std::io::stdout();
+    writeln!(out, "addr {addr}")?;
+    out.flush()?;
+    Ok(addr)
 }
 
 /// The runtime of a child process: one thread, as each process of the mesh

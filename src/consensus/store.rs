@@ -63,9 +63,11 @@ impl LogStore {
         let Some(first) = ents.first() else { return };
         // Entries from `first.index` on are replaced.
         let from = (first.index - self.offset() - 1) as usize;
-        self.entries.truncate(from.min(self.entries.len()));
+        let cut = from.min(self.entries.len());
+        self.bytes -= data_bytes(&self.entries[cut..]);
+        self.entries.truncate(cut);
+        self.bytes += ents.iter().map(|e| e.data.len()).sum::<usize>();
         self.entries.extend(ents.into_iter().cloned());
-        self.count_bytes();
     }
 
     /// The snapshot's index and data.
@@ -90,10 +92,6 @@ impl LogStore {
     /// Bytes of entry data after the snapshot.
     pub fn bytes(&self) -> usize {
         self.bytes
-    }
-
-    fn count_bytes(&mut self) {
-        self.bytes = self.entries.iter().map(|e| e.data.len()).sum();
     }
 
     /// True when the snapshot stands for entries but carries no state: the
@@ -137,11 +135,12 @@ impl LogStore {
         let pos = meta.index - self.offset();
         let matches = self.term(meta.index).is_ok_and(|t| t == meta.term);
         if matches && pos as usize <= self.entries.len() {
+            self.bytes -= data_bytes(&self.entries[..pos as usize]);
             self.entries.drain(..pos as usize);
         } else {
             self.entries.clear();
+            self.bytes = 0;
         }
-        self.count_bytes();
         self.snapshot = snap;
     }
 
@@ -155,8 +154,8 @@ impl LogStore {
         }
         let Ok(term) = self.term(index) else { return false };
         let drop = (index - self.offset()) as usize;
+        self.bytes -= data_bytes(&self.entries[..drop]);
         self.entries.drain(..drop);
-        self.count_bytes();
         let mut snap = Snapshot {
             data: data.into(),
             ..Default::default()
@@ -168,6 +167,11 @@ impl LogStore {
         self.snapshot = snap;
         true
     }
+}
+
+/// Bytes of entry data in `entries`.
+fn data_bytes(entries: &[Entry]) -> usize {
+    entries.iter().map(|e| e.data.len()).sum()
 }
 
 impl Storage for LogStore {
@@ -259,6 +263,7 @@ mod tests {
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         s.append(&[entry(2, 2)]);
         assert_eq!(s.last(), 2);
+        assert_eq!(s.bytes(), 2, "the replaced suffix's bytes are gone");
         assert_eq!(s.term(2).unwrap(), 2);
         assert_eq!(s.term(1).unwrap(), 1);
         assert!(s.term(3).is_err());
@@ -292,6 +297,7 @@ mod tests {
         assert_eq!(snap.get_metadata().get_conf_state().voters, [1, 2]);
         assert!(s.snapshot(3, 9).is_err(), "not for a replica it does not name");
         assert!(!s.compact(5, vec![]), "past the commit index");
+        assert_eq!(s.bytes(), data_bytes(&s.entries), "bytes follow the entries held");
     }
 
     #[test]
