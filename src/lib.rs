@@ -21,6 +21,7 @@
 
 pub mod builtin;
 pub mod consensus;
+mod disk;
 pub mod net;
 pub mod node;
 pub mod playground;
@@ -30,6 +31,7 @@ pub mod task;
 pub mod taskfile;
 pub mod worker;
 
+pub use disk::{load_or_create_key, DiskError};
 pub use node::{keypair_from_seed, AdminConfig, Node, NodeConfig, NodeHandle};
 pub use playground::Playground;
 pub use task::{
@@ -99,4 +101,7 @@ pub enum Error {
     /// A bounded wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The data directory ([`NodeConfig::data_dir`]) cannot be used.
+    #[error("data directory")]
+    Disk(#[from] DiskError),
 }

@@ -51,6 +51,15 @@ pub struct NodeConfig {
     pub renew_interval: Duration,
     /// Limits of this node's workers (output size, kill grace).
     pub runtime: RuntimeConfig,
+    /// Where this node keeps its replica of the ledger (the Raft log and
+    /// snapshots, in `ledger.redb`) and, when [`NodeConfig::keypair`] is
+    /// `None`, its identity (`node.key`), so that a node started again
+    /// with the same directory is the same peer and the same replica: a
+    /// whole mesh stopped and started again resumes every accepted task
+    /// not finished. `None` (the default): the ledger lives in memory, and
+    /// survives only as long as a majority of voters stays up. Created
+    /// (mode 0700) when missing; one node at a time.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +78,7 @@ impl Default for NodeConfig {
             shutdown_linger: Duration::from_millis(50),
             renew_interval: Duration::from_millis(500),
             runtime: RuntimeConfig::default(),
+            data_dir: None,
         }
     }
 }
@@ -353,10 +363,19 @@ impl Node {
     /// Starts a node hosting `workers` (possibly none: a client or a pure
     /// admin). Returns once it listens on every address in `cfg.listen`.
     pub async fn start(cfg: NodeConfig, workers: Vec<Arc<dyn Worker>>) -> Result<Node, Error> {
-        let key = cfg
-            .keypair
-            .clone()
-            .unwrap_or_else(identity::Keypair::generate_ed25519);
+        let key = match (&cfg.keypair, &cfg.data_dir) {
+            (Some(key), _) => key.clone(),
+            (None, Some(dir)) => crate::disk::node_key(dir)?,
+            (None, None) => identity::Keypair::generate_ed25519(),
+        };
+        let disk = match (&cfg.data_dir, cfg.admin.eligible) {
+            (Some(dir), true) => {
+                let mut disk = crate::disk::LedgerDisk::open(dir)?;
+                let saved = disk.load()?;
+                Some((disk, crate::net::reopen(&cfg, saved)?))
+            }
+            _ => None,
+        };
         let peer_id = key.public().to_peer_id();
         let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
         let mut swarm = build_swarm(&cfg, key)?;
@@ -379,7 +398,7 @@ impl Node {
         let (state_tx, state_rx) = watch::channel(NodeState::default());
         let span = tracing::info_span!("node", peer = %short(&peer_id));
         let task = tokio::spawn(
-            EventLoop::new(swarm, cfg, runtime, rx, state_tx, joining)
+            EventLoop::new(swarm, cfg, runtime, rx, state_tx, joining, disk)
                 .run()
                 .instrument(span),
         );

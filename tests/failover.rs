@@ -286,3 +286,78 @@ fn a_side_without_a_majority_of_voters_refuses_new_work_at_once() {
     // At once: well before the 15 s a client waits for an admin.
     assert!(took < Duration::from_secs(8), "refused after {took:?}");
 }
+
+/// A node of [`whole_mesh_restart`]: eligible, at a fixed address, keeping
+/// its ledger in `dir`; with `join`, it hosts an echo worker `name`.
+fn durable(seed: u64, listen: &str, dir: &std::path::Path, join: Option<&str>, name: &str) -> Proc {
+    let seed = seed.to_string();
+    let spec = format!("{name}:echo:5:4");
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "node",
+        "--listen",
+        listen,
+        "--no-mdns",
+        "--seed",
+        &seed,
+        "--work-ms",
+        "40",
+        "--data-dir",
+        dir,
+    ];
+    if let Some(addr) = join {
+        args.extend(["--join", addr, "--worker", &spec]);
+    }
+    start(&args)
+}
+
+#[test]
+fn a_whole_mesh_killed_and_started_again_with_its_data_dirs_resumes_every_task() {
+    let _serial = serial();
+    let dirs = tempfile::tempdir().unwrap();
+    let listen: Vec<String> = (0..3).map(|_| common::procs::fixed_listen()).collect();
+    let dir = |i: usize| dirs.path().join(format!("node{i}"));
+    let a = durable(7700, &listen[0], &dir(0), None, "");
+    let addr_a = a.expect_line("listening on ", "");
+    let b = durable(7701, &listen[1], &dir(1), Some(&addr_a), "b");
+    let addr_b = b.expect_line("listening on ", "");
+    let c = durable(7702, &listen[2], &dir(2), Some(&addr_a), "c");
+    for p in [&a, &b, &c] {
+        p.expect_line("admin: ", "3 voters");
+    }
+    let tasks = tempfile::tempdir().unwrap();
+    let file = dag(&tasks);
+    let mut nodes = Some((a, b, c));
+    let mut again = None;
+    // kill -9 of every node mid-DAG, then the same nodes started again;
+    // the client, connected to the second one, waits for them.
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 2, 60, || {
+        drop(nodes.take());
+        let a = durable(7700, &listen[0], &dir(0), None, "");
+        let b = durable(7701, &listen[1], &dir(1), Some(&addr_a), "b");
+        let c = durable(7702, &listen[2], &dir(2), Some(&addr_a), "c");
+        again = Some((a, b, c));
+    });
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    let (a, b, c) = again.expect("started again");
+    // Each came back as the replica it was: no new ledger was founded.
+    for p in [&a, &b, &c] {
+        p.expect_line("admin: ", "3 voters");
+    }
+    let id = reports[0]["id"].as_str().expect("an id").to_string();
+    let out = run(&["status", &id, "--join", &addr_b, "--no-mdns", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["status"], "completed");
+    // A second node cannot use a data directory in use.
+    let out = run(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--data-dir",
+        dir(0).to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("ledger.redb"), "{}", text(&out.stderr));
+}

@@ -41,6 +41,7 @@ pub struct NodeFile {
     pub mesh: Option<String>,
     pub key: Option<PathBuf>,
     pub seed: Option<u64>,
+    pub data_dir: Option<PathBuf>,
     pub admin: Option<bool>,
     pub admin_priority: Option<u8>,
     #[serde(default, deserialize_with = "seconds")]

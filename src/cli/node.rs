@@ -1,7 +1,7 @@
 //! `taskmesh node`: one peer of the mesh.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub const DEFAULT_PORT: u16 = 7411;
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// TOML file with any of these options (keys: listen, join, mdns, mesh,
-    /// key, seed, admin, admin_priority, admin_wait, workers, [[exec]],
+    /// key, seed, data_dir, admin, admin_priority, admin_wait, workers, [[exec]],
     /// work_ms, no_worker_timeout, grace, task_timeout, queue_timeout,
     /// deadline, retries, max_attempts, lease, kill_grace, retention_tasks,
     /// retention_age, retention_mib, retention_min_age).
@@ -42,6 +42,13 @@ pub struct NodeArgs {
     /// Derive the identity from a number (demos and tests; not secret).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Keep this node's replica of the ledger (Raft log and snapshots) and,
+    /// without --key or --seed, its identity in DIR (created, mode 0700),
+    /// so that a mesh stopped and started again with the same directories
+    /// resumes every accepted, unfinished task. Without it the ledger lives
+    /// in memory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Built-in worker NAME:ROLE:SKILL[:SLOTS] (repeatable): spends
     /// difficulty × --work-ms, then echoes its input.
     #[arg(long = "worker", value_name = "NAME:ROLE:SKILL[:SLOTS]")]
@@ -109,13 +116,16 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if cfg.listen.is_empty() {
         cfg.listen = vec![default_listen];
     }
-    cfg.keypair = Some(match (&a.key, a.seed, &file.key, file.seed) {
-        (Some(path), _, _, _) => load_or_create_key(path)?,
-        (None, Some(seed), _, _) => taskmesh::keypair_from_seed(seed),
-        (None, None, Some(path), _) => load_or_create_key(path)?,
-        (None, None, None, Some(seed)) => taskmesh::keypair_from_seed(seed),
-        (None, None, None, None) => identity::Keypair::generate_ed25519(),
-    });
+    cfg.data_dir = a.data_dir.clone().or(file.data_dir.clone());
+    cfg.keypair = match (&a.key, a.seed, &file.key, file.seed) {
+        (Some(path), _, _, _) | (None, None, Some(path), _) => {
+            Some(taskmesh::load_or_create_key(path).context("--key")?)
+        }
+        (None, Some(seed), _, _) | (None, None, None, Some(seed)) => Some(taskmesh::keypair_from_seed(seed)),
+        // With a data directory, the node keeps its identity there.
+        (None, None, None, None) if cfg.data_dir.is_some() => None,
+        (None, None, None, None) => Some(identity::Keypair::generate_ed25519()),
+    };
     cfg.admin.eligible = !a.no_admin && file.admin != Some(false);
     cfg.admin.priority = pick(a.admin_priority, file.admin_priority, 0);
     let no_worker = pick(a.no_worker_timeout, file.no_worker_timeout, 5.0);
@@ -255,32 +265,4 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
-}
-
-/// Reads an identity file, or creates one (mode 0600) when it is missing.
-pub fn load_or_create_key(path: &Path) -> anyhow::Result<identity::Keypair> {
-    match std::fs::read(path) {
-        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
-            .with_context(|| format!("{} is not a taskmesh key file", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = identity::Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding().context("encoding the new key")?;
-            write_private(path, &bytes)
-                .with_context(|| format!("cannot create key file {}", path.display()))?;
-            tracing::info!(path = %path.display(), "created a new identity");
-            Ok(key)
-        }
-        Err(e) => bail!("cannot read key file {}: {e}", path.display()),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }

@@ -127,6 +127,9 @@ pub struct Ledger {
     /// Members whose node came back as a new replica (a restart without
     /// its log): replaced as soon as a learner can take their place.
     superseded: std::collections::BTreeSet<u64>,
+    /// The log is written to disk: every snapshot carries the state, even
+    /// a lone replica's (it is read back on a restart).
+    durable: bool,
 }
 
 /// A snapshot's data: the members and the scheduler's snapshot.
@@ -160,7 +163,7 @@ impl Ledger {
     /// A replica whose first snapshot (when it names voters) holds these
     /// members.
     fn with_members(cfg: LedgerConfig, members: BTreeMap<u64, Vec<u8>>) -> Result<Self, ConsensusError> {
-        let mut sched = Scheduler::new(cfg.scheduler);
+        let mut sched = Scheduler::new(cfg.scheduler.clone());
         sched.record_events();
         let image = sched.snapshot().and_then(|scheduler| {
             let members = members.iter().map(|(id, c)| (*id, c.clone())).collect();
@@ -169,8 +172,45 @@ impl Ledger {
                 .map_err(crate::scheduler::SnapshotError::Encode)
         });
         let replica = Replica::new(&cfg.replica, image.map_err(ConsensusError::Snapshot)?)?;
+        Ok(Self::assemble(&cfg, replica, sched, members))
+    }
+
+    /// A replica over a log read back from disk (a durable ledger's node
+    /// restarted): the scheduler is restored from the log's snapshot and
+    /// the entries committed after it are applied again; the step carries
+    /// what that produced. It leads again only by winning an election.
+    /// Fails when the snapshot cannot be restored or an entry read.
+    pub fn reopen(
+        cfg: LedgerConfig,
+        store: super::LogStore,
+        now: Duration,
+    ) -> Result<(Self, LedgerStep), ConsensusError> {
+        let (index, data) = store.snapshot_data();
+        let image = Image::decode(data)?;
+        let mut sched = Scheduler::new(cfg.scheduler.clone());
+        sched.record_events();
+        sched
+            .restore(&image.scheduler)
+            .map_err(ConsensusError::Snapshot)?;
+        let members = image.members.into_iter().collect();
+        let (replica, step) = Replica::reopen(&cfg.replica, store)?;
+        let mut ledger = Self::assemble(&cfg, replica, sched, members);
+        ledger.applied = index;
+        let step = ledger.absorb(step, now);
+        match ledger.broken.take() {
+            Some(e) => Err(e),
+            None => Ok((ledger, step)),
+        }
+    }
+
+    fn assemble(
+        cfg: &LedgerConfig,
+        replica: Replica,
+        sched: Scheduler,
+        members: BTreeMap<u64, Vec<u8>>,
+    ) -> Self {
         let applied = replica.applied_index();
-        Ok(Ledger {
+        Ledger {
             replica,
             sched,
             applied,
@@ -186,7 +226,15 @@ impl Ledger {
             target_voters: cfg.voters.max(1),
             voter_timeout: cfg.voter_timeout,
             superseded: std::collections::BTreeSet::new(),
-        })
+            durable: cfg.replica.durable,
+        }
+    }
+
+    /// What the log changed since the last call, for a durable ledger
+    /// ([`super::ReplicaConfig::durable`]): the driver writes it to disk
+    /// before it carries out the step (its messages and outputs).
+    pub fn take_changes(&mut self) -> super::LogChanges {
+        self.replica.take_changes()
     }
 
     /// A replica that founds a mesh as its only voter and leads it at once
@@ -553,7 +601,7 @@ impl Ledger {
         if self.broken.is_some() || !settled || self.applied > self.replica.commit_index() || !due {
             return;
         }
-        if self.replica.alone() {
+        if self.replica.alone() && !self.durable {
             // Nobody can ask for this replica's state: drop the log without
             // encoding it. A replica that joins later makes the
             // configuration change, and a real snapshot is taken then.

@@ -20,4 +20,6 @@ mod store;
 
 pub use ledger::{Ledger, LedgerConfig, LedgerStep, OfficeChange};
 pub use replica::{Committed, ConsensusError, MemberChange, Membership, Replica, ReplicaConfig, Step};
-pub use store::LogStore;
+#[cfg(test)]
+pub(crate) use store::LogImage;
+pub use store::{LogChanges, LogStore};

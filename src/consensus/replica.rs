@@ -54,6 +54,9 @@ pub struct ReplicaConfig {
     pub election_ticks: usize,
     /// Ticks between the leader's heartbeats.
     pub heartbeat_ticks: usize,
+    /// Record what the log store changes, for the driver to write to disk
+    /// ([`Replica::take_changes`]).
+    pub durable: bool,
 }
 
 impl Default for ReplicaConfig {
@@ -63,6 +66,7 @@ impl Default for ReplicaConfig {
             voters: vec![1],
             election_ticks: 10,
             heartbeat_ticks: 2,
+            durable: false,
         }
     }
 }
@@ -131,6 +135,31 @@ impl Replica {
     /// data is `initial` (see [`LogStore::founded`]); without, it starts
     /// empty and joins.
     pub fn new(cfg: &ReplicaConfig, initial: Vec<u8>) -> Result<Self, ConsensusError> {
+        let store = if cfg.voters.is_empty() {
+            LogStore::default()
+        } else {
+            LogStore::founded(cfg.voters.clone(), initial)
+        };
+        let mut r = Self::over(cfg, store)?;
+        if cfg.durable {
+            r.node.mut_store().track_changes(true);
+        }
+        Ok(r)
+    }
+
+    /// A replica over a log read back from disk ([`LogStore::reopened`]),
+    /// with the step that hands out the entries committed after its
+    /// snapshot (the driver restores the snapshot's data first).
+    pub fn reopen(cfg: &ReplicaConfig, store: LogStore) -> Result<(Self, Step), ConsensusError> {
+        let mut r = Self::over(cfg, store)?;
+        if cfg.durable {
+            r.node.mut_store().track_changes(false);
+        }
+        let step = r.drain();
+        Ok((r, step))
+    }
+
+    fn over(cfg: &ReplicaConfig, store: LogStore) -> Result<Self, ConsensusError> {
         let config = Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -139,11 +168,6 @@ impl Replica {
             check_quorum: true,
             ..Config::default()
         };
-        let store = if cfg.voters.is_empty() {
-            LogStore::default()
-        } else {
-            LogStore::founded(cfg.voters.clone(), initial)
-        };
         let node = RawNode::new(&config, store, &Logger::root(Discard, o!()))?;
         let mut r = Replica {
             node,
@@ -151,6 +175,13 @@ impl Replica {
         };
         r.pin_election_timeout();
         Ok(r)
+    }
+
+    /// What the log store changed since the last call, when
+    /// [`ReplicaConfig::durable`]: the driver writes it to disk before it
+    /// sends the step's messages or outputs.
+    pub fn take_changes(&mut self) -> crate::consensus::LogChanges {
+        self.node.mut_store().take_changes()
     }
 
     /// This replica's Raft id.

@@ -1,7 +1,9 @@
 //! A whole mesh simulated around the replicated scheduler: three voters
 //! ([`Ledger`]s), two worker nodes and a client, on a virtual clock, with
-//! message loss, pauses, cut-off voters and one voter killed for good.
-//! Deterministic per seed; a failure names its seed.
+//! message loss, pauses, cut-off voters, one voter killed for good, and
+//! voters that crash and start again from what they wrote to disk (a
+//! durable ledger), sometimes all of them at once. Deterministic per seed;
+//! a failure names its seed.
 //!
 //! The workers and the client behave as the real nodes do: they talk to the
 //! admin with the highest term they can reach, register and report their
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use raft::eraftpb::Message;
 
-use super::{Ledger, LedgerConfig, OfficeChange, ReplicaConfig};
+use super::{Ledger, LedgerConfig, LogImage, OfficeChange, ReplicaConfig};
 use crate::scheduler::{Assignment, Bid, Input, Output, Report, SchedulerConfig, SubmitError};
 use crate::task::{AttemptOutcome, NodeId, Payload, Task, TaskId, TaskStatus, WorkerSpec};
 
@@ -51,6 +53,11 @@ impl Rng {
 /// One voter and what the network does to it.
 struct Voter {
     ledger: Ledger,
+    cfg: LedgerConfig,
+    /// What it wrote to disk: all that survives a crash.
+    disk: LogImage,
+    /// Crashed, and starting again from its disk at this time.
+    down_until: u64,
     /// Paused until then: no ticks, messages kept for later.
     paused_until: u64,
     /// Cut off from everyone until then: messages lost.
@@ -62,7 +69,21 @@ struct Voter {
 
 impl Voter {
     fn up(&self, now: u64) -> bool {
-        !self.dead && self.paused_until <= now
+        !self.dead && self.paused_until <= now && self.down_until <= now
+    }
+
+    /// Crashes: everything in memory is lost; it starts again, at
+    /// `until`, from its disk.
+    fn crash(&mut self, until: u64, now: Duration) {
+        let store = self.disk.reopen().expect("the disk holds a consistent log");
+        let (ledger, step) = Ledger::reopen(self.cfg.clone(), store, now).expect("the disk reads back");
+        assert!(
+            step.outputs.is_empty() && step.office.is_none(),
+            "a reopened replica decides nothing"
+        );
+        self.ledger = ledger;
+        self.down_until = until;
+        self.kept.clear();
     }
     fn reachable(&self, now: u64) -> bool {
         self.up(now) && self.cut_until <= now
@@ -131,6 +152,9 @@ struct Sim {
     /// Which voter was admin in each term.
     admins: BTreeMap<u64, usize>,
     killed: bool,
+    /// Voter crashes, and whether all of them crashed at once.
+    crashes: u64,
+    all_crashed: bool,
     /// No faults and no loss at all.
     quiet: bool,
 }
@@ -152,6 +176,7 @@ impl Sim {
                         voters: vec![1, 2, 3],
                         election_ticks: 10,
                         heartbeat_ticks: 2,
+                        durable: true,
                     },
                     scheduler: SchedulerConfig {
                         lease: Duration::from_millis(LEASE),
@@ -162,8 +187,14 @@ impl Sim {
                     snapshot_every: rng.range(4, 64),
                     ..LedgerConfig::default()
                 };
+                let mut ledger = Ledger::new(cfg.clone()).expect("valid config");
+                let mut disk = LogImage::default();
+                disk.write(&ledger.take_changes());
                 Voter {
-                    ledger: Ledger::new(cfg).expect("valid config"),
+                    ledger,
+                    cfg,
+                    disk,
+                    down_until: 0,
                     paused_until: 0,
                     cut_until: 0,
                     dead: false,
@@ -216,6 +247,8 @@ impl Sim {
             next_token: 0,
             admins: BTreeMap::new(),
             killed: false,
+            crashes: 0,
+            all_crashed: false,
             quiet: false,
         }
     }
@@ -302,6 +335,19 @@ impl Sim {
                 self.voters[v].cut_until = self.voters[v].cut_until.max(until);
             }
         }
+        if self.rng.next().is_multiple_of(400) {
+            let v = self.rng.range(0, 2) as usize;
+            let until = now + self.rng.range(100, 2000);
+            self.crash(v, until);
+        }
+        if !self.all_crashed && self.rng.next().is_multiple_of(3000) {
+            // The whole mesh stops and starts again.
+            self.all_crashed = true;
+            let until = now + self.rng.range(100, 1500);
+            for v in 0..self.voters.len() {
+                self.crash(v, until);
+            }
+        }
         if !self.killed && self.rng.next().is_multiple_of(2000) {
             // At most one voter dies for good, and only while the other two
             // can still make a majority.
@@ -309,6 +355,27 @@ impl Sim {
             self.voters[v].dead = true;
             self.killed = true;
         }
+    }
+
+    fn crash(&mut self, v: usize, until: u64) {
+        if self.voters[v].dead || self.voters[v].down_until > self.now {
+            return;
+        }
+        let wall = self.wall();
+        self.voters[v].crash(until, wall);
+        self.crashes += 1;
+        self.forget_calls_to(v);
+    }
+
+    /// Calls held by an admin that left go unanswered: the client and the
+    /// workers find the next admin and send again.
+    fn forget_calls_to(&mut self, v: usize) {
+        for s in &mut self.submissions {
+            if s.sent.is_some_and(|x| x.0 == v) {
+                s.sent = None;
+            }
+        }
+        self.acks.retain(|a| a.voter != v);
     }
 
     fn feed(&mut self, v: usize, input: Input) {
@@ -320,6 +387,9 @@ impl Sim {
 
     /// Carries out what a voter's ledger said.
     fn carry_out(&mut self, v: usize, step: super::LedgerStep) {
+        // Written before anything leaves, as the node does.
+        let changes = self.voters[v].ledger.take_changes();
+        self.voters[v].disk.write(&changes);
         for m in step.messages {
             let at = self.now + STEP;
             self.wire.push_back((at, m));
@@ -334,14 +404,7 @@ impl Sim {
                 }
                 self.admins.insert(term, v);
             }
-            // Calls held by an admin that left go unanswered: the client
-            // and the workers find the next admin and send again.
-            for s in &mut self.submissions {
-                if s.sent.is_some_and(|x| x.0 == v) {
-                    s.sent = None;
-                }
-            }
-            self.acks.retain(|a| a.voter != v);
+            self.forget_calls_to(v);
         }
     }
 
@@ -413,7 +476,8 @@ impl Sim {
             let (_, m) = self.wire.pop_front().expect("checked");
             let (from, to) = (m.from as usize - 1, m.to as usize - 1);
             let now = self.now;
-            if self.lost() || !self.voters[from].reachable(now) || self.voters[to].dead {
+            let gone = self.voters[to].dead || self.voters[to].down_until > now;
+            if self.lost() || !self.voters[from].reachable(now) || gone {
                 continue;
             }
             if self.voters[to].cut_until > now {
@@ -713,12 +777,14 @@ fn every_acknowledged_task_completes_once_across_failovers() {
         .and_then(|s| s.parse().ok());
     let seeds = one.map_or(0..seeds(), |s| s..s + 1);
     let runs = seeds.end - seeds.start;
-    let (mut failovers, mut kills, mut installs) = (0, 0, 0);
+    let (mut failovers, mut kills, mut installs, mut crashes, mut whole) = (0, 0, 0, 0, 0);
     for seed in seeds {
         let mut sim = Sim::new(seed);
         sim.run();
         failovers += sim.admins.len() as u64 - 1;
         kills += u64::from(sim.killed);
+        crashes += sim.crashes;
+        whole += u64::from(sim.all_crashed);
         installs += sim
             .voters
             .iter()
@@ -729,6 +795,11 @@ fn every_acknowledged_task_completes_once_across_failovers() {
     if runs >= 100 {
         assert!(failovers >= runs, "only {failovers} failovers in {runs} runs");
         assert!(kills >= runs / 10, "only {kills} voters killed in {runs} runs");
+        assert!(crashes >= runs, "only {crashes} voters crashed in {runs} runs");
+        assert!(
+            whole >= runs / 10,
+            "the whole mesh crashed in only {whole} of {runs} runs"
+        );
         assert!(
             installs >= runs / 10,
             "only {installs} snapshots installed in {runs} runs"
@@ -760,6 +831,7 @@ impl Growing {
                 voters: Vec::new(),
                 election_ticks: 10,
                 heartbeat_ticks: 2,
+                durable: false,
             },
             voter_timeout: Duration::from_secs(2),
             // Small, so that the founder compacts while alone (without

@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::{EventLoop, Pending};
 use crate::consensus::{Ledger, LedgerConfig, LedgerStep, OfficeChange, ReplicaConfig};
+use crate::disk::LedgerDisk;
 use crate::protocol::{AdminNotice, Gossip, Request, Response};
 use crate::scheduler::Input;
 
@@ -83,13 +84,71 @@ pub(crate) struct LedgerPart {
     pub(crate) leaderless_since: Option<Instant>,
     /// Other ledgers with tasks already warned about (once each).
     pub(crate) warned: std::collections::HashSet<u64>,
+    /// Where the replica is kept, with a data directory.
+    pub(crate) disk: Option<LedgerDisk>,
+    /// The replica read back from the data directory, until the loop
+    /// starts it.
+    pub(crate) reopened: Option<Reopened>,
+}
+
+/// A replica read back from a data directory and reopened, with the step
+/// that reopening produced.
+pub(crate) struct Reopened {
+    pub(crate) cluster: u64,
+    pub(crate) ledger: Ledger,
+    pub(crate) step: LedgerStep,
+}
+
+/// Reads back the replica kept in a data directory, for
+/// [`crate::Node::start`]: `None` when the directory holds none.
+pub(crate) fn reopen(
+    cfg: &crate::NodeConfig,
+    saved: Option<crate::disk::Saved>,
+) -> Result<Option<Reopened>, crate::Error> {
+    let Some(saved) = saved else { return Ok(None) };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (ledger, step) =
+        Ledger::reopen(ledger_config(cfg, saved.raft_id, true), saved.store, now).map_err(|e| {
+            crate::Error::Config(format!(
+                "the ledger kept in the data directory cannot be read back: {e}"
+            ))
+        })?;
+    Ok(Some(Reopened {
+        cluster: saved.cluster,
+        ledger,
+        step,
+    }))
+}
+
+/// The ledger's settings for replica `raft_id` of this node.
+fn ledger_config(cfg: &crate::NodeConfig, raft_id: u64, durable: bool) -> LedgerConfig {
+    let a = &cfg.admin;
+    LedgerConfig {
+        replica: ReplicaConfig {
+            id: raft_id,
+            voters: Vec::new(),
+            election_ticks: a.election_ticks,
+            heartbeat_ticks: a.heartbeat_ticks,
+            durable,
+        },
+        scheduler: cfg.scheduler.clone(),
+        snapshot_every: 1024,
+        voters: a.voters,
+        voter_timeout: a.voter_timeout,
+    }
 }
 
 impl LedgerPart {
-    pub(crate) fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant, disk: Option<(LedgerDisk, Option<Reopened>)>) -> Self {
+        let (disk, reopened) = disk.unzip();
+        let reopened = reopened.flatten();
         LedgerPart {
             ledger: None,
-            raft_id: fresh_id(),
+            raft_id: reopened
+                .as_ref()
+                .map_or_else(fresh_id, |r| r.ledger.replica().id()),
             cluster: None,
             peers: HashMap::new(),
             tick_at: now,
@@ -102,6 +161,8 @@ impl LedgerPart {
             no_quorum_at: now,
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
+            disk,
+            reopened,
         }
     }
 
@@ -143,19 +204,7 @@ fn fresh_id() -> u64 {
 
 impl EventLoop {
     fn ledger_config(&self) -> LedgerConfig {
-        let a = &self.cfg.admin;
-        LedgerConfig {
-            replica: ReplicaConfig {
-                id: self.raft.raft_id,
-                voters: Vec::new(),
-                election_ticks: a.election_ticks,
-                heartbeat_ticks: a.heartbeat_ticks,
-            },
-            scheduler: self.cfg.scheduler.clone(),
-            snapshot_every: 1024,
-            voters: a.voters,
-            voter_timeout: a.voter_timeout,
-        }
+        ledger_config(&self.cfg, self.raft.raft_id, self.raft.disk.is_some())
     }
 
     /// How this node is reached, as its membership entry says.
@@ -174,6 +223,9 @@ impl EventLoop {
         if !self.cfg.admin.eligible || std::mem::replace(&mut self.raft.started, true) {
             return;
         }
+        if let Some(r) = self.raft.reopened.take() {
+            return self.resume(r);
+        }
         let joins = !self.cfg.join.is_empty() || self.cfg.mdns;
         if joins {
             match Ledger::new(self.ledger_config()) {
@@ -184,6 +236,64 @@ impl EventLoop {
             self.raft.found_at = Some(Instant::now() + wait);
         } else {
             self.found();
+        }
+    }
+
+    /// Takes part again as the replica kept in the data directory. One that
+    /// was removed from the configuration while away joins again under a
+    /// new Raft id.
+    fn resume(&mut self, r: Reopened) {
+        let Reopened {
+            cluster,
+            ledger,
+            step,
+        } = r;
+        let id = ledger.replica().id();
+        info!(
+            cluster,
+            raft_id = id,
+            unfinished = ledger.scheduler().unfinished(),
+            "reopened the ledger kept in the data directory"
+        );
+        self.raft.raft_id = id;
+        self.raft.ledger = Some(ledger);
+        let has_tasks = self.has_tasks();
+        self.raft.cluster = Some((cluster, has_tasks));
+        if !self.raft.member() {
+            warn!("this node's replica was removed from the ledger while it was away; it joins again as a new one");
+            self.raft.raft_id = fresh_id();
+            self.raft.ledger = Ledger::new(self.ledger_config()).ok();
+            self.raft.join_at = Some(Instant::now());
+            return;
+        }
+        self.ledger_step(step);
+    }
+
+    /// Writes what the replica's log changed to the data directory, if
+    /// there is one; false when it could not, and the replica is dropped
+    /// (it cannot keep the promise that what it acknowledged is on disk).
+    fn persist(&mut self) -> bool {
+        let (Some(disk), Some(ledger), Some((cluster, _))) = (
+            self.raft.disk.as_mut(),
+            self.raft.ledger.as_mut(),
+            self.raft.cluster,
+        ) else {
+            return true;
+        };
+        let changes = ledger.take_changes();
+        match disk.save(self.raft.raft_id, cluster, &changes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "cannot write the ledger to the data directory; this node stops keeping a replica"
+                );
+                if self.sched.is_some() {
+                    self.left_office();
+                }
+                self.raft.ledger = None;
+                false
+            }
         }
     }
 
@@ -323,6 +433,9 @@ impl EventLoop {
     /// Carries out a step of the replicated scheduler: Raft messages out,
     /// committed outputs to workers and callers, and a change of office.
     pub(super) fn ledger_step(&mut self, step: LedgerStep) {
+        if !self.persist() {
+            return;
+        }
         let mut inbox = VecDeque::new();
         self.send_raft(step.messages);
         for o in step.outputs {

@@ -36,6 +36,7 @@ use crate::worker::WorkerRuntime;
 use crate::Error;
 
 pub(crate) use behaviour::{build_swarm, Behaviour, BehaviourEvent};
+pub(crate) use ledger::reopen;
 
 /// First delay before dialling a failed join address again; doubles.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
@@ -209,6 +210,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         state: watch::Sender<NodeState>,
         joining: HashMap<ConnectionId, Multiaddr>,
+        disk: Option<(crate::disk::LedgerDisk, Option<ledger::Reopened>)>,
     ) -> Self {
         let joining = joining.into_iter().map(|(id, addr)| (id, (addr, 0))).collect();
         let me = *swarm.local_peer_id();
@@ -224,7 +226,7 @@ impl EventLoop {
             commands,
             state,
             started,
-            raft: ledger::LedgerPart::new(started),
+            raft: ledger::LedgerPart::new(started, disk),
             admin_topic,
             tasks_topic,
             admin: None,
