@@ -60,6 +60,17 @@ pub struct NodeConfig {
     /// survives only as long as a majority of voters stays up. Created
     /// (mode 0700) when missing; one node at a time.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The operator's step after a majority of the ledger's voters is lost
+    /// for good (their machines and data directories gone): with
+    /// [`NodeConfig::data_dir`] holding a replica, the node founds a new
+    /// ledger with itself as the only voter and everything its replica
+    /// had seen committed, and leads it; other nodes join it as usual.
+    /// What the lost voters committed after this replica last heard from
+    /// them is not in it. Start every other former voter with an empty
+    /// data directory (its old ledger is a different one now). Node start
+    /// fails with [`Error::Config`] when the directory holds no ledger.
+    /// Default false.
+    pub recover: bool,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +90,7 @@ impl Default for NodeConfig {
             renew_interval: Duration::from_millis(500),
             runtime: RuntimeConfig::default(),
             data_dir: None,
+            recover: false,
         }
     }
 }
@@ -373,6 +385,11 @@ impl Node {
                 let mut disk = crate::disk::LedgerDisk::open(dir)?;
                 let saved = disk.load()?;
                 Some((disk, crate::net::reopen(&cfg, saved)?))
+            }
+            _ if cfg.recover => {
+                return Err(Error::Config(
+                    "recovering needs the data directory of an admin-eligible node".into(),
+                ));
             }
             _ => None,
         };

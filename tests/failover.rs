@@ -361,3 +361,81 @@ fn a_whole_mesh_killed_and_started_again_with_its_data_dirs_resumes_every_task()
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("ledger.redb"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_mesh_that_lost_a_majority_for_good_is_recovered_from_one_data_dir() {
+    let _serial = serial();
+    let dirs = tempfile::tempdir().unwrap();
+    let dir = |i: usize| dirs.path().join(format!("node{i}"));
+    let listen = common::procs::fixed_listen();
+    let a = durable(7800, &listen, &dir(0), None, "");
+    let addr_a = a.expect_line("listening on ", "");
+    let b = durable(7801, "/ip4/127.0.0.1/tcp/0", &dir(1), Some(&addr_a), "b");
+    let c = durable(7802, "/ip4/127.0.0.1/tcp/0", &dir(2), Some(&addr_a), "c");
+    for p in [&a, &b, &c] {
+        p.expect_line("admin: ", "3 voters");
+    }
+    let id = common::cli::submit_no_wait(
+        &addr_a,
+        "[[task]]\nname = \"kept\"\nrole = \"echo\"\ndifficulty = 1\n",
+    );
+    common::cli::wait_status(&addr_a, &id, "completed");
+    // Two voters of three gone for good, their directories with them.
+    drop((b, c));
+    std::fs::remove_dir_all(dir(1)).unwrap();
+    std::fs::remove_dir_all(dir(2)).unwrap();
+    a.line_within("admin: none known", "", LIMIT)
+        .expect("the voter left alone has no quorum");
+    drop(a);
+    // Without the operator's step, the survivor started again waits for
+    // voters that will never come back: new work is refused.
+    let a = durable(7800, &listen, &dir(0), None, "");
+    a.expect_line("listening on ", "");
+    let out = run(&["status", &id, "--join", &addr_a, "--no-mdns", "--admin-wait", "3"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    drop(a);
+    // With it, the survivor leads a new ledger holding what it had.
+    let recover = [
+        "node",
+        "--listen",
+        &listen,
+        "--no-mdns",
+        "--seed",
+        "7800",
+        "--data-dir",
+    ];
+    let dir0 = dir(0);
+    let mut args = recover.to_vec();
+    args.extend([dir0.to_str().unwrap(), "--recover"]);
+    let a = start(&args);
+    a.expect_line("admin: this node", "1 voter)");
+    let status = common::cli::status_of(&addr_a, &id);
+    assert_eq!(status["status"], "completed", "{status}");
+    // New voters join it as they would any ledger, and new work runs.
+    let b = durable(7811, "/ip4/127.0.0.1/tcp/0", &dir(1), Some(&addr_a), "b");
+    let c = durable(7812, "/ip4/127.0.0.1/tcp/0", &dir(2), Some(&addr_a), "c");
+    a.expect_line("admin: this node", "3 voters");
+    let more = common::cli::submit_no_wait(
+        &addr_a,
+        "[[task]]\nname = \"new\"\nrole = \"echo\"\ndifficulty = 1\n",
+    );
+    common::cli::wait_status(&addr_a, &more, "completed");
+    drop((b, c));
+    // Recovering needs a ledger to recover.
+    let empty = dirs.path().join("empty");
+    let out = run(&[
+        "node",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--data-dir",
+        empty.to_str().unwrap(),
+        "--recover",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nothing to recover"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -49,6 +49,12 @@ pub struct NodeArgs {
     /// in memory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// After a majority of voters is lost for good: found a new ledger from
+    /// this node's --data-dir, with this node as its only voter and every
+    /// task its replica had seen committed (see the README, "Recovering a
+    /// mesh that lost a majority").
+    #[arg(long)]
+    pub recover: bool,
     /// Built-in worker NAME:ROLE:SKILL[:SLOTS] (repeatable): spends
     /// difficulty × --work-ms, then echoes its input.
     #[arg(long = "worker", value_name = "NAME:ROLE:SKILL[:SLOTS]")]
@@ -117,6 +123,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
         cfg.listen = vec![default_listen];
     }
     cfg.data_dir = a.data_dir.clone().or(file.data_dir.clone());
+    cfg.recover = a.recover;
     cfg.keypair = match (&a.key, a.seed, &file.key, file.seed) {
         (Some(path), _, _, _) | (None, None, Some(path), _) => {
             Some(taskmesh::load_or_create_key(path).context("--key")?)

@@ -165,6 +165,16 @@ impl Ledger {
     fn with_members(cfg: LedgerConfig, members: BTreeMap<u64, Vec<u8>>) -> Result<Self, ConsensusError> {
         let mut sched = Scheduler::new(cfg.scheduler.clone());
         sched.record_events();
+        Self::with_state(cfg, members, sched)
+    }
+
+    /// A replica whose first snapshot (when it names voters) holds these
+    /// members and this scheduler's state.
+    fn with_state(
+        cfg: LedgerConfig,
+        members: BTreeMap<u64, Vec<u8>>,
+        sched: Scheduler,
+    ) -> Result<Self, ConsensusError> {
         let image = sched.snapshot().and_then(|scheduler| {
             let members = members.iter().map(|(id, c)| (*id, c.clone())).collect();
             let image = Image { members, scheduler };
@@ -247,6 +257,28 @@ impl Ledger {
         cfg.replica.voters = vec![cfg.replica.id];
         let members = BTreeMap::from([(cfg.replica.id, context)]);
         let mut ledger = Ledger::with_members(cfg, members)?;
+        let step = ledger.replica.campaign();
+        let step = ledger.absorb(step, now);
+        Ok((ledger, step))
+    }
+
+    /// The operator's way out after a majority of voters is lost for good:
+    /// a new ledger whose only voter is this replica (`cfg.replica.id`,
+    /// `context` its address) and whose first snapshot is everything the
+    /// log kept on disk had committed. It leads at once; other nodes join
+    /// it as they would a new ledger. Entries this replica had not seen
+    /// committed are not in it: what the lost voters committed after this
+    /// replica last heard from them is gone. Fails as [`Ledger::reopen`].
+    pub fn recover(
+        mut cfg: LedgerConfig,
+        store: super::LogStore,
+        context: Vec<u8>,
+        now: Duration,
+    ) -> Result<(Self, LedgerStep), ConsensusError> {
+        let (old, _) = Self::reopen(cfg.clone(), store, now)?;
+        cfg.replica.voters = vec![cfg.replica.id];
+        let members = BTreeMap::from([(cfg.replica.id, context)]);
+        let mut ledger = Self::with_state(cfg, members, old.sched)?;
         let step = ledger.replica.campaign();
         let step = ledger.absorb(step, now);
         Ok((ledger, step))

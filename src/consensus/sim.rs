@@ -1011,3 +1011,39 @@ fn a_voter_back_without_its_log_is_replaced_at_once_not_after_the_timeout() {
     mesh.run(600);
     assert_eq!(mesh.voters(), [1, 2, 5]);
 }
+
+/// After a run, two voters are lost for good; the third, recovered from
+/// its disk alone, leads a new ledger that holds every acknowledged task
+/// as the mesh had it.
+#[test]
+fn a_voter_recovered_alone_from_its_disk_keeps_every_committed_task() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(seed);
+        sim.run();
+        let wall = sim.wall();
+        let survivor = (0..3).find(|&i| !sim.voters[i].dead).expect("a live voter");
+        let v = &sim.voters[survivor];
+        let mut cfg = v.cfg.clone();
+        cfg.replica.id = 99;
+        let store = v.disk.reopen().expect("a consistent log");
+        let (ledger, step) = Ledger::recover(cfg, store, b"me".to_vec(), wall).expect("recovered");
+        assert_eq!(
+            ledger.admin(),
+            Some(ledger.replica().term()),
+            "seed {seed}: it leads at once"
+        );
+        assert_eq!(
+            step.office,
+            Some(OfficeChange::Took {
+                term: ledger.replica().term()
+            })
+        );
+        assert_eq!(ledger.replica().voters(), [99]);
+        let before = v.ledger.scheduler();
+        for id in &sim.acked {
+            let (old, new) = (before.report_of(id, wall), ledger.scheduler().report_of(id, wall));
+            let (old, new) = (old.expect("known before"), new.expect("known after"));
+            assert_eq!((old.status, old.output), (new.status, new.output), "seed {seed}");
+        }
+    }
+}

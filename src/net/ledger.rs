@@ -97,6 +97,9 @@ pub(crate) struct Reopened {
     pub(crate) cluster: u64,
     pub(crate) ledger: Ledger,
     pub(crate) step: LedgerStep,
+    /// With [`crate::NodeConfig::recover`]: the log read back, from which
+    /// the node founds a new ledger once it knows its addresses.
+    pub(crate) recover: Option<crate::consensus::LogStore>,
 }
 
 /// Reads back the replica kept in a data directory, for
@@ -105,7 +108,15 @@ pub(crate) fn reopen(
     cfg: &crate::NodeConfig,
     saved: Option<crate::disk::Saved>,
 ) -> Result<Option<Reopened>, crate::Error> {
-    let Some(saved) = saved else { return Ok(None) };
+    let Some(saved) = saved else {
+        return match cfg.recover {
+            true => Err(crate::Error::Config(
+                "nothing to recover: the data directory holds no ledger".into(),
+            )),
+            false => Ok(None),
+        };
+    };
+    let recover = cfg.recover.then(|| saved.store.clone());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -119,6 +130,7 @@ pub(crate) fn reopen(
         cluster: saved.cluster,
         ledger,
         step,
+        recover,
     }))
 }
 
@@ -247,7 +259,11 @@ impl EventLoop {
             cluster,
             ledger,
             step,
+            recover,
         } = r;
+        if let Some(store) = recover {
+            return self.recover(store, ledger.replica().voters().len());
+        }
         let id = ledger.replica().id();
         info!(
             cluster,
@@ -267,6 +283,30 @@ impl EventLoop {
             return;
         }
         self.ledger_step(step);
+    }
+
+    /// Founds a new ledger, with this node as its only voter, from what its
+    /// log had committed: the operator's step after a majority of voters
+    /// is lost for good (see [`Ledger::recover`]).
+    fn recover(&mut self, store: crate::consensus::LogStore, voters: usize) {
+        let now = self.wall_now();
+        self.raft.raft_id = fresh_id();
+        match Ledger::recover(self.ledger_config(), store, self.my_address(), now) {
+            Ok((ledger, step)) => {
+                let cluster = (now.as_millis() as u64) << 16 | (rand::random::<u64>() & 0xffff);
+                warn!(
+                    cluster,
+                    unfinished = ledger.scheduler().unfinished(),
+                    old_voters = voters,
+                    "recovering: this node's replica is the only voter of a new ledger holding what it had \
+                     committed; start the other nodes with empty data directories"
+                );
+                self.raft.ledger = Some(ledger);
+                self.raft.cluster = Some((cluster, true));
+                self.ledger_step(step);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot recover the ledger"),
+        }
     }
 
     /// Writes what the replica's log changed to the data directory, if
