@@ -439,3 +439,79 @@ fn a_mesh_that_lost_a_majority_for_good_is_recovered_from_one_data_dir() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_paused_worker_node_does_not_depose_the_admin() {
+    let _serial = serial();
+    let (a, b, c, _, addr_b) = three_voters(7900);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let mut woke = None;
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 2, 40, || {
+        // A voter hosting workers, paused past several election timeouts
+        // and its leases, while the DAG runs on the other.
+        c.signal(Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_secs(4));
+        c.signal(Signal::SIGCONT);
+        woke = Some(Instant::now());
+    });
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    // The admin never changed: the founder took office once, and no other
+    // node ever did (pre-vote: the woken voter cannot force an election).
+    assert!(b
+        .line_within("admin: this node", "", Duration::from_millis(200))
+        .is_none());
+    assert!(c
+        .line_within("admin: this node", "", Duration::from_millis(200))
+        .is_none());
+    woke.expect("woken");
+    while let Some((_, l)) = a.line_within("admin: ", "", Duration::from_millis(500)) {
+        assert!(l.starts_with("this node"), "the admin changed: {l}");
+    }
+}
+
+#[test]
+fn killing_the_hub_of_a_star_leaves_one_mesh_with_one_admin() {
+    let _serial = serial();
+    // The hub founds the ledger; four nodes join it and nothing else.
+    let (hub, addr_hub) = eligible(8000, None, "");
+    let spokes: Vec<(Proc, String)> = (1..=4)
+        .map(|i| eligible(8000 + i, Some(&addr_hub), &format!("w{i}")))
+        .collect();
+    hub.expect_line("admin: this node", "3 voters");
+    for (s, _) in &spokes {
+        s.expect_line("admin: ", "3 voters");
+    }
+    drop(hub); // kill -9
+               // Every spoke follows one and the same new admin.
+    let deadline = Instant::now() + LIMIT;
+    let mut admins: Vec<Option<String>> = vec![None; spokes.len()];
+    let my_ids: Vec<String> = spokes
+        .iter()
+        .map(|(_, a)| a[a.rfind('/').unwrap() + 1..].to_string())
+        .collect();
+    loop {
+        for (i, (s, _)) in spokes.iter().enumerate() {
+            while let Some((_, l)) = s.line_within("admin: ", "(term", Duration::from_millis(20)) {
+                let who = l.split_whitespace().next().unwrap_or("").to_string();
+                admins[i] = Some(if who == "this" { my_ids[i].clone() } else { who });
+            }
+        }
+        let first = admins[0].clone();
+        let agreed = first.is_some() && admins.iter().all(|a| *a == first);
+        if agreed && !admins[0].as_deref().is_some_and(|a| addr_hub.ends_with(a)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no single new admin: {admins:?}");
+    }
+    // One mesh: work submitted through any spoke runs on all their workers.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let out = common::cli::submit_json(&spokes[3].1, &file, 4);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    all_completed_once(&json_lines(&out));
+    let out = run(&["peers", "--join", &spokes[0].1, "--no-mdns", "--json"]);
+    let admins = json_lines(&out).iter().filter(|p| p["is_admin"] == true).count();
+    assert_eq!(admins, 1);
+}
