@@ -227,3 +227,231 @@ fn peers_join_by_multiaddr_across_namespaces_with_mdns_off() {
     let admin_id = addr.rsplit('/').next().unwrap().to_string();
     assert_eq!(admin_seen_from(&lan, 4, &client_args), admin_id);
 }
+
+impl Lan {
+    /// `iptables ARGS…` inside host `i`'s namespace.
+    fn iptables(&self, i: usize, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.host(i), "iptables"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run iptables: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "iptables {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Host `i` loses every packet to and from the LAN (its loopback
+    /// stays), until [`Lan::heal`].
+    fn cut(&self, i: usize) {
+        for rule in [
+            ["-A", "INPUT", "-i", "eth0", "-j", "DROP"],
+            ["-A", "OUTPUT", "-o", "eth0", "-j", "DROP"],
+        ] {
+            self.iptables(i, &rule).expect("a firewall rule");
+        }
+    }
+
+    /// Removes every rule from host `i`.
+    fn heal(&self, i: usize) {
+        self.iptables(i, &["-F"]).expect("firewall rules flushed");
+    }
+}
+
+/// True when iptables works in the LAN's namespaces (a missing capability
+/// is a failure with `TASKMESH_REQUIRE_LAN=1`).
+fn firewall(lan: &Lan) -> bool {
+    match lan.iptables(1, &["-L", "-n"]) {
+        Ok(()) => true,
+        Err(why) if std::env::var("TASKMESH_REQUIRE_LAN").as_deref() != Ok("1") => {
+            eprintln!("skipping: no iptables in the test namespaces ({why}); scripts/test.sh installs it");
+            false
+        }
+        Err(why) => panic!("no iptables in the test namespaces: {why}"),
+    }
+}
+
+/// `n` echo tasks in chains of 10.
+fn chains(dir: &tempfile::TempDir, n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
+        if i % 10 != 0 {
+            text += &format!("depends_on = [\"t{}\"]\n", i - 1);
+        }
+    }
+    common::cli::task_file(dir, "chains.toml", &text)
+}
+
+/// Every task completed, with exactly one completed attempt.
+fn all_completed_once(reports: &[serde_json::Value], n: usize) {
+    assert_eq!(reports.len(), n);
+    for r in reports {
+        assert_eq!(r["status"], "completed", "{r}");
+        let history = r["history"].as_array().expect("a history");
+        let completed = history.iter().filter(|h| h["outcome"] == "completed").count();
+        assert_eq!(completed, 1, "{r}");
+    }
+}
+
+/// Three voters (hosts 1–3), a worker-only node in host 4, each hosting
+/// an echo worker with 4 slots; returns the processes' indexes and the addresses of hosts 1
+/// and 2.
+fn voters_and_a_worker(lan: &mut Lan, seed: u64) -> (Vec<usize>, String, String) {
+    let common = [
+        "--listen",
+        "/ip4/0.0.0.0/tcp/7411",
+        "--no-mdns",
+        "--work-ms",
+        "20",
+    ];
+    let seeds: Vec<String> = (0..4).map(|i| (seed + i).to_string()).collect();
+    let a = lan.node(
+        1,
+        &[&common[..], &["--seed", &seeds[0], "--worker", "a:echo:5:4"]].concat(),
+    );
+    let addr = lan.line(a, "listening on ", "/ip4/10.77.0.1/");
+    let join = ["--join", addr.as_str()];
+    let mut nodes = vec![a];
+    for (host, extra) in [(2, "b:echo:5:4"), (3, "c:echo:5:4"), (4, "d:echo:5:4")] {
+        let mut args = [
+            &common[..],
+            &join,
+            &["--seed", &seeds[host - 1], "--worker", extra],
+        ]
+        .concat();
+        if host == 4 {
+            args.push("--no-admin");
+        }
+        nodes.push(lan.node(host, &args));
+    }
+    let addr_b = lan.line(nodes[1], "listening on ", "/ip4/10.77.0.2/");
+    for &n in &nodes[..3] {
+        lan.line(n, "admin: ", "3 voters");
+    }
+    (nodes, addr, addr_b)
+}
+
+#[test]
+fn a_cut_off_admin_steps_down_the_majority_goes_on_and_nothing_is_lost_after_the_heal() {
+    let Some(mut lan) = lan("p", 5) else { return };
+    if !firewall(&lan) {
+        return;
+    }
+    let (nodes, addr_a, addr_b) = voters_and_a_worker(&mut lan, 31);
+    let dir = tempfile::tempdir().unwrap();
+    let file = chains(&dir, 100);
+    let one = common::cli::task_file(
+        &dir,
+        "one.toml",
+        "[[task]]\nname = \"t\"\nrole = \"echo\"\ndifficulty = 1\n",
+    );
+    let admin_id = addr_a.rsplit('/').next().unwrap().to_string();
+    let local_a = format!("/ip4/127.0.0.1/tcp/7411/p2p/{admin_id}");
+    let cmd = lan.in_host(
+        5,
+        &[
+            "submit",
+            &file,
+            "--join",
+            &addr_b,
+            "--no-mdns",
+            "--wait-workers",
+            "4",
+            "--json",
+        ],
+    );
+    let mut refusal = None;
+    let (reports, ok, errors) = common::cli::submit_watched(cmd, 20, || {
+        // The admin's host (and its worker, holding attempts) is cut off
+        // from the LAN mid-run. Its worker's results cannot be delivered
+        // until the heal, and by then their attempts were lost and run
+        // elsewhere: they must not count twice.
+        lan.cut(1);
+        // The majority side elects a new admin.
+        let deadline = std::time::Instant::now() + common::LIMIT;
+        while !nodes[1..3].iter().any(|&n| {
+            lan.procs[n]
+                .line_within("admin: this node", "", std::time::Duration::from_millis(50))
+                .is_some()
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new admin on the majority side"
+            );
+        }
+        // On the minority side, new work is refused at once, saying why.
+        refusal = Some(lan.run(1, &["submit", &one, "--join", &local_a, "--no-mdns"]));
+        lan.heal(1);
+    });
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports, 100);
+    let refusal = refusal.expect("tried on the minority side");
+    assert!(!refusal.status.success());
+    let why = String::from_utf8_lossy(&refusal.stderr);
+    assert!(why.contains("reaches 1 of the ledger's 3 voters"), "{why}");
+    // Healed: one admin, the new one, seen alike from both sides.
+    let old = lan.procs[nodes[0]].line_within("admin: 12D3", "(term", common::LIMIT);
+    let (_, follows) = old.expect("the old admin follows the new one");
+    let new_admin = format!("12D3{}", follows.split_whitespace().next().unwrap());
+    assert_ne!(new_admin, admin_id);
+    for host in [1, 4, 5] {
+        assert_eq!(
+            admin_seen_from(&lan, host, &["--no-mdns", "--join", &addr_b]),
+            new_admin
+        );
+    }
+}
+
+#[test]
+fn a_dag_completes_with_a_tenth_of_all_packets_lost() {
+    let Some(mut lan) = lan("l", 5) else { return };
+    if !firewall(&lan) {
+        return;
+    }
+    let (_, _, addr_b) = voters_and_a_worker(&mut lan, 41);
+    // From now on every host drops 10 % of what it receives, at random.
+    for host in 1..=5 {
+        let rule = [
+            "-A",
+            "INPUT",
+            "-i",
+            "eth0",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.1",
+            "-j",
+            "DROP",
+        ];
+        lan.iptables(host, &rule).expect("a loss rule");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = chains(&dir, 200);
+    let cmd = lan.in_host(
+        5,
+        &[
+            "submit",
+            &file,
+            "--join",
+            &addr_b,
+            "--no-mdns",
+            "--wait-workers",
+            "3",
+            "--json",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (reports, ok, errors) = common::cli::submit_watched(cmd, 0, || {});
+    eprintln!("200 tasks with 10 % loss in {:?}", started.elapsed());
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports, 200);
+}

@@ -25,6 +25,11 @@ pub(crate) struct Behaviour {
 }
 
 /// Builds the swarm for `cfg` with identity `key`.
+/// How often each connection is pinged.
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before its connection is closed.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Swarm<Behaviour>, Error> {
     let max_frame = cfg.max_frame;
     let mdns_on = cfg.mdns;
@@ -73,7 +78,13 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
                 gossipsub,
                 rr,
                 identify,
-                ping: ping::Behaviour::default(),
+                // A connection whose peer has not answered a ping for
+                // PING_TIMEOUT is closed (see the event loop).
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_TIMEOUT),
+                ),
                 mdns: mdns.into(),
             })
         })

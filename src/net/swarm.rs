@@ -121,6 +121,18 @@ impl EventLoop {
                 let agent = info.agent_version.chars().take(64).collect();
                 self.peer_meta.insert(peer_id, PeerMeta { addrs, agent });
             }
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) if !matches!(e, libp2p::ping::Failure::Unsupported) => {
+                // A path that stopped carrying packets (a cut cable, a
+                // firewall, a paused peer) leaves TCP connected for many
+                // minutes: close it, so the node counts the peer as gone
+                // and the address book dials it again.
+                debug!(%peer, error = %e, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }

@@ -162,7 +162,7 @@ pub fn submit_and(
     midway: impl FnOnce(),
 ) -> (Vec<serde_json::Value>, bool, String) {
     let workers = workers.to_string();
-    let mut child = taskmesh(&[
+    let cmd = taskmesh(&[
         "submit",
         file,
         "--join",
@@ -171,12 +171,23 @@ pub fn submit_and(
         "--wait-workers",
         &workers,
         "--json",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn submit");
+    ]);
+    submit_watched(cmd, at, midway)
+}
+
+/// [`submit_and`] for any `submit … --json` command (in a network
+/// namespace, say).
+pub fn submit_watched(
+    mut cmd: std::process::Command,
+    at: u32,
+    midway: impl FnOnce(),
+) -> (Vec<serde_json::Value>, bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn submit");
     let stdout = child.stdout.take().expect("piped");
     let lines = std::thread::spawn(move || {
         BufReader::new(stdout)
