@@ -231,20 +231,7 @@ fn peers_join_by_multiaddr_across_namespaces_with_mdns_off() {
 impl Lan {
     /// `iptables ARGS…` inside host `i`'s namespace.
     fn iptables(&self, i: usize, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.host(i), "iptables"])
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run iptables: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "iptables {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        ip(&[&["netns", "exec", &self.host(i), "iptables"], args].concat())
     }
 
     /// Host `i` loses every packet to and from the LAN (its loopback
