@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod calls;
 pub mod consensus;
 mod disk;
 pub mod net;

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::admin::Answer;
 use super::{ClientOp, EventLoop, Pending};
+use crate::calls::{CallFailure, Route, Verdict};
 use crate::protocol::{Request, Response};
 use crate::scheduler::{Input, Report};
 use crate::task::{Task, TaskId, TaskReport};
@@ -17,9 +18,6 @@ use crate::Error;
 
 /// How long the admin may hold one remote await before answering.
 const AWAIT_SLICE: Duration = Duration::from_secs(5);
-
-/// How soon to ask again after a peer said it is not the admin.
-const NOT_ADMIN_RETRY: Duration = Duration::from_millis(100);
 
 impl ClientOp {
     /// The call as it goes again to a new admin, or `None` when it cannot:
@@ -73,49 +71,87 @@ impl EventLoop {
         self.pending.insert(id, what);
     }
 
-    /// Runs a client call at the admin, wherever it is, giving up on
-    /// finding one after `admin_wait`.
+    /// Runs a client call at the admin, wherever it is (see
+    /// [`crate::calls`]: it waits up to `admin_wait` for one).
     pub(super) fn route(&mut self, op: ClientOp) {
-        self.route_by(op, Instant::now() + self.cfg.admin_wait);
+        self.next_call += 1;
+        let call = self.next_call;
+        self.route_as(call, op);
     }
 
-    /// Runs a client call at the admin, giving up on finding one at `deadline`.
-    fn route_by(&mut self, op: ClientOp, deadline: Instant) {
-        if self.sched.is_some() {
-            return self.run_locally(op);
-        }
-        let Some((admin, _)) = self.admin else {
-            if let (ClientOp::Submit { .. }, Some(e)) = (&op, self.quorum_lost()) {
-                return op.fail(e);
-            }
-            self.parked.push((deadline, op));
-            return;
-        };
-        let req = match &op {
-            ClientOp::Submit { parts, upload, .. } => {
-                let tasks = parts.front().cloned().unwrap_or_default();
-                match *upload {
-                    None => Request::Submit { tasks },
-                    Some(upload) => Request::SubmitPart {
-                        upload,
-                        tasks,
-                        last: parts.len() == 1,
-                    },
+    /// Routes a call under `call`: a new one, or the next step of one.
+    fn route_as(&mut self, call: u64, op: ClientOp) {
+        let submit = matches!(op, ClientOp::Submit { .. });
+        self.ops.insert(call, op);
+        let routes = self.calls.start(call, submit, self.now());
+        self.carry_calls(routes);
+    }
+
+    /// Carries out where the calls unit sends calls.
+    pub(super) fn carry_calls(&mut self, routes: Vec<Route<PeerId>>) {
+        for route in routes {
+            match route {
+                Route::Send { call, to, .. } => {
+                    if let Some(op) = self.ops.get(&call) {
+                        let req = request_for(op);
+                        self.send(to, req, Pending::Client(call));
+                    }
+                }
+                Route::Local { call } => {
+                    if let Some(op) = self.ops.remove(&call) {
+                        self.run_locally(op);
+                    }
+                }
+                Route::Fail { call, why } => {
+                    if let Some(op) = self.ops.remove(&call) {
+                        op.fail(self.call_error(why));
+                    }
                 }
             }
-            ClientOp::Status { ids, got, .. } => Request::Status {
-                ids: ids[got.len()..].to_vec(),
-            },
-            ClientOp::Cancel(ids, _) => Request::Cancel { ids: ids.clone() },
-            ClientOp::Await { ids, any, done, .. } => Request::Await {
-                ids: ids.iter().filter(|id| !done.contains_key(id)).copied().collect(),
-                max_wait_ms: AWAIT_SLICE.as_millis() as u64,
-                any: *any,
-            },
-            ClientOp::Workers(_) => Request::Workers,
-            ClientOp::Peers(_) => Request::Peers,
-        };
-        self.send(admin, req, Pending::Client(op, deadline));
+        }
+    }
+
+    /// The error a failed call gets.
+    fn call_error(&self, why: CallFailure) -> Error {
+        match why {
+            CallFailure::NoAdmin => Error::NoAdmin(self.cfg.admin_wait),
+            CallFailure::NoQuorum { reached, voters } => Error::NoQuorum { reached, voters },
+        }
+    }
+
+    /// Why new work is refused at once: this side has no quorum, as heard
+    /// within the last few seconds.
+    pub(super) fn quorum_lost(&self) -> Option<Error> {
+        self.calls.quorum_lost(self.now()).map(|why| self.call_error(why))
+    }
+
+    /// A voter says this side of the mesh has no quorum: waiting
+    /// submissions fail at once.
+    pub(super) fn heard_no_quorum(&mut self, reached: usize, voters: usize) {
+        let routes = self.calls.no_quorum(reached, voters, self.now());
+        self.carry_calls(routes);
+    }
+
+    /// Follows the admin a call's answer named (or none).
+    fn follow(&mut self, admin: Option<(PeerId, u64)>) {
+        match admin {
+            Some((peer, term)) => self.admin_changed(Some(peer), term),
+            None => {
+                let known = self.admin.map_or(0, |a| a.1);
+                self.admin_changed(None, known);
+            }
+        }
+    }
+
+    /// A call goes again to the next admin: a batch marked as sent before
+    /// (its ids, if known there, mean it was taken), or failed when it
+    /// cannot go again (see [`ClientOp::resent`]).
+    fn resend(&mut self, call: u64) {
+        let Some(op) = self.ops.remove(&call) else { return };
+        match op.resent() {
+            Some(op) => drop(self.ops.insert(call, op)),
+            None => self.calls.done(call),
+        }
     }
 
     fn run_locally(&mut self, op: ClientOp) {
@@ -153,56 +189,30 @@ impl EventLoop {
         }
     }
 
-    /// Fails the batches waiting for an admin, when this side of the mesh
-    /// has no quorum (other calls keep waiting for one).
-    pub(super) fn fail_parked_submits(&mut self) {
-        if self.quorum_lost().is_none() {
-            return;
-        }
-        let (submits, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|(_, op)| matches!(op, ClientOp::Submit { .. }));
-        self.parked = rest;
-        for (_, op) in submits {
-            if let Some(e) = self.quorum_lost() {
-                op.fail(e);
+    /// The answer of `peer` to client call `call`.
+    pub(super) fn client_answer(&mut self, peer: PeerId, call: u64, resp: Response) {
+        let now = self.now();
+        if let Response::NotAdmin { admin, term } = &resp {
+            // Our view of the admin is ahead of or behind the mesh's:
+            // follow what the node asked knows, and ask again shortly.
+            let hint = admin.as_ref().and_then(|a| a.parse().ok()).map(|p| (p, *term));
+            let (follow, routes) = self.calls.not_admin(call, peer, hint, now);
+            if let Some(admin) = follow {
+                self.follow(admin);
             }
+            return self.carry_calls(routes);
         }
-    }
-
-    /// Sends what waited for an admin (those still without one stay), and
-    /// fails what waited too long.
-    pub(super) fn flush_parked(&mut self) {
-        let now = Instant::now();
-        for (deadline, op) in std::mem::take(&mut self.parked) {
-            if deadline <= now {
-                op.fail(Error::NoAdmin(self.cfg.admin_wait));
-            } else {
-                self.route_by(op, deadline);
-            }
+        let (verdict, routes) = self.calls.answered(call, now);
+        if verdict == Verdict::Stale {
+            // From an admin older than the one this node follows now: the
+            // call goes again to the new one.
+            debug!(%peer, call, "a stale admin's answer ignored");
+            self.resend(call);
+            return self.carry_calls(routes);
         }
-    }
-
-    /// The admin's answer to a client call.
-    pub(super) fn client_answer(&mut self, op: ClientOp, deadline: Instant, resp: Response) {
+        self.calls.done(call);
+        let Some(op) = self.ops.remove(&call) else { return };
         match (op, resp) {
-            (op, Response::NotAdmin { admin, term }) => {
-                // Our view of the admin is ahead of or behind the mesh's:
-                // follow what the old admin knows (a newer admin, or none),
-                // and ask again shortly, until the deadline.
-                let known = self.admin.map_or(0, |a| a.1);
-                match admin.and_then(|a| a.parse().ok()) {
-                    Some(peer) if term > known => self.admin_changed(Some(peer), term),
-                    None if self.admin.is_some() => self.admin_changed(None, known),
-                    _ => {}
-                }
-                if let (ClientOp::Submit { .. }, Some(e)) = (&op, self.quorum_lost()) {
-                    return op.fail(e);
-                }
-                self.parked.push((deadline, op));
-                let soon = Instant::now() + NOT_ADMIN_RETRY;
-                self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
-            }
             (op, Response::Refused(why)) => op.fail(Error::Refused(why)),
             // Sent again after the admin was lost: its ids already taken
             // mean the first try was committed (a batch is taken whole).
@@ -237,7 +247,7 @@ impl EventLoop {
                     resent,
                     ids,
                 };
-                self.route_by(op, deadline);
+                self.route_as(call, op);
             }
             // No ids: the most recent tasks, however many.
             (ClientOp::Status { ids, reply, .. }, Response::Lookups(ls)) if ids.is_empty() => {
@@ -253,7 +263,7 @@ impl EventLoop {
                 got.extend(ls);
                 if got.len() < ids.len() {
                     // A long answer comes in pieces: ask for the rest.
-                    return self.route_by(ClientOp::Status { ids, got, reply }, deadline);
+                    return self.route_as(call, ClientOp::Status { ids, got, reply });
                 }
                 drop(reply.send(Ok(got)))
             }
@@ -280,12 +290,13 @@ impl EventLoop {
                     let reports = collect(&ids, &mut done);
                     let _ = reply.send(Ok(reports));
                 } else {
-                    self.route(ClientOp::Await {
+                    let op = ClientOp::Await {
                         ids,
                         any,
                         done,
                         reply,
-                    });
+                    };
+                    self.route_as(call, op);
                 }
             }
             (op, other) => op.fail(Error::Protocol(format!(
@@ -359,20 +370,16 @@ impl EventLoop {
     pub(super) fn request_failed(&mut self, peer: PeerId, what: Pending, error: String) {
         debug!(%peer, %error, "request failed");
         match what {
-            // The admin holding the call is gone (or never answered): what it
-            // held is not known elsewhere until failover lands.
             // The admin holding the call is gone (or never answered): the
             // call waits for the next admin, whose ledger has what the old
             // one committed, and goes again (a batch with the same ids).
-            Pending::Client(op, deadline) => {
-                if self.admin.is_some_and(|a| a.0 == peer) {
-                    let term = self.admin.map_or(0, |a| a.1);
-                    self.admin_changed(None, term);
+            Pending::Client(call) => {
+                let (was_admin, routes) = self.calls.lost(call, peer, self.now());
+                if was_admin {
+                    self.follow(None);
                 }
-                let Some(op) = op.resent() else { return };
-                self.parked.push((deadline, op));
-                let soon = Instant::now() + NOT_ADMIN_RETRY;
-                self.parked_retry = Some(self.parked_retry.map_or(soon, |t| t.min(soon)));
+                self.resend(call);
+                self.carry_calls(routes);
             }
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
             Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft | Pending::Join => {}
@@ -392,6 +399,34 @@ impl EventLoop {
                 self.outbox.failed(batch, now);
             }
         }
+    }
+}
+
+/// The request that carries a call's next step to the admin.
+fn request_for(op: &ClientOp) -> Request {
+    match op {
+        ClientOp::Submit { parts, upload, .. } => {
+            let tasks = parts.front().cloned().unwrap_or_default();
+            match *upload {
+                None => Request::Submit { tasks },
+                Some(upload) => Request::SubmitPart {
+                    upload,
+                    tasks,
+                    last: parts.len() == 1,
+                },
+            }
+        }
+        ClientOp::Status { ids, got, .. } => Request::Status {
+            ids: ids[got.len()..].to_vec(),
+        },
+        ClientOp::Cancel(ids, _) => Request::Cancel { ids: ids.clone() },
+        ClientOp::Await { ids, any, done, .. } => Request::Await {
+            ids: ids.iter().filter(|id| !done.contains_key(id)).copied().collect(),
+            max_wait_ms: AWAIT_SLICE.as_millis() as u64,
+            any: *any,
+        },
+        ClientOp::Workers(_) => Request::Workers,
+        ClientOp::Peers(_) => Request::Peers,
     }
 }
 

@@ -168,7 +168,7 @@ impl EventLoop {
 
     fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
         match what {
-            Pending::Client(op, deadline) => self.client_answer(op, deadline, resp),
+            Pending::Client(call) => self.client_answer(peer, call, resp),
             Pending::Register => {
                 if !matches!(resp, Response::Ok) {
                     debug!(%peer, ?resp, "registration not taken; will retry");

@@ -75,9 +75,6 @@ pub(crate) struct LedgerPart {
     pub(crate) started: bool,
     /// The voter count last published.
     pub(crate) voters_seen: usize,
-    /// A voter's latest word that this side has no quorum: voters reached,
-    /// voters of the ledger, and when it was heard.
-    pub(crate) no_quorum: Option<(usize, usize, Instant)>,
     /// When this voter says next that it has no quorum.
     pub(crate) no_quorum_at: Instant,
     /// Since when this node has known no admin (after it knew one).
@@ -169,7 +166,6 @@ impl LedgerPart {
             notice_at: now,
             started: false,
             voters_seen: 0,
-            no_quorum: None,
             no_quorum_at: now,
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
@@ -427,18 +423,13 @@ impl EventLoop {
         if reached > voters / 2 {
             return;
         }
-        if self
-            .raft
-            .no_quorum
-            .is_none_or(|q| q.2.elapsed() > 3 * NO_QUORUM_EVERY)
-        {
+        if self.quorum_lost().is_none() {
             warn!(
                 reached,
                 voters, "no admin: this node reaches too few voters of the ledger; new work is refused"
             );
         }
-        self.raft.no_quorum = Some((reached, voters, Instant::now()));
-        self.fail_parked_submits();
+        self.heard_no_quorum(reached, voters);
         self.publish_state();
         let (reached, voters) = (reached as u32, voters as u32);
         self.publish(
@@ -457,17 +448,8 @@ impl EventLoop {
         if !ours || self.admin.is_some() || voters == 0 || reached > voters {
             return;
         }
-        self.raft.no_quorum = Some((reached as usize, voters as usize, Instant::now()));
-        self.fail_parked_submits();
+        self.heard_no_quorum(reached as usize, voters as usize);
         self.publish_state();
-    }
-
-    /// Why new work is refused at once: this side has no quorum, as heard
-    /// within the last few seconds.
-    pub(super) fn quorum_lost(&self) -> Option<crate::Error> {
-        let (reached, voters, at) = self.raft.no_quorum?;
-        let fresh = at.elapsed() < 3 * NO_QUORUM_EVERY;
-        (self.admin.is_none() && fresh).then_some(crate::Error::NoQuorum { reached, voters })
     }
 
     /// Carries out a step of the replicated scheduler: Raft messages out,

@@ -126,8 +126,8 @@ pub(crate) enum ClientOp {
 
 /// What an outbound request was for, so its answer can be routed.
 pub(crate) enum Pending {
-    /// A client call, and when to give up finding an admin for it.
-    Client(ClientOp, Instant),
+    /// A client call (its id in [`EventLoop::ops`]).
+    Client(u64),
     Register,
     Bids,
     Assign {
@@ -165,10 +165,10 @@ pub(crate) struct EventLoop {
     workers: WorkerRuntime,
     /// Outbound requests awaiting their answers.
     pending: HashMap<OutboundRequestId, Pending>,
-    /// Client calls that arrived while no admin was known, with deadlines.
-    parked: Vec<(Instant, ClientOp)>,
-    /// When to send parked calls again after a `NotAdmin` answer.
-    parked_retry: Option<Instant>,
+    /// Where client calls go (the pure unit), and each call's payload by id.
+    calls: crate::calls::Calls<PeerId>,
+    ops: HashMap<u64, ClientOp>,
+    next_call: u64,
     /// Results not yet acknowledged by an admin.
     outbox: outbox::Outbox,
     /// When to renew the leases of what this node holds next.
@@ -218,6 +218,10 @@ impl EventLoop {
         let started = Instant::now();
         let admin_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/admin", cfg.mesh));
         let tasks_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/tasks", cfg.mesh));
+        let calls = crate::calls::Calls::new(crate::calls::CallsConfig {
+            admin_wait: cfg.admin_wait,
+            ..crate::calls::CallsConfig::default()
+        });
         EventLoop {
             swarm,
             me,
@@ -233,8 +237,9 @@ impl EventLoop {
             sched: None,
             workers,
             pending: HashMap::new(),
-            parked: Vec::new(),
-            parked_retry: None,
+            calls,
+            ops: HashMap::new(),
+            next_call: 0,
             outbox: outbox::Outbox::default(),
             renew_at: started,
             next_upload: 0,
@@ -316,8 +321,7 @@ impl EventLoop {
         }
         take(self.outbox.next_deadline().map(|d| self.started + d));
         take(self.holds_work().then_some(self.renew_at));
-        take(self.parked.iter().map(|p| p.0).min());
-        take(self.parked_retry);
+        take(self.calls.next_deadline().map(|d| self.started + d));
         take(self.register_retry);
         take(self.rejoin.iter().map(|r| r.0).min());
         take(self.book.next_due().map(Instant::from_std));
@@ -335,13 +339,8 @@ impl EventLoop {
         if self.sched.is_some() {
             self.admin_tick();
         }
-        let retry = self.parked_retry.is_some_and(|t| t <= now);
-        if retry || self.parked.iter().any(|p| p.0 <= now) {
-            if retry {
-                self.parked_retry = None;
-            }
-            self.flush_parked();
-        }
+        let routes = self.calls.tick(self.now());
+        self.carry_calls(routes);
         self.redial_due(now);
         self.flush_outbox();
         if self.renew_at <= now {
@@ -440,13 +439,14 @@ impl EventLoop {
             Some(_) => None,
             None => Some(self.raft.leaderless_since.unwrap_or_else(Instant::now)),
         };
+        let routes = self.calls.follow(self.admin, self.sched.is_some(), self.now());
         if self.admin.is_some() {
             self.register();
             self.renew();
-            self.flush_parked();
             self.outbox.admin_changed();
             self.flush_outbox();
         }
+        self.carry_calls(routes);
         self.publish_state();
     }
 
