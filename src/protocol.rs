@@ -23,10 +23,10 @@ use crate::scheduler::{Announcement, Assignment, Bid, CancelOutcome, Lookup, Rep
 use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
 
 /// The request-response protocol name.
-pub const PROTOCOL_NAME: &str = "/taskmesh/3";
+pub const PROTOCOL_NAME: &str = "/taskmesh/4";
 
 /// Version stamped into every frame; a frame of another version is refused.
-pub const WIRE_VERSION: u16 = 3;
+pub const WIRE_VERSION: u16 = 4;
 
 /// Default largest frame, requests and responses alike.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -114,6 +114,16 @@ pub enum Request {
         cluster: u64,
         /// The messages, in order.
         messages: Vec<Vec<u8>>,
+    },
+    /// Replica → replica: one part of a Raft message too large for a frame
+    /// (a snapshot of a large ledger), sent after the previous part was
+    /// answered. Answered `Ok`, or `Refused` when the part is not the next
+    /// one (the message is dropped; Raft sends it again).
+    RaftPart {
+        /// The ledger's id.
+        cluster: u64,
+        /// The part.
+        part: RaftPart,
     },
     /// Admin-eligible node → admin: let replica `raft_id` follow the ledger
     /// `cluster` (as a learner, promoted to voter while voters are few).
@@ -247,6 +257,20 @@ pub enum Response {
     Peers(Vec<PeerInfo>),
     /// The request was understood but refused (stale term, bad input).
     Refused(String),
+}
+
+/// One part of a Raft message too large for a frame
+/// ([`Request::RaftPart`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftPart {
+    /// The message's number, from its sender.
+    pub seq: u64,
+    /// Where this part starts in the message, in bytes.
+    pub offset: u64,
+    /// The whole message's length in bytes (at most 1 GiB + 16 MiB).
+    pub total: u64,
+    /// The part: 1 byte to 4 MiB.
+    pub bytes: Vec<u8>,
 }
 
 /// Cuts `items` into runs of about `budget` bytes each, as `size` counts

@@ -515,3 +515,62 @@ fn killing_the_hub_of_a_star_leaves_one_mesh_with_one_admin() {
     let admins = json_lines(&out).iter().filter(|p| p["is_admin"] == true).count();
     assert_eq!(admins, 1);
 }
+
+#[test]
+fn a_ledger_larger_than_a_frame_reaches_new_voters_in_parts_and_survives_its_founder() {
+    let _serial = serial();
+    // A founder that hosts its own worker runs 24 tasks of 400 KB each (in
+    // and out): a ledger of about 19 MB, whose snapshot no single frame
+    // (16 MiB) can carry.
+    let seed = "8100";
+    let a = start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        seed,
+        "--worker",
+        "w:echo:5:8",
+        "--work-ms",
+        "1",
+    ]);
+    let addr_a = a.expect_line("listening on ", "");
+    let dir = tempfile::tempdir().unwrap();
+    let input = "x".repeat(400_000);
+    let mut toml = String::new();
+    for i in 0..24 {
+        toml +=
+            &format!("[[task]]\nname = \"big{i}\"\nrole = \"echo\"\ndifficulty = 1\ninput = \"{input}\"\n");
+    }
+    let file = task_file(&dir, "big.toml", &toml);
+    let out = run(&[
+        "submit",
+        &file,
+        "--join",
+        &addr_a,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 24);
+    // Two nodes join now: each needs the whole ledger, as a snapshot.
+    let (b, addr_b) = eligible(8101, Some(&addr_a), "b");
+    let (c, _) = eligible(8102, Some(&addr_a), "c");
+    // (Encoding a snapshot this large can hold a debug build's loop long
+    // enough for a new election: the admin may change meanwhile.)
+    for p in [&a, &b, &c] {
+        p.line_within("admin: ", "3 voters", LIMIT)
+            .expect("both joiners caught up and became voters");
+    }
+    // The founder dies: the voters that got the ledger in parts keep the
+    // mesh, and know every task.
+    drop(a);
+    took_office(&[&b, &c]);
+    let id = reports[23]["id"].as_str().unwrap().to_string();
+    let status = common::cli::status_of(&addr_b, &id);
+    assert_eq!(status["status"], "completed", "{status}");
+}

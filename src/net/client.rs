@@ -383,6 +383,7 @@ impl EventLoop {
             }
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
             Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft | Pending::Join => {}
+            Pending::RaftPart(to) => self.raft_part_answered(to, false),
             Pending::Assign { node, items } => {
                 for (task, attempt) in items {
                     self.admin_input(Input::AssignAnswer {

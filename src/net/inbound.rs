@@ -76,6 +76,10 @@ impl EventLoop {
                 self.respond(channel, Response::Ok);
                 return self.on_raft(peer, cluster, messages);
             }
+            Request::RaftPart { cluster, part } => {
+                let answer = self.on_raft_part(peer, cluster, part);
+                return self.respond(channel, answer);
+            }
             Request::Join {
                 cluster,
                 raft_id,
@@ -162,7 +166,11 @@ impl EventLoop {
                 self.respond(channel, Response::Workers(workers));
             }
             // Answered before the admin check above.
-            Request::Assign { .. } | Request::Abort { .. } | Request::Raft { .. } | Request::Join { .. } => {}
+            Request::Assign { .. }
+            | Request::Abort { .. }
+            | Request::Raft { .. }
+            | Request::RaftPart { .. }
+            | Request::Join { .. } => {}
         }
     }
 
@@ -176,6 +184,7 @@ impl EventLoop {
                 }
             }
             Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft => {}
+            Pending::RaftPart(to) => self.raft_part_answered(to, matches!(resp, Response::Ok)),
             Pending::Join => {
                 if !matches!(resp, Response::Ok) {
                     debug!(%peer, ?resp, "join not taken yet; will ask again");

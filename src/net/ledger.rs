@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::parts::{Part, PartsIn, PartsOut, MAX_ASSEMBLED, PART_BYTES};
 use super::{EventLoop, Pending};
 use crate::consensus::{Ledger, LedgerConfig, LedgerStep, OfficeChange, ReplicaConfig};
 use crate::disk::LedgerDisk;
@@ -81,6 +82,9 @@ pub(crate) struct LedgerPart {
     pub(crate) leaderless_since: Option<Instant>,
     /// Other ledgers with tasks already warned about (once each).
     pub(crate) warned: std::collections::HashSet<u64>,
+    /// Raft messages too large for a frame, in parts, each way.
+    pub(crate) parts_out: PartsOut<PeerId>,
+    pub(crate) parts_in: PartsIn<PeerId>,
     /// Where the replica is kept, with a data directory.
     pub(crate) disk: Option<LedgerDisk>,
     /// The replica read back from the data directory, until the loop
@@ -169,6 +173,8 @@ impl LedgerPart {
             no_quorum_at: now,
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
+            parts_out: PartsOut::new(),
+            parts_in: PartsIn::new(),
             disk,
             reopened,
         }
@@ -504,15 +510,53 @@ impl EventLoop {
                 continue;
             };
             match m.write_to_bytes() {
+                Ok(bytes) if peer == self.me => drop(bytes),
+                // Too large for a frame: in parts, one after the other.
+                Ok(bytes) if bytes.len() > PART_BYTES => {
+                    if let Some(part) = self.raft.parts_out.push(peer, bytes) {
+                        self.send_part(peer, cluster, part);
+                    }
+                }
                 Ok(bytes) => by_peer.entry(peer).or_default().push(bytes),
                 Err(e) => warn!(error = %e, "cannot encode a Raft message"),
             }
         }
+        let budget = self.cfg.max_frame / 2;
         for (peer, messages) in by_peer {
-            if peer == self.me {
-                continue;
+            for messages in crate::protocol::chunk_by_size(messages, budget, |m| m.len() + 8) {
+                self.send(peer, Request::Raft { cluster, messages }, Pending::Raft);
             }
-            self.send(peer, Request::Raft { cluster, messages }, Pending::Raft);
+        }
+    }
+
+    fn send_part(&mut self, peer: PeerId, cluster: u64, part: Part) {
+        self.send(peer, Request::RaftPart { cluster, part }, Pending::RaftPart(peer));
+    }
+
+    /// A part of a large Raft message was answered (`ok`) or failed: the
+    /// next goes.
+    pub(super) fn raft_part_answered(&mut self, peer: PeerId, ok: bool) {
+        let next = self.raft.parts_out.answered(peer, ok);
+        if let (Some(part), Some((cluster, _))) = (next, self.raft.cluster) {
+            self.send_part(peer, cluster, part);
+        }
+    }
+
+    /// A part of a large Raft message from a peer.
+    pub(super) fn on_raft_part(&mut self, peer: PeerId, cluster: u64, part: Part) -> Response {
+        if self.raft.cluster.map(|c| c.0) != Some(cluster) {
+            return Response::Refused("another ledger".into());
+        }
+        match self.raft.parts_in.receive(peer, part) {
+            Ok(None) => Response::Ok,
+            Ok(Some(whole)) => {
+                self.take_raft(peer, vec![whole], MAX_ASSEMBLED as usize);
+                Response::Ok
+            }
+            Err(why) => {
+                debug!(%peer, ?why, "part of a Raft message refused");
+                Response::Refused(format!("{why:?}"))
+            }
         }
     }
 
@@ -541,9 +585,14 @@ impl EventLoop {
         if self.raft.cluster.map(|c| c.0) != Some(cluster) {
             return; // another ledger's traffic, or not joined yet
         }
+        self.take_raft(peer, messages, MAX_RAFT_MESSAGE);
+    }
+
+    /// Raft messages of at most `limit` bytes each, for this node's replica.
+    fn take_raft(&mut self, peer: PeerId, messages: Vec<Vec<u8>>, limit: usize) {
         let mut steps = Vec::new();
         for bytes in messages {
-            if bytes.len() > MAX_RAFT_MESSAGE {
+            if bytes.len() > limit {
                 continue;
             }
             let Ok(m) = Message::parse_from_bytes(&bytes) else {
@@ -754,6 +803,7 @@ impl EventLoop {
 
     /// A peer disconnected: its node left (the admin's view of workers).
     pub(super) fn ledger_peer_left(&mut self, peer: PeerId) {
+        self.raft.parts_in.forget(&peer);
         if self.sched.is_some() {
             self.admin_input(Input::NodeLeft(super::node_id(&peer)));
         }

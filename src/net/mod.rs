@@ -14,6 +14,7 @@ mod client;
 mod inbound;
 mod ledger;
 mod outbox;
+mod parts;
 mod swarm;
 mod uploads;
 
@@ -140,6 +141,8 @@ pub(crate) enum Pending {
     Abort,
     /// Raft messages (answered at once; lost ones Raft sends again).
     Raft,
+    /// A part of a large Raft message, to this peer.
+    RaftPart(PeerId),
     /// A request to follow the admin's ledger.
     Join,
 }
