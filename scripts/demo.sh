@@ -140,9 +140,8 @@ done
 [ -n "$ADDR" ] || fail "the admin node printed no 'listening on' line within 10 s"
 say "admin  $(sed -n 's/^peer id: //p' "$LOGS/admin.out")  at $ADDR"
 
-# Worker peers are not admin-eligible: --admin-priority only breaks ties
-# between claims of one term, so an eligible peer whose election timer ran
-# out first would become admin instead.
+# Worker peers are not admin-eligible: the admin alone keeps the ledger, as
+# a small demo needs (three eligible peers would make three voters).
 seed=2
 for spec in "${WORKERS[@]}"; do
     start_node "${spec%%:*}" --seed "$seed" --join "$ADDR" --worker "$spec" --no-admin

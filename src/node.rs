@@ -132,9 +132,14 @@ pub struct AdminConfig {
     /// May this node keep a replica of the ledger and become admin? Default
     /// true. Workers-only and client nodes set it false.
     pub eligible: bool,
-    /// Preference among eligible nodes that look for a mesh: one with
-    /// priority `p` waits `found_after / (1 + p)` before it founds a ledger
-    /// of its own (default 0; the playground uses 255).
+    /// Preference to be admin (default 0; the playground uses 255). One
+    /// with priority `p` that looks for a mesh waits `found_after / (1 +
+    /// p)` before it founds a ledger of its own; the admin promotes
+    /// preferred learners to voters first, hands its office to a live
+    /// voter preferred over itself once that voter holds the whole log (at
+    /// most once per `voter_timeout`), and, when it stops, to the most
+    /// preferred voter that holds the whole log. It rides in the node's
+    /// membership entry of the ledger.
     pub priority: u8,
     /// Voters the admin keeps (default 3: a mesh survives one failure;
     /// with two it survives none, since a majority of two is both).

@@ -136,6 +136,8 @@ pub enum Request {
         raft_id: u64,
         /// Its listen addresses (multiaddr text).
         addrs: Vec<String>,
+        /// Its preference to be admin (`--admin-priority`).
+        priority: u8,
     },
     /// Worker node → admin: the workers this node hosts (replaces any
     /// earlier list).

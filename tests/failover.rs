@@ -573,3 +573,35 @@ fn a_ledger_larger_than_a_frame_reaches_new_voters_in_parts_and_survives_its_fou
     common::cli::wait_status(&addr_b, &id, "completed");
     drop(c);
 }
+
+#[test]
+fn the_admin_hands_its_office_to_a_preferred_voter_once_it_holds_the_log() {
+    let _serial = serial();
+    let (a, addr_a) = eligible(8200, None, "");
+    let b = start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        "8201",
+        "--join",
+        &addr_a,
+        "--admin-priority",
+        "5",
+    ]);
+    let b_id = b.expect_line("peer id: ", "");
+    let (c, _) = eligible(8202, Some(&addr_a), "c");
+    // The preferred node takes office; the others follow it.
+    b.line_within("admin: this node", "", LIMIT)
+        .expect("the preferred voter leads");
+    for p in [&a, &c] {
+        p.line_within(&format!("admin: {b_id}"), "3 voters", LIMIT)
+            .expect("the others follow the preferred voter");
+    }
+    assert!(
+        a.line_within("admin: this node", "", Duration::from_secs(2))
+            .is_none(),
+        "the founder never takes it back"
+    );
+}

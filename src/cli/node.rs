@@ -76,8 +76,10 @@ pub struct NodeArgs {
     pub no_admin: bool,
     /// Preference to be admin, 0-255 [default: 0]: a node that joins (by
     /// --join or mDNS) and hears of no admin founds a ledger of its own
-    /// after 3 s / (1 + N), so the preferred one founds first; it does not
-    /// unseat a running admin.
+    /// after 3 s / (1 + N), so the preferred one founds first; the admin
+    /// promotes preferred learners to voters first, and hands its office
+    /// to a voter preferred over itself once that voter holds the whole
+    /// log (and, when it stops, to the most preferred up-to-date voter).
     #[arg(long, value_name = "N")]
     pub admin_priority: Option<u8>,
     /// Seconds a task may wait for a capable worker before failing [default: 5].

@@ -50,6 +50,13 @@ pub struct LedgerConfig {
     /// A voter not heard from for this long is replaced by a learner that
     /// is up to date, if there is one. Default 20 s.
     pub voter_timeout: Duration,
+    /// A replica's preference to be admin (0–255; higher is preferred),
+    /// read from what it joined with (its membership context). The admin
+    /// promotes the preferred learners first, hands its office to the
+    /// preferred voter when it stops, and hands it to a voter preferred
+    /// over itself once that voter holds the whole log. Default: 0 for
+    /// all.
+    pub priority_of: fn(&[u8]) -> u8,
 }
 
 impl Default for LedgerConfig {
@@ -60,6 +67,7 @@ impl Default for LedgerConfig {
             snapshot_every: 1024,
             voters: 3,
             voter_timeout: Duration::from_secs(20),
+            priority_of: |_| 0,
         }
     }
 }
@@ -130,6 +138,9 @@ pub struct Ledger {
     /// The log is written to disk: every snapshot carries the state, even
     /// a lone replica's (it is read back on a restart).
     durable: bool,
+    priority_of: fn(&[u8]) -> u8,
+    /// When the admin last handed its office to a preferred voter.
+    preferred_at: Option<Duration>,
 }
 
 /// A snapshot's data: the members and the scheduler's snapshot.
@@ -237,6 +248,8 @@ impl Ledger {
             voter_timeout: cfg.voter_timeout,
             superseded: std::collections::BTreeSet::new(),
             durable: cfg.replica.durable,
+            priority_of: cfg.priority_of,
+            preferred_at: None,
         }
     }
 
@@ -314,12 +327,21 @@ impl Ledger {
     pub fn hand_over(&mut self, now: Duration) -> Option<LedgerStep> {
         self.admin?;
         let me = self.replica.id();
+        let last = self.replica.last_index();
+        // One that holds the whole log first, then the preferred, then
+        // the most up to date.
         let to = self
             .replica
             .voters()
             .into_iter()
             .filter(|&v| v != me)
-            .max_by_key(|&v| self.replica.matched(v))?;
+            .max_by_key(|&v| {
+                (
+                    self.replica.matched(v) >= last,
+                    self.priority(v),
+                    self.replica.matched(v),
+                )
+            })?;
         let step = self.replica.transfer_leader(to);
         Some(self.absorb(step, now))
     }
@@ -352,7 +374,8 @@ impl Ledger {
             .replica
             .learners()
             .into_iter()
-            .find(|id| live(id) && self.replica.matched(*id) >= commit);
+            .filter(|id| live(id) && self.replica.matched(*id) >= commit)
+            .max_by_key(|id| (self.priority(*id), std::cmp::Reverse(*id)));
         let dead = voters
             .iter()
             .copied()
@@ -364,6 +387,39 @@ impl Ledger {
         };
         let context = self.members.get(&id).cloned().unwrap_or_default();
         self.replica.propose_change(change, id, context).ok()
+    }
+
+    /// A member's preference to be admin (see [`LedgerConfig::priority_of`]).
+    fn priority(&self, id: u64) -> u8 {
+        self.members.get(&id).map_or(0, |c| (self.priority_of)(c))
+    }
+
+    /// The admin hands its office to a live voter preferred over itself
+    /// that holds the whole log, at most once every `voter_timeout`.
+    fn prefer(&mut self, now: Duration) -> Option<Step> {
+        self.admin?;
+        if self
+            .preferred_at
+            .is_some_and(|t| now.saturating_sub(t) < self.voter_timeout)
+        {
+            return None;
+        }
+        let me = self.replica.id();
+        let (mine, last) = (self.priority(me), self.replica.last_index());
+        let heard = |id: &u64| {
+            self.heard
+                .get(id)
+                .is_some_and(|&t| now.saturating_sub(t) < self.voter_timeout)
+        };
+        let to = self
+            .replica
+            .voters()
+            .into_iter()
+            .filter(|v| *v != me && heard(v) && self.replica.matched(*v) >= last)
+            .filter(|v| self.priority(*v) > mine)
+            .max_by_key(|v| self.priority(*v))?;
+        self.preferred_at = Some(now);
+        Some(self.replica.transfer_leader(to))
     }
 
     /// `Some(term)` while this replica is the admin.
@@ -422,6 +478,10 @@ impl Ledger {
         let step = self.replica.tick();
         let mut out = self.absorb(step, now);
         if let Some(step) = self.tend_members(now) {
+            let more = self.absorb(step, now);
+            out.merge(more);
+        }
+        if let Some(step) = self.prefer(now) {
             let more = self.absorb(step, now);
             out.merge(more);
         }

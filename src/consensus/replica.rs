@@ -333,6 +333,11 @@ impl Replica {
         self.drain()
     }
 
+    /// The index of the last entry in the log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
     /// Entries after the latest snapshot.
     pub fn log_len(&self) -> u64 {
         let store = self.node.store();

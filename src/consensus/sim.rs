@@ -841,8 +841,20 @@ impl Growing {
         }
     }
 
+    /// Replica 3 prefers to be admin (priority 9; the others 0).
+    fn cfg_preferring_3(id: u64) -> LedgerConfig {
+        LedgerConfig {
+            priority_of: |c| if c == b"r3" { 9 } else { 0 },
+            ..Self::cfg(id)
+        }
+    }
+
     fn found() -> Self {
-        let (ledger, step) = Ledger::found(Self::cfg(1), b"one".to_vec(), Duration::ZERO).expect("founds");
+        Self::found_with(Self::cfg)
+    }
+
+    fn found_with(cfg: fn(u64) -> LedgerConfig) -> Self {
+        let (ledger, step) = Ledger::found(cfg(1), b"r1".to_vec(), Duration::ZERO).expect("founds");
         assert_eq!(
             step.office,
             Some(OfficeChange::Took {
@@ -1046,4 +1058,35 @@ fn a_voter_recovered_alone_from_its_disk_keeps_every_committed_task() {
             assert_eq!((old.status, old.output), (new.status, new.output), "seed {seed}");
         }
     }
+}
+
+#[test]
+fn the_preferred_replica_is_promoted_first_and_then_leads() {
+    let mut mesh = Growing::found_with(Growing::cfg_preferring_3);
+    for id in 2..=4 {
+        let l = Ledger::new(Growing::cfg_preferring_3(id)).expect("valid");
+        mesh.ledgers.insert(id, l);
+    }
+    mesh.run(3_000);
+    assert_eq!(mesh.voters().len(), 3);
+    assert!(mesh.voters().contains(&3), "the preferred learner was promoted");
+    assert_eq!(
+        mesh.admin(),
+        3,
+        "the founder handed its office to the preferred voter"
+    );
+    // Stopping, the preferred admin hands its office to a voter that holds
+    // the whole log; nobody is preferred over it, so it stays with that one.
+    let wall = Duration::from_millis(mesh.now);
+    let step = mesh
+        .ledgers
+        .get_mut(&3)
+        .unwrap()
+        .hand_over(wall)
+        .expect("another voter");
+    mesh.deliver(step.messages.into());
+    mesh.dead.insert(3);
+    mesh.run(1_000);
+    let next = mesh.admin();
+    assert!(next != 0 && next != 3, "a new admin: {next}");
 }

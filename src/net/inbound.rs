@@ -84,8 +84,9 @@ impl EventLoop {
                 cluster,
                 raft_id,
                 addrs,
+                priority,
             } => {
-                let answer = self.on_join(peer, cluster, raft_id, addrs);
+                let answer = self.on_join(peer, cluster, raft_id, addrs, priority);
                 return self.respond(channel, answer);
             }
             Request::Assign { term, assignments } => {

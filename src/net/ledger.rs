@@ -50,6 +50,13 @@ const MAX_RAFT_MESSAGE: usize = 15 << 20;
 struct MemberAddr {
     peer: String,
     addrs: Vec<String>,
+    /// Its preference to be admin.
+    priority: u8,
+}
+
+/// A member's preference to be admin, from its membership entry.
+fn priority_of(context: &[u8]) -> u8 {
+    decode_member(context).map_or(0, |m| m.priority)
 }
 
 /// This node's part in the ledger.
@@ -150,6 +157,7 @@ fn ledger_config(cfg: &crate::NodeConfig, raft_id: u64, durable: bool) -> Ledger
         snapshot_every: 1024,
         voters: a.voters,
         voter_timeout: a.voter_timeout,
+        priority_of,
     }
 }
 
@@ -227,6 +235,7 @@ impl EventLoop {
         let me = MemberAddr {
             peer: self.me.to_string(),
             addrs,
+            priority: self.cfg.admin.priority,
         };
         bincode::serde::encode_to_vec(me, crate::task::bincode_config()).unwrap_or_default()
     }
@@ -620,6 +629,7 @@ impl EventLoop {
         cluster: u64,
         raft_id: u64,
         addrs: Vec<String>,
+        priority: u8,
     ) -> Response {
         if self.admin_term().is_none() {
             return self.not_admin();
@@ -634,6 +644,7 @@ impl EventLoop {
                 .take(8)
                 .map(|a| a.chars().take(256).collect())
                 .collect(),
+            priority,
         };
         let context = bincode::serde::encode_to_vec(addr, crate::task::bincode_config()).unwrap_or_default();
         let wall = self.wall_now();
@@ -685,6 +696,7 @@ impl EventLoop {
                 cluster,
                 raft_id,
                 addrs,
+                priority: self.cfg.admin.priority,
             },
             Pending::Join,
         );
