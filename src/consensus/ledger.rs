@@ -365,11 +365,7 @@ impl Ledger {
         let me = self.replica.id();
         let voters = self.replica.voters();
         let commit = self.replica.commit_index();
-        let live = |id: &u64| {
-            self.heard
-                .get(id)
-                .is_some_and(|&t| now.saturating_sub(t) < self.voter_timeout)
-        };
+        let live = |id: &u64| self.live(*id, now);
         let ready = self
             .replica
             .learners()
@@ -389,6 +385,13 @@ impl Ledger {
         self.replica.propose_change(change, id, context).ok()
     }
 
+    /// True when the admin heard from replica `id` within `voter_timeout`.
+    fn live(&self, id: u64, now: Duration) -> bool {
+        self.heard
+            .get(&id)
+            .is_some_and(|&t| now.saturating_sub(t) < self.voter_timeout)
+    }
+
     /// A member's preference to be admin (see [`LedgerConfig::priority_of`]).
     fn priority(&self, id: u64) -> u8 {
         self.members.get(&id).map_or(0, |c| (self.priority_of)(c))
@@ -406,16 +409,11 @@ impl Ledger {
         }
         let me = self.replica.id();
         let (mine, last) = (self.priority(me), self.replica.last_index());
-        let heard = |id: &u64| {
-            self.heard
-                .get(id)
-                .is_some_and(|&t| now.saturating_sub(t) < self.voter_timeout)
-        };
         let to = self
             .replica
             .voters()
             .into_iter()
-            .filter(|v| *v != me && heard(v) && self.replica.matched(*v) >= last)
+            .filter(|v| *v != me && self.live(*v, now) && self.replica.matched(*v) >= last)
             .filter(|v| self.priority(*v) > mine)
             .max_by_key(|v| self.priority(*v))?;
         self.preferred_at = Some(now);
