@@ -261,6 +261,29 @@ pub enum Response {
     Refused(String),
 }
 
+impl Response {
+    /// A short description for logs: the refusal's reason, the admin a
+    /// node follows, or the kind of answer (never its whole contents).
+    pub fn summary(&self) -> String {
+        match self {
+            Response::NotAdmin { admin: Some(a), term } => {
+                format!("not the admin (it follows {a}, term {term})")
+            }
+            Response::NotAdmin { admin: None, .. } => "not the admin (it knows of none)".into(),
+            Response::Refused(why) => format!("refused: {why}"),
+            Response::Ok => "ok".into(),
+            Response::Assigned(a) => format!("{} assignment answers", a.len()),
+            Response::Submitted(Ok(ids)) => format!("{} tasks submitted", ids.len()),
+            Response::Submitted(Err(e)) => format!("submission refused: {e}"),
+            Response::Reports(r) => format!("{} reports", r.len()),
+            Response::Lookups(l) => format!("{} lookups", l.len()),
+            Response::Cancelled(c) => format!("{} cancellations", c.len()),
+            Response::Workers(w) => format!("{} workers", w.len()),
+            Response::Peers(p) => format!("{} peers", p.len()),
+        }
+    }
+}
+
 /// One part of a Raft message too large for a frame
 /// ([`Request::RaftPart`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -180,7 +180,7 @@ impl EventLoop {
             Pending::Client(call) => self.client_answer(peer, call, resp),
             Pending::Register => {
                 if !matches!(resp, Response::Ok) {
-                    debug!(%peer, ?resp, "registration not taken; will retry");
+                    debug!(%peer, answer = resp.summary(), "registration not taken; will retry");
                     self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
             }
@@ -188,14 +188,14 @@ impl EventLoop {
             Pending::RaftPart(to) => self.raft_part_answered(to, matches!(resp, Response::Ok)),
             Pending::Join => {
                 if !matches!(resp, Response::Ok) {
-                    debug!(%peer, ?resp, "join not taken yet; will ask again");
+                    debug!(%peer, answer = resp.summary(), "join not taken yet; will ask again");
                 }
             }
             Pending::Assign { node, items } => {
                 let answers = match resp {
                     Response::Assigned(a) => a,
                     other => {
-                        warn!(%peer, ?other, "assignment not taken");
+                        warn!(%peer, answer = other.summary(), "assignment not taken");
                         items
                             .iter()
                             .map(|&(task, attempt)| AssignAnswer {
@@ -227,7 +227,7 @@ impl EventLoop {
                 if matches!(resp, Response::Ok) {
                     self.outbox.acked(batch);
                 } else {
-                    warn!(%peer, ?resp, "results not taken; will send them again");
+                    warn!(%peer, answer = resp.summary(), "results not taken; will send them again");
                     let now = self.now();
                     self.outbox.failed(batch, now);
                 }
