@@ -378,3 +378,36 @@ fn a_reader_that_leaves_early_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.code(), Some(141), "{err}");
 }
+
+#[test]
+fn a_wait_cut_short_prints_what_finished_and_names_the_rest() {
+    // One slot: the quick task runs first, the slow one (9 s) after it.
+    let (_procs, addr) = mesh(960, &["w:echo:9:1"], "1000");
+    let dir = tempfile::tempdir().unwrap();
+    let file = task_file(
+        &dir,
+        "two.toml",
+        "[[task]]\nname = \"quick\"\nrole = \"echo\"\ndifficulty = 0\n\
+         [[task]]\nname = \"slow\"\nrole = \"echo\"\ndifficulty = 9\ndepends_on = [\"quick\"]\n",
+    );
+    let out = run(&[
+        "submit",
+        &file,
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--json",
+        "--timeout",
+        "3",
+    ]);
+    assert!(!out.status.success());
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "the finished task's report");
+    assert_eq!(lines[0]["name"], "quick");
+    let err = text(&out.stderr);
+    assert!(err.contains("task slow ("), "{err}");
+    assert!(err.contains("not finished when the wait ended"), "{err}");
+    assert!(err.contains("results not ready within 3 s"), "{err}");
+}

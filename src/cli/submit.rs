@@ -89,18 +89,17 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
-    let wait = follow(&node, ids);
-    let done = match a.timeout {
-        Some(t) => {
-            let limit = secs(t).context("--timeout")?;
-            tokio::time::timeout(limit, wait)
-                .await
-                .map_err(|_| anyhow::anyhow!("results not ready within {t} s"))??
-        }
-        None => wait.await?,
+    let deadline = match a.timeout {
+        Some(t) => Some((tokio::time::Instant::now() + secs(t).context("--timeout")?, t)),
+        None => None,
     };
+    let done = follow(&node, ids, deadline).await;
     done.print(a.json, &names)?;
     node.shutdown().await;
+    if let Some(e) = done.error {
+        // What finished is printed above; the rest is named on stderr.
+        return Err(e);
+    }
     Ok(if done.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -157,11 +156,14 @@ pub async fn workers(a: WorkersArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `follow` saw: the reports in submission order, and the tasks that
-/// finished but were evicted before their reports were read.
+/// What `follow` saw: the reports in submission order, the tasks that
+/// finished but were evicted before their reports were read, and, when
+/// the wait ended early (an error, `--timeout`), why and what was left.
 struct Followed {
     reports: Vec<TaskReport>,
     evicted: Vec<TaskId>,
+    unfinished: Vec<TaskId>,
+    error: Option<anyhow::Error>,
 }
 
 impl Followed {
@@ -182,19 +184,39 @@ impl Followed {
             let name = names.get(id).map_or("?", |n| n.as_str());
             eprintln!("task {name} ({id}) finished, but the admin evicted it before its report was read");
         }
+        for id in &self.unfinished {
+            let name = names.get(id).map_or("?", |n| n.as_str());
+            eprintln!(
+                "task {name} ({id}) not finished when the wait ended (`taskmesh status {id}` tells later)"
+            );
+        }
         Ok(())
     }
 }
 
 /// Waits for every task, showing progress on stderr as tasks finish: a bar
-/// on a terminal, one line per finished task otherwise.
-async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Followed> {
+/// on a terminal, one line per finished task otherwise. Stops early on an
+/// error or at `deadline` (and the `--timeout` seconds it came from),
+/// keeping what finished.
+async fn follow(node: &Node, ids: Vec<TaskId>, deadline: Option<(tokio::time::Instant, f64)>) -> Followed {
     let mut progress = Progress::new(ids.len());
     let mut done: HashMap<TaskId, TaskReport> = HashMap::new();
     let mut evicted = Vec::new();
     let mut pending = ids.clone();
+    let mut error = None;
     while !pending.is_empty() {
-        match node.wait_any(pending.clone()).await {
+        let wait = node.wait_any(pending.clone());
+        let waited = match deadline {
+            Some((at, secs)) => match tokio::time::timeout_at(at, wait).await {
+                Ok(r) => r,
+                Err(_) => {
+                    error = Some(anyhow::anyhow!("results not ready within {secs} s"));
+                    break;
+                }
+            },
+            None => wait.await,
+        };
+        match waited {
             Ok(reports) => {
                 for r in reports {
                     progress.finished(&r);
@@ -206,7 +228,8 @@ async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Followed> {
             Err(e) => {
                 let gone = evicted_among(node, &pending).await;
                 if gone.is_empty() {
-                    return Err(e.into());
+                    error = Some(e.into());
+                    break;
                 }
                 progress.evicted(gone.len());
                 evicted.extend(gone);
@@ -221,7 +244,12 @@ async fn follow(node: &Node, ids: Vec<TaskId>) -> anyhow::Result<Followed> {
     }
     progress.close();
     let reports = ids.iter().filter_map(|id| done.remove(id)).collect();
-    Ok(Followed { reports, evicted })
+    Followed {
+        reports,
+        evicted,
+        unfinished: pending,
+        error,
+    }
 }
 
 /// The ids among `ids` that the admin says were evicted.
