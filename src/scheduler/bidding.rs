@@ -281,15 +281,24 @@ impl Scheduler {
     fn no_award(&mut self, slot: Slot, closes_at: Duration, now: Duration) {
         let e = &self.tasks[slot];
         let difficulty = e.task.difficulty;
-        let capable = self.roles[e.role].workers.iter().map(|&w| &self.workers[w]);
-        let capable: Vec<_> = capable.filter(|w| w.spec.skill >= difficulty).collect();
+        let capable = self.roles[e.role].workers.iter().map(|&w| (w, &self.workers[w]));
+        let capable: Vec<_> = capable.filter(|(_, w)| w.spec.skill >= difficulty).collect();
         if capable.is_empty() {
             self.park(slot, now);
             self.changed(slot, TaskStatus::Pending);
             return;
         }
-        if capable.iter().all(|w| w.busy() >= w.spec.capacity) {
-            // Everyone able is busy: wait in line for a slot, no deadline.
+        let full = |w: &super::state::WorkerState| w.busy() >= w.spec.capacity;
+        let answered = |id: WorkerId| e.soft.bids.iter().any(|b| b.worker == id);
+        // Everyone able is busy — or busy but for workers that did not
+        // answer at all (gone, paused or cut off: their lease or their
+        // disconnection drops them soon): wait in line for a slot, no
+        // deadline. Failing here would fail work a busy worker will take.
+        let some_full = capable.iter().any(|(_, w)| full(w));
+        if capable
+            .iter()
+            .all(|&(id, w)| full(w) || (some_full && !answered(id)))
+        {
             self.tasks[slot].soft.no_bids_for = Duration::ZERO;
             self.requeue(slot, now);
             return;

@@ -31,7 +31,7 @@ use super::{Failure, Scheduler};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus, WorkerSpec};
 
 /// Version of the event format; stored with every encoded event.
-pub const EVENT_VERSION: u16 = 1;
+pub const EVENT_VERSION: u16 = 2;
 
 /// One change to the scheduler's ledger. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,6 +152,13 @@ pub enum AttemptEnd {
     /// Stopped by cancellation or by the task's deadline.
     Aborted {
         /// Why.
+        reason: String,
+    },
+    /// Never reached its worker: awarded by an admin that lost its office
+    /// before the award was sent. Awarded again; not a lost attempt (it
+    /// does not count towards `max_attempts`).
+    Undelivered {
+        /// What was seen.
         reason: String,
     },
 }
@@ -401,6 +408,9 @@ impl Scheduler {
                     reason: reason.as_str().into(),
                 },
                 AttemptEnd::Aborted { reason } => End::Aborted {
+                    reason: reason.as_str().into(),
+                },
+                AttemptEnd::Undelivered { reason } => End::Undelivered {
                     reason: reason.as_str().into(),
                 },
             };

@@ -15,15 +15,15 @@
 //! table it indexes, so a damaged or hostile snapshot is refused, never a
 //! panic.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::state::{Entry, Phase, Role, RoleId, Slot, Timer, TimerKind, WorkerId, WorkerState};
-use super::{Scheduler, EVENT_VERSION};
-use crate::task::TaskId;
+use super::{AttemptEnd, Input, Scheduler, Takeover, EVENT_VERSION};
+use crate::task::{NodeId, TaskId};
 
 /// Largest snapshot [`Scheduler::restore`] reads: 1 GiB.
 pub const MAX_SNAPSHOT: usize = 1 << 30;
@@ -187,6 +187,15 @@ impl Scheduler {
     /// attempt a worker holds gets a fresh lease from `now`, so its node
     /// has a whole lease to find the new admin and renew it. Costs one pass
     /// over the task table, once per change of admin.
+    ///
+    /// Then it waits to hear from each worker's node (nodes register and
+    /// renew at once when their admin changes): a node's first renewal
+    /// says which of the attempts the ledger gives it it really holds, and
+    /// the others — awarded by the old admin but never delivered — are
+    /// awarded again at once, without counting as a lost attempt. A node
+    /// not heard from within two leases is taken for gone (its workers
+    /// leave, what they held is lost), so that a node that died with the
+    /// old admin leaves no worker behind.
     pub fn take_office(&mut self, now: Duration) {
         self.ready.clear();
         self.changes.clear();
@@ -204,10 +213,77 @@ impl Scheduler {
                 _ => {}
             }
         }
+        let mut inherited: BTreeMap<NodeId, Vec<(TaskId, u32)>> = BTreeMap::new();
         for (slot, attempt) in held {
             self.start_lease(slot, attempt, now);
+            if let Some((worker, _)) = self.tasks[slot].phase.holder() {
+                let node = self.workers[worker].node.clone();
+                inherited
+                    .entry(node)
+                    .or_default()
+                    .push((self.tasks[slot].task.id, attempt));
+            }
         }
+        let silent = self.by_node.keys().cloned().collect();
+        self.takeover = Some(Takeover {
+            by: now + 2 * self.cfg.lease,
+            silent,
+            inherited,
+        });
         self.roster_changed = true;
+    }
+
+    /// A node was heard from after a change of admin (see
+    /// [`Scheduler::take_office`]); its first renewal settles what it holds.
+    pub(super) fn heard_from(&mut self, input: &Input, now: Duration) {
+        let Some(t) = self.takeover.as_mut() else { return };
+        let node = match input {
+            Input::Register { node, .. }
+            | Input::Bids { node, .. }
+            | Input::AssignAnswer { node, .. }
+            | Input::Reports { node, .. }
+            | Input::Renew { node, .. } => node,
+            _ => return,
+        };
+        t.silent.remove(node);
+        let Input::Renew { held, .. } = input else { return };
+        let Some(inherited) = t.inherited.remove(node) else {
+            return;
+        };
+        for (task, attempt) in inherited {
+            if held.contains(&(task, attempt)) {
+                continue;
+            }
+            let Some(slot) = self.slot(&task) else { continue };
+            let current = self.tasks[slot]
+                .phase
+                .holder()
+                .is_some_and(|(w, a)| a == attempt && self.workers[w].node == *node);
+            if current {
+                let reason =
+                    "its node does not hold it: the award was not delivered before the admin changed";
+                if self.end_attempt(
+                    slot,
+                    AttemptEnd::Undelivered {
+                        reason: reason.into(),
+                    },
+                    now,
+                ) {
+                    self.after_attempt(slot, now);
+                }
+            }
+        }
+    }
+
+    /// Two leases after taking office: nodes never heard from are gone.
+    pub(super) fn takeover_due(&mut self, now: Duration) {
+        if self.takeover.as_ref().is_none_or(|t| t.by > now) {
+            return;
+        }
+        let Some(t) = self.takeover.take() else { return };
+        for node in t.silent {
+            self.node_gone(&node, "not heard from since the admin changed", now);
+        }
     }
 
     /// Drops what applying events left for a driver (status changes, tasks

@@ -163,6 +163,8 @@ impl Scheduler {
                     None => error,
                 }
             }
+            // Back in wait for another award, not counted as lost.
+            End::Undelivered { .. } => return,
             End::Running | End::Completed | End::Aborted { .. } => return,
         };
         self.emit(Event::TaskEnded {
@@ -236,9 +238,12 @@ impl Scheduler {
             return false;
         };
         let task = self.tasks[slot].task.id;
-        let node = self.workers[worker].node.clone();
-        self.abort.entry(node).or_default().push((task, attempt));
-        self.start_drain(worker, task, attempt, now);
+        // An attempt its node says it never got needs no stopping.
+        if !matches!(end, AttemptEnd::Undelivered { .. }) {
+            let node = self.workers[worker].node.clone();
+            self.abort.entry(node).or_default().push((task, attempt));
+            self.start_drain(worker, task, attempt, now);
+        }
         self.emit(Event::AttemptFinished {
             at_ms: Self::ms(now),
             task,

@@ -274,6 +274,20 @@ pub struct Scheduler {
     /// Tasks inserted or finished since retention last ran: how far
     /// eviction may go beyond its per-step bound to keep pace.
     churn: usize,
+    /// Set by [`Scheduler::take_office`] until every node was heard from.
+    takeover: Option<Takeover>,
+}
+
+/// What a new admin waits to hear from each worker's node (see
+/// [`Scheduler::take_office`]).
+struct Takeover {
+    /// When nodes still silent are taken for gone.
+    by: Duration,
+    /// Nodes with workers not heard from yet.
+    silent: BTreeSet<NodeId>,
+    /// Per node, the attempts its workers hold by the ledger, until the
+    /// node's first renewal says which it really holds.
+    inherited: BTreeMap<NodeId, Vec<(TaskId, u32)>>,
 }
 
 impl Scheduler {
@@ -318,6 +332,7 @@ impl Scheduler {
             churn: 0,
             draining: HashMap::new(),
             drain_line: VecDeque::new(),
+            takeover: None,
         }
     }
 
@@ -345,6 +360,7 @@ impl Scheduler {
     /// Feeds one input at wall-clock time `now`; outputs are appended to
     /// `out`.
     pub fn handle(&mut self, input: Input, now: Duration, out: &mut Vec<Output>) {
+        self.heard_from(&input, now);
         match input {
             Input::Submit { token, tasks } => {
                 let result = self.submit(tasks, now);
@@ -373,7 +389,10 @@ impl Scheduler {
                 let outcomes = ids.iter().map(|id| self.cancel(id, now)).collect();
                 out.push(Output::Cancelled { token, outcomes });
             }
-            Input::Tick => self.fire_timers(now),
+            Input::Tick => {
+                self.fire_timers(now);
+                self.takeover_due(now);
+            }
         }
         self.settle_auctions(now);
         self.flush(out);
@@ -424,7 +443,8 @@ impl Scheduler {
         let lease = self.leases.next_due();
         let drain = self.drain_line.front().map(|d| d.0);
         let timer = self.timers.first().map(|t| t.at);
-        [timer, lease, drain].into_iter().flatten().min()
+        let takeover = self.takeover.as_ref().map(|t| t.by);
+        [timer, lease, drain, takeover].into_iter().flatten().min()
     }
 
     /// Emits what one step gathered.

@@ -83,6 +83,10 @@ impl Scheduler {
             End::Aborted { reason } => AttemptOutcome::Aborted {
                 reason: reason.to_string(),
             },
+            // Reported as lost, with its reason; it did not count as one.
+            End::Undelivered { reason } => AttemptOutcome::Lost {
+                reason: reason.to_string(),
+            },
         };
         AttemptRecord {
             number: a.number,

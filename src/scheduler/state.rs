@@ -161,10 +161,23 @@ impl Phase {
 pub(super) enum End {
     Running,
     Completed,
-    Failed { message: Box<str>, retryable: bool },
-    TimedOut { timeout_ms: u64 },
-    Lost { reason: Box<str> },
-    Aborted { reason: Box<str> },
+    Failed {
+        message: Box<str>,
+        retryable: bool,
+    },
+    TimedOut {
+        timeout_ms: u64,
+    },
+    Lost {
+        reason: Box<str>,
+    },
+    Aborted {
+        reason: Box<str>,
+    },
+    /// Awarded by an admin that lost its office before sending it.
+    Undelivered {
+        reason: Box<str>,
+    },
 }
 
 /// One attempt in a task's history.

@@ -48,12 +48,17 @@ impl Scheduler {
     }
 
     pub(super) fn node_left(&mut self, node: &NodeId, now: Duration) {
+        self.node_gone(node, "its node disconnected", now);
+    }
+
+    /// A node's workers leave the registry, `why` (what they held is lost).
+    pub(super) fn node_gone(&mut self, node: &NodeId, why: &str, now: Duration) {
         let Some(names) = self.by_node.get(node) else {
             return;
         };
         let ids: Vec<WorkerId> = names.values().copied().collect();
         for id in ids {
-            self.worker_gone(id, "its node disconnected", now);
+            self.worker_gone(id, why, now);
         }
         self.emit(Event::NodeLeft { node: node.clone() });
     }

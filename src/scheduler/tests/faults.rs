@@ -294,6 +294,29 @@ fn a_long_wait_for_a_busy_worker_does_not_count_as_missing_bids() {
 }
 
 #[test]
+fn a_silent_free_worker_beside_a_busy_one_does_not_fail_the_task() {
+    // "ghost" is registered with a free slot but never answers (its node
+    // is gone or paused, not yet dropped); "senior" is busy.
+    let mut h = Harness::new();
+    h.register("n1", &[("senior", "worker", 9, 1)]);
+    h.register("n2", &[("ghost", "worker", 9, 1)]);
+    let [t1, t2] = h.submit(vec![task(1, 8), task(2, 8)])[..] else {
+        unreachable!()
+    };
+    h.bid("n1", "senior", t1, true);
+    h.advance(100); // the ghost never answers: the window closes
+    assert_eq!(h.winner(t1), Some("senior"));
+    h.accept(t1);
+    // Long past the no-worker timeout (5 s): t2 waits for the busy worker.
+    h.advance(60_000);
+    assert_ne!(h.status(t2), Some(TaskStatus::Failed), "{:?}", h.error(t2));
+    h.report_ok(t1, b"");
+    h.advance(100);
+    h.bid("n1", "senior", t2, true);
+    assert_eq!(h.winner(t2), Some("senior"));
+}
+
+#[test]
 fn an_auction_lost_to_a_busy_worker_waits_in_line_without_deadline() {
     let mut h = Harness::new();
     h.register("n1", &[("mid", "worker", 6, 1), ("senior", "worker", 9, 1)]);

@@ -105,3 +105,66 @@ fn waiting_tasks_are_auctioned_again_by_the_new_admin() {
         assert_eq!(h.status(id), Some(TaskStatus::Completed));
     }
 }
+
+#[test]
+fn a_node_never_heard_from_after_the_takeover_leaves_with_its_workers() {
+    let mut h = leased();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    h.register("n2", &[("ghost", "worker", 5, 1)]);
+    h.advance_to(100);
+    h.hand_over();
+    // n1 registers again with the new admin; n2 died with the old one.
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    h.advance_to(100 + 2 * LEASE - 1);
+    assert!(h.worker("n2", "ghost").is_some(), "not yet");
+    h.advance(1);
+    assert!(
+        h.worker("n2", "ghost").is_none(),
+        "gone two leases after the takeover"
+    );
+    assert!(h.worker("n1", "w").is_some());
+}
+
+#[test]
+fn an_award_its_node_never_got_is_awarded_again_at_once_without_counting_as_lost() {
+    let mut h = leased();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let mut t = task(1, 1);
+    t.max_attempts = Some(1);
+    let [t] = h.submit(vec![t])[..] else {
+        unreachable!()
+    };
+    h.bid_all();
+    // Awarded (committed), but the old admin fell before sending it.
+    assert_eq!(h.status(t), Some(TaskStatus::Assigned));
+    h.advance_to(50);
+    h.hand_over();
+    // The node's first renewal with the new admin holds nothing.
+    assert_eq!(h.renew("n1", &[]), []);
+    assert_eq!(
+        h.status(t),
+        Some(TaskStatus::Announced),
+        "auctioned again at once"
+    );
+    let outcome = h.report_of(t).history[0].outcome.clone();
+    assert!(
+        matches!(&outcome, AttemptOutcome::Lost { reason } if reason.contains("not delivered")),
+        "{outcome:?}"
+    );
+    // One attempt allowed, yet it runs: the undelivered one did not count.
+    h.bid_all();
+    h.accept(t);
+    h.report_ok(t, b"done");
+    assert_eq!(h.status(t), Some(TaskStatus::Completed));
+    assert_eq!(h.report_of(t).attempts, 2);
+}
+
+#[test]
+fn a_renewal_after_the_first_does_not_judge_what_the_node_holds() {
+    let (mut h, t) = one_running();
+    h.hand_over();
+    assert_eq!(h.renew("n1", &[(t, 1)]), [], "confirmed");
+    // Later renewals that leave it out do not end it (the lease does).
+    assert_eq!(h.renew("n1", &[]), []);
+    assert_eq!(h.status(t), Some(TaskStatus::Running));
+}
