@@ -30,7 +30,7 @@ const FORMAT: u64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// The directory or a file in it cannot be created, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -40,7 +40,7 @@ pub enum DiskError {
     },
     /// The store refused (another process holds it, a corrupt file, a full
     /// disk).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Store {
         /// The store's file.
         path: PathBuf,
@@ -83,7 +83,18 @@ impl LedgerDisk {
     pub(crate) fn open(dir: &Path) -> Result<Self, DiskError> {
         create_private_dir(dir)?;
         let path = dir.join("ledger.redb");
-        let db = Database::create(&path).map_err(|e| store_err(&path, e))?;
+        // A process killed a moment ago may still hold the lock while it
+        // exits: wait for it a little.
+        let mut tries = 0;
+        let db = loop {
+            match Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 30 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other.map_err(|e| store_err(&path, e))?,
+            }
+        };
         Ok(LedgerDisk {
             path,
             db,

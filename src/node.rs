@@ -380,15 +380,19 @@ impl Node {
     /// Starts a node hosting `workers` (possibly none: a client or a pure
     /// admin). Returns once it listens on every address in `cfg.listen`.
     pub async fn start(cfg: NodeConfig, workers: Vec<Arc<dyn Worker>>) -> Result<Node, Error> {
-        let key = match (&cfg.keypair, &cfg.data_dir) {
-            (Some(key), _) => key.clone(),
-            (None, Some(dir)) => crate::disk::node_key(dir)?,
-            (None, None) => identity::Keypair::generate_ed25519(),
-        };
+        // The store first: it is locked, so a second node refused here
+        // leaves nothing behind in a directory another one uses.
         let disk = match (&cfg.data_dir, cfg.admin.eligible) {
             (Some(dir), true) => {
+                let known = dir.join("node.key").exists();
                 let mut disk = crate::disk::LedgerDisk::open(dir)?;
                 let saved = disk.load()?;
+                if known && saved.is_none() {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "the data directory holds this node's identity but no ledger: it starts as a new replica"
+                    );
+                }
                 Some((disk, crate::net::reopen(&cfg, saved)?))
             }
             _ if cfg.recover => {
@@ -397,6 +401,11 @@ impl Node {
                 ));
             }
             _ => None,
+        };
+        let key = match (&cfg.keypair, &cfg.data_dir) {
+            (Some(key), _) => key.clone(),
+            (None, Some(dir)) => crate::disk::node_key(dir)?,
+            (None, None) => identity::Keypair::generate_ed25519(),
         };
         let peer_id = key.public().to_peer_id();
         let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;

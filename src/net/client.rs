@@ -350,9 +350,19 @@ impl EventLoop {
         self.workers.running() > 0 || self.outbox.len() > 0
     }
 
-    /// Renews the leases of every attempt this node holds.
+    /// Renews the leases of every attempt this node holds (nothing to do
+    /// when it holds none).
     pub(super) fn renew(&mut self) {
-        if !self.holds_work() {
+        if self.holds_work() {
+            self.renew_holdings();
+        }
+    }
+
+    /// Tells the admin every attempt this node holds, none included: a new
+    /// admin learns from a node's first renewal which attempts the ledger
+    /// gives it that it really holds.
+    pub(super) fn renew_holdings(&mut self) {
+        if self.workers.is_empty() {
             return;
         }
         let mut held = self.workers.held();

@@ -196,6 +196,9 @@ pub(crate) struct EventLoop {
     peer_meta: HashMap<PeerId, PeerMeta>,
     /// Every mesh peer known, and when to dial lost ones again.
     book: book::AddressBook,
+    /// When each connection last answered a ping (or opened): one silent
+    /// for longer than [`behaviour::SILENT_CONNECTION`] is closed.
+    pongs: HashMap<ConnectionId, Instant>,
 }
 
 /// What a peer told us about itself.
@@ -254,6 +257,7 @@ impl EventLoop {
             failed_joins: Vec::new(),
             peer_meta: HashMap::new(),
             book: book::AddressBook::default(),
+            pongs: HashMap::new(),
         }
     }
 
@@ -329,6 +333,12 @@ impl EventLoop {
         take(self.rejoin.iter().map(|r| r.0).min());
         take(self.book.next_due().map(Instant::from_std));
         take(
+            self.pongs
+                .values()
+                .min()
+                .map(|t| *t + behaviour::SILENT_CONNECTION),
+        );
+        take(
             self.closing
                 .as_ref()
                 .map(|c| (c.0 + self.cfg.shutdown_linger).min(c.1)),
@@ -345,6 +355,7 @@ impl EventLoop {
         let routes = self.calls.tick(self.now());
         self.carry_calls(routes);
         self.redial_due(now);
+        self.close_silent(now);
         self.flush_outbox();
         if self.renew_at <= now {
             self.renew_at = now + self.cfg.renew_interval;
@@ -445,7 +456,7 @@ impl EventLoop {
         let routes = self.calls.follow(self.admin, self.sched.is_some(), self.now());
         if self.admin.is_some() {
             self.register();
-            self.renew();
+            self.renew_holdings();
             self.outbox.admin_changed();
             self.flush_outbox();
         }

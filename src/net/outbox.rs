@@ -4,7 +4,8 @@
 //!
 //! A batch that fails (admin unreachable, not the admin, refused) goes back
 //! to waiting and is sent again after a backoff that doubles per failure
-//! (200 ms up to 5 s), or at once when a new admin appears. Everything held
+//! (200 ms up to 5 s), or at once when a new admin appears (with what was in
+//! flight to the old one). Everything held
 //! here still counts as held for lease renewals, so the admin does not run
 //! a finished task again while its result is on the way.
 
@@ -72,9 +73,16 @@ impl Outbox {
         self.retry_at = Some(now + delay.min(MAX_RETRY));
     }
 
-    /// A new admin is known: try again at once.
+    /// A new admin is known: everything not yet acknowledged goes to it at
+    /// once, batches in flight to the old admin included (it may be paused
+    /// or cut off, and answer only when the request times out; a result
+    /// both take is recorded once).
     pub(crate) fn admin_changed(&mut self) {
         self.retry_at = None;
+        self.failures = 0;
+        for (_, b) in std::mem::take(&mut self.in_flight) {
+            self.waiting.extend(b);
+        }
     }
 
     /// When waiting results are due, if any are.
@@ -156,5 +164,23 @@ mod tests {
         ]);
         let sizes: Vec<usize> = o.due(ms(0), 1000).iter().map(|b| b.1.len()).collect();
         assert_eq!(sizes, [1, 2, 1]);
+    }
+
+    #[test]
+    fn a_new_admin_gets_what_was_in_flight_to_the_old_one_at_once() {
+        let mut o = Outbox::default();
+        o.push(vec![report(1, 10), report(2, 10)]);
+        let sent = o.due(ms(0), 1 << 20);
+        assert_eq!(sent.len(), 1);
+        o.admin_changed();
+        let again = o.due(ms(1), 1 << 20);
+        assert_eq!(again.len(), 1, "sent again at once");
+        assert_eq!(again[0].1.len(), 2);
+        // The old admin's late answers change nothing.
+        o.acked(sent[0].0);
+        o.failed(sent[0].0, ms(2));
+        assert_eq!(o.held().count(), 2, "held until the new admin answers");
+        o.acked(again[0].0);
+        assert_eq!(o.held().count(), 0);
     }
 }

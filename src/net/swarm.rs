@@ -12,6 +12,9 @@ use crate::protocol::{self, Gossip, Request};
 
 impl EventLoop {
     pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &event {
+            self.pongs.remove(connection_id);
+        }
         match event {
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -42,6 +45,7 @@ impl EventLoop {
                         .learn(peer_id, [endpoint.get_remote_address().clone()], now);
                 }
                 self.book.connected(peer_id, now);
+                self.pongs.insert(connection_id, Instant::now());
                 debug!(peer = %peer_id, "connected");
                 if num_established.get() == 1 {
                     self.publish_state();
@@ -87,6 +91,24 @@ impl EventLoop {
         }
     }
 
+    /// Closes connections that answered no ping for
+    /// [`super::behaviour::SILENT_CONNECTION`], so their peers count as
+    /// gone and the address book dials them again.
+    pub(super) fn close_silent(&mut self, now: Instant) {
+        let limit = super::behaviour::SILENT_CONNECTION;
+        let silent: Vec<_> = self
+            .pongs
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= limit)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in silent {
+            self.pongs.remove(&c);
+            debug!(connection = %c, "no ping answered for {limit:?}; closing the connection");
+            self.swarm.close_connection(c);
+        }
+    }
+
     fn peer_left(&mut self, peer: PeerId) {
         self.ledger_peer_left(peer);
     }
@@ -122,14 +144,28 @@ impl EventLoop {
                 self.peer_meta.insert(peer_id, PeerMeta { addrs, agent });
             }
             BehaviourEvent::Ping(libp2p::ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            }) => {
+                if let Some(t) = self.pongs.get_mut(&connection) {
+                    *t = Instant::now();
+                }
+            }
+            // A peer without ping (another implementation) is not judged
+            // by it.
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                connection,
+                result: Err(libp2p::ping::Failure::Unsupported),
+                ..
+            }) => {
+                self.pongs.remove(&connection);
+            }
+            BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
                 connection,
                 result: Err(e),
-            }) if !matches!(e, libp2p::ping::Failure::Unsupported) => {
-                // A path that stopped carrying packets (a cut cable, a
-                // firewall, a paused peer) leaves TCP connected for many
-                // minutes: close it, so the node counts the peer as gone
-                // and the address book dials it again.
+            }) => {
                 debug!(%peer, error = %e, "ping failed; closing the connection");
                 self.swarm.close_connection(connection);
             }
