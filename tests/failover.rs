@@ -605,3 +605,46 @@ fn the_admin_hands_its_office_to_a_preferred_voter_once_it_holds_the_log() {
         "the founder never takes it back"
     );
 }
+
+#[test]
+fn a_killed_admin_that_hosted_a_worker_leaves_no_worker_behind() {
+    let _serial = serial();
+    let a = start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--seed",
+        "8300",
+        "--worker",
+        "a:echo:5:4",
+        "--work-ms",
+        "40",
+    ]);
+    let addr_a = a.expect_line("listening on ", "");
+    let (b, addr_b) = eligible(8301, Some(&addr_a), "b");
+    let (c, _) = eligible(8302, Some(&addr_a), "c");
+    for p in [&a, &b, &c] {
+        p.expect_line("admin: ", "3 voters");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dag(&dir);
+    let mut a = Some(a);
+    let (reports, ok, errors) = submit_and(&addr_b, &file, 3, 20, || drop(a.take()));
+    assert!(ok, "submit failed: {errors}");
+    all_completed_once(&reports);
+    // The dead admin's worker is gone from the new admin's roster...
+    common::procs::wait_until("the dead node's worker leaves", || {
+        let out = run(&["workers", "--join", &addr_b, "--no-mdns", "--json"]);
+        let names: Vec<String> = json_lines(&out)
+            .iter()
+            .map(|w| w["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        names.len() == 2 && !names.contains(&"a".to_string())
+    });
+    // ...and new work does not wait for it, nor fail for want of its bids.
+    let out = common::cli::submit_json(&addr_b, &file, 2);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    all_completed_once(&json_lines(&out));
+    drop(c);
+}
