@@ -74,6 +74,10 @@ pub struct AdminNotice {
     /// The admin's listen addresses (multiaddr text), so that nodes not
     /// directly connected to it can dial it.
     pub addrs: Vec<String>,
+    /// Ledgers this one superseded when an operator recovered it (`taskmesh
+    /// node --recover`): their replicas follow this admin instead of
+    /// leading their own.
+    pub supersedes: Vec<u64>,
 }
 
 /// A node's answer to one award.

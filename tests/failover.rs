@@ -382,8 +382,10 @@ fn a_mesh_that_lost_a_majority_for_good_is_recovered_from_one_data_dir() {
     common::cli::wait_status(&addr_a, &id, "completed");
     // Two voters of three gone for good, their directories with them.
     drop((b, c));
-    std::fs::remove_dir_all(dir(1)).unwrap();
-    std::fs::remove_dir_all(dir(2)).unwrap();
+    // (Copies kept, to bring the old voters back by mistake later.)
+    for i in [1, 2] {
+        std::fs::rename(dir(i), dirs.path().join(format!("old{i}"))).unwrap();
+    }
     a.line_within("admin: none known", "", LIMIT)
         .expect("the voter left alone has no quorum");
     drop(a);
@@ -420,7 +422,27 @@ fn a_mesh_that_lost_a_majority_for_good_is_recovered_from_one_data_dir() {
         "[[task]]\nname = \"new\"\nrole = \"echo\"\ndifficulty = 1\n",
     );
     common::cli::wait_status(&addr_a, &more, "completed");
-    drop((b, c));
+    // The two lost voters come back with their old directories (the README
+    // says not to): a majority of the old ledger, which the recovered one
+    // supersedes. They follow the recovered admin instead of leading.
+    let a_id = addr_a[addr_a.rfind('/').unwrap() + 1..].to_string();
+    let old: Vec<Proc> = [1, 2]
+        .map(|i| {
+            let dir = dirs.path().join(format!("old{i}"));
+            durable(7800 + i, "/ip4/127.0.0.1/tcp/0", &dir, Some(&addr_a), "x")
+        })
+        .into_iter()
+        .collect();
+    for p in &old {
+        p.line_within(&format!("admin: {a_id}"), "", LIMIT)
+            .expect("an old voter follows the recovered admin");
+    }
+    let out = run(&["peers", "--join", &addr_a, "--no-mdns", "--json"]);
+    let admins = json_lines(&out).iter().filter(|p| p["is_admin"] == true).count();
+    assert_eq!(admins, 1);
+    let status = common::cli::status_of(&addr_a, &id);
+    assert_eq!(status["status"], "completed", "{status}");
+    drop((b, c, old));
     // Recovering needs a ledger to recover.
     let empty = dirs.path().join("empty");
     let out = run(&[

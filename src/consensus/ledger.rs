@@ -134,7 +134,10 @@ pub struct Ledger {
     voter_timeout: Duration,
     /// Members whose node came back as a new replica (a restart without
     /// its log): replaced as soon as a learner can take their place.
-    superseded: std::collections::BTreeSet<u64>,
+    superseded_members: std::collections::BTreeSet<u64>,
+    /// Ledgers this one replaced (see [`Ledger::recover`]), replicated in
+    /// its snapshots.
+    superseded: Vec<u64>,
     /// The log is written to disk: every snapshot carries the state, even
     /// a lone replica's (it is read back on a restart).
     durable: bool,
@@ -148,6 +151,25 @@ pub struct Ledger {
 struct Image {
     members: Vec<(u64, Vec<u8>)>,
     scheduler: Vec<u8>,
+    /// Ledgers this one replaced (see [`Ledger::recover`]).
+    superseded: Vec<u64>,
+}
+
+/// A snapshot's data for these members, scheduler and superseded ledgers.
+fn encode_image(
+    members: &BTreeMap<u64, Vec<u8>>,
+    sched: &Scheduler,
+    superseded: &[u64],
+) -> Result<Vec<u8>, crate::scheduler::SnapshotError> {
+    let scheduler = sched.snapshot()?;
+    let members = members.iter().map(|(id, c)| (*id, c.clone())).collect();
+    let image = Image {
+        members,
+        scheduler,
+        superseded: superseded.to_vec(),
+    };
+    bincode::serde::encode_to_vec(image, crate::task::bincode_config())
+        .map_err(crate::scheduler::SnapshotError::Encode)
 }
 
 impl Image {
@@ -176,7 +198,7 @@ impl Ledger {
     fn with_members(cfg: LedgerConfig, members: BTreeMap<u64, Vec<u8>>) -> Result<Self, ConsensusError> {
         let mut sched = Scheduler::new(cfg.scheduler.clone());
         sched.record_events();
-        Self::with_state(cfg, members, sched)
+        Self::with_state(cfg, members, sched, Vec::new())
     }
 
     /// A replica whose first snapshot (when it names voters) holds these
@@ -185,15 +207,13 @@ impl Ledger {
         cfg: LedgerConfig,
         members: BTreeMap<u64, Vec<u8>>,
         sched: Scheduler,
+        superseded: Vec<u64>,
     ) -> Result<Self, ConsensusError> {
-        let image = sched.snapshot().and_then(|scheduler| {
-            let members = members.iter().map(|(id, c)| (*id, c.clone())).collect();
-            let image = Image { members, scheduler };
-            bincode::serde::encode_to_vec(image, crate::task::bincode_config())
-                .map_err(crate::scheduler::SnapshotError::Encode)
-        });
+        let image = encode_image(&members, &sched, &superseded);
         let replica = Replica::new(&cfg.replica, image.map_err(ConsensusError::Snapshot)?)?;
-        Ok(Self::assemble(&cfg, replica, sched, members))
+        let mut ledger = Self::assemble(&cfg, replica, sched, members);
+        ledger.superseded = superseded;
+        Ok(ledger)
     }
 
     /// A replica over a log read back from disk (a durable ledger's node
@@ -216,6 +236,7 @@ impl Ledger {
         let members = image.members.into_iter().collect();
         let (replica, step) = Replica::reopen(&cfg.replica, store)?;
         let mut ledger = Self::assemble(&cfg, replica, sched, members);
+        ledger.superseded = image.superseded;
         ledger.applied = index;
         let step = ledger.absorb(step, now);
         match ledger.broken.take() {
@@ -246,8 +267,9 @@ impl Ledger {
             heard: BTreeMap::new(),
             target_voters: cfg.voters.max(1),
             voter_timeout: cfg.voter_timeout,
-            superseded: std::collections::BTreeSet::new(),
+            superseded_members: std::collections::BTreeSet::new(),
             durable: cfg.replica.durable,
+            superseded: Vec::new(),
             priority_of: cfg.priority_of,
             preferred_at: None,
         }
@@ -281,20 +303,32 @@ impl Ledger {
     /// log kept on disk had committed. It leads at once; other nodes join
     /// it as they would a new ledger. Entries this replica had not seen
     /// committed are not in it: what the lost voters committed after this
-    /// replica last heard from them is gone. Fails as [`Ledger::reopen`].
+    /// replica last heard from them is gone. The new ledger records that it
+    /// supersedes ledger `old_id` (and those the old one superseded): see
+    /// [`Ledger::superseded`]. Fails as [`Ledger::reopen`].
     pub fn recover(
         mut cfg: LedgerConfig,
         store: super::LogStore,
         context: Vec<u8>,
+        old_id: u64,
         now: Duration,
     ) -> Result<(Self, LedgerStep), ConsensusError> {
         let (old, _) = Self::reopen(cfg.clone(), store, now)?;
         cfg.replica.voters = vec![cfg.replica.id];
         let members = BTreeMap::from([(cfg.replica.id, context)]);
-        let mut ledger = Self::with_state(cfg, members, old.sched)?;
+        let mut superseded = old.superseded;
+        superseded.push(old_id);
+        let mut ledger = Self::with_state(cfg, members, old.sched, superseded)?;
         let step = ledger.replica.campaign();
         let step = ledger.absorb(step, now);
         Ok((ledger, step))
+    }
+
+    /// The ledgers (by the driver's ids) this one superseded when an
+    /// operator recovered it: replicas of those must follow this one, not
+    /// lead their own.
+    pub fn superseded(&self) -> &[u64] {
+        &self.superseded
     }
 
     /// The replicas in the configuration and what each joined with.
@@ -352,7 +386,7 @@ impl Ledger {
     /// `voter_timeout`.
     pub fn supersede(&mut self, id: u64) {
         if id != self.replica.id() {
-            self.superseded.insert(id);
+            self.superseded_members.insert(id);
         }
     }
 
@@ -375,7 +409,7 @@ impl Ledger {
         let dead = voters
             .iter()
             .copied()
-            .find(|id| *id != me && (!live(id) || self.superseded.contains(id)));
+            .find(|id| *id != me && (!live(id) || self.superseded_members.contains(id)));
         let (change, id) = match (dead, ready) {
             (Some(dead), Some(_)) => (MemberChange::Remove, dead),
             (_, Some(learner)) if voters.len() < self.target_voters => (MemberChange::Promote, learner),
@@ -624,6 +658,7 @@ impl Ledger {
         let (_, data) = self.replica.snapshot();
         let restored = Image::decode(data).and_then(|image| {
             self.members = image.members.into_iter().collect();
+            self.superseded = image.superseded;
             self.sched
                 .restore(&image.scheduler)
                 .map_err(ConsensusError::Snapshot)
@@ -698,12 +733,7 @@ impl Ledger {
             self.replica.compact(self.applied, Vec::new());
             return;
         }
-        let image = self.sched.snapshot().and_then(|scheduler| {
-            let members = self.members.iter().map(|(id, c)| (*id, c.clone())).collect();
-            bincode::serde::encode_to_vec(Image { members, scheduler }, crate::task::bincode_config())
-                .map_err(crate::scheduler::SnapshotError::Encode)
-        });
-        match image {
+        match encode_image(&self.members, &self.sched, &self.superseded) {
             Ok(data) => {
                 self.replica.compact(self.applied, data);
             }

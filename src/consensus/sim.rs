@@ -1038,7 +1038,8 @@ fn a_voter_recovered_alone_from_its_disk_keeps_every_committed_task() {
         let mut cfg = v.cfg.clone();
         cfg.replica.id = 99;
         let store = v.disk.reopen().expect("a consistent log");
-        let (ledger, step) = Ledger::recover(cfg, store, b"me".to_vec(), wall).expect("recovered");
+        let (ledger, step) = Ledger::recover(cfg, store, b"me".to_vec(), 41, wall).expect("recovered");
+        assert_eq!(ledger.superseded(), [41]);
         assert_eq!(
             ledger.admin(),
             Some(ledger.replica().term()),

@@ -273,7 +273,7 @@ impl EventLoop {
             recover,
         } = r;
         if let Some(store) = recover {
-            return self.recover(store, ledger.replica().voters().len());
+            return self.recover(store, ledger.replica().voters().len(), cluster);
         }
         let id = ledger.replica().id();
         info!(
@@ -299,10 +299,10 @@ impl EventLoop {
     /// Founds a new ledger, with this node as its only voter, from what its
     /// log had committed: the operator's step after a majority of voters
     /// is lost for good (see [`Ledger::recover`]).
-    fn recover(&mut self, store: crate::consensus::LogStore, voters: usize) {
+    fn recover(&mut self, store: crate::consensus::LogStore, voters: usize, old: u64) {
         let now = self.wall_now();
         self.raft.raft_id = fresh_id();
-        match Ledger::recover(self.ledger_config(), store, self.my_address(), now) {
+        match Ledger::recover(self.ledger_config(), store, self.my_address(), old, now) {
             Ok((ledger, step)) => {
                 let cluster = (now.as_millis() as u64) << 16 | (rand::random::<u64>() & 0xffff);
                 warn!(
@@ -711,11 +711,18 @@ impl EventLoop {
         };
         let has_tasks = self.has_tasks();
         let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let supersedes = self
+            .raft
+            .ledger
+            .as_ref()
+            .map(|l| l.superseded().to_vec())
+            .unwrap_or_default();
         let notice = AdminNotice {
             cluster,
             term,
             has_tasks,
             addrs,
+            supersedes,
         };
         self.publish(true, &Gossip::Admin(notice));
     }
@@ -743,6 +750,16 @@ impl EventLoop {
         }
         match self.raft.cluster {
             Some((mine, _)) if mine == n.cluster => {}
+            // An operator recovered the mesh from another replica of this
+            // ledger: that one is the ledger now.
+            Some((mine, _)) if n.supersedes.iter().take(64).any(|&s| s == mine) => {
+                warn!(
+                    mine,
+                    by = n.cluster,
+                    "this node's ledger was superseded by one an operator recovered; following it"
+                );
+                self.dissolve();
+            }
             Some((mine, mine_has)) => {
                 let mine_has = mine_has || self.has_tasks();
                 // A node outside the configuration whose admin is gone
