@@ -229,6 +229,12 @@ fn store_err(path: &Path, e: impl Into<redb::Error>) -> DiskError {
 
 fn create_private_dir(dir: &Path) -> Result<(), DiskError> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() && !dir.is_dir() {
+        return Err(DiskError::Invalid {
+            path: dir.to_path_buf(),
+            what: "not a directory".into(),
+        });
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -411,3 +411,43 @@ fn a_wait_cut_short_prints_what_finished_and_names_the_rest() {
     assert!(err.contains("not finished when the wait ended"), "{err}");
     assert!(err.contains("results not ready within 3 s"), "{err}");
 }
+
+#[test]
+fn a_wait_whose_admin_is_gone_for_good_gives_up_after_one_admin_wait() {
+    let (mut procs, addr) = mesh(970, &["w:echo:9:1"], "300");
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = String::new();
+    for i in 0..10 {
+        toml += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
+    }
+    let file = task_file(&dir, "ten.toml", &toml);
+    let cmd = common::procs::taskmesh(&[
+        "submit",
+        &file,
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--json",
+        "--admin-wait",
+        "5",
+    ]);
+    let mut killed = None;
+    let admin = procs.remove(0);
+    let mut admin = Some(admin);
+    let (reports, ok, errors) = common::cli::submit_watched(cmd, 1, || {
+        drop(admin.take()); // the mesh's only voter: no admin ever again
+        killed = Some(Instant::now());
+    });
+    let took = killed.expect("killed").elapsed();
+    assert!(!ok);
+    assert!(!reports.is_empty(), "what finished is printed");
+    assert!(errors.contains("not finished when the wait ended"), "{errors}");
+    assert!(errors.contains("no admin"), "{errors}");
+    // One wait for an admin (5 s), not two.
+    assert!(
+        took < Duration::from_secs(9),
+        "gave up {took:?} after the admin was killed"
+    );
+}

@@ -223,6 +223,18 @@ async fn follow(node: &Node, ids: Vec<TaskId>, deadline: Option<(tokio::time::In
                     done.insert(r.id, r);
                 }
             }
+            // No admin to ask: asking which tasks were evicted would only
+            // wait for one again.
+            Err(
+                e @ (taskmesh::Error::NoAdmin(_)
+                | taskmesh::Error::NoQuorum { .. }
+                | taskmesh::Error::AdminLost(_)
+                | taskmesh::Error::NodeGone
+                | taskmesh::Error::Timeout(_)),
+            ) => {
+                error = Some(e.into());
+                break;
+            }
             // A task evicted before we read it (a short retention) fails
             // the wait; anything else is a real error.
             Err(e) => {

@@ -760,6 +760,17 @@ impl EventLoop {
                 );
                 self.dissolve();
             }
+            // The notice of a ledger this one superseded: its replicas
+            // follow this one when they hear our notice.
+            Some(_)
+                if self
+                    .raft
+                    .ledger
+                    .as_ref()
+                    .is_some_and(|l| l.superseded().contains(&n.cluster)) =>
+            {
+                return;
+            }
             Some((mine, mine_has)) => {
                 let mine_has = mine_has || self.has_tasks();
                 // A node outside the configuration whose admin is gone
