@@ -28,12 +28,13 @@ pub(crate) struct Behaviour {
 /// How often each connection is pinged.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may go unanswered before it fails.
-pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection with no ping answered for this long is closed: a path that
 /// stopped carrying packets (a firewall, a cut cable, a paused peer) leaves
 /// TCP connected for minutes, and a ping to a paused peer fails only after
-/// its stream negotiation times out (about 10 s).
-pub(crate) const SILENT_CONNECTION: Duration = Duration::from_secs(4);
+/// its stream negotiation times out (about 10 s). Long enough that a lossy
+/// link whose TCP retransmissions delay a few pings keeps its connection.
+pub(crate) const SILENT_CONNECTION: Duration = Duration::from_secs(6);
 
 pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Swarm<Behaviour>, Error> {
     let max_frame = cfg.max_frame;

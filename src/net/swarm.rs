@@ -161,14 +161,11 @@ impl EventLoop {
             }) => {
                 self.pongs.remove(&connection);
             }
+            // A failed ping alone closes nothing: a lossy link delays
+            // pings; silence for SILENT_CONNECTION does (`close_silent`).
             BehaviourEvent::Ping(libp2p::ping::Event {
-                peer,
-                connection,
-                result: Err(e),
-            }) => {
-                debug!(%peer, error = %e, "ping failed; closing the connection");
-                self.swarm.close_connection(connection);
-            }
+                peer, result: Err(e), ..
+            }) => debug!(%peer, error = %e, "ping failed"),
             _ => {}
         }
     }
