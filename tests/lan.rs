@@ -434,6 +434,11 @@ fn a_dag_completes_with_a_tenth_of_all_packets_lost() {
             "--wait-workers",
             "3",
             "--json",
+            // Under this loss the admin can change, and stay unknown to
+            // the client for a while (more than the default 15 s in two
+            // CI runs): the client waits longer, bounded.
+            "--admin-wait",
+            "60",
         ],
     );
     let started = std::time::Instant::now();
