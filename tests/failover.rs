@@ -43,6 +43,16 @@ fn eligible(seed: u64, join: Option<&str>, name: &str) -> (Proc, String) {
     (p, addr)
 }
 
+/// 200 echo tasks: 20 chains of 10.
+fn dag(dir: &tempfile::TempDir) -> String {
+    common::cli::chains(dir, 200)
+}
+
+/// Every one of the 200 tasks completed, with exactly one completed attempt.
+fn all_completed_once(reports: &[serde_json::Value]) {
+    common::cli::all_completed_once(reports, 200);
+}
+
 /// Three eligible nodes: the founder (admin, no workers) and two joiners.
 /// Returns once all three know that three voters keep the ledger (a voter
 /// that has not yet learned it was promoted cannot stand for election).
@@ -67,29 +77,6 @@ fn took_office(nodes: &[&Proc]) -> (usize, Instant) {
         }
     }
     panic!("none of the nodes took office within {LIMIT:?}");
-}
-
-/// 200 echo tasks: 20 chains of 10.
-fn dag(dir: &tempfile::TempDir) -> String {
-    let mut text = String::new();
-    for i in 0..200 {
-        text += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
-        if i % 10 != 0 {
-            text += &format!("depends_on = [\"t{}\"]\n", i - 1);
-        }
-    }
-    task_file(dir, "dag.toml", &text)
-}
-
-/// Every task completed, with exactly one completed attempt.
-fn all_completed_once(reports: &[serde_json::Value]) {
-    assert_eq!(reports.len(), 200);
-    for r in reports {
-        assert_eq!(r["status"], "completed", "{r}");
-        let history = r["history"].as_array().expect("a history");
-        let completed = history.iter().filter(|h| h["outcome"] == "completed").count();
-        assert_eq!(completed, 1, "{r}");
-    }
 }
 
 #[test]

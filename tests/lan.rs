@@ -264,29 +264,6 @@ fn firewall(lan: &Lan) -> bool {
     }
 }
 
-/// `n` echo tasks in chains of 10.
-fn chains(dir: &tempfile::TempDir, n: usize) -> String {
-    let mut text = String::new();
-    for i in 0..n {
-        text += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
-        if i % 10 != 0 {
-            text += &format!("depends_on = [\"t{}\"]\n", i - 1);
-        }
-    }
-    common::cli::task_file(dir, "chains.toml", &text)
-}
-
-/// Every task completed, with exactly one completed attempt.
-fn all_completed_once(reports: &[serde_json::Value], n: usize) {
-    assert_eq!(reports.len(), n);
-    for r in reports {
-        assert_eq!(r["status"], "completed", "{r}");
-        let history = r["history"].as_array().expect("a history");
-        let completed = history.iter().filter(|h| h["outcome"] == "completed").count();
-        assert_eq!(completed, 1, "{r}");
-    }
-}
-
 /// Three voters (hosts 1–3), a worker-only node in host 4, each hosting
 /// an echo worker with 4 slots; returns the processes' indexes and the addresses of hosts 1
 /// and 2.
@@ -333,7 +310,7 @@ fn a_cut_off_admin_steps_down_the_majority_goes_on_and_nothing_is_lost_after_the
     }
     let (nodes, addr_a, addr_b) = voters_and_a_worker(&mut lan, 31);
     let dir = tempfile::tempdir().unwrap();
-    let file = chains(&dir, 100);
+    let file = common::cli::chains(&dir, 100);
     let one = common::cli::task_file(
         &dir,
         "one.toml",
@@ -378,7 +355,7 @@ fn a_cut_off_admin_steps_down_the_majority_goes_on_and_nothing_is_lost_after_the
         lan.heal(1);
     });
     assert!(ok, "submit failed: {errors}");
-    all_completed_once(&reports, 100);
+    common::cli::all_completed_once(&reports, 100);
     let refusal = refusal.expect("tried on the minority side");
     assert!(!refusal.status.success());
     let why = String::from_utf8_lossy(&refusal.stderr);
@@ -422,7 +399,7 @@ fn a_dag_completes_with_a_tenth_of_all_packets_lost() {
         lan.iptables(host, &rule).expect("a loss rule");
     }
     let dir = tempfile::tempdir().unwrap();
-    let file = chains(&dir, 200);
+    let file = common::cli::chains(&dir, 200);
     let cmd = lan.in_host(
         5,
         &[
@@ -445,5 +422,5 @@ fn a_dag_completes_with_a_tenth_of_all_packets_lost() {
     let (reports, ok, errors) = common::cli::submit_watched(cmd, 0, || {});
     eprintln!("200 tasks with 10 % loss in {:?}", started.elapsed());
     assert!(ok, "submit failed: {errors}");
-    all_completed_once(&reports, 200);
+    common::cli::all_completed_once(&reports, 200);
 }

@@ -134,6 +134,30 @@ pub fn task_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     file.to_str().unwrap().to_string()
 }
 
+/// `n` echo tasks in chains of 10 (each task but a chain's first depends
+/// on the one before), written into `dir`; returns the file's path.
+pub fn chains(dir: &tempfile::TempDir, n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text += &format!("[[task]]\nname = \"t{i}\"\nrole = \"echo\"\ndifficulty = 1\n");
+        if i % 10 != 0 {
+            text += &format!("depends_on = [\"t{}\"]\n", i - 1);
+        }
+    }
+    task_file(dir, "chains.toml", &text)
+}
+
+/// All `n` tasks completed, each with exactly one completed attempt.
+pub fn all_completed_once(reports: &[serde_json::Value], n: usize) {
+    assert_eq!(reports.len(), n);
+    for r in reports {
+        assert_eq!(r["status"], "completed", "{r}");
+        let history = r["history"].as_array().expect("a history");
+        let completed = history.iter().filter(|h| h["outcome"] == "completed").count();
+        assert_eq!(completed, 1, "{r}");
+    }
+}
+
 /// A submission's JSON lines by task name.
 pub fn by_name(out: &Output) -> HashMap<String, serde_json::Value> {
     let lines = json_lines(out).into_iter();
