@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod builtin;
 pub mod calls;
 pub mod consensus;

@@ -71,6 +71,17 @@ pub struct NodeConfig {
     /// fails with [`Error::Config`] when the directory holds no ledger.
     /// Default false.
     pub recover: bool,
+    /// The mesh key (`--psk FILE`, see [`crate::access::read_psk`]): with
+    /// one, every connection is encrypted with it before anything else
+    /// (libp2p's private-network transport), and a peer without the same
+    /// key cannot connect at all. `None` (the default): an open mesh.
+    pub psk: Option<libp2p::pnet::PreSharedKey>,
+    /// Who may be admin, host workers, or make client calls; default:
+    /// everyone (an open mesh logs a warning at start).
+    pub allow: crate::access::AllowLists,
+    /// How much this node gives to peers (connections, streams, bytes,
+    /// strikes); see [`crate::access::Limits`].
+    pub limits: crate::access::Limits,
 }
 
 impl Default for NodeConfig {
@@ -91,6 +102,9 @@ impl Default for NodeConfig {
             runtime: RuntimeConfig::default(),
             data_dir: None,
             recover: false,
+            psk: None,
+            allow: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -379,7 +393,7 @@ pub struct Node {
 impl Node {
     /// Starts a node hosting `workers` (possibly none: a client or a pure
     /// admin). Returns once it listens on every address in `cfg.listen`.
-    pub async fn start(cfg: NodeConfig, workers: Vec<Arc<dyn Worker>>) -> Result<Node, Error> {
+    pub async fn start(mut cfg: NodeConfig, workers: Vec<Arc<dyn Worker>>) -> Result<Node, Error> {
         // The store first: it is locked, so a second node refused here
         // leaves nothing behind in a directory another one uses.
         let disk = match (&cfg.data_dir, cfg.admin.eligible) {
@@ -408,6 +422,20 @@ impl Node {
             (None, None) => identity::Keypair::generate_ed25519(),
         };
         let peer_id = key.public().to_peer_id();
+        let mut disk = disk;
+        if cfg.admin.eligible && !cfg.allow.allows(crate::access::Right::Admin, &peer_id) {
+            if cfg.recover {
+                return Err(Error::Config(format!(
+                    "cannot recover: this node ({peer_id}) is not in its own --allow-admins list"
+                )));
+            }
+            tracing::info!(
+                peer = %peer_id,
+                "not in this node's --allow-admins list: it keeps no replica of the ledger and never becomes admin"
+            );
+            cfg.admin.eligible = false;
+            disk = None;
+        }
         let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
         let mut swarm = build_swarm(&cfg, key)?;
         for addr in &cfg.listen {

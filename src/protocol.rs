@@ -23,10 +23,10 @@ use crate::scheduler::{Announcement, Assignment, Bid, CancelOutcome, Lookup, Rep
 use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
 
 /// The request-response protocol name.
-pub const PROTOCOL_NAME: &str = "/taskmesh/4";
+pub const PROTOCOL_NAME: &str = "/taskmesh/5";
 
 /// Version stamped into every frame; a frame of another version is refused.
-pub const WIRE_VERSION: u16 = 4;
+pub const WIRE_VERSION: u16 = 5;
 
 /// Default largest frame, requests and responses alike.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -78,6 +78,9 @@ pub struct AdminNotice {
     /// node --recover`): their replicas follow this admin instead of
     /// leading their own.
     pub supersedes: Vec<u64>,
+    /// The ledger's voters (peer ids, base58): a node outside the ledger
+    /// follows a later admin only when it is one of them.
+    pub voters: Vec<String>,
 }
 
 /// A node's answer to one award.
@@ -350,38 +353,141 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     Ok(msg)
 }
 
+/// Bytes of request and response bodies being read at once, over every
+/// stream of a node: frames grow into this shared budget as their bytes
+/// arrive, and give it back when read (or dropped). A frame that would go
+/// over it is refused, so peers that open many streams and send large
+/// bodies slowly cannot grow a node's memory past the budget.
+#[derive(Clone, Debug)]
+pub struct InboundBudget {
+    used: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+}
+
+impl InboundBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        InboundBudget {
+            used: Default::default(),
+            limit,
+        }
+    }
+
+    /// Bytes held now by frames being read.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes, or none when that would go over the limit.
+    fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Bytes a frame being read holds of its [`InboundBudget`]; given back on
+/// drop, also when the read is cut short.
+struct Held<'a> {
+    budget: &'a InboundBudget,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
+    }
+}
+
+/// How much of a frame is read (and taken from the budget) at a time.
+const READ_STEP: usize = 64 << 10;
+
 /// The request-response codec: length-prefixed bincode with a size limit.
 #[derive(Clone, Debug)]
 pub struct Codec {
     /// Largest frame accepted or sent.
     pub max_frame: usize,
+    /// Longest a peer may take to send one whole frame once its stream is
+    /// open; a slower frame is refused.
+    pub read_timeout: std::time::Duration,
+    /// Bytes being read at once over every stream sharing this codec's
+    /// budget (the whole node).
+    pub budget: InboundBudget,
 }
+
+/// Default [`Codec::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Default [`InboundBudget`] of a node: 256 MiB.
+pub const DEFAULT_INBOUND_BUDGET: usize = 256 << 20;
 
 impl Default for Codec {
     fn default() -> Self {
         Codec {
             max_frame: DEFAULT_MAX_FRAME,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            budget: InboundBudget::new(DEFAULT_INBOUND_BUDGET),
         }
     }
 }
 
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
 impl Codec {
+    /// Reads one frame: its length, checked against [`Codec::max_frame`],
+    /// then its body, which grows only as its bytes arrive and only within
+    /// the budget, all within [`Codec::read_timeout`].
     async fn read_frame<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
         &self,
         io: &mut T,
     ) -> io::Result<M> {
+        match tokio::time::timeout(self.read_timeout, self.read_body(io)).await {
+            Ok(body) => decode(&body?),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("frame not received within {:?}", self.read_timeout),
+            )),
+        }
+    }
+
+    async fn read_body<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Vec<u8>> {
         let mut len = [0u8; 4];
         io.read_exact(&mut len).await?;
         let len = u32::from_le_bytes(len) as usize;
         if len > self.max_frame {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes is over the limit of {}", self.max_frame),
-            ));
+            return Err(invalid(format!(
+                "frame of {len} bytes is over the limit of {}",
+                self.max_frame
+            )));
         }
-        let mut buf = vec![0u8; len];
-        io.read_exact(&mut buf).await?;
-        decode(&buf)
+        let mut held = Held {
+            budget: &self.budget,
+            bytes: 0,
+        };
+        let mut buf = Vec::new();
+        while buf.len() < len {
+            let step = (len - buf.len()).min(READ_STEP);
+            if !self.budget.take(step) {
+                return Err(invalid(format!(
+                    "the node is reading {} bytes of other frames already (limit {}); frame refused",
+                    self.budget.used(),
+                    self.budget.limit
+                )));
+            }
+            held.bytes += step;
+            let start = buf.len();
+            buf.resize(start + step, 0);
+            io.read_exact(&mut buf[start..]).await?;
+        }
+        Ok(buf)
     }
 
     async fn write_frame<T: AsyncWrite + Unpin + Send, M: Serialize>(
@@ -464,7 +570,10 @@ mod tests {
 
     #[tokio::test]
     async fn oversize_frame_is_refused_before_reading_the_body() {
-        let mut c = Codec { max_frame: 8 };
+        let mut c = Codec {
+            max_frame: 8,
+            ..Codec::default()
+        };
         // Claims 4 GiB but carries nothing: must fail on the length alone.
         let mut buf = Cursor::new(u32::MAX.to_le_bytes().to_vec());
         let err = c.read_request(&proto(), &mut buf).await.unwrap_err();
@@ -506,5 +615,68 @@ mod tests {
         body.truncate(n - 1);
         body.extend_from_slice(&[253, 255, 255, 255, 255, 255, 255, 255, 255]);
         assert!(decode::<Request>(&body).is_err());
+    }
+
+    /// A reader that yields `data` and then never anything more.
+    struct Stalls(Cursor<Vec<u8>>);
+
+    impl futures::AsyncRead for Stalls {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+                std::task::Poll::Ready(Ok(0)) => std::task::Poll::Pending,
+                other => other,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_length_takes_only_the_bytes_that_arrived() {
+        // Claims 16 MiB, sends 10 bytes, then stalls: the frame holds one
+        // read step of the budget, not 16 MiB, and times out.
+        let c = Codec {
+            read_timeout: std::time::Duration::from_millis(50),
+            ..Codec::default()
+        };
+        let mut data = (16u32 << 20).to_le_bytes().to_vec();
+        data.extend_from_slice(&[7; 10]);
+        let mut io = Stalls(Cursor::new(data));
+        let budget = c.budget.clone();
+        let read = {
+            let c = c.clone();
+            tokio::spawn(async move { c.read_frame::<_, Request>(&mut io).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(budget.used() <= READ_STEP, "{} bytes held", budget.used());
+        let err = read.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert_eq!(budget.used(), 0, "the budget is given back");
+    }
+
+    #[tokio::test]
+    async fn frames_over_the_shared_budget_are_refused() {
+        let c = Codec {
+            budget: InboundBudget::new(100 << 10),
+            ..Codec::default()
+        };
+        assert!(c.budget.take(90 << 10)); // another stream's frame
+        let body = encode(&Request::Submit {
+            tasks: vec![Task::new("t", "w", 1).with_payload(Payload::from_bytes(vec![0; 30 << 10]))],
+        })
+        .unwrap();
+        let mut data = (body.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&body);
+        let err = c
+            .read_frame::<_, Request>(&mut Cursor::new(data.clone()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("frame refused"), "{err}");
+        assert_eq!(c.budget.used(), 90 << 10);
+        c.budget.give(90 << 10);
+        assert!(c.read_frame::<_, Request>(&mut Cursor::new(data)).await.is_ok());
+        assert_eq!(c.budget.used(), 0);
     }
 }

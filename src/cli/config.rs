@@ -40,6 +40,11 @@ pub struct NodeFile {
     pub mdns: Option<bool>,
     pub mesh: Option<String>,
     pub key: Option<PathBuf>,
+    pub psk: Option<PathBuf>,
+    pub allow_admins: Option<PathBuf>,
+    pub allow_workers: Option<PathBuf>,
+    pub allow_clients: Option<PathBuf>,
+    pub limits: Option<LimitsFile>,
     pub seed: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub admin: Option<bool>,
@@ -74,6 +79,94 @@ pub struct NodeFile {
     pub retention_mib: Option<usize>,
 }
 
+/// The `[limits]` table: how much a node gives to peers (see
+/// `taskmesh::access::Limits` for each limit and its default).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_connections: Option<u32>,
+    pub max_connections_per_peer: Option<u32>,
+    pub max_pending_connections: Option<u32>,
+    pub max_streams_per_connection: Option<usize>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub read_timeout: Option<f64>,
+    pub inbound_budget_mib: Option<usize>,
+    pub max_unfinished_per_client: Option<usize>,
+    pub max_queued_mib_per_client: Option<u64>,
+    pub max_gossip_kib: Option<usize>,
+    pub max_strikes: Option<u32>,
+    #[serde(default, deserialize_with = "seconds")]
+    pub cut_off_for: Option<f64>,
+}
+
+impl LimitsFile {
+    /// Sets the limits the table gives; refuses zeros where a zero would
+    /// stop the node from working.
+    pub fn apply(&self, l: &mut taskmesh::access::Limits) -> anyhow::Result<()> {
+        fn set<T: Copy + PartialEq + Default + std::fmt::Display>(
+            to: &mut T,
+            v: Option<T>,
+            name: &str,
+        ) -> anyhow::Result<()> {
+            if let Some(v) = v {
+                if v == T::default() {
+                    anyhow::bail!("[limits] {name} must be above 0");
+                }
+                *to = v;
+            }
+            Ok(())
+        }
+        set(&mut l.max_connections, self.max_connections, "max_connections")?;
+        set(
+            &mut l.max_connections_per_peer,
+            self.max_connections_per_peer,
+            "max_connections_per_peer",
+        )?;
+        set(
+            &mut l.max_pending_connections,
+            self.max_pending_connections,
+            "max_pending_connections",
+        )?;
+        set(
+            &mut l.max_streams_per_connection,
+            self.max_streams_per_connection,
+            "max_streams_per_connection",
+        )?;
+        set(
+            &mut l.max_unfinished_per_client,
+            self.max_unfinished_per_client,
+            "max_unfinished_per_client",
+        )?;
+        set(&mut l.max_strikes, self.max_strikes, "max_strikes")?;
+        let mut mib = 0;
+        set(&mut mib, self.inbound_budget_mib, "inbound_budget_mib")?;
+        if mib > 0 {
+            l.inbound_budget = mib << 20;
+        }
+        let mut queued = 0;
+        set(
+            &mut queued,
+            self.max_queued_mib_per_client,
+            "max_queued_mib_per_client",
+        )?;
+        if queued > 0 {
+            l.max_queued_bytes_per_client = queued << 20;
+        }
+        let mut gossip = 0;
+        set(&mut gossip, self.max_gossip_kib, "max_gossip_kib")?;
+        if gossip > 0 {
+            l.max_gossip = gossip << 10;
+        }
+        if let Some(s) = self.read_timeout {
+            l.read_timeout = super::secs(s).context("[limits] read_timeout")?;
+        }
+        if let Some(s) = self.cut_off_for {
+            l.cut_off_for = super::secs(s).context("[limits] cut_off_for")?;
+        }
+        Ok(())
+    }
+}
+
 /// Seconds as TOML writes them: an integer (`5`) or a float (`0.5`).
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     #[derive(Deserialize)]
@@ -96,9 +189,16 @@ impl NodeFile {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let mut file: NodeFile =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if let Some(key) = &file.key {
-            if key.is_relative() {
-                file.key = Some(path.parent().unwrap_or(Path::new(".")).join(key));
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut file.key,
+            &mut file.psk,
+            &mut file.allow_admins,
+            &mut file.allow_workers,
+            &mut file.allow_clients,
+        ] {
+            if let Some(rel) = p.as_ref().filter(|p| p.is_relative()) {
+                *p = Some(dir.join(rel));
             }
         }
         Ok(file)

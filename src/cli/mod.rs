@@ -66,6 +66,32 @@ pub enum Command {
     Workers(submit::WorkersArgs),
     /// List the peers connected to the admin, with the workers each hosts.
     Peers(submit::PeersArgs),
+    /// Write a new mesh key to FILE (mode 0600; never overwrites), for
+    /// `--psk FILE` on every node and client of a private mesh.
+    Keygen(KeygenArgs),
+}
+
+/// Options of `taskmesh keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+}
+
+/// Writes a new mesh key and says how to use it.
+fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let key = taskmesh::access::write_psk(&a.file)?;
+    println!(
+        "wrote mesh key {} (fingerprint {})",
+        a.file.display(),
+        key.fingerprint()
+    );
+    println!(
+        "give every node and client of the mesh --psk {}",
+        a.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options shared by every command that joins a mesh.
@@ -84,6 +110,15 @@ pub struct MeshArgs {
     /// Seconds to wait for an admin (when none is known, or it changes) [default: 15].
     #[arg(long, value_name = "SECS")]
     pub admin_wait: Option<f64>,
+    /// The mesh key (made by `taskmesh keygen`): every connection is
+    /// encrypted with it, and peers without it cannot connect at all.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Option<std::path::PathBuf>,
+    /// Identity file (ed25519, created with mode 0600 if missing), so the
+    /// peer id survives restarts (and can be put in a node's --allow-*
+    /// lists).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl MeshArgs {
@@ -97,6 +132,12 @@ impl MeshArgs {
         };
         if let Some(w) = self.admin_wait {
             cfg.admin_wait = secs(w).context("--admin-wait")?;
+        }
+        if let Some(path) = &self.psk {
+            cfg.psk = Some(taskmesh::access::read_psk(path)?);
+        }
+        if let Some(path) = &self.key {
+            cfg.keypair = Some(taskmesh::load_or_create_key(path).context("--key")?);
         }
         Ok(cfg)
     }
@@ -177,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(a).await,
         Command::Workers(a) => submit::workers(a).await,
         Command::Peers(a) => submit::peers(a).await,
+        Command::Keygen(a) => keygen(a),
     }
 }
 

@@ -23,7 +23,8 @@ pub const DEFAULT_PORT: u16 = 7411;
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// TOML file with any of these options (keys: listen, join, mdns, mesh,
-    /// key, seed, data_dir, admin, admin_priority, admin_wait, workers, [[exec]],
+    /// psk, key, seed, data_dir, allow_admins, allow_workers, allow_clients,
+    /// [limits], admin, admin_priority, admin_wait, workers, [[exec]],
     /// work_ms, no_worker_timeout, grace, task_timeout, queue_timeout,
     /// deadline, retries, max_attempts, lease, kill_grace, retention_tasks,
     /// retention_age, retention_mib, retention_min_age).
@@ -35,10 +36,6 @@ pub struct NodeArgs {
     pub listen: Vec<Multiaddr>,
     #[command(flatten)]
     pub mesh: MeshArgs,
-    /// Identity file (ed25519, created with mode 0600 if missing), so the
-    /// peer id survives restarts.
-    #[arg(long, value_name = "FILE", conflicts_with = "seed")]
-    pub key: Option<PathBuf>,
     /// Derive the identity from a number (demos and tests; not secret).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -88,6 +85,20 @@ pub struct NodeArgs {
     /// Seconds to let running tasks finish on Ctrl-C or SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub grace: Option<f64>,
+    /// Peer ids (a file, one per line, `#` comments) that may keep a
+    /// replica of the ledger and so become admin; a node not on its own
+    /// list never does. Default: any peer.
+    #[arg(long, value_name = "FILE")]
+    pub allow_admins: Option<PathBuf>,
+    /// Peer ids (a file, as for --allow-admins) that may host workers:
+    /// register, bid, report results. Default: any peer.
+    #[arg(long, value_name = "FILE")]
+    pub allow_workers: Option<PathBuf>,
+    /// Peer ids (a file, as for --allow-admins) that may submit, read
+    /// status, cancel, wait and list workers and peers (clients get a
+    /// stable id with --key). Default: any peer.
+    #[arg(long, value_name = "FILE")]
+    pub allow_clients: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }
@@ -116,7 +127,25 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     mesh.no_mdns = mesh.no_mdns || file.mdns == Some(false);
     mesh.mesh = mesh.mesh.or(file.mesh.clone());
     mesh.admin_wait = mesh.admin_wait.or(file.admin_wait);
+    mesh.psk = mesh.psk.or(file.psk.clone());
+    let key = mesh.key.take();
+    if key.is_some() && a.seed.is_some() {
+        bail!("give --key FILE or --seed N, not both");
+    }
     let mut cfg = mesh.config()?;
+    let list = |flag: &Option<PathBuf>, file: &Option<PathBuf>| -> anyhow::Result<_> {
+        flag.as_ref()
+            .or(file.as_ref())
+            .map(|p| taskmesh::access::read_peer_list(p))
+            .transpose()
+            .map_err(anyhow::Error::from)
+    };
+    cfg.allow.admins = list(&a.allow_admins, &file.allow_admins)?;
+    cfg.allow.workers = list(&a.allow_workers, &file.allow_workers)?;
+    cfg.allow.clients = list(&a.allow_clients, &file.allow_clients)?;
+    if let Some(limits) = &file.limits {
+        limits.apply(&mut cfg.limits)?;
+    }
     let default_listen = format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
         .parse()
         .expect("valid multiaddr");
@@ -126,7 +155,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.data_dir = a.data_dir.clone().or(file.data_dir.clone());
     cfg.recover = a.recover;
-    cfg.keypair = match (&a.key, a.seed, &file.key, file.seed) {
+    cfg.keypair = match (&key, a.seed, &file.key, file.seed) {
         (Some(path), _, _, _) | (None, None, Some(path), _) => {
             Some(taskmesh::load_or_create_key(path).context("--key")?)
         }

@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use libp2p::gossipsub::MessageAcceptance;
 use libp2p::request_response::{self, Message, ResponseChannel};
 use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use super::admin::Answer;
+use super::guard::strike;
 use super::{node_id, EventLoop, Pending};
+use crate::access::Right;
 use crate::protocol::{AssignAnswer, Request, Response};
 use crate::scheduler::Input;
 
@@ -36,9 +39,22 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                // Malformed or oversize requests end here: the codec refused
-                // them; the stream is dropped and nothing else happens.
+                // Malformed, oversize and slow requests end here: the codec
+                // refused them and the stream is reset. What no honest
+                // node sends counts strikes against the sender.
                 debug!(%peer, %error, "inbound request failed");
+                let strikes = match &error {
+                    request_response::InboundFailure::Io(e) => match e.kind() {
+                        std::io::ErrorKind::InvalidData => strike::MALFORMED,
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::UnexpectedEof => strike::SLOW,
+                        _ => 0,
+                    },
+                    request_response::InboundFailure::Timeout => strike::SLOW,
+                    _ => 0,
+                };
+                if strikes > 0 {
+                    self.strike(peer, strikes, "malformed, oversize or slow requests");
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -57,13 +73,20 @@ impl EventLoop {
     }
 
     /// True when `(peer, term)` may command this node's workers: the admin
-    /// it follows, or a newer one (whose notice has not arrived yet). An
-    /// older admin, woken from a pause, is refused.
+    /// it follows, or a newer one the ledger vouches for (see
+    /// [`EventLoop::vouch`]) whose notice has not arrived yet. An older
+    /// admin, woken from a pause, and a peer that is no admin are refused.
     fn obeys(&mut self, peer: PeerId, term: u64) -> bool {
         match self.admin {
             Some(a) if a == (peer, term) => true,
             Some((_, known)) if term <= known => false,
             _ => {
+                let Some(cluster) = self.raft.cluster.map(|c| c.0) else {
+                    return false;
+                };
+                if !matches!(self.vouch(peer, cluster, term), MessageAcceptance::Accept) {
+                    return false;
+                }
                 self.admin_changed(Some(peer), term);
                 true
             }
@@ -71,6 +94,30 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
+        let right = match &req {
+            Request::Join { .. } => Some(Right::Admin),
+            Request::Register { .. }
+            | Request::Bids { .. }
+            | Request::Reports { .. }
+            | Request::Renew { .. } => Some(Right::HostWorkers),
+            Request::Submit { .. }
+            | Request::SubmitPart { .. }
+            | Request::Cancel { .. }
+            | Request::Status { .. }
+            | Request::Await { .. }
+            | Request::Workers
+            | Request::Peers => Some(Right::Client),
+            // Checked against the configuration and the admin followed.
+            Request::Raft { .. }
+            | Request::RaftPart { .. }
+            | Request::Assign { .. }
+            | Request::Abort { .. } => None,
+        };
+        if let Some(right) = right {
+            if let Err(why) = self.may(right, peer) {
+                return self.respond(channel, Response::Refused(why));
+            }
+        }
         let req = match req {
             Request::Raft { cluster, messages } => {
                 self.respond(channel, Response::Ok);
@@ -179,7 +226,12 @@ impl EventLoop {
         match what {
             Pending::Client(call) => self.client_answer(peer, call, resp),
             Pending::Register => {
-                if !matches!(resp, Response::Ok) {
+                if let Response::Refused(why) = &resp {
+                    // Refused by an allow-list: said once, asked again slowly
+                    // (the operator may add this node to the list).
+                    self.told_once(format!("the admin refused this node's workers: {why}"));
+                    self.register_retry = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                } else if !matches!(resp, Response::Ok) {
                     debug!(%peer, answer = resp.summary(), "registration not taken; will retry");
                     self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
@@ -187,7 +239,9 @@ impl EventLoop {
             Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft => {}
             Pending::RaftPart(to) => self.raft_part_answered(to, matches!(resp, Response::Ok)),
             Pending::Join => {
-                if !matches!(resp, Response::Ok) {
+                if let Response::Refused(why) = &resp {
+                    self.told_once(format!("the admin refused this node's replica: {why}"));
+                } else if !matches!(resp, Response::Ok) {
                     debug!(%peer, answer = resp.summary(), "join not taken yet; will ask again");
                 }
             }

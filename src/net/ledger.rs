@@ -47,8 +47,8 @@ const MAX_RAFT_MESSAGE: usize = 15 << 20;
 
 /// What a replica's membership entry carries: how to reach it.
 #[derive(Serialize, Deserialize)]
-struct MemberAddr {
-    peer: String,
+pub(super) struct MemberAddr {
+    pub(super) peer: String,
     addrs: Vec<String>,
     /// Its preference to be admin.
     priority: u8,
@@ -189,7 +189,7 @@ impl LedgerPart {
     }
 
     /// True when this node's replica is in the configuration.
-    fn member(&self) -> bool {
+    pub(super) fn member(&self) -> bool {
         self.ledger.as_ref().is_some_and(|l| {
             let r = l.replica();
             r.voters().contains(&self.raft_id) || r.learners().contains(&self.raft_id)
@@ -209,7 +209,7 @@ impl LedgerPart {
 }
 
 /// A membership entry's address, if it is one.
-fn decode_member(bytes: &[u8]) -> Option<MemberAddr> {
+pub(super) fn decode_member(bytes: &[u8]) -> Option<MemberAddr> {
     let cfg = crate::task::bincode_config().with_limit::<4096>();
     bincode::serde::decode_from_slice(bytes, cfg).ok().map(|(m, _)| m)
 }
@@ -556,6 +556,18 @@ impl EventLoop {
         if self.raft.cluster.map(|c| c.0) != Some(cluster) {
             return Response::Refused("another ledger".into());
         }
+        // Only a replica of the ledger (or, before this node is in the
+        // configuration, the admin it follows) may fill an assembly.
+        let replica =
+            self.is_member_peer(&peer) || !self.raft.member() && self.admin.is_some_and(|a| a.0 == peer);
+        if !replica {
+            self.strike(
+                peer,
+                super::guard::strike::REFUSED,
+                "Raft parts from outside the ledger",
+            );
+            return Response::Refused(format!("{peer} is not a replica of this ledger"));
+        }
         match self.raft.parts_in.receive(peer, part) {
             Ok(None) => Response::Ok,
             Ok(Some(whole)) => {
@@ -600,6 +612,7 @@ impl EventLoop {
     /// Raft messages of at most `limit` bytes each, for this node's replica.
     fn take_raft(&mut self, peer: PeerId, messages: Vec<Vec<u8>>, limit: usize) {
         let mut steps = Vec::new();
+        let mut forged = false;
         for bytes in messages {
             if bytes.len() > limit {
                 continue;
@@ -611,11 +624,35 @@ impl EventLoop {
             if m.from == 0 || m.to != self.raft.raft_id {
                 continue;
             }
+            // A message speaks for the replica the configuration names,
+            // never for whoever claims its id: only that replica's peer
+            // may send it. A node not yet in the configuration hears
+            // only from the admin it follows (its first append or
+            // snapshot).
+            match self.member_peer(m.from) {
+                Some(p) if p == peer => {}
+                Some(_) => {
+                    forged = true;
+                    continue;
+                }
+                // A replica no longer (or not yet) in the configuration:
+                // dropped, as Raft would drop it.
+                None if self.raft.member() || self.admin.is_none_or(|a| a.0 != peer) => continue,
+                None => {}
+            }
             self.raft.peers.insert(m.from, peer);
             let wall = self.wall_now();
             if let Some(l) = self.raft.ledger.as_mut() {
                 steps.push(l.receive(m, wall));
             }
+        }
+        if forged {
+            debug!(%peer, "Raft message under another replica's id dropped");
+            self.strike(
+                peer,
+                super::guard::strike::FORGED,
+                "Raft messages under another replica's id",
+            );
         }
         for step in steps {
             self.ledger_step(step);
@@ -710,19 +747,26 @@ impl EventLoop {
             return;
         };
         let has_tasks = self.has_tasks();
-        let addrs = self.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let addrs = self
+            .listen_addrs()
+            .iter()
+            .take(8)
+            .map(|a| a.to_string())
+            .collect();
         let supersedes = self
             .raft
             .ledger
             .as_ref()
             .map(|l| l.superseded().to_vec())
             .unwrap_or_default();
+        let voters = self.voter_peers().iter().map(|p| p.to_base58()).collect();
         let notice = AdminNotice {
             cluster,
             term,
             has_tasks,
             addrs,
             supersedes,
+            voters,
         };
         self.publish(true, &Gossip::Admin(notice));
     }
@@ -752,7 +796,10 @@ impl EventLoop {
             Some((mine, _)) if mine == n.cluster => {}
             // An operator recovered the mesh from another replica of this
             // ledger: that one is the ledger now.
-            Some((mine, _)) if n.supersedes.iter().take(64).any(|&s| s == mine) => {
+            Some((mine, _))
+                if n.supersedes.iter().take(64).any(|&s| s == mine)
+                    && (self.is_member_peer(&source) || self.speaks_as_voter(source, mine)) =>
+            {
                 warn!(
                     mine,
                     by = n.cluster,
@@ -798,6 +845,8 @@ impl EventLoop {
             .map_or(0, |a| a.1);
         self.raft.cluster = Some((n.cluster, n.has_tasks));
         self.raft.found_at = None;
+        let voters = n.voters.iter().take(64).filter_map(|v| v.parse().ok()).collect();
+        self.vouched.voters = Some((n.cluster, voters));
         // An admin hears of a newer one before its own replica steps down:
         // it follows once its replica says so.
         if n.term >= known && self.admin != Some((source, n.term)) && self.sched.is_none() {

@@ -11,6 +11,7 @@ mod admin;
 mod behaviour;
 mod book;
 mod client;
+mod guard;
 mod inbound;
 mod ledger;
 mod outbox;
@@ -199,6 +200,17 @@ pub(crate) struct EventLoop {
     /// When each connection last answered a ping (or opened): one silent
     /// for longer than [`behaviour::SILENT_CONNECTION`] is closed.
     pongs: HashMap<ConnectionId, Instant>,
+    /// Strikes against misbehaving peers, and who is cut off.
+    strikes: crate::access::Strikes,
+    /// Refused rights already logged, by peer (bounded).
+    refusals_logged: std::collections::HashSet<(PeerId, u8)>,
+    /// The voters the last followed admin named (for nodes outside the
+    /// ledger's configuration).
+    vouched: guard::Vouched,
+    /// The last refusal of this node's own requests logged.
+    told: Option<String>,
+    /// When a refused incoming connection was last logged.
+    incoming_logged: Option<Instant>,
 }
 
 /// What a peer told us about itself.
@@ -222,8 +234,8 @@ impl EventLoop {
         let me = *swarm.local_peer_id();
         let me_node = node_id(&me);
         let started = Instant::now();
-        let admin_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/admin", cfg.mesh));
-        let tasks_topic = gossipsub::IdentTopic::new(format!("taskmesh/{}/tasks", cfg.mesh));
+        let admin_topic = behaviour::mesh_topic(&cfg.mesh, "admin");
+        let tasks_topic = behaviour::mesh_topic(&cfg.mesh, "tasks");
         let calls = crate::calls::Calls::new(crate::calls::CallsConfig {
             admin_wait: cfg.admin_wait,
             ..crate::calls::CallsConfig::default()
@@ -258,6 +270,11 @@ impl EventLoop {
             peer_meta: HashMap::new(),
             book: book::AddressBook::default(),
             pongs: HashMap::new(),
+            strikes: Default::default(),
+            refusals_logged: Default::default(),
+            vouched: Default::default(),
+            told: None,
+            incoming_logged: None,
         }
     }
 
@@ -276,6 +293,12 @@ impl EventLoop {
 
     /// Runs until shut down or until every handle is dropped.
     pub(crate) async fn run(mut self) {
+        if self.cfg.psk.is_none() && self.cfg.allow.is_open() && !self.cfg.listen.is_empty() {
+            warn!(
+                "open mesh: anyone who can reach this node can join, submit, read results and host workers \
+                 (give --psk FILE, made by `taskmesh keygen`, and the --allow-* lists to close it)"
+            );
+        }
         let gs = &mut self.swarm.behaviour_mut().gossipsub;
         for t in [&self.admin_topic, &self.tasks_topic] {
             if let Err(e) = gs.subscribe(t) {
@@ -356,6 +379,7 @@ impl EventLoop {
         self.carry_calls(routes);
         self.redial_due(now);
         self.close_silent(now);
+        self.expire_strikes();
         self.flush_outbox();
         if self.renew_at <= now {
             self.renew_at = now + self.cfg.renew_interval;

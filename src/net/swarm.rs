@@ -5,7 +5,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, PeerId};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{BehaviourEvent, EventLoop, PeerMeta, Pending, JOIN_RETRY, MAX_JOIN_RETRY};
 use crate::protocol::{self, Gossip, Request};
@@ -76,6 +76,7 @@ impl EventLoop {
                     self.book.dial_failed(peer, std::time::Instant::now());
                 }
                 if let Some((addr, failures)) = self.joining.remove(&connection_id) {
+                    let error = explain_dial_error(&error, self.cfg.psk.is_some());
                     // Keep trying: the peer may simply not be up yet.
                     let backoff = JOIN_RETRY
                         .saturating_mul(1 << failures.min(5))
@@ -85,6 +86,32 @@ impl EventLoop {
                     self.failed_joins.push((addr.clone(), error.to_string()));
                     self.rejoin.push((Instant::now() + backoff, addr, failures + 1));
                     self.publish_state();
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                // Logged at most once a second: a flood of strangers must
+                // not flood the log too.
+                let now = Instant::now();
+                if self
+                    .incoming_logged
+                    .is_none_or(|t| now >= t + std::time::Duration::from_secs(1))
+                {
+                    self.incoming_logged = Some(now);
+                    let why = match &error {
+                        libp2p::swarm::ListenError::Denied { cause } => {
+                            format!("refused by this node's limits or cut-off list: {cause}")
+                        }
+                        other if handshake_failed(&other.to_string()) => format!(
+                            "its handshake failed ({other}): {}",
+                            key_hint(self.cfg.psk.is_some())
+                        ),
+                        other => other.to_string(),
+                    };
+                    info!(from = %send_back_addr, "incoming connection refused: {why}");
                 }
             }
             _ => {}
@@ -115,7 +142,22 @@ impl EventLoop {
 
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => self.on_gossip(message),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let verdict = self.on_gossip(message);
+                if matches!(verdict, gossipsub::MessageAcceptance::Reject) {
+                    self.strike(propagation_source, super::guard::strike::GOSSIP, "invalid gossip");
+                }
+                // Only accepted messages are relayed; rejected ones cost
+                // their sender score.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })
                 if topic == self.admin_topic.hash() && self.sched.is_some() =>
             {
@@ -170,33 +212,62 @@ impl EventLoop {
         }
     }
 
-    fn on_gossip(&mut self, message: gossipsub::Message) {
+    /// Checks and handles one gossip message; the verdict goes back to
+    /// gossipsub: `Accept` relays it, `Ignore` drops it quietly (stale, or
+    /// not for this node to judge), `Reject` drops it and penalises the
+    /// sender (malformed, or speaking for an admin it is not).
+    fn on_gossip(&mut self, message: gossipsub::Message) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
         // Signed gossip (strict validation) always carries its source.
-        let Some(source) = message.source else { return };
+        let Some(source) = message.source else {
+            return Reject;
+        };
+        let on_admin_topic = message.topic == self.admin_topic.hash();
         let msg: Gossip = match protocol::decode(&message.data) {
             Ok(m) => m,
             Err(e) => {
-                warn!(peer = %source, error = %e, "malformed gossip dropped");
-                return;
+                debug!(peer = %source, error = %e, "malformed gossip rejected");
+                return Reject;
             }
         };
         match msg {
-            Gossip::Admin(notice) => self.on_notice(source, notice),
+            Gossip::Admin(_) | Gossip::NoQuorum { .. } if !on_admin_topic => Reject,
+            Gossip::Announce { .. } if on_admin_topic => Reject,
+            Gossip::Admin(notice) => {
+                let verdict = self.vouch(source, notice.cluster, notice.term);
+                if matches!(verdict, Accept) && source != self.me {
+                    self.on_notice(source, notice);
+                } else {
+                    debug!(peer = %source, term = notice.term, ?verdict, "admin notice not followed");
+                }
+                verdict
+            }
             Gossip::NoQuorum {
                 cluster,
                 reached,
                 voters,
-            } => self.on_no_quorum(cluster, reached, voters),
+            } => {
+                // Only a voter of the ledger may say it has no quorum.
+                if !self.cfg.allow.allows(crate::access::Right::Admin, &source) {
+                    return Reject;
+                }
+                if !self.speaks_as_voter(source, cluster) {
+                    return Ignore;
+                }
+                self.on_no_quorum(cluster, reached, voters);
+                Accept
+            }
             Gossip::Announce { term, tasks } => {
                 if self.admin != Some((source, term)) || source == self.me {
                     debug!(peer = %source, term, "announcement from a non-admin ignored");
-                    return;
+                    return Ignore;
                 }
                 let bids = self.workers.bids_for(&tasks);
                 debug!(count = tasks.len(), bids = bids.len(), "announcement");
                 if !bids.is_empty() {
                     self.send(source, Request::Bids { term, bids }, Pending::Bids);
                 }
+                Accept
             }
         }
     }
@@ -226,5 +297,48 @@ impl EventLoop {
                 self.joining.insert(id, (addr, failures));
             }
         }
+    }
+}
+
+/// True when a connection error says the handshake failed, which is what a
+/// peer without the same mesh key sees (its bytes are noise to the other).
+fn handshake_failed(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    [
+        "handshake",
+        "multistream",
+        "negotiat",
+        "noise",
+        "decrypt",
+        "protocol",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
+}
+
+fn key_hint(have_key: bool) -> &'static str {
+    if have_key {
+        "the other side has a different mesh key (--psk) or none"
+    } else {
+        "the other side may use a mesh key (--psk) that this node lacks, or not speak taskmesh"
+    }
+}
+
+/// Why a join address could not be dialled, in the operator's words.
+pub(super) fn explain_dial_error(error: &libp2p::swarm::DialError, have_key: bool) -> String {
+    use libp2p::swarm::DialError;
+    match error {
+        DialError::WrongPeerId { obtained, .. } => format!(
+            "the peer at this address is {obtained}, not the one its /p2p/ part names; \
+             check the join address (the peer may have restarted with a new identity)"
+        ),
+        DialError::Denied { cause } => format!("refused by this node's connection limits: {cause}"),
+        other if handshake_failed(&other.to_string()) => {
+            format!(
+                "the connection failed in its handshake: {} ({other})",
+                key_hint(have_key)
+            )
+        }
+        other => other.to_string(),
     }
 }

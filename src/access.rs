@@ -1,0 +1,363 @@
+//! Who may do what in a mesh, and how much any one peer may take of a node.
+//!
+//! Three layers, from the outside in:
+//! - **The mesh key** ([`read_psk`], `--psk FILE`): libp2p's pre-shared-key
+//!   transport. A peer without the key cannot complete a connection at all.
+//! - **Allow-lists** ([`AllowLists`]): which peer ids may be a voter (and so
+//!   the admin), host workers, or make client calls (submit, status,
+//!   cancel, wait, list). A list left out allows everyone.
+//! - **Limits** ([`Limits`]): connections, streams, bytes being read, read
+//!   time, unfinished tasks and bytes per submitting peer, and strikes
+//!   that cut off a peer that keeps sending what no honest node sends.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::pnet::PreSharedKey;
+use libp2p::PeerId;
+
+use crate::Error;
+
+/// What a peer asks to do, for the allow-lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Right {
+    /// Keep a replica of the ledger (learner, then voter) and so become
+    /// admin; also speak as admin (notices, awards).
+    Admin,
+    /// Register workers, bid, and report results.
+    HostWorkers,
+    /// Submit, read status, cancel, wait, list workers and peers.
+    Client,
+}
+
+impl Right {
+    /// The command-line flag that lists the peers with this right.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Right::Admin => "--allow-admins",
+            Right::HostWorkers => "--allow-workers",
+            Right::Client => "--allow-clients",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Right::Admin => "be a voter or the admin",
+            Right::HostWorkers => "host workers",
+            Right::Client => "submit or read this mesh's tasks",
+        }
+    }
+}
+
+/// Peer ids allowed each [`Right`]; `None` allows everyone. A node always
+/// allows itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowLists {
+    /// Who may keep a replica of the ledger and be admin.
+    pub admins: Option<BTreeSet<PeerId>>,
+    /// Who may host workers.
+    pub workers: Option<BTreeSet<PeerId>>,
+    /// Who may make client calls.
+    pub clients: Option<BTreeSet<PeerId>>,
+}
+
+impl AllowLists {
+    /// True when no list is set: anyone who can reach the mesh may do
+    /// anything in it.
+    pub fn is_open(&self) -> bool {
+        self.admins.is_none() && self.workers.is_none() && self.clients.is_none()
+    }
+
+    /// The list for `right`.
+    pub fn list(&self, right: Right) -> Option<&BTreeSet<PeerId>> {
+        match right {
+            Right::Admin => self.admins.as_ref(),
+            Right::HostWorkers => self.workers.as_ref(),
+            Right::Client => self.clients.as_ref(),
+        }
+    }
+
+    /// True when `peer` has `right`.
+    pub fn allows(&self, right: Right, peer: &PeerId) -> bool {
+        self.list(right).is_none_or(|l| l.contains(peer))
+    }
+
+    /// `Ok` when `peer` has `right`; otherwise the refusal the peer is
+    /// sent, which names the flag that would let it in.
+    pub fn check(&self, right: Right, peer: &PeerId) -> Result<(), String> {
+        if self.allows(right, peer) {
+            Ok(())
+        } else {
+            Err(format!(
+                "peer {peer} may not {} in this mesh (not in the node's {} list)",
+                right.what(),
+                right.flag()
+            ))
+        }
+    }
+}
+
+/// Reads a list of peer ids: one per line, blank lines and `#` comments
+/// ignored. Errors name the file and the line.
+pub fn read_peer_list(path: &Path) -> Result<BTreeSet<PeerId>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read peer list {}: {e}", path.display())))?;
+    parse_peer_list(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// Parses a list of peer ids as [`read_peer_list`] does.
+pub fn parse_peer_list(text: &str) -> Result<BTreeSet<PeerId>, String> {
+    let mut peers = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let id = line.split('#').next().unwrap_or("").trim();
+        if id.is_empty() {
+            continue;
+        }
+        let peer = id
+            .parse::<PeerId>()
+            .map_err(|e| format!("line {}: {id:?} is not a peer id ({e})", n + 1))?;
+        peers.insert(peer);
+    }
+    Ok(peers)
+}
+
+/// Reads a mesh key written by [`write_psk`] (or go-libp2p's
+/// `swarm.key`: `/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits).
+pub fn read_psk(path: &Path) -> Result<PreSharedKey, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read mesh key {}: {e}", path.display())))?;
+    text.parse::<PreSharedKey>().map_err(|e| {
+        Error::Config(format!(
+            "{} is not a mesh key ({e:?}); make one with `taskmesh keygen`",
+            path.display()
+        ))
+    })
+}
+
+/// Writes a new random mesh key to `path` (mode 0600 on Unix), refusing to
+/// overwrite an existing file. Returns the key.
+pub fn write_psk(path: &Path) -> Result<PreSharedKey, Error> {
+    use rand::RngCore;
+    use std::io::Write;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = PreSharedKey::new(bytes);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot create mesh key {}: {e}", path.display())))?;
+    file.write_all(key.to_key_file().as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::Config(format!("cannot write mesh key {}: {e}", path.display())))?;
+    Ok(key)
+}
+
+/// How much a node gives to peers. `Default` gives the values documented
+/// on each field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in total. Default 512.
+    pub max_connections: u32,
+    /// Established connections with any one peer. Default 4.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections still in their handshake. Default 64.
+    pub max_pending_connections: u32,
+    /// Request-response streams open at once on one connection, both ways;
+    /// more are reset. Default 256.
+    pub max_streams_per_connection: usize,
+    /// Longest a peer may take to send one frame once its stream is open.
+    /// Default 20 s.
+    pub read_timeout: Duration,
+    /// Bytes of frames being read at once, over every stream of the node
+    /// (see [`crate::protocol::InboundBudget`]). Default 256 MiB.
+    pub inbound_budget: usize,
+    /// Unfinished tasks any one submitting peer may have at the admin; a
+    /// batch that would go over is refused whole. Default 1,000,000.
+    pub max_unfinished_per_client: usize,
+    /// Bytes of task input any one submitting peer may have in unfinished
+    /// tasks at the admin. Default 1 GiB.
+    pub max_queued_bytes_per_client: u64,
+    /// Largest gossip message sent or taken. Default 64 KiB: announcements
+    /// are cut to fit.
+    pub max_gossip: usize,
+    /// Strikes after which a peer is cut off (disconnected and refused)
+    /// for [`Limits::cut_off_for`]. A malformed or oversize frame is 5, a
+    /// frame not sent within the read timeout 2, invalid gossip 5, a
+    /// forged Raft message 10, a refused right 1; strikes fade by one
+    /// every 10 s. Default 20.
+    pub max_strikes: u32,
+    /// How long a peer over [`Limits::max_strikes`] stays cut off. Default
+    /// 10 minutes.
+    pub cut_off_for: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_connections_per_peer: 4,
+            max_pending_connections: 64,
+            max_streams_per_connection: 256,
+            read_timeout: crate::protocol::DEFAULT_READ_TIMEOUT,
+            inbound_budget: crate::protocol::DEFAULT_INBOUND_BUDGET,
+            max_unfinished_per_client: 1_000_000,
+            max_queued_bytes_per_client: 1 << 30,
+            max_gossip: 64 << 10,
+            max_strikes: 20,
+            cut_off_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Strikes per peer: what no honest node sends adds up, fades with time,
+/// and cuts the peer off past a limit. Pure: the caller gives the time.
+#[derive(Debug, Default)]
+pub struct Strikes {
+    /// Per peer: strikes and when they were last faded.
+    counts: std::collections::HashMap<PeerId, (u32, Duration)>,
+    /// Cut-off peers and until when.
+    cut: std::collections::HashMap<PeerId, Duration>,
+}
+
+/// How long one strike takes to fade.
+const STRIKE_FADES: Duration = Duration::from_secs(10);
+
+impl Strikes {
+    /// Adds `n` strikes against `peer` at `now`; true when this cuts the
+    /// peer off (only the first time).
+    pub fn add(&mut self, peer: PeerId, n: u32, now: Duration, limits: &Limits) -> bool {
+        if self.is_cut(&peer, now) {
+            return false;
+        }
+        let (count, at) = self.counts.entry(peer).or_insert((0, now));
+        let faded = (now.saturating_sub(*at).as_millis() / STRIKE_FADES.as_millis()) as u32;
+        if faded > 0 {
+            *count = count.saturating_sub(faded);
+            *at = now;
+        }
+        *count = count.saturating_add(n);
+        if *count < limits.max_strikes {
+            return false;
+        }
+        self.counts.remove(&peer);
+        self.cut.insert(peer, now + limits.cut_off_for);
+        true
+    }
+
+    /// True while `peer` is cut off.
+    pub fn is_cut(&self, peer: &PeerId, now: Duration) -> bool {
+        self.cut.get(peer).is_some_and(|&until| now < until)
+    }
+
+    /// Forgets what has faded by `now`; returns the peers whose cut-off
+    /// ended, to let in again.
+    pub fn expire(&mut self, now: Duration) -> Vec<PeerId> {
+        self.counts.retain(|_, (count, at)| {
+            let faded = (now.saturating_sub(*at).as_millis() / STRIKE_FADES.as_millis()) as u32;
+            faded < *count
+        });
+        let ended: Vec<PeerId> = self
+            .cut
+            .iter()
+            .filter(|(_, &until)| now >= until)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &ended {
+            self.cut.remove(p);
+        }
+        ended
+    }
+
+    /// Peers being counted or cut off (for bounds checks).
+    pub fn len(&self) -> usize {
+        self.counts.len() + self.cut.len()
+    }
+
+    /// True when nobody is counted or cut off.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        PeerId::random()
+    }
+
+    #[test]
+    fn lists_allow_what_they_name_and_nothing_else() {
+        let (a, b) = (peer(), peer());
+        let mut lists = AllowLists::default();
+        assert!(lists.is_open());
+        assert!(lists.allows(Right::Client, &a));
+        lists.clients = Some([a].into());
+        assert!(!lists.is_open());
+        assert!(lists.allows(Right::Client, &a));
+        assert!(lists.allows(Right::Admin, &b), "other rights stay open");
+        let refusal = lists.check(Right::Client, &b).unwrap_err();
+        assert!(
+            refusal.contains(&b.to_string()) && refusal.contains("--allow-clients"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn peer_lists_parse_with_comments_and_name_bad_lines() {
+        let (a, b) = (peer(), peer());
+        let text = format!("# voters\n{a}\n\n  {b}  # the spare\n");
+        assert_eq!(parse_peer_list(&text).unwrap(), [a, b].into());
+        let err = parse_peer_list(&format!("{a}\nnot-a-peer\n")).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("not-a-peer"), "{err}");
+    }
+
+    #[test]
+    fn mesh_keys_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.key");
+        let key = write_psk(&path).unwrap();
+        assert_eq!(read_psk(&path).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(write_psk(&path).is_err(), "never overwrites a key");
+        std::fs::write(dir.path().join("bad"), "hello").unwrap();
+        let err = read_psk(&dir.path().join("bad")).unwrap_err().to_string();
+        assert!(err.contains("not a mesh key") && err.contains("keygen"), "{err}");
+    }
+
+    #[test]
+    fn strikes_add_up_fade_and_cut_off_once() {
+        let limits = Limits {
+            max_strikes: 10,
+            cut_off_for: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let (p, q) = (peer(), peer());
+        let mut s = Strikes::default();
+        let t = Duration::from_secs(100);
+        assert!(!s.add(p, 5, t, &limits));
+        // 30 s later three strikes have faded: 2 + 5 < 10.
+        assert!(!s.add(p, 5, t + Duration::from_secs(30), &limits));
+        assert!(s.add(p, 5, t + Duration::from_secs(31), &limits), "7 + 5 >= 10");
+        assert!(s.is_cut(&p, t + Duration::from_secs(40)));
+        assert!(
+            !s.add(p, 50, t + Duration::from_secs(41), &limits),
+            "cut off once"
+        );
+        assert!(!s.is_cut(&q, t));
+        assert!(s.expire(t + Duration::from_secs(90)).is_empty());
+        assert_eq!(s.expire(t + Duration::from_secs(91)), vec![p]);
+        assert!(!s.is_cut(&p, t + Duration::from_secs(92)));
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,222 @@
+//! What the loop believes of a peer: who speaks for the admin (authority
+//! comes from the ledger, never from a message anyone can sign), who may do
+//! what (the allow-lists), and strikes against peers that send what no
+//! honest node sends, which cut them off.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use libp2p::gossipsub::MessageAcceptance;
+use libp2p::PeerId;
+use tracing::{info, warn};
+
+use super::ledger::decode_member;
+use super::EventLoop;
+use crate::access::Right;
+
+/// How long a node outside the ledger that lost its admin keeps waiting
+/// for one vouched by the voters it knew, before it takes any admin of its
+/// ledger again.
+const VOUCH_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Strikes for each kind of offence (see [`crate::access::Limits`]).
+pub(super) mod strike {
+    /// A frame that is not a message of ours, or over the limit.
+    pub const MALFORMED: u32 = 5;
+    /// A frame not sent whole within the read timeout, or cut short.
+    pub const SLOW: u32 = 2;
+    /// Gossip the loop rejects.
+    pub const GOSSIP: u32 = 5;
+    /// A Raft message under another replica's name.
+    pub const FORGED: u32 = 10;
+    /// A request for a right the peer does not have.
+    pub const REFUSED: u32 = 1;
+}
+
+/// The voters an admin's notice named, as the node outside the ledger last
+/// heard them from an admin it followed.
+#[derive(Debug, Default)]
+pub(crate) struct Vouched {
+    /// The ledger, and the voters' peers.
+    pub(crate) voters: Option<(u64, BTreeSet<PeerId>)>,
+}
+
+impl EventLoop {
+    /// The peer that replica `id` joined the ledger as, from the
+    /// configuration in the log (never from what a message claims).
+    pub(super) fn member_peer(&self, id: u64) -> Option<PeerId> {
+        let ledger = self.raft.ledger.as_ref()?;
+        decode_member(ledger.members().get(&id)?)?.peer.parse().ok()
+    }
+
+    /// True when `peer` is a replica in this node's ledger configuration.
+    pub(super) fn is_member_peer(&self, peer: &PeerId) -> bool {
+        self.raft.ledger.as_ref().is_some_and(|l| {
+            l.members()
+                .values()
+                .filter_map(|c| decode_member(c))
+                .any(|m| m.peer == peer.to_base58())
+        })
+    }
+
+    /// The voters' peers, as this node's replica knows them.
+    pub(super) fn voter_peers(&self) -> Vec<PeerId> {
+        let Some(l) = self.raft.ledger.as_ref() else {
+            return Vec::new();
+        };
+        l.replica()
+            .voters()
+            .into_iter()
+            .filter_map(|v| self.member_peer(v))
+            .collect()
+    }
+
+    /// May `source` speak as the admin of ledger `cluster` in `term`
+    /// (a notice, an award)? `Accept` to follow it; `Ignore` for what an
+    /// honest but lagging peer may send; `Reject` for what no honest peer
+    /// sends (then the sender loses score and strikes).
+    ///
+    /// - With an `--allow-admins` list, only listed peers.
+    /// - A node whose replica is in the ledger's configuration follows the
+    ///   leader its replica knows: a notice from that leader's peer at its
+    ///   term. Other members are ignored; a peer outside the configuration
+    ///   can never be the admin.
+    /// - A node outside the configuration (a client, a worker-only node, a
+    ///   joiner) follows the admin it knows to higher terms only when the
+    ///   new one is among the voters the old one named; after
+    ///   [`VOUCH_PATIENCE`] without an admin it takes any, as at start.
+    pub(super) fn vouch(&self, source: PeerId, cluster: u64, term: u64) -> MessageAcceptance {
+        if source != self.me && !self.cfg.allow.allows(Right::Admin, &source) {
+            return MessageAcceptance::Reject;
+        }
+        let mine = self.raft.cluster.map(|c| c.0) == Some(cluster);
+        if mine && self.raft.member() {
+            let Some(l) = self.raft.ledger.as_ref() else {
+                return MessageAcceptance::Ignore;
+            };
+            let r = l.replica();
+            return if r.leader() != 0 && self.member_peer(r.leader()) == Some(source) && term == r.term() {
+                MessageAcceptance::Accept
+            } else if self.is_member_peer(&source) {
+                MessageAcceptance::Ignore
+            } else {
+                MessageAcceptance::Reject
+            };
+        }
+        if !mine {
+            return MessageAcceptance::Accept; // another ledger: `on_notice` decides
+        }
+        match self.admin {
+            Some((a, known)) if a == source => {
+                if term >= known {
+                    MessageAcceptance::Accept
+                } else {
+                    MessageAcceptance::Ignore
+                }
+            }
+            Some((_, known)) if term <= known => MessageAcceptance::Ignore,
+            _ => {
+                let named = self
+                    .vouched
+                    .voters
+                    .as_ref()
+                    .filter(|(c, _)| *c == cluster)
+                    .map(|(_, v)| v);
+                let patience_over = self.admin.is_none()
+                    && self
+                        .raft
+                        .leaderless_since
+                        .is_none_or(|t| t.elapsed() >= VOUCH_PATIENCE);
+                match named {
+                    None => MessageAcceptance::Accept,
+                    Some(v) if v.contains(&source) => MessageAcceptance::Accept,
+                    Some(_) if patience_over => MessageAcceptance::Accept,
+                    Some(_) => MessageAcceptance::Ignore,
+                }
+            }
+        }
+    }
+
+    /// May `source` speak as a voter of ledger `cluster` (say it has no
+    /// quorum)? A member checks the configuration; a node outside it, the
+    /// voters its admin named, or, before it heard of any, the peers it
+    /// was told to join.
+    pub(super) fn speaks_as_voter(&self, source: PeerId, cluster: u64) -> bool {
+        if self.raft.cluster.is_some_and(|c| c.0 != cluster) {
+            return false;
+        }
+        if self.raft.member() {
+            return self.voter_peers().contains(&source);
+        }
+        match &self.vouched.voters {
+            Some((c, voters)) if *c == cluster => voters.contains(&source),
+            _ => self.cfg.join.iter().any(|a| {
+                a.iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(id) if id == source))
+            }),
+        }
+    }
+
+    /// Checks `peer`'s `right` against the allow-lists; a refusal is
+    /// logged (once per peer and right) and counts a strike.
+    pub(super) fn may(&mut self, right: Right, peer: PeerId) -> Result<(), String> {
+        if peer == self.me {
+            return Ok(());
+        }
+        let result = self.cfg.allow.check(right, &peer);
+        if let Err(why) = &result {
+            self.refused(right, peer, why);
+        }
+        result
+    }
+
+    /// Logs and counts a refused right (see [`EventLoop::may`]).
+    pub(super) fn refused(&mut self, right: Right, peer: PeerId, why: &str) {
+        if self.refusals_logged.len() < 4096 && self.refusals_logged.insert((peer, right as u8)) {
+            warn!(%peer, flag = right.flag(), "refused: {why}");
+        }
+        self.strike(peer, strike::REFUSED, "a right it does not have");
+    }
+
+    /// Counts `n` strikes against `peer`; past the limit the peer is
+    /// disconnected and refused for [`crate::access::Limits::cut_off_for`].
+    pub(super) fn strike(&mut self, peer: PeerId, n: u32, why: &str) {
+        if peer == self.me {
+            return;
+        }
+        let now = self.now();
+        if self.strikes.add(peer, n, now, &self.cfg.limits) {
+            warn!(
+                %peer,
+                why,
+                cut_off_for = ?self.cfg.limits.cut_off_for,
+                "peer cut off: it kept sending what no honest node sends"
+            );
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Logs a warning about this node's own standing once per distinct
+    /// text (a refusal repeated every retry is said once).
+    pub(super) fn told_once(&mut self, text: String) {
+        if self.told.as_deref() != Some(text.as_str()) {
+            warn!("{text}");
+            self.told = Some(text);
+        }
+    }
+
+    /// Lets in again the peers whose cut-off ended.
+    pub(super) fn expire_strikes(&mut self) {
+        let now = self.now();
+        for peer in self.strikes.expire(now) {
+            info!(%peer, "cut-off ended; the peer may connect again");
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&peer);
+        }
+    }
+}
