@@ -22,6 +22,7 @@
 pub mod access;
 pub mod builtin;
 pub mod calls;
+pub mod config;
 pub mod consensus;
 mod disk;
 pub mod net;

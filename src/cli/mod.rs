@@ -1,7 +1,6 @@
 //! Command-line definitions and the code behind each subcommand.
 
 mod cancel;
-mod config;
 mod node;
 mod output;
 mod submit;

@@ -11,9 +11,9 @@ use clap::Args;
 use taskmesh::builtin::{CommandWorker, EchoWorker, WorkerArg};
 use taskmesh::{identity, Multiaddr, Node, Worker};
 
-use super::config::{exec_entry, NodeFile};
 use super::tuning::TuningArgs;
 use super::{secs, MeshArgs};
+use taskmesh::config::{exec_entry, NodeFile};
 
 /// The port a node listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7411;

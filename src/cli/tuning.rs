@@ -15,7 +15,7 @@ use clap::Args;
 use taskmesh::task::{MAX_RETRIES, MAX_TIMEOUT_MS};
 use taskmesh::NodeConfig;
 
-use super::config::NodeFile;
+use taskmesh::config::NodeFile;
 
 /// Longest timeout or deadline, in seconds: 30 days, as for task files.
 const MAX_TIMEOUT_SECS: f64 = (MAX_TIMEOUT_MS / 1000) as f64;

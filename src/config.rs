@@ -1,14 +1,15 @@
 //! The node's TOML configuration file (`taskmesh node --config FILE`).
 //! Every key mirrors a command-line option (`--task-timeout` is
 //! `task_timeout`); flags given on the command line override the file.
-//! Seconds may be written as integers or decimals.
+//! Seconds may be written as integers or decimals. Unknown keys are
+//! refused by name, with their line. Errors are [`Error::Config`].
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Deserializer};
-use taskmesh::builtin::WorkerArg;
-use taskmesh::Multiaddr;
+
+use crate::builtin::WorkerArg;
+use crate::{Error, Multiaddr};
 
 /// A command worker as the config file describes it.
 #[derive(Deserialize, Debug, Clone)]
@@ -35,47 +36,78 @@ fn one() -> u32 {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NodeFile {
+    /// As `--listen`.
     pub listen: Option<Vec<Multiaddr>>,
+    /// As `--join`.
     pub join: Option<Vec<Multiaddr>>,
+    /// `false` as `--no-mdns`.
     pub mdns: Option<bool>,
+    /// As `--mesh`.
     pub mesh: Option<String>,
+    /// As `--key`.
     pub key: Option<PathBuf>,
+    /// As `--psk`.
     pub psk: Option<PathBuf>,
+    /// As `--allow-admins`.
     pub allow_admins: Option<PathBuf>,
+    /// As `--allow-workers`.
     pub allow_workers: Option<PathBuf>,
+    /// As `--allow-clients`.
     pub allow_clients: Option<PathBuf>,
+    /// The `[limits]` table.
     pub limits: Option<LimitsFile>,
+    /// As `--seed`.
     pub seed: Option<u64>,
+    /// As `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `false` as `--no-admin`.
     pub admin: Option<bool>,
+    /// As `--admin-priority`.
     pub admin_priority: Option<u8>,
+    /// As `--admin-wait` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub admin_wait: Option<f64>,
+    /// Built-in workers, `NAME:ROLE:SKILL[:SLOTS]` each, as `--worker`.
     pub workers: Option<Vec<String>>,
+    /// Command workers, as `--exec` (one table each).
     #[serde(default)]
     pub exec: Vec<ExecEntry>,
+    /// As `--work-ms`.
     pub work_ms: Option<u64>,
+    /// As `--no-worker-timeout` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub no_worker_timeout: Option<f64>,
+    /// As `--grace` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub grace: Option<f64>,
     // Task limits, leases and retention: see `tuning`.
+    /// As `--task-timeout` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub task_timeout: Option<f64>,
+    /// As `--queue-timeout` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub queue_timeout: Option<f64>,
+    /// As `--deadline` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub deadline: Option<f64>,
+    /// As `--retries`.
     pub retries: Option<u32>,
+    /// As `--max-attempts`.
     pub max_attempts: Option<u32>,
+    /// As `--lease` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub lease: Option<f64>,
+    /// As `--kill-grace` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub kill_grace: Option<f64>,
+    /// As `--retention-tasks`.
     pub retention_tasks: Option<usize>,
+    /// As `--retention-age` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub retention_age: Option<f64>,
+    /// Seconds, as `--retention-min-age`.
     pub retention_min_age: Option<f64>,
+    /// As `--retention-mib`.
     pub retention_mib: Option<usize>,
 }
 
@@ -84,17 +116,28 @@ pub struct NodeFile {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    /// [`crate::access::Limits::max_connections`].
     pub max_connections: Option<u32>,
+    /// [`crate::access::Limits::max_connections_per_peer`].
     pub max_connections_per_peer: Option<u32>,
+    /// [`crate::access::Limits::max_pending_connections`].
     pub max_pending_connections: Option<u32>,
+    /// [`crate::access::Limits::max_streams_per_connection`].
     pub max_streams_per_connection: Option<usize>,
+    /// [`crate::access::Limits::read_timeout`] (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub read_timeout: Option<f64>,
+    /// [`crate::access::Limits::inbound_budget`] (MiB).
     pub inbound_budget_mib: Option<usize>,
+    /// [`crate::access::Limits::max_unfinished_per_client`].
     pub max_unfinished_per_client: Option<usize>,
+    /// [`crate::access::Limits::max_queued_bytes_per_client`] (MiB).
     pub max_queued_mib_per_client: Option<u64>,
+    /// [`crate::access::Limits::max_gossip`] (KiB).
     pub max_gossip_kib: Option<usize>,
+    /// [`crate::access::Limits::max_strikes`].
     pub max_strikes: Option<u32>,
+    /// [`crate::access::Limits::cut_off_for`] (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub cut_off_for: Option<f64>,
 }
@@ -102,15 +145,15 @@ pub struct LimitsFile {
 impl LimitsFile {
     /// Sets the limits the table gives; refuses zeros where a zero would
     /// stop the node from working.
-    pub fn apply(&self, l: &mut taskmesh::access::Limits) -> anyhow::Result<()> {
+    pub fn apply(&self, l: &mut crate::access::Limits) -> Result<(), Error> {
         fn set<T: Copy + PartialEq + Default + std::fmt::Display>(
             to: &mut T,
             v: Option<T>,
             name: &str,
-        ) -> anyhow::Result<()> {
+        ) -> Result<(), Error> {
             if let Some(v) = v {
                 if v == T::default() {
-                    anyhow::bail!("[limits] {name} must be above 0");
+                    return Err(Error::Config(format!("[limits] {name} must be above 0")));
                 }
                 *to = v;
             }
@@ -158,10 +201,10 @@ impl LimitsFile {
             l.max_gossip = gossip << 10;
         }
         if let Some(s) = self.read_timeout {
-            l.read_timeout = super::secs(s).context("[limits] read_timeout")?;
+            l.read_timeout = seconds_to_duration(s, "[limits] read_timeout")?;
         }
         if let Some(s) = self.cut_off_for {
-            l.cut_off_for = super::secs(s).context("[limits] cut_off_for")?;
+            l.cut_off_for = seconds_to_duration(s, "[limits] cut_off_for")?;
         }
         Ok(())
     }
@@ -181,14 +224,27 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     }))
 }
 
+/// Parses a config file's text (TOML), refusing unknown keys; the error
+/// names the key and its line.
+pub fn parse(text: &str) -> Result<NodeFile, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Seconds as a duration, refusing negative and non-finite values; `what`
+/// names the setting in the error.
+pub fn seconds_to_duration(s: f64, what: &str) -> Result<std::time::Duration, Error> {
+    std::time::Duration::try_from_secs_f64(s)
+        .map_err(|_| Error::Config(format!("{what}: {s} is not a valid number of seconds")))
+}
+
 impl NodeFile {
     /// Reads and checks a config file; relative paths inside it (the key
     /// file) are taken relative to the file.
-    pub fn load(path: &Path) -> anyhow::Result<NodeFile> {
+    pub fn load(path: &Path) -> Result<NodeFile, Error> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+            .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", path.display())))?;
         let mut file: NodeFile =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut file.key,
@@ -205,22 +261,24 @@ impl NodeFile {
     }
 
     /// The built-in workers, parsed.
-    pub fn worker_args(&self) -> anyhow::Result<Vec<WorkerArg>> {
+    pub fn worker_args(&self) -> Result<Vec<WorkerArg>, Error> {
         self.workers
             .iter()
             .flatten()
-            .map(|w| w.parse().map_err(anyhow::Error::from))
+            .map(|w| w.parse().map_err(|e| Error::Config(format!("workers: {e}"))))
             .collect()
     }
 }
 
 /// Parses an `[[exec]]` entry into a worker spec and its command line.
-pub fn exec_entry(e: &ExecEntry) -> anyhow::Result<(WorkerArg, String, Vec<String>)> {
-    let spec: WorkerArg = format!("{}:{}:{}:{}", e.name, e.role, e.skill, e.slots).parse()?;
+pub fn exec_entry(e: &ExecEntry) -> Result<(WorkerArg, String, Vec<String>), Error> {
+    let spec: WorkerArg = format!("{}:{}:{}:{}", e.name, e.role, e.skill, e.slots)
+        .parse()
+        .map_err(|err| Error::Config(format!("exec worker {:?}: {err}", e.name)))?;
     let (program, args) = e
         .command
         .split_first()
-        .with_context(|| format!("exec worker {:?} has an empty command", e.name))?;
+        .ok_or_else(|| Error::Config(format!("exec worker {:?} has an empty command", e.name)))?;
     Ok((spec, program.clone(), args.to_vec()))
 }
 
