@@ -233,6 +233,22 @@ pub enum Request {
     Workers,
     /// Client → admin: the peers connected to the admin.
     Peers,
+    /// Not a message: what the codec hands the node instead of a request
+    /// whose frame could not be read, so that the node can count it
+    /// against the peer and answer why. Never sent nor decoded.
+    #[serde(skip)]
+    Unreadable(Unreadable),
+}
+
+/// Why a request's frame could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not a message of this wire version, or over the frame limit.
+    Malformed(String),
+    /// Not sent whole within the read timeout, or cut short.
+    Slow(String),
+    /// The node is reading too many bytes of other frames at once.
+    Busy(String),
 }
 
 /// Responses.
@@ -476,11 +492,14 @@ impl Codec {
         while buf.len() < len {
             let step = (len - buf.len()).min(READ_STEP);
             if !self.budget.take(step) {
-                return Err(invalid(format!(
-                    "the node is reading {} bytes of other frames already (limit {}); frame refused",
-                    self.budget.used(),
-                    self.budget.limit
-                )));
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "the node is reading {} bytes of other frames already (limit {}); frame refused",
+                        self.budget.used(),
+                        self.budget.limit
+                    ),
+                ));
             }
             held.bytes += step;
             let start = buf.len();
@@ -517,11 +536,26 @@ impl libp2p::request_response::Codec for Codec {
     type Request = Request;
     type Response = Response;
 
+    /// Reads a request; a frame that cannot be read becomes
+    /// [`Request::Unreadable`] (request-response does not report read
+    /// failures, and the node must know who sent it), other I/O errors
+    /// stay errors.
     async fn read_request<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Request>
     where
         T: AsyncRead + Unpin + Send,
     {
-        self.read_frame(io).await
+        match self.read_frame(io).await {
+            Ok(req) => Ok(req),
+            Err(e) => {
+                let why = e.to_string();
+                Ok(Request::Unreadable(match e.kind() {
+                    io::ErrorKind::InvalidData => Unreadable::Malformed(why),
+                    io::ErrorKind::TimedOut | io::ErrorKind::UnexpectedEof => Unreadable::Slow(why),
+                    io::ErrorKind::OutOfMemory => Unreadable::Busy(why),
+                    _ => return Err(e),
+                }))
+            }
+        }
     }
 
     async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> io::Result<Response>
@@ -574,10 +608,21 @@ mod tests {
             max_frame: 8,
             ..Codec::default()
         };
-        // Claims 4 GiB but carries nothing: must fail on the length alone.
+        // Claims 4 GiB but carries nothing: must fail on the length alone,
+        // and reach the node as unreadable (to count against the peer).
         let mut buf = Cursor::new(u32::MAX.to_le_bytes().to_vec());
-        let err = c.read_request(&proto(), &mut buf).await.unwrap_err();
-        assert!(err.to_string().contains("over the limit"), "{err}");
+        let Request::Unreadable(Unreadable::Malformed(why)) =
+            c.read_request(&proto(), &mut buf).await.unwrap()
+        else {
+            panic!("an oversize frame is malformed")
+        };
+        assert!(why.contains("over the limit"), "{why}");
+        // Cut short: slow; a response still fails as an error.
+        let mut buf = Cursor::new(vec![1, 0]);
+        let req = c.read_request(&proto(), &mut buf).await.unwrap();
+        assert!(matches!(req, Request::Unreadable(Unreadable::Slow(_))), "{req:?}");
+        let mut buf = Cursor::new(u32::MAX.to_le_bytes().to_vec());
+        assert!(c.read_response(&proto(), &mut buf).await.is_err());
         let mut out = Cursor::new(Vec::new());
         let big = Request::Submit {
             tasks: vec![Task::new("t", "w", 1)],

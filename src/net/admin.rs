@@ -66,6 +66,10 @@ pub(crate) struct AdminState {
     cancels: HashMap<u64, Answer<Vec<CancelOutcome>>>,
     /// Batches arriving in parts, by sender.
     uploads: Uploads<PeerId>,
+    /// Unfinished tasks and bytes per submitting peer, and the tasks of
+    /// each batch still to be accepted (released if it is refused).
+    quotas: super::quota::Quotas<PeerId>,
+    charged: HashMap<u64, Vec<TaskId>>,
     /// Answers waiting for the log to commit an index, in index order.
     deferred: VecDeque<(u64, Deferred)>,
 }
@@ -147,6 +151,8 @@ impl EventLoop {
             wait_deadlines: BTreeSet::new(),
             cancels: HashMap::new(),
             uploads: Uploads::default(),
+            quotas: Default::default(),
+            charged: HashMap::new(),
             deferred: VecDeque::new(),
         });
         if !self.workers.is_empty() {
@@ -210,9 +216,32 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn admin_submit(&mut self, tasks: Vec<crate::task::Task>, answer: Answer<Vec<TaskId>>) {
+    /// Submits a batch from `from` (a remote peer, charged against its
+    /// [quotas](crate::access::Limits::max_unfinished_per_client), or this
+    /// node with `None`).
+    pub(super) fn admin_submit(
+        &mut self,
+        from: Option<PeerId>,
+        tasks: Vec<crate::task::Task>,
+        answer: Answer<Vec<TaskId>>,
+    ) {
+        let limits = &self.cfg.limits;
+        let (max_tasks, max_bytes) = (
+            limits.max_unfinished_per_client,
+            limits.max_queued_bytes_per_client,
+        );
         let Some(state) = self.sched.as_mut() else { return };
         let token = state.next_token;
+        if let Some(peer) = from {
+            let batch: Vec<(TaskId, u64)> = tasks.iter().map(|t| (t.id, t.input.len() as u64)).collect();
+            if let Err(why) = state.quotas.charge(&peer, &batch, max_tasks, max_bytes) {
+                debug!(%peer, why, "batch over the submitter's limits refused");
+                return self.answer_err(answer, Error::Refused(why.clone()), Response::Refused(why));
+            }
+            state
+                .charged
+                .insert(token, batch.into_iter().map(|b| b.0).collect());
+        }
         state.next_token += 1;
         state.submits.insert(token, answer);
         self.admin_input(Input::Submit { token, tasks });
@@ -280,7 +309,9 @@ impl EventLoop {
         let now = self.now();
         let Some(state) = self.sched.as_mut() else { return };
         let answer = match state.uploads.part(peer, upload, tasks, last, now) {
-            PartOutcome::Complete(whole) => return self.admin_submit(whole, Answer::Remote(channel)),
+            PartOutcome::Complete(whole) => {
+                return self.admin_submit(Some(peer), whole, Answer::Remote(channel))
+            }
             PartOutcome::Staged => Response::Ok,
             PartOutcome::Refused(why) => Response::Refused(why),
         };
@@ -487,6 +518,11 @@ impl EventLoop {
         let term = state.term;
         match o {
             Output::Submitted { token, result } => {
+                if let Some(ids) = state.charged.remove(&token).filter(|_| result.is_err()) {
+                    for id in &ids {
+                        state.quotas.release(id);
+                    }
+                }
                 if let Some(a) = state.submits.remove(&token) {
                     match (a, result) {
                         (Answer::Local(tx), r) => {
@@ -511,7 +547,12 @@ impl EventLoop {
                     });
                 }
                 debug!(count = tasks.len(), term, "announcing");
-                self.publish(false, &Gossip::Announce { term, tasks });
+                // Cut to fit the gossip size limit (names are at most 1 KiB).
+                let budget = self.cfg.limits.max_gossip / 2;
+                let size = |a: &crate::scheduler::Announcement| a.name.len() + a.role.len() + 64;
+                for tasks in crate::protocol::chunk_by_size(tasks, budget, size) {
+                    self.publish(false, &Gossip::Announce { term, tasks });
+                }
             }
             Output::Assign { node, assignments } => {
                 if node == self.me_node {
@@ -551,6 +592,7 @@ impl EventLoop {
 
     fn task_final(&mut self, id: TaskId) {
         let Some(state) = self.sched.as_mut() else { return };
+        state.quotas.release(&id);
         let Some(tokens) = state.by_task.remove(&id) else {
             return;
         };

@@ -171,7 +171,7 @@ impl EventLoop {
                     return;
                 }
                 let tasks = parts.into_iter().flatten().collect();
-                self.admin_submit(tasks, Answer::Local(reply))
+                self.admin_submit(None, tasks, Answer::Local(reply))
             }
             ClientOp::Status { ids, reply, .. } => {
                 let _ = reply.send(Ok(self.admin_status(&ids, usize::MAX)));

@@ -11,7 +11,7 @@ use super::admin::Answer;
 use super::guard::strike;
 use super::{node_id, EventLoop, Pending};
 use crate::access::Right;
-use crate::protocol::{AssignAnswer, Request, Response};
+use crate::protocol::{AssignAnswer, Request, Response, Unreadable};
 use crate::scheduler::Input;
 
 /// The longest a remote caller may ask the admin to hold an await.
@@ -39,22 +39,10 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                // Malformed, oversize and slow requests end here: the codec
-                // refused them and the stream is reset. What no honest
-                // node sends counts strikes against the sender.
+                // Frames that cannot be read arrive as `Request::Unreadable`
+                // (request-response reports no read failure); what ends
+                // here is a stream lost after its request was read.
                 debug!(%peer, %error, "inbound request failed");
-                let strikes = match &error {
-                    request_response::InboundFailure::Io(e) => match e.kind() {
-                        std::io::ErrorKind::InvalidData => strike::MALFORMED,
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::UnexpectedEof => strike::SLOW,
-                        _ => 0,
-                    },
-                    request_response::InboundFailure::Timeout => strike::SLOW,
-                    _ => 0,
-                };
-                if strikes > 0 {
-                    self.strike(peer, strikes, "malformed, oversize or slow requests");
-                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -94,6 +82,9 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
+        if let Request::Unreadable(why) = req {
+            return self.unreadable(peer, why, channel);
+        }
         let right = match &req {
             Request::Join { .. } => Some(Right::Admin),
             Request::Register { .. }
@@ -111,7 +102,8 @@ impl EventLoop {
             Request::Raft { .. }
             | Request::RaftPart { .. }
             | Request::Assign { .. }
-            | Request::Abort { .. } => None,
+            | Request::Abort { .. }
+            | Request::Unreadable(_) => None,
         };
         if let Some(right) = right {
             if let Err(why) = self.may(right, peer) {
@@ -188,7 +180,7 @@ impl EventLoop {
                     self.admin_input(Input::Renew { node, held });
                 }
             }
-            Request::Submit { tasks } => self.admin_submit(tasks, Answer::Remote(channel)),
+            Request::Submit { tasks } => self.admin_submit(Some(peer), tasks, Answer::Remote(channel)),
             Request::SubmitPart { upload, tasks, last } => {
                 self.admin_submit_part(peer, upload, tasks, last, channel)
             }
@@ -218,8 +210,24 @@ impl EventLoop {
             | Request::Abort { .. }
             | Request::Raft { .. }
             | Request::RaftPart { .. }
-            | Request::Join { .. } => {}
+            | Request::Join { .. }
+            | Request::Unreadable(_) => {}
         }
+    }
+
+    /// A frame the codec could not read: what no honest node sends counts
+    /// strikes against the peer; the peer is told why.
+    fn unreadable(&mut self, peer: PeerId, why: Unreadable, channel: ResponseChannel<Response>) {
+        let (strikes, text) = match why {
+            Unreadable::Malformed(t) => (strike::MALFORMED, t),
+            Unreadable::Slow(t) => (strike::SLOW, t),
+            Unreadable::Busy(t) => (0, t),
+        };
+        debug!(%peer, why = text, "unreadable request");
+        if strikes > 0 {
+            self.strike(peer, strikes, "malformed, oversize or unfinished requests");
+        }
+        self.respond(channel, Response::Refused(text));
     }
 
     fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {

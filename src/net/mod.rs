@@ -16,6 +16,7 @@ mod inbound;
 mod ledger;
 mod outbox;
 mod parts;
+mod quota;
 mod swarm;
 mod uploads;
 

@@ -4,8 +4,8 @@
 //! answer.
 //!
 //! Bounds, per sender: at most [`MAX_UPLOADS_PER_PEER`] open uploads and
-//! [`MAX_STAGED_BYTES`] staged; an upload with no part for [`UPLOAD_IDLE`]
-//! is dropped.
+//! [`MAX_STAGED_BYTES`] staged; for all senders, [`MAX_STAGED_TOTAL`]
+//! staged; an upload with no part for [`UPLOAD_IDLE`] is dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub(crate) const UPLOAD_IDLE: Duration = Duration::from_secs(30);
 pub(crate) const MAX_STAGED_BYTES: usize = 256 << 20;
 /// Most uploads one sender may have open.
 pub(crate) const MAX_UPLOADS_PER_PEER: usize = 4;
+/// Most bytes staged for all senders together.
+pub(crate) const MAX_STAGED_TOTAL: usize = 4 * MAX_STAGED_BYTES;
 
 struct Upload {
     tasks: Vec<Task>,
@@ -75,6 +77,13 @@ impl<P: Eq + std::hash::Hash + Clone> Uploads<P> {
             self.staged.remove(&key);
             return PartOutcome::Refused(format!(
                 "batch in parts is over {MAX_STAGED_BYTES} bytes; submit it in smaller batches"
+            ));
+        }
+        let total: usize = self.staged.values().map(|u| u.bytes).sum();
+        if total + bytes > MAX_STAGED_TOTAL {
+            self.staged.remove(&key);
+            return PartOutcome::Refused(format!(
+                "the admin holds {total} bytes of batches in parts already (limit {MAX_STAGED_TOTAL}); try again later"
             ));
         }
         let u = self.staged.entry(key.clone()).or_insert_with(|| Upload {

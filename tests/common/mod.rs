@@ -10,6 +10,7 @@ use taskmesh::{Node, NodeConfig, Payload, ProcessError, TaskId, TaskRequest, Wor
 
 pub mod cli;
 pub mod procs;
+pub mod rogue;
 
 /// Every wait in these tests is bounded by this.
 pub const LIMIT: Duration = Duration::from_secs(30);

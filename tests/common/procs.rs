@@ -28,11 +28,21 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` with stdout piped and stderr discarded.
-    pub fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(cmd: Command) -> Proc {
+        Proc::spawn_with(cmd, Stdio::null())
+    }
+
+    /// Starts `cmd` with stdout piped and stderr written to the file `log`.
+    pub fn spawn_logged(cmd: Command, log: &std::path::Path) -> Proc {
+        let file = std::fs::File::create(log).expect("create a log file");
+        Proc::spawn_with(cmd, Stdio::from(file))
+    }
+
+    fn spawn_with(mut cmd: Command, stderr: Stdio) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn a child process");
         let out = child.stdout.take().expect("piped stdout");
