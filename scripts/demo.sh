@@ -83,7 +83,7 @@ trap 'printf "demo: terminated\n" >&2; exit 143' TERM
 start_node() {
     local name=$1
     shift
-    "$BIN" node --listen /ip4/127.0.0.1/tcp/0 --no-mdns --grace 1 "$@" \
+    "$BIN" node --listen /ip4/127.0.0.1/tcp/0 --no-mdns --grace 1 --psk "$LOGS/mesh.key" "$@" \
         >"$LOGS/$name.out" 2>"$LOGS/$name.log" &
     PIDS+=("$!")
     NAME_OF[$!]=$name
@@ -95,7 +95,7 @@ start_node() {
 client() {
     local out=$1 err=$2 rc=0
     shift 2
-    "$BIN" "$@" --join "$ADDR" --no-mdns --admin-wait 10 >"$out" 2>"$err" &
+    "$BIN" "$@" --join "$ADDR" --no-mdns --psk "$LOGS/mesh.key" --admin-wait 10 >"$out" 2>"$err" &
     FG_PID=$!
     wait "$FG_PID" || rc=$?
     FG_PID=""
@@ -128,6 +128,9 @@ fi
 
 # --- the peers ---------------------------------------------------------------
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/taskmesh-demo.XXXXXX")
+# A private mesh: every peer and client has the mesh key; nothing else on
+# this machine can connect to it.
+"$BIN" keygen "$LOGS/mesh.key" >/dev/null || fail "taskmesh keygen failed"
 start_node admin --seed 1 --admin-priority 200 --no-worker-timeout 2
 ADMIN_PID=${PIDS[0]}
 ADDR=""
