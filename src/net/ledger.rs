@@ -556,16 +556,7 @@ impl EventLoop {
         if self.raft.cluster.map(|c| c.0) != Some(cluster) {
             return Response::Refused("another ledger".into());
         }
-        // Only a replica of the ledger (or, before this node is in the
-        // configuration, the admin it follows) may fill an assembly.
-        let replica =
-            self.is_member_peer(&peer) || !self.raft.member() && self.admin.is_some_and(|a| a.0 == peer);
-        if !replica {
-            self.strike(
-                peer,
-                super::guard::strike::REFUSED,
-                "Raft parts from outside the ledger",
-            );
+        if !self.may_send_raft(peer) {
             return Response::Refused(format!("{peer} is not a replica of this ledger"));
         }
         match self.raft.parts_in.receive(peer, part) {
@@ -606,7 +597,18 @@ impl EventLoop {
         if self.raft.cluster.map(|c| c.0) != Some(cluster) {
             return; // another ledger's traffic, or not joined yet
         }
-        self.take_raft(peer, messages, MAX_RAFT_MESSAGE);
+        if self.may_send_raft(peer) {
+            self.take_raft(peer, messages, MAX_RAFT_MESSAGE);
+        }
+    }
+
+    /// True when `peer` may send Raft traffic to this node's replica: a
+    /// replica of the ledger, or, before this node is in the
+    /// configuration, the admin it follows. Others are dropped unparsed
+    /// (a replica removed from the configuration sends such traffic
+    /// honestly until it hears so; no strike).
+    fn may_send_raft(&self, peer: PeerId) -> bool {
+        self.is_member_peer(&peer) || !self.raft.member() && self.admin.is_some_and(|a| a.0 == peer)
     }
 
     /// Raft messages of at most `limit` bytes each, for this node's replica.
