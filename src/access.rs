@@ -98,6 +98,105 @@ impl AllowLists {
     }
 }
 
+/// What to do with a peer's claim to be the admin (a notice, an award).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The ledger backs it: follow this admin.
+    Follow,
+    /// Not followed, but an honest peer may send it (a lagging member, an
+    /// older term): dropped without blame.
+    Ignore,
+    /// No honest peer sends it (a peer without the right, or outside the
+    /// ledger's configuration, speaking for it): dropped, and the sender
+    /// is penalised.
+    Reject,
+}
+
+/// What a node knows when a peer claims to be the admin of the node's
+/// ledger, for [`judge_admin_claim`].
+#[derive(Clone, Debug)]
+pub struct ClaimContext<'a> {
+    /// The allow-lists let the claimant be admin (or it is this node).
+    pub allowed: bool,
+    /// The claim is for the ledger this node belongs to or follows.
+    pub same_ledger: bool,
+    /// Set when this node's replica is in the ledger's configuration.
+    pub member: Option<MemberView>,
+    /// The admin this node follows now, with its term.
+    pub followed: Option<(PeerId, u64)>,
+    /// The voters the followed admin named (nodes outside the
+    /// configuration), if it named any.
+    pub named_voters: Option<&'a BTreeSet<PeerId>>,
+    /// How long this node has known no admin (`None` while it knows one).
+    pub leaderless_for: Option<Duration>,
+}
+
+/// What a member's replica knows of the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// The peer of the leader its replica knows, if any.
+    pub leader: Option<PeerId>,
+    /// The replica's term.
+    pub term: u64,
+    /// The claimant is a replica in the configuration.
+    pub claimant_is_member: bool,
+}
+
+/// How long a node outside the ledger's configuration that lost its admin
+/// waits for one among the voters it was told of, before it takes any
+/// admin of its ledger again (as at start).
+pub const CLAIM_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Judges `source`'s claim to be the admin at `term`. Admin authority
+/// comes from the ledger, never from a message anyone can sign:
+/// - without the right (an `--allow-admins` list), rejected;
+/// - a claim for another ledger is followed here and judged by the rules
+///   for ledgers that meet;
+/// - a member follows only the leader its replica knows, at the replica's
+///   term; other members are ignored; a claimant outside the
+///   configuration is rejected;
+/// - a node outside the configuration follows its admin to the same or
+///   a higher term, and a new admin at a higher term only when the
+///   followed admin named it among the voters (or named none, or the node
+///   has known no admin for [`CLAIM_PATIENCE`]).
+pub fn judge_admin_claim(source: PeerId, term: u64, cx: &ClaimContext<'_>) -> Claim {
+    if !cx.allowed {
+        return Claim::Reject;
+    }
+    if !cx.same_ledger {
+        return Claim::Follow;
+    }
+    if let Some(m) = cx.member {
+        return if m.leader == Some(source) && term == m.term {
+            Claim::Follow
+        } else if m.claimant_is_member {
+            Claim::Ignore
+        } else {
+            Claim::Reject
+        };
+    }
+    match cx.followed {
+        Some((a, known)) if a == source => {
+            if term >= known {
+                Claim::Follow
+            } else {
+                Claim::Ignore
+            }
+        }
+        Some((_, known)) if term <= known => Claim::Ignore,
+        _ => {
+            let patience_over =
+                cx.followed.is_none() && cx.leaderless_for.is_none_or(|t| t >= CLAIM_PATIENCE);
+            match cx.named_voters {
+                None => Claim::Follow,
+                Some(v) if v.contains(&source) => Claim::Follow,
+                Some(_) if patience_over => Claim::Follow,
+                Some(_) => Claim::Ignore,
+            }
+        }
+    }
+}
+
 /// Reads a list of peer ids: one per line, blank lines and `#` comments
 /// ignored. Errors name the file and the line.
 pub fn read_peer_list(path: &Path) -> Result<BTreeSet<PeerId>, Error> {
@@ -333,6 +432,99 @@ mod tests {
         std::fs::write(dir.path().join("bad"), "hello").unwrap();
         let err = read_psk(&dir.path().join("bad")).unwrap_err().to_string();
         assert!(err.contains("not a mesh key") && err.contains("keygen"), "{err}");
+    }
+
+    fn outsider<'a>(
+        followed: Option<(PeerId, u64)>,
+        named: Option<&'a BTreeSet<PeerId>>,
+    ) -> ClaimContext<'a> {
+        ClaimContext {
+            allowed: true,
+            same_ledger: true,
+            member: None,
+            followed,
+            named_voters: named,
+            leaderless_for: followed.is_none().then_some(Duration::ZERO),
+        }
+    }
+
+    #[test]
+    fn admin_claims_without_the_right_or_for_other_ledgers() {
+        let p = peer();
+        let mut cx = outsider(None, None);
+        cx.allowed = false;
+        assert_eq!(judge_admin_claim(p, 5, &cx), Claim::Reject);
+        cx.allowed = true;
+        cx.same_ledger = false;
+        assert_eq!(
+            judge_admin_claim(p, 5, &cx),
+            Claim::Follow,
+            "ledgers that meet decide"
+        );
+    }
+
+    #[test]
+    fn a_member_follows_only_its_replicas_leader_at_its_term() {
+        let (leader, other_member, stranger) = (peer(), peer(), peer());
+        let view = |claimant_is_member| MemberView {
+            leader: Some(leader),
+            term: 7,
+            claimant_is_member,
+        };
+        let mut cx = outsider(Some((leader, 7)), None);
+        cx.member = Some(view(true));
+        assert_eq!(judge_admin_claim(leader, 7, &cx), Claim::Follow);
+        assert_eq!(
+            judge_admin_claim(leader, 8, &cx),
+            Claim::Ignore,
+            "a term the replica has not seen"
+        );
+        assert_eq!(
+            judge_admin_claim(leader, 6, &cx),
+            Claim::Ignore,
+            "a replay of an older term"
+        );
+        assert_eq!(judge_admin_claim(other_member, 9, &cx), Claim::Ignore);
+        cx.member = Some(view(false));
+        assert_eq!(judge_admin_claim(stranger, u64::MAX, &cx), Claim::Reject);
+        cx.member = Some(MemberView {
+            leader: None,
+            term: 7,
+            claimant_is_member: false,
+        });
+        assert_eq!(
+            judge_admin_claim(stranger, 7, &cx),
+            Claim::Reject,
+            "no leader known is no opening"
+        );
+    }
+
+    #[test]
+    fn an_outsider_moves_only_to_a_voter_its_admin_named() {
+        let (admin, voter, stranger) = (peer(), peer(), peer());
+        let named: BTreeSet<PeerId> = [admin, voter].into();
+        let cx = outsider(Some((admin, 4)), Some(&named));
+        assert_eq!(judge_admin_claim(admin, 4, &cx), Claim::Follow);
+        assert_eq!(judge_admin_claim(admin, 3, &cx), Claim::Ignore, "a replay");
+        assert_eq!(judge_admin_claim(voter, 5, &cx), Claim::Follow);
+        assert_eq!(
+            judge_admin_claim(voter, 4, &cx),
+            Claim::Ignore,
+            "not a newer term"
+        );
+        assert_eq!(judge_admin_claim(stranger, u64::MAX, &cx), Claim::Ignore);
+        // Lost its admin: still only named voters, until the patience ends.
+        let mut lost = outsider(None, Some(&named));
+        lost.leaderless_for = Some(CLAIM_PATIENCE / 2);
+        assert_eq!(judge_admin_claim(stranger, 9, &lost), Claim::Ignore);
+        assert_eq!(judge_admin_claim(voter, 9, &lost), Claim::Follow);
+        lost.leaderless_for = Some(CLAIM_PATIENCE);
+        assert_eq!(judge_admin_claim(stranger, 9, &lost), Claim::Follow);
+        // Nothing named yet (a node that just started): the first admin.
+        assert_eq!(
+            judge_admin_claim(stranger, 1, &outsider(None, None)),
+            Claim::Follow
+        );
     }
 
     #[test]

@@ -12,12 +12,7 @@ use tracing::{info, warn};
 
 use super::ledger::decode_member;
 use super::EventLoop;
-use crate::access::Right;
-
-/// How long a node outside the ledger that lost its admin keeps waiting
-/// for one vouched by the voters it knew, before it takes any admin of its
-/// ledger again.
-const VOUCH_PATIENCE: Duration = Duration::from_secs(10);
+use crate::access::{judge_admin_claim, Claim, ClaimContext, MemberView, Right};
 
 /// Strikes for each kind of offence (see [`crate::access::Limits`]).
 pub(super) mod strike {
@@ -71,69 +66,45 @@ impl EventLoop {
             .collect()
     }
 
-    /// May `source` speak as the admin of ledger `cluster` in `term`
-    /// (a notice, an award)? `Accept` to follow it; `Ignore` for what an
-    /// honest but lagging peer may send; `Reject` for what no honest peer
-    /// sends (then the sender loses score and strikes).
-    ///
-    /// - With an `--allow-admins` list, only listed peers.
-    /// - A node whose replica is in the ledger's configuration follows the
-    ///   leader its replica knows: a notice from that leader's peer at its
-    ///   term. Other members are ignored; a peer outside the configuration
-    ///   can never be the admin.
-    /// - A node outside the configuration (a client, a worker-only node, a
-    ///   joiner) follows the admin it knows to higher terms only when the
-    ///   new one is among the voters the old one named; after
-    ///   [`VOUCH_PATIENCE`] without an admin it takes any, as at start.
+    /// May `source` speak as the admin of ledger `cluster` in `term` (a
+    /// notice, an award)? Gathers what this node knows for
+    /// [`crate::access::judge_admin_claim`], which decides; the verdict in
+    /// gossipsub's terms.
     pub(super) fn vouch(&self, source: PeerId, cluster: u64, term: u64) -> MessageAcceptance {
-        if source != self.me && !self.cfg.allow.allows(Right::Admin, &source) {
-            return MessageAcceptance::Reject;
-        }
-        let mine = self.raft.cluster.map(|c| c.0) == Some(cluster);
-        if mine && self.raft.member() {
-            let Some(l) = self.raft.ledger.as_ref() else {
-                return MessageAcceptance::Ignore;
-            };
-            let r = l.replica();
-            return if r.leader() != 0 && self.member_peer(r.leader()) == Some(source) && term == r.term() {
-                MessageAcceptance::Accept
-            } else if self.is_member_peer(&source) {
-                MessageAcceptance::Ignore
-            } else {
-                MessageAcceptance::Reject
-            };
-        }
-        if !mine {
-            return MessageAcceptance::Accept; // another ledger: `on_notice` decides
-        }
-        match self.admin {
-            Some((a, known)) if a == source => {
-                if term >= known {
-                    MessageAcceptance::Accept
-                } else {
-                    MessageAcceptance::Ignore
+        let same_ledger = self.raft.cluster.map(|c| c.0) == Some(cluster);
+        let member = self
+            .raft
+            .ledger
+            .as_ref()
+            .filter(|_| same_ledger && self.raft.member())
+            .map(|l| {
+                let r = l.replica();
+                MemberView {
+                    leader: (r.leader() != 0).then(|| self.member_peer(r.leader())).flatten(),
+                    term: r.term(),
+                    claimant_is_member: self.is_member_peer(&source),
                 }
-            }
-            Some((_, known)) if term <= known => MessageAcceptance::Ignore,
-            _ => {
-                let named = self
-                    .vouched
-                    .voters
-                    .as_ref()
-                    .filter(|(c, _)| *c == cluster)
-                    .map(|(_, v)| v);
-                let patience_over = self.admin.is_none()
-                    && self
-                        .raft
-                        .leaderless_since
-                        .is_none_or(|t| t.elapsed() >= VOUCH_PATIENCE);
-                match named {
-                    None => MessageAcceptance::Accept,
-                    Some(v) if v.contains(&source) => MessageAcceptance::Accept,
-                    Some(_) if patience_over => MessageAcceptance::Accept,
-                    Some(_) => MessageAcceptance::Ignore,
-                }
-            }
+            });
+        let cx = ClaimContext {
+            allowed: source == self.me || self.cfg.allow.allows(Right::Admin, &source),
+            same_ledger,
+            member,
+            followed: self.admin,
+            named_voters: self
+                .vouched
+                .voters
+                .as_ref()
+                .filter(|(c, _)| *c == cluster)
+                .map(|(_, v)| v),
+            leaderless_for: match self.admin {
+                Some(_) => None,
+                None => Some(self.raft.leaderless_since.map_or(Duration::MAX, |t| t.elapsed())),
+            },
+        };
+        match judge_admin_claim(source, term, &cx) {
+            Claim::Follow => MessageAcceptance::Accept,
+            Claim::Ignore => MessageAcceptance::Ignore,
+            Claim::Reject => MessageAcceptance::Reject,
         }
     }
 
