@@ -263,7 +263,8 @@ pub struct Limits {
     pub max_connections: u32,
     /// Established connections with any one peer. Default 4.
     pub max_connections_per_peer: u32,
-    /// Incoming connections still in their handshake. Default 64.
+    /// Incoming connections still in their handshake (outgoing ones: twice
+    /// this). Default 64.
     pub max_pending_connections: u32,
     /// Request-response streams open at once on one connection, both ways;
     /// more are reset. Default 256.

@@ -184,7 +184,7 @@ impl LimitsFile {
         let mut mib = 0;
         set(&mut mib, self.inbound_budget_mib, "inbound_budget_mib")?;
         if mib > 0 {
-            l.inbound_budget = mib << 20;
+            l.inbound_budget = scaled(mib as u64, 1 << 20, "inbound_budget_mib")?;
         }
         let mut queued = 0;
         set(
@@ -193,12 +193,12 @@ impl LimitsFile {
             "max_queued_mib_per_client",
         )?;
         if queued > 0 {
-            l.max_queued_bytes_per_client = queued << 20;
+            l.max_queued_bytes_per_client = scaled(queued, 1 << 20, "max_queued_mib_per_client")?;
         }
         let mut gossip = 0;
         set(&mut gossip, self.max_gossip_kib, "max_gossip_kib")?;
         if gossip > 0 {
-            l.max_gossip = gossip << 10;
+            l.max_gossip = scaled(gossip as u64, 1 << 10, "max_gossip_kib")?;
         }
         if let Some(s) = self.read_timeout {
             l.read_timeout = seconds_to_duration(s, "[limits] read_timeout")?;
@@ -208,6 +208,14 @@ impl LimitsFile {
         }
         Ok(())
     }
+}
+
+/// `n` units of `unit` bytes, refused when the product does not fit.
+fn scaled<T: TryFrom<u128>>(n: impl Into<u128>, unit: u128, name: &str) -> Result<T, Error> {
+    n.into()
+        .checked_mul(unit)
+        .and_then(|b| T::try_from(b).ok())
+        .ok_or_else(|| Error::Config(format!("[limits] {name} is too large")))
 }
 
 /// Seconds as TOML writes them: an integer (`5`) or a float (`0.5`).
@@ -304,6 +312,28 @@ command = ["sha256sum"]
         assert_eq!((spec.slots, program.as_str()), (1, "sha256sum"));
         let err = toml::from_str::<NodeFile>("lisen = []").unwrap_err().to_string();
         assert!(err.contains("lisen") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_set_and_zeros_or_overflows_refused() {
+        let mut l = crate::access::Limits::default();
+        let f =
+            parse("[limits]\ninbound_budget_mib = 32\nread_timeout = 1.5\nmax_gossip_kib = 16\n").unwrap();
+        f.limits.unwrap().apply(&mut l).unwrap();
+        assert_eq!(l.inbound_budget, 32 << 20);
+        assert_eq!(l.max_gossip, 16 << 10);
+        assert_eq!(l.read_timeout, std::time::Duration::from_millis(1500));
+        for (text, want) in [
+            ("max_connections = 0", "above 0"),
+            ("inbound_budget_mib = 17592186044416", "too large"),
+            ("max_queued_mib_per_client = 17592186044416", "too large"),
+            ("max_gossip_kib = 18014398509481984", "too large"),
+            ("read_timeout = -1", "not a valid number of seconds"),
+        ] {
+            let f = parse(&format!("[limits]\n{text}\n")).unwrap();
+            let err = f.limits.unwrap().apply(&mut l).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -117,7 +117,9 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
             let conn_limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(limits.max_connections))
                 .with_max_established_per_peer(Some(limits.max_connections_per_peer))
-                .with_max_pending_incoming(Some(limits.max_pending_connections));
+                .with_max_pending_incoming(Some(limits.max_pending_connections))
+                // Dials this node makes (mDNS can name any number of peers).
+                .with_max_pending_outgoing(Some(limits.max_pending_connections.saturating_mul(2)));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(conn_limits),
                 blocked: Default::default(),
