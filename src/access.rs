@@ -120,7 +120,10 @@ pub struct ClaimContext<'a> {
     pub allowed: bool,
     /// The claim is for the ledger this node belongs to or follows.
     pub same_ledger: bool,
-    /// Set when this node's replica is in the ledger's configuration.
+    /// This node's replica is in the configuration of its own ledger.
+    pub in_configuration: bool,
+    /// Set when this node's replica is in the configuration of the ledger
+    /// claimed for.
     pub member: Option<MemberView>,
     /// The admin this node follows now, with its term.
     pub followed: Option<(PeerId, u64)>,
@@ -129,6 +132,10 @@ pub struct ClaimContext<'a> {
     pub named_voters: Option<&'a BTreeSet<PeerId>>,
     /// How long this node has known no admin (`None` while it knows one).
     pub leaderless_for: Option<Duration>,
+    /// The voters named before this node followed an admin nobody named
+    /// (for [`CLAIM_PATIENCE`] after it did): any of them takes the office
+    /// back, whatever ledger or term the other claimed.
+    pub fallback: Option<&'a BTreeSet<PeerId>>,
 }
 
 /// What a member's replica knows of the ledger.
@@ -145,7 +152,7 @@ pub struct MemberView {
 /// How long a node outside the ledger's configuration that lost its admin
 /// waits for one among the voters it was told of, before it takes any
 /// admin of its ledger again (as at start).
-pub const CLAIM_PATIENCE: Duration = Duration::from_secs(10);
+pub const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Judges `source`'s claim to be the admin at `term`. Admin authority
 /// comes from the ledger, never from a message anyone can sign:
@@ -153,21 +160,32 @@ pub const CLAIM_PATIENCE: Duration = Duration::from_secs(10);
 /// - a claim for another ledger is followed here and judged by the rules
 ///   for ledgers that meet;
 /// - a member follows only the leader its replica knows, at the replica's
-///   term; other members are ignored; a claimant outside the
-///   configuration is rejected;
+///   term (or, before its replica heard from a leader, a member claiming
+///   that term: Raft has one leader per term); other members are ignored;
+///   a claimant outside the configuration is rejected;
 /// - a node outside the configuration follows its admin to the same or
 ///   a higher term, and a new admin at a higher term only when the
 ///   followed admin named it among the voters (or named none, or the node
-///   has known no admin for [`CLAIM_PATIENCE`]).
+///   has known no admin for [`CLAIM_PATIENCE`]);
+/// - for [`CLAIM_PATIENCE`] after a node followed an admin nobody named
+///   (another ledger's, or one taken on patience), the voters named before
+///   take the office back, whatever ledger or term the other claimed.
 pub fn judge_admin_claim(source: PeerId, term: u64, cx: &ClaimContext<'_>) -> Claim {
     if !cx.allowed {
         return Claim::Reject;
+    }
+    let fallback = |p: &PeerId| cx.fallback.is_some_and(|v| v.contains(p));
+    if !cx.in_configuration && fallback(&source) && cx.followed.is_none_or(|(a, _)| !fallback(&a)) {
+        return Claim::Follow;
     }
     if !cx.same_ledger {
         return Claim::Follow;
     }
     if let Some(m) = cx.member {
-        return if m.leader == Some(source) && term == m.term {
+        // One leader per term: a member claiming the replica's own term
+        // while the replica has not heard from a leader yet is the leader.
+        let leader = m.leader == Some(source) || m.leader.is_none() && m.claimant_is_member;
+        return if leader && term == m.term {
             Claim::Follow
         } else if m.claimant_is_member {
             Claim::Ignore
@@ -175,6 +193,7 @@ pub fn judge_admin_claim(source: PeerId, term: u64, cx: &ClaimContext<'_>) -> Cl
             Claim::Reject
         };
     }
+    let named = |p: &PeerId| cx.named_voters.is_some_and(|v| v.contains(p));
     match cx.followed {
         Some((a, known)) if a == source => {
             if term >= known {
@@ -189,7 +208,7 @@ pub fn judge_admin_claim(source: PeerId, term: u64, cx: &ClaimContext<'_>) -> Cl
                 cx.followed.is_none() && cx.leaderless_for.is_none_or(|t| t >= CLAIM_PATIENCE);
             match cx.named_voters {
                 None => Claim::Follow,
-                Some(v) if v.contains(&source) => Claim::Follow,
+                Some(_) if named(&source) => Claim::Follow,
                 Some(_) if patience_over => Claim::Follow,
                 Some(_) => Claim::Ignore,
             }
@@ -272,8 +291,10 @@ pub struct Limits {
     /// Longest a peer may take to send one frame once its stream is open.
     /// Default 20 s.
     pub read_timeout: Duration,
+    /// Longest a frame may go without a byte arriving. Default 5 s.
+    pub stall_timeout: Duration,
     /// Bytes of frames being read at once, over every stream of the node
-    /// (see [`crate::protocol::InboundBudget`]). Default 256 MiB.
+    /// (see [`crate::protocol::InboundBudget`]). Default 128 MiB.
     pub inbound_budget: usize,
     /// Unfinished tasks any one submitting peer may have at the admin; a
     /// batch that would go over is refused whole. Default 1,000,000.
@@ -303,6 +324,7 @@ impl Default for Limits {
             max_pending_connections: 64,
             max_streams_per_connection: 256,
             read_timeout: crate::protocol::DEFAULT_READ_TIMEOUT,
+            stall_timeout: crate::protocol::DEFAULT_STALL_TIMEOUT,
             inbound_budget: crate::protocol::DEFAULT_INBOUND_BUDGET,
             max_unfinished_per_client: 1_000_000,
             max_queued_bytes_per_client: 1 << 30,
@@ -442,10 +464,12 @@ mod tests {
         ClaimContext {
             allowed: true,
             same_ledger: true,
+            in_configuration: false,
             member: None,
             followed,
             named_voters: named,
             leaderless_for: followed.is_none().then_some(Duration::ZERO),
+            fallback: None,
         }
     }
 
@@ -473,7 +497,15 @@ mod tests {
             claimant_is_member,
         };
         let mut cx = outsider(Some((leader, 7)), None);
+        cx.in_configuration = true;
         cx.member = Some(view(true));
+        let old: BTreeSet<PeerId> = [other_member].into();
+        cx.fallback = Some(&old);
+        assert_eq!(
+            judge_admin_claim(other_member, 9, &cx),
+            Claim::Ignore,
+            "members never fall back"
+        );
         assert_eq!(judge_admin_claim(leader, 7, &cx), Claim::Follow);
         assert_eq!(
             judge_admin_claim(leader, 8, &cx),
@@ -498,6 +530,17 @@ mod tests {
             Claim::Reject,
             "no leader known is no opening"
         );
+        cx.member = Some(MemberView {
+            leader: None,
+            term: 7,
+            claimant_is_member: true,
+        });
+        assert_eq!(
+            judge_admin_claim(other_member, 7, &cx),
+            Claim::Follow,
+            "the term's one leader"
+        );
+        assert_eq!(judge_admin_claim(other_member, 8, &cx), Claim::Ignore);
     }
 
     #[test]
@@ -521,6 +564,21 @@ mod tests {
         assert_eq!(judge_admin_claim(voter, 9, &lost), Claim::Follow);
         lost.leaderless_for = Some(CLAIM_PATIENCE);
         assert_eq!(judge_admin_claim(stranger, 9, &lost), Claim::Follow);
+        // Taken on patience (or another ledger's), then a voter named
+        // before comes back: it takes over, whatever the other claimed.
+        let mut after = outsider(Some((stranger, u64::MAX)), None);
+        after.fallback = Some(&named);
+        after.leaderless_for = None;
+        assert_eq!(judge_admin_claim(admin, 5, &after), Claim::Follow);
+        after.same_ledger = false;
+        assert_eq!(judge_admin_claim(voter, 1, &after), Claim::Follow);
+        let mut back = outsider(Some((admin, 5)), Some(&named));
+        back.fallback = Some(&named);
+        assert_eq!(
+            judge_admin_claim(voter, 5, &back),
+            Claim::Ignore,
+            "not while following one of them"
+        );
         // Nothing named yet (a node that just started): the first admin.
         assert_eq!(
             judge_admin_claim(stranger, 1, &outsider(None, None)),

@@ -127,6 +127,9 @@ pub struct LimitsFile {
     /// [`crate::access::Limits::read_timeout`] (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub read_timeout: Option<f64>,
+    /// [`crate::access::Limits::stall_timeout`] (seconds).
+    #[serde(default, deserialize_with = "seconds")]
+    pub stall_timeout: Option<f64>,
     /// [`crate::access::Limits::inbound_budget`] (MiB).
     pub inbound_budget_mib: Option<usize>,
     /// [`crate::access::Limits::max_unfinished_per_client`].
@@ -200,8 +203,17 @@ impl LimitsFile {
         if gossip > 0 {
             l.max_gossip = scaled(gossip as u64, 1 << 10, "max_gossip_kib")?;
         }
-        if let Some(s) = self.read_timeout {
-            l.read_timeout = seconds_to_duration(s, "[limits] read_timeout")?;
+        for (to, v, name) in [
+            (&mut l.stall_timeout, self.stall_timeout, "stall_timeout"),
+            (&mut l.read_timeout, self.read_timeout, "read_timeout"),
+        ] {
+            if let Some(s) = v {
+                let d = seconds_to_duration(s, &format!("[limits] {name}"))?;
+                if d.is_zero() {
+                    return Err(Error::Config(format!("[limits] {name} must be above 0")));
+                }
+                *to = d;
+            }
         }
         if let Some(s) = self.cut_off_for {
             l.cut_off_for = seconds_to_duration(s, "[limits] cut_off_for")?;
@@ -329,6 +341,7 @@ command = ["sha256sum"]
             ("max_queued_mib_per_client = 17592186044416", "too large"),
             ("max_gossip_kib = 18014398509481984", "too large"),
             ("read_timeout = -1", "not a valid number of seconds"),
+            ("stall_timeout = 0", "above 0"),
         ] {
             let f = parse(&format!("[limits]\n{text}\n")).unwrap();
             let err = f.limits.unwrap().apply(&mut l).unwrap_err().to_string();

@@ -422,8 +422,9 @@ impl Drop for Held<'_> {
     }
 }
 
-/// How much of a frame is read (and taken from the budget) at a time.
-const READ_STEP: usize = 64 << 10;
+/// Most bytes of a frame read at once (and taken from the budget when they
+/// arrive).
+const READ_CHUNK: usize = 8 << 10;
 
 /// The request-response codec: length-prefixed bincode with a size limit.
 #[derive(Clone, Debug)]
@@ -433,6 +434,9 @@ pub struct Codec {
     /// Longest a peer may take to send one whole frame once its stream is
     /// open; a slower frame is refused.
     pub read_timeout: std::time::Duration,
+    /// Longest a frame may go without a byte arriving; a stalled frame is
+    /// refused (and gives its bytes back to the budget).
+    pub stall_timeout: std::time::Duration,
     /// Bytes being read at once over every stream sharing this codec's
     /// budget (the whole node).
     pub budget: InboundBudget,
@@ -440,14 +444,17 @@ pub struct Codec {
 
 /// Default [`Codec::read_timeout`].
 pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-/// Default [`InboundBudget`] of a node: 256 MiB.
-pub const DEFAULT_INBOUND_BUDGET: usize = 256 << 20;
+/// Default [`Codec::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default [`InboundBudget`] of a node: 128 MiB.
+pub const DEFAULT_INBOUND_BUDGET: usize = 128 << 20;
 
 impl Default for Codec {
     fn default() -> Self {
         Codec {
             max_frame: DEFAULT_MAX_FRAME,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             budget: InboundBudget::new(DEFAULT_INBOUND_BUDGET),
         }
     }
@@ -488,10 +495,33 @@ impl Codec {
             budget: &self.budget,
             bytes: 0,
         };
+        // The body grows with the bytes that arrive, each taken from the
+        // budget first; a frame whose bytes stop coming for the stall
+        // timeout is given up.
         let mut buf = Vec::new();
+        let mut chunk = [0u8; READ_CHUNK];
         while buf.len() < len {
-            let step = (len - buf.len()).min(READ_STEP);
-            if !self.budget.take(step) {
+            let want = (len - buf.len()).min(READ_CHUNK);
+            let n = match tokio::time::timeout(self.stall_timeout, io.read(&mut chunk[..want])).await {
+                Ok(n) => n?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "no byte of the frame for {:?} ({} of {len} bytes came)",
+                            self.stall_timeout,
+                            buf.len()
+                        ),
+                    ))
+                }
+            };
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the frame ended after {} of {len} bytes", buf.len()),
+                ));
+            }
+            if !self.budget.take(n) {
                 return Err(io::Error::new(
                     io::ErrorKind::OutOfMemory,
                     format!(
@@ -501,10 +531,8 @@ impl Codec {
                     ),
                 ));
             }
-            held.bytes += step;
-            let start = buf.len();
-            buf.resize(start + step, 0);
-            io.read_exact(&mut buf[start..]).await?;
+            held.bytes += n;
+            buf.extend_from_slice(&chunk[..n]);
         }
         Ok(buf)
     }
@@ -680,10 +708,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_claimed_length_takes_only_the_bytes_that_arrived() {
-        // Claims 16 MiB, sends 10 bytes, then stalls: the frame holds one
-        // read step of the budget, not 16 MiB, and times out.
+        // Claims 16 MiB, sends 10 bytes, then stalls: the frame holds 10
+        // bytes of the budget, not 16 MiB, and is given up.
         let c = Codec {
-            read_timeout: std::time::Duration::from_millis(50),
+            stall_timeout: std::time::Duration::from_millis(50),
             ..Codec::default()
         };
         let mut data = (16u32 << 20).to_le_bytes().to_vec();
@@ -695,10 +723,19 @@ mod tests {
             tokio::spawn(async move { c.read_frame::<_, Request>(&mut io).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        assert!(budget.used() <= READ_STEP, "{} bytes held", budget.used());
+        assert_eq!(budget.used(), 10, "only the bytes that came are held");
         let err = read.await.unwrap().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("no byte of the frame"), "{err}");
         assert_eq!(budget.used(), 0, "the budget is given back");
+        // A frame that trickles in too slowly overall is given up too.
+        let c = Codec {
+            read_timeout: std::time::Duration::from_millis(50),
+            ..Codec::default()
+        };
+        let mut io = Stalls(Cursor::new((16u32 << 20).to_le_bytes().to_vec()));
+        let err = c.read_frame::<_, Request>(&mut io).await.unwrap_err();
+        assert!(err.to_string().contains("frame not received within"), "{err}");
     }
 
     #[tokio::test]

@@ -565,3 +565,74 @@ fn a_submitter_past_its_limits_is_refused_with_the_reason() {
         all_completed_once(&common::procs::json_lines(&out), 10);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_ledger_takes_a_fresh_mesh_for_seconds_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_log = dir.path().join("admin.log");
+    let admin = node_logged(&["--seed", "8501", "--admin-priority", "200"], &admin_log);
+    let addr = admin.expect_line("listening on ", "");
+    let worker = echo_worker(&addr, 8502, "w1:echo:5:2", "1");
+    let worker_addr = worker.expect_line("listening on ", "");
+    let admin_id = peer_of_seed(8501).to_string();
+    worker.expect_line("admin: ", &admin_id);
+    let mut rogue = Rogue::new("default");
+    rogue.dial(&addr);
+    rogue.dial(&worker_addr);
+    let mut seen = Seen::default();
+    rogue
+        .run_for(Duration::from_secs(1), |e| note(&mut seen, e))
+        .await;
+    // A ledger that does not exist, "with tasks" and older than any: the
+    // fresh mesh's ledger (no task yet) may yield to it once, is not
+    // admitted, and founds its own again; a new made-up ledger every few
+    // seconds changes nothing after that.
+    let started = std::time::Instant::now();
+    let mut dag = None;
+    for i in 0..120u64 {
+        let forged = AdminNotice {
+            cluster: 1 + i / 25,
+            term: 1,
+            has_tasks: true,
+            addrs: vec![],
+            supersedes: vec![],
+            voters: vec![rogue.id.to_string()],
+        };
+        rogue.gossip(true, &Gossip::Admin(forged));
+        rogue
+            .run_for(Duration::from_millis(200), |e| note(&mut seen, e))
+            .await;
+        if dag.is_none() && started.elapsed() > Duration::from_secs(12) {
+            let file = chains(&dir, 20);
+            let addr = addr.clone();
+            dag = Some(tokio::task::spawn_blocking(move || {
+                common::cli::run(&[
+                    "submit",
+                    &file,
+                    "--join",
+                    &addr,
+                    "--no-mdns",
+                    "--wait-workers",
+                    "1",
+                    "--json",
+                ])
+            }));
+        }
+    }
+    let out = dag.expect("submitted").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(&admin_log).unwrap()
+    );
+    all_completed_once(&common::procs::json_lines(&out), 20);
+    // The worker follows the real admin at the end.
+    let mut last = None;
+    while let Some((_, l)) = worker.line_within("admin: ", "", Duration::from_millis(200)) {
+        last = Some(l);
+    }
+    if let Some(l) = last {
+        assert!(l.contains(&admin_id), "{l}");
+    }
+}

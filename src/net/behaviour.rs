@@ -90,6 +90,7 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
             let codec = Codec {
                 max_frame,
                 read_timeout: limits.read_timeout,
+                stall_timeout: limits.stall_timeout,
                 budget: InboundBudget::new(limits.inbound_budget),
             };
             let rr = request_response::Behaviour::with_codec(
@@ -147,8 +148,14 @@ pub(crate) fn mesh_topic(mesh: &str, name: &str) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("taskmesh/{mesh}/{name}"))
 }
 
+/// Longest a connection may take from TCP to a ready Yamux session: a peer
+/// that opens sockets and says nothing holds a pending slot
+/// ([`crate::access::Limits::max_pending_connections`]) no longer.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// TCP, then the mesh key's encryption when there is one, then Noise
-/// (which authenticates the peer id) and Yamux.
+/// (which authenticates the peer id) and Yamux, within
+/// [`HANDSHAKE_TIMEOUT`].
 fn transport(
     key: &identity::Keypair,
     psk: Option<pnet::PreSharedKey>,
@@ -161,11 +168,13 @@ fn transport(
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
+            .timeout(HANDSHAKE_TIMEOUT)
             .boxed(),
         None => tcp
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
+            .timeout(HANDSHAKE_TIMEOUT)
             .boxed(),
     })
 }

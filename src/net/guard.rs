@@ -34,6 +34,23 @@ pub(super) mod strike {
 pub(crate) struct Vouched {
     /// The ledger, and the voters' peers.
     pub(crate) voters: Option<(u64, BTreeSet<PeerId>)>,
+    /// True when those voters were named by an admin that trusted voters
+    /// named in turn (or that this node took on its first contact): only
+    /// then may one of them lead this node to another ledger at once.
+    pub(crate) trusted: bool,
+    /// The voters named before this node followed an admin nobody named,
+    /// and until when they may take the office back.
+    pub(crate) fallback: Option<(BTreeSet<PeerId>, std::time::Instant)>,
+}
+
+impl Vouched {
+    /// The fallback voters while they may still take the office back.
+    pub(crate) fn fallback(&self) -> Option<&BTreeSet<PeerId>> {
+        self.fallback
+            .as_ref()
+            .filter(|f| std::time::Instant::now() < f.1)
+            .map(|f| &f.0)
+    }
 }
 
 impl EventLoop {
@@ -88,6 +105,7 @@ impl EventLoop {
         let cx = ClaimContext {
             allowed: source == self.me || self.cfg.allow.allows(Right::Admin, &source),
             same_ledger,
+            in_configuration: self.raft.member(),
             member,
             followed: self.admin,
             named_voters: self
@@ -96,6 +114,7 @@ impl EventLoop {
                 .as_ref()
                 .filter(|(c, _)| *c == cluster)
                 .map(|(_, v)| v),
+            fallback: self.vouched.fallback(),
             leaderless_for: match self.admin {
                 Some(_) => None,
                 None => Some(self.raft.leaderless_since.map_or(Duration::MAX, |t| t.elapsed())),

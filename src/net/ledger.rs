@@ -22,6 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use libp2p::gossipsub::MessageAcceptance;
 use libp2p::{Multiaddr, PeerId};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
@@ -42,6 +43,11 @@ const JOIN_EVERY: Duration = Duration::from_secs(1);
 const NOTICE_EVERY: Duration = Duration::from_millis(300);
 /// How often a voter without quorum says so.
 const NO_QUORUM_EVERY: Duration = Duration::from_secs(1);
+/// How long a node that yielded to another ledger waits to be admitted
+/// before it founds its own again.
+const ADMIT_WITHIN: Duration = Duration::from_secs(10);
+/// How often a node may yield its ledger to another one.
+const YIELD_EVERY: Duration = Duration::from_secs(30);
 /// Largest Raft message taken from the network (a snapshot included).
 const MAX_RAFT_MESSAGE: usize = 15 << 20;
 
@@ -87,8 +93,18 @@ pub(crate) struct LedgerPart {
     pub(crate) no_quorum_at: Instant,
     /// Since when this node has known no admin (after it knew one).
     pub(crate) leaderless_since: Option<Instant>,
-    /// Other ledgers with tasks already warned about (once each).
+    /// Other ledgers with tasks already warned about (once each, at most
+    /// 64 remembered).
     pub(crate) warned: std::collections::HashSet<u64>,
+    /// The ledger this node yielded to, until it is admitted, and by when.
+    pub(crate) yielded: Option<(u64, Instant)>,
+    /// Ledgers that did not admit this node after it yielded (at most 64).
+    pub(crate) shunned: VecDeque<u64>,
+    /// No yielding to another ledger before this.
+    pub(crate) yield_after: Option<Instant>,
+    /// How long yielding pauses after a yield; doubles with each ledger
+    /// shunned.
+    pub(crate) yield_pause: Duration,
     /// Raft messages too large for a frame, in parts, each way.
     pub(crate) parts_out: PartsOut<PeerId>,
     pub(crate) parts_in: PartsIn<PeerId>,
@@ -181,6 +197,10 @@ impl LedgerPart {
             no_quorum_at: now,
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
+            yielded: None,
+            shunned: VecDeque::new(),
+            yield_after: None,
+            yield_pause: YIELD_EVERY,
             parts_out: PartsOut::new(),
             parts_in: PartsIn::new(),
             disk,
@@ -368,6 +388,7 @@ impl EventLoop {
 
     /// Raft's clock, joins and founding, on the loop's timer.
     pub(super) fn ledger_timer(&mut self, now: Instant) {
+        self.admitted_or_back(now);
         if self.raft.found_at.is_some_and(|t| t <= now) && self.raft.cluster.is_none() {
             self.found();
         }
@@ -788,12 +809,10 @@ impl EventLoop {
 
     /// An admin's notice: follow it if it is this node's ledger (at a term
     /// at least the known one), or a ledger this one yields to.
-    pub(super) fn on_notice(&mut self, source: PeerId, n: AdminNotice) {
+    pub(super) fn on_notice(&mut self, source: PeerId, n: AdminNotice) -> MessageAcceptance {
         debug!(%source, cluster = n.cluster, term = n.term, "admin notice");
-        for a in n.addrs.iter().take(8).filter_map(|a| a.parse::<Multiaddr>().ok()) {
-            self.swarm.add_peer_address(source, a.clone());
-            self.book.learn(source, [a], std::time::Instant::now());
-        }
+        // A node that knows nothing yet takes its first admin on trust.
+        let mut fresh = self.raft.cluster.is_none() && self.vouched.voters.is_none();
         match self.raft.cluster {
             Some((mine, _)) if mine == n.cluster => {}
             // An operator recovered the mesh from another replica of this
@@ -818,40 +837,66 @@ impl EventLoop {
                     .as_ref()
                     .is_some_and(|l| l.superseded().contains(&n.cluster)) =>
             {
-                return;
+                return MessageAcceptance::Ignore;
+            }
+            // A voter named before this node followed another ledger's
+            // admin takes it back (the other was a claim nobody backed).
+            Some((mine, _))
+                if !self.raft.member() && self.vouched.fallback().is_some_and(|f| f.contains(&source)) =>
+            {
+                warn!(
+                    left = mine,
+                    back_to = n.cluster,
+                    "the admin this node followed before is back; leaving the ledger it had followed since"
+                );
+                self.shun(mine);
+                self.vouched.fallback = None;
+                self.vouched.voters = None;
+                fresh = true; // as trusted as the voters that named it
+                self.dissolve();
             }
             Some((mine, mine_has)) => {
-                let mine_has = mine_has || self.has_tasks();
-                // A node outside the configuration whose admin is gone
-                // follows whichever admin there is.
-                let lost = self.admin.is_none() && !self.raft.member();
-                let yields = lost || !mine_has && (n.has_tasks || n.cluster < mine);
-                if !yields {
-                    if n.has_tasks && mine_has && self.raft.warned.insert(n.cluster) {
-                        warn!(
-                            mine,
-                            theirs = n.cluster,
-                            "two ledgers with tasks met; each keeps its own"
-                        );
-                    }
-                    return;
+                if !self.yields_to(source, mine, mine_has, &n) {
+                    return MessageAcceptance::Ignore;
                 }
                 info!(from = mine, to = n.cluster, "following another ledger");
                 self.dissolve();
+                if self.raft.ledger.is_some() {
+                    // Until its replica is admitted, this node has only the
+                    // notice's word that the other ledger exists.
+                    self.raft.yielded = Some((n.cluster, Instant::now() + ADMIT_WITHIN));
+                }
             }
             None => {}
         }
-        let known = self
-            .admin
-            .filter(|_| self.raft.cluster.is_some())
-            .map_or(0, |a| a.1);
+        for a in n.addrs.iter().take(8).filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            self.swarm.add_peer_address(source, a.clone());
+            self.book.learn(source, [a], std::time::Instant::now());
+        }
         self.raft.cluster = Some((n.cluster, n.has_tasks));
         self.raft.found_at = None;
+        // Following an admin nobody named (another ledger's, or one taken
+        // on patience): the voters named before may take it back for a
+        // while.
+        // The voters it names are trusted to name the next admin only when
+        // this one was named by trusted voters itself (or taken on a first
+        // contact).
+        let outside = !self.raft.member();
+        let was_trusted = self.vouched.trusted;
+        let named = self.vouched.voters.take().map(|(_, v)| v);
+        self.vouched.trusted = fresh || was_trusted && named.as_ref().is_some_and(|v| v.contains(&source));
+        if let Some(named) = named.filter(|v| was_trusted && !v.contains(&source)) {
+            if outside && !named.is_empty() && self.vouched.fallback().is_none() {
+                let until = std::time::Instant::now() + crate::access::CLAIM_PATIENCE;
+                self.vouched.fallback = Some((named, until));
+            }
+        }
         let voters = n.voters.iter().take(64).filter_map(|v| v.parse().ok()).collect();
         self.vouched.voters = Some((n.cluster, voters));
-        // An admin hears of a newer one before its own replica steps down:
-        // it follows once its replica says so.
-        if n.term >= known && self.admin != Some((source, n.term)) && self.sched.is_none() {
+        // The claim was judged (`vouch`). An admin hears of a newer one
+        // before its own replica steps down: it follows once its replica
+        // says so.
+        if self.admin != Some((source, n.term)) && self.sched.is_none() {
             self.admin_changed(Some(source), n.term);
         }
         if !self.swarm.is_connected(&source) {
@@ -860,6 +905,94 @@ impl EventLoop {
         if self.raft.ledger.is_some() && !self.raft.member() && self.raft.join_at.is_none() {
             self.raft.join_at = Some(Instant::now());
         }
+        MessageAcceptance::Accept
+    }
+
+    /// Should this node leave its ledger `mine` for the one `n` speaks for?
+    /// Two ledgers that founded apart meet: one that never took a task
+    /// yields to one that has, or to an older one. A notice is only a
+    /// claim, so a node yields at most once per [`YIELD_EVERY`], never to
+    /// a ledger that did not admit it before, and founds its own again if
+    /// it is not admitted within [`ADMIT_WITHIN`] (see `ledger_timer`). A
+    /// node outside the configuration follows a voter its admin named to
+    /// another ledger at once, and, with its admin gone, anyone else's
+    /// only after [`crate::access::CLAIM_PATIENCE`].
+    fn yields_to(&mut self, source: PeerId, mine: u64, mine_has: bool, n: &AdminNotice) -> bool {
+        // A voter the followed admin named (the admin itself, restarted
+        // without its log, say) is followed to its new ledger at once.
+        let named = !self.raft.member()
+            && self.vouched.trusted
+            && self
+                .vouched
+                .voters
+                .as_ref()
+                .is_some_and(|(c, v)| *c == mine && v.contains(&source));
+        if named {
+            return true;
+        }
+        let mine_has = mine_has || self.has_tasks();
+        let now = Instant::now();
+        if self.raft.shunned.contains(&n.cluster) || self.raft.yield_after.is_some_and(|t| now < t) {
+            return false;
+        }
+        let lost_for = self
+            .raft
+            .leaderless_since
+            .map(|t| t.elapsed())
+            .filter(|_| self.admin.is_none() && !self.raft.member());
+        let lost = lost_for.is_some_and(|t| t >= crate::access::CLAIM_PATIENCE);
+        let yields = lost || !mine_has && (n.has_tasks || n.cluster < mine);
+        if !yields && n.has_tasks && mine_has && !self.raft.warned.contains(&n.cluster) {
+            if self.raft.warned.len() >= 64 {
+                self.raft.warned.clear();
+            }
+            self.raft.warned.insert(n.cluster);
+            warn!(
+                mine,
+                theirs = n.cluster,
+                "two ledgers with tasks met; each keeps its own"
+            );
+        }
+        if yields {
+            self.raft.yield_after = Some(now + self.raft.yield_pause.max(YIELD_EVERY));
+        }
+        yields
+    }
+
+    /// Never yields to `cluster` again (the last 64 remembered), and yields
+    /// to no other ledger for twice as long as last time (from
+    /// [`YIELD_EVERY`], at most an hour).
+    fn shun(&mut self, cluster: u64) {
+        if self.raft.shunned.len() >= 64 {
+            self.raft.shunned.pop_front();
+        }
+        self.raft.shunned.push_back(cluster);
+        self.raft.yield_pause = (self.raft.yield_pause * 2).clamp(YIELD_EVERY, Duration::from_secs(3600));
+        self.raft.yield_after = Some(Instant::now() + self.raft.yield_pause);
+    }
+
+    /// A node that yielded to another ledger and was not admitted within
+    /// [`ADMIT_WITHIN`] stops following it and founds its own again.
+    fn admitted_or_back(&mut self, now: Instant) {
+        let Some((cluster, by)) = self.raft.yielded else {
+            return;
+        };
+        if self.raft.member() || self.raft.cluster.is_some_and(|c| c.0 != cluster) {
+            self.raft.yielded = None;
+            return;
+        }
+        if now < by {
+            return;
+        }
+        warn!(
+            cluster,
+            "the ledger this node yielded to did not admit it within {ADMIT_WITHIN:?}; founding its own again"
+        );
+        self.raft.yielded = None;
+        self.shun(cluster);
+        self.dissolve();
+        self.raft.found_at = Some(now);
+        self.publish_state();
     }
 
     /// Leaves a ledger that held no task, to join another: a fresh replica

@@ -234,9 +234,10 @@ impl EventLoop {
             Gossip::Admin(_) | Gossip::NoQuorum { .. } if !on_admin_topic => Reject,
             Gossip::Announce { .. } if on_admin_topic => Reject,
             Gossip::Admin(notice) => {
-                let verdict = self.vouch(source, notice.cluster, notice.term);
+                let mut verdict = self.vouch(source, notice.cluster, notice.term);
                 if matches!(verdict, Accept) && source != self.me {
-                    self.on_notice(source, notice);
+                    // Relayed only when followed.
+                    verdict = self.on_notice(source, notice);
                 } else {
                     debug!(peer = %source, term = notice.term, ?verdict, "admin notice not followed");
                 }
@@ -318,9 +319,9 @@ fn handshake_failed(error: &str) -> bool {
 
 fn key_hint(have_key: bool) -> &'static str {
     if have_key {
-        "the other side has a different mesh key (--psk) or none"
+        "the other side has a different mesh key (--psk) or none, or was too busy to finish it"
     } else {
-        "the other side may use a mesh key (--psk) that this node lacks, or not speak taskmesh"
+        "the other side may use a mesh key (--psk) that this node lacks, not speak taskmesh, or be too busy to finish it"
     }
 }
 
