@@ -45,7 +45,7 @@ impl Right {
         match self {
             Right::Admin => "be a voter or the admin",
             Right::HostWorkers => "host workers",
-            Right::Client => "submit or read this mesh's tasks",
+            Right::Client => "submit or read tasks",
         }
     }
 }
@@ -280,6 +280,11 @@ pub fn write_psk(path: &Path) -> Result<PreSharedKey, Error> {
 pub struct Limits {
     /// Established connections in total. Default 512.
     pub max_connections: u32,
+    /// Near [`Limits::max_connections`], a peer with no part in the mesh
+    /// (no replica, not the admin nor a named voter, no workers, on no
+    /// allow-list) that has asked nothing for this long is disconnected to
+    /// make room. Default 30 s.
+    pub idle_peer: Duration,
     /// Established connections with any one peer. Default 4.
     pub max_connections_per_peer: u32,
     /// Incoming connections still in their handshake (outgoing ones: twice
@@ -320,6 +325,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 512,
+            idle_peer: Duration::from_secs(30),
             max_connections_per_peer: 4,
             max_pending_connections: 64,
             max_streams_per_connection: 256,

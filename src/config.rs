@@ -127,6 +127,9 @@ pub struct LimitsFile {
     /// [`crate::access::Limits::read_timeout`] (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub read_timeout: Option<f64>,
+    /// [`crate::access::Limits::idle_peer`] (seconds).
+    #[serde(default, deserialize_with = "seconds")]
+    pub idle_peer: Option<f64>,
     /// [`crate::access::Limits::stall_timeout`] (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub stall_timeout: Option<f64>,
@@ -204,6 +207,7 @@ impl LimitsFile {
             l.max_gossip = scaled(gossip as u64, 1 << 10, "max_gossip_kib")?;
         }
         for (to, v, name) in [
+            (&mut l.idle_peer, self.idle_peer, "idle_peer"),
             (&mut l.stall_timeout, self.stall_timeout, "stall_timeout"),
             (&mut l.read_timeout, self.read_timeout, "read_timeout"),
         ] {

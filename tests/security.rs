@@ -636,3 +636,65 @@ async fn a_made_up_ledger_takes_a_fresh_mesh_for_seconds_at_most() {
         assert!(l.contains(&admin_id), "{l}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_strangers_cannot_keep_newcomers_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[limits]\nmax_connections = 12\nidle_peer = 1\n").unwrap();
+    let log = dir.path().join("admin.log");
+    let admin = node_logged(
+        &[
+            "--seed",
+            "8601",
+            "--worker",
+            "w:echo:5",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let addr = admin.expect_line("listening on ", "");
+    // Twelve strangers, one connection each, that never ask anything:
+    // the table is full.
+    let mut rogues: Vec<Rogue> = (0..12).map(|_| Rogue::new("default")).collect();
+    let mut seen = Seen::default();
+    for r in &mut rogues {
+        r.dial(&addr);
+        r.run_for(Duration::from_millis(100), |e| note(&mut seen, e))
+            .await;
+    }
+    assert!(
+        seen.established >= 10,
+        "the strangers got in: {}",
+        seen.established
+    );
+    // Once they have been idle a while, a newcomer gets in (room is made
+    // by closing idle strangers) and is served.
+    let mut served = false;
+    for _ in 0..20 {
+        for r in &mut rogues {
+            r.run_for(Duration::from_millis(20), |e| note(&mut seen, e)).await;
+        }
+        let addr = addr.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            common::cli::run(&[
+                "workers",
+                "--join",
+                &addr,
+                "--no-mdns",
+                "--admin-wait",
+                "3",
+                "--json",
+            ])
+        })
+        .await
+        .unwrap();
+        if out.status.success() && text(&out.stdout).contains("\"w\"") {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "a newcomer was never served");
+    assert!(seen.closed >= 1, "idle strangers were closed");
+}

@@ -88,6 +88,15 @@ impl AddressBook {
         }
     }
 
+    /// Forgets `peer` (unless it is a seed): a peer with no part in the
+    /// mesh is not dialled again after it leaves, so that a stranger's
+    /// announced addresses cannot make this node dial them.
+    pub(super) fn forget(&mut self, peer: PeerId) {
+        if self.peers.get(&peer).is_some_and(|e| !e.seed) {
+            self.peers.remove(&peer);
+        }
+    }
+
     /// A dial of `peer` failed: try again later, or forget it after
     /// [`FORGET_AFTER`] failures (never a seed).
     pub(super) fn dial_failed(&mut self, peer: PeerId, now: Instant) {

@@ -8,11 +8,18 @@ use std::time::Duration;
 
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::PeerId;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::ledger::decode_member;
 use super::EventLoop;
 use crate::access::{judge_admin_claim, Claim, ClaimContext, MemberView, Right};
+
+/// When a connected peer came, and when it last asked something.
+#[derive(Debug)]
+pub(crate) struct Presence {
+    pub(crate) since: std::time::Instant,
+    pub(crate) last_asked: Option<std::time::Instant>,
+}
 
 /// Strikes for each kind of offence (see [`crate::access::Limits`]).
 pub(super) mod strike {
@@ -184,6 +191,58 @@ impl EventLoop {
             );
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// True when `peer` has a part in this node's mesh, so that losing it
+    /// is worth dialling it again: the admin followed, a replica of the
+    /// ledger, a voter the admin named, or (at the admin) a node hosting
+    /// registered workers. Join addresses are dialled again regardless.
+    pub(super) fn worth_redialing(&self, peer: &PeerId) -> bool {
+        self.admin.is_some_and(|a| a.0 == *peer)
+            || self.is_member_peer(peer)
+            || self
+                .vouched
+                .voters
+                .as_ref()
+                .is_some_and(|(_, v)| v.contains(peer))
+            || self.sched.is_some() && {
+                let node = super::node_id(peer);
+                self.admin_workers().iter().any(|w| w.node == node)
+            }
+    }
+
+    /// Near the connection limit (nine tenths of it), closes the
+    /// connections of up to 8 peers that have no part in the mesh and have
+    /// asked nothing for [`crate::access::Limits::idle_peer`], oldest
+    /// first, so that idle
+    /// strangers cannot keep newcomers out.
+    pub(super) fn evict_idle(&mut self) {
+        let established = self.swarm.network_info().connection_counters().num_established();
+        let max = self.cfg.limits.max_connections;
+        if established < max.saturating_mul(9) / 10 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let listed = |p: &PeerId| {
+            [Right::Admin, Right::HostWorkers, Right::Client]
+                .iter()
+                .any(|r| self.cfg.allow.list(*r).is_some_and(|l| l.contains(p)))
+        };
+        let mut idle: Vec<(std::time::Instant, PeerId)> = self
+            .presence
+            .iter()
+            .filter(|(p, pr)| {
+                now.saturating_duration_since(pr.last_asked.unwrap_or(pr.since)) >= self.cfg.limits.idle_peer
+                    && !listed(p)
+                    && !self.worth_redialing(p)
+            })
+            .map(|(p, pr)| (pr.since, *p))
+            .collect();
+        idle.sort();
+        for (_, peer) in idle.into_iter().take(8) {
+            debug!(%peer, "connection table nearly full; closing an idle stranger's connection");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }

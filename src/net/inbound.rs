@@ -110,6 +110,9 @@ impl EventLoop {
                 return self.respond(channel, Response::Refused(why));
             }
         }
+        if let Some(p) = self.presence.get_mut(&peer) {
+            p.last_asked = Some(std::time::Instant::now());
+        }
         let req = match req {
             Request::Raft { cluster, messages } => {
                 self.respond(channel, Response::Ok);

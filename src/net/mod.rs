@@ -212,6 +212,8 @@ pub(crate) struct EventLoop {
     told: Option<String>,
     /// When a refused incoming connection was last logged.
     incoming_logged: Option<Instant>,
+    /// Connected peers: since when, and when each last asked something.
+    presence: HashMap<PeerId, guard::Presence>,
 }
 
 /// What a peer told us about itself.
@@ -276,6 +278,7 @@ impl EventLoop {
             vouched: Default::default(),
             told: None,
             incoming_logged: None,
+            presence: HashMap::new(),
         }
     }
 
@@ -381,6 +384,7 @@ impl EventLoop {
         self.redial_due(now);
         self.close_silent(now);
         self.expire_strikes();
+        self.evict_idle();
         self.flush_outbox();
         if self.renew_at <= now {
             self.renew_at = now + self.cfg.renew_interval;

@@ -48,6 +48,14 @@ impl EventLoop {
                 self.pongs.insert(connection_id, Instant::now());
                 debug!(peer = %peer_id, "connected");
                 if num_established.get() == 1 {
+                    self.presence.insert(
+                        peer_id,
+                        super::guard::Presence {
+                            since: now,
+                            last_asked: None,
+                        },
+                    );
+                    self.evict_idle();
                     self.publish_state();
                     if self.admin.is_some_and(|(a, _)| a == peer_id) {
                         self.register();
@@ -61,7 +69,12 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, ?cause, "disconnected");
-                self.book.disconnected(peer_id, std::time::Instant::now());
+                if self.worth_redialing(&peer_id) {
+                    self.book.disconnected(peer_id, std::time::Instant::now());
+                } else {
+                    self.book.forget(peer_id);
+                }
+                self.presence.remove(&peer_id);
                 self.peer_meta.remove(&peer_id);
                 self.peer_left(peer_id);
                 self.publish_state();
