@@ -350,10 +350,24 @@ pub fn encode<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
 }
 
 /// Decodes one frame body, refusing other versions and trailing bytes.
+///
+/// Bincode allocates a claimed string, byte or list length up front once
+/// the claims so far are under its limit, so the limit grows with the
+/// input: at least 32 times its size (64 KiB for bodies up to 2 KiB, 1 MiB
+/// up to 32 KiB, 16 MiB up to 512 KiB, 64 MiB beyond), enough for any
+/// honest message and little for a short lying one.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    let ((version, msg), used): ((u16, T), usize) =
-        bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<{ 64 << 20 }>())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let n = bytes.len();
+    let decoded = if n <= 2 << 10 {
+        decode_limited::<T, { 64 << 10 }>(bytes)
+    } else if n <= 32 << 10 {
+        decode_limited::<T, { 1 << 20 }>(bytes)
+    } else if n <= 512 << 10 {
+        decode_limited::<T, { 16 << 20 }>(bytes)
+    } else {
+        decode_limited::<T, { 64 << 20 }>(bytes)
+    };
+    let ((version, msg), used) = decoded.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if version != WIRE_VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -425,6 +439,12 @@ impl Drop for Held<'_> {
 /// Most bytes of a frame read at once (and taken from the budget when they
 /// arrive).
 const READ_CHUNK: usize = 8 << 10;
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<((u16, T), usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<LIMIT>())
+}
 
 /// The request-response codec: length-prefixed bincode with a size limit.
 #[derive(Clone, Debug)]
@@ -678,6 +698,24 @@ mod tests {
         let mut ok = encode(&Request::Workers).unwrap();
         ok.push(0);
         assert!(decode::<Request>(&ok).is_err());
+    }
+
+    #[test]
+    fn a_short_message_cannot_claim_a_large_allocation() {
+        // A gossip message of a few bytes claiming a 60 MiB string: refused
+        // by the limit (64 KiB for so short an input), not allocated.
+        let mut body = bincode::serde::encode_to_vec(WIRE_VERSION, bincode_config()).unwrap();
+        body.push(0); // Gossip::Admin
+        body.extend_from_slice(&[1, 1, 0]); // cluster, term, has_tasks
+        body.push(1); // addrs: one string…
+        body.push(252); // …whose length is a u32 varint
+        body.extend_from_slice(&(60u32 << 20).to_le_bytes());
+        let err = decode::<Gossip>(&body).unwrap_err().to_string();
+        assert!(err.contains("limit") || err.contains("Limit"), "{err}");
+        // An honest message far above the small tiers still decodes.
+        let tasks = (0..20_000).map(|i| Task::new(format!("t{i}"), "w", 1)).collect();
+        let big = Request::Submit { tasks };
+        assert_eq!(decode::<Request>(&encode(&big).unwrap()).unwrap(), big);
     }
 
     #[test]

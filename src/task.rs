@@ -65,8 +65,10 @@ impl fmt::Display for NodeId {
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The tail of a peer id is its distinctive part.
+        // By characters: ids come from peers and need not be ASCII.
         let s = &*self.0;
-        let tail = &s[s.len().saturating_sub(6)..];
+        let skip = s.chars().count().saturating_sub(6);
+        let tail: String = s.chars().skip(skip).collect();
         write!(f, "NodeId(..{tail})")
     }
 }
@@ -795,5 +797,14 @@ mod tests {
             s.contains("\"worker\"") && s.contains("10") && s.contains("best skill on offer: 9"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn node_ids_from_peers_print_whatever_their_characters() {
+        for id in ["€aaaaa", "aa€", "", "日本語のピアID", "12D3KooWabcdef"] {
+            let shown = format!("{:?}", NodeId::new(id));
+            assert!(shown.starts_with("NodeId(.."), "{shown}");
+        }
+        assert_eq!(format!("{:?}", NodeId::new("12D3KooWabcdef")), "NodeId(..abcdef)");
     }
 }

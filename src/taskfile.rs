@@ -368,16 +368,37 @@ fn task_of(t: &TaskShape, input: Payload) -> Task {
     task
 }
 
+/// Most bytes an `input_file` may hold: the largest frame (16 MiB), which
+/// no task's input can pass on its way to the admin (the admin's own limit,
+/// `max_payload`, is 8 MiB by default and reported by name).
+pub const MAX_INPUT_FILE: u64 = crate::protocol::DEFAULT_MAX_FRAME as u64;
+
+/// Reads an `input_file`: a regular file of at most [`MAX_INPUT_FILE`]
+/// bytes (never a device, a pipe or a directory, which could block or
+/// never end).
+fn read_input_file(p: &Path) -> Result<Payload, String> {
+    use std::io::Read;
+    let what = || format!("input_file {}", p.display());
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", what()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", what()));
+    }
+    let file = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", what()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", what()))?;
+    if bytes.len() as u64 > MAX_INPUT_FILE {
+        return Err(format!("{} is over {MAX_INPUT_FILE} bytes", what()));
+    }
+    Ok(Payload::from_bytes(bytes))
+}
+
 fn input_of(t: &TaskShape, base: &Path) -> Result<Payload, String> {
     match (&t.input, &t.input_file, &t.input_json) {
         (None, None, None) => Ok(Payload::default()),
         (Some(s), None, None) => Ok(Payload::from_bytes(s.as_bytes())),
-        (None, Some(f), None) => {
-            let p = base.join(f);
-            std::fs::read(&p)
-                .map(Payload::from_bytes)
-                .map_err(|e| format!("cannot read input_file {}: {e}", p.display()))
-        }
+        (None, Some(f), None) => read_input_file(&base.join(f)),
         (None, None, Some(v)) => Ok(Payload::from_bytes(v.to_string().into_bytes())),
         _ => Err("give at most one of input, input_file, input_json".into()),
     }
@@ -493,5 +514,29 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let e = load(Path::new("/nonexistent/tasks.toml")).unwrap_err();
         assert!(matches!(e, TaskFileError::Read { .. }));
+    }
+
+    #[test]
+    fn input_files_must_be_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = |f: &str| format!("[[task]]\nname='a'\nrole='w'\ninput_file='{f}'\n");
+        for (f, want) in [("/dev/zero", "not a regular file"), (".", "not a regular file")] {
+            let err = parse(&text(f), &dir.path().join("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{f}: {err}");
+        }
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_INPUT_FILE + 1)
+            .unwrap();
+        let err = parse(&text("big"), &dir.path().join("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is over"), "{err}");
+        std::fs::write(dir.path().join("ok"), b"hello").unwrap();
+        let tasks = parse(&text("ok"), &dir.path().join("t.toml")).unwrap();
+        assert_eq!(tasks[0].input.as_bytes(), b"hello");
     }
 }
