@@ -243,18 +243,45 @@ pub fn parse_peer_list(text: &str) -> Result<BTreeSet<PeerId>, String> {
 /// Reads a mesh key written by [`write_psk`] (or go-libp2p's
 /// `swarm.key`: `/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits).
 pub fn read_psk(path: &Path) -> Result<PreSharedKey, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("cannot read mesh key {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::InvalidData => " (binary: an identity file for --key?)",
+            _ => "",
+        };
+        Error::Config(format!("cannot read mesh key {}: {e}{hint}", path.display()))
+    })?;
     text.parse::<PreSharedKey>().map_err(|e| {
+        let why = match e {
+            libp2p::pnet::KeyParseError::InvalidKeyFile if text.trim().is_empty() => "it is empty",
+            libp2p::pnet::KeyParseError::InvalidKeyFile => "not three lines: type, encoding, key",
+            libp2p::pnet::KeyParseError::InvalidKeyType => "its first line is not /key/swarm/psk/1.0.0/",
+            libp2p::pnet::KeyParseError::InvalidKeyEncoding => "its second line is not /base16/",
+            libp2p::pnet::KeyParseError::InvalidKeyLength => "its key is not 64 hex digits",
+            libp2p::pnet::KeyParseError::InvalidKeyChar(_) => "its key has a character that is not hex",
+        };
         Error::Config(format!(
-            "{} is not a mesh key ({e:?}); make one with `taskmesh keygen`",
+            "{} is not a mesh key ({why}); make one with `taskmesh keygen`",
             path.display()
         ))
     })
 }
 
-/// Writes a new random mesh key to `path` (mode 0600 on Unix), refusing to
-/// overwrite an existing file. Returns the key.
+/// Creates the directory `path` goes in when it is missing (mode 0700 on
+/// Unix), for key files such as `~/.taskmesh/mesh.key`.
+pub fn create_parent(path: &Path) -> std::io::Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) else {
+        return Ok(());
+    };
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Writes a new random mesh key to `path` (mode 0600 on Unix; its
+/// directory is created when missing), refusing to overwrite an existing
+/// file. Returns the key.
 pub fn write_psk(path: &Path) -> Result<PreSharedKey, Error> {
     use rand::RngCore;
     use std::io::Write;
@@ -265,6 +292,8 @@ pub fn write_psk(path: &Path) -> Result<PreSharedKey, Error> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    create_parent(path)
+        .map_err(|e| Error::Config(format!("cannot create the directory of {}: {e}", path.display())))?;
     let mut file = opts
         .open(path)
         .map_err(|e| Error::Config(format!("cannot create mesh key {}: {e}", path.display())))?;

@@ -267,8 +267,14 @@ pub fn load_or_create_key(path: &Path) -> Result<libp2p::identity::Keypair, Disk
         what,
     };
     match std::fs::read(path) {
-        Ok(bytes) => libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| invalid(format!("not a taskmesh key file: {e}"))),
+        Ok(bytes) => libp2p::identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
+            let hint = if bytes.starts_with(b"/key/swarm/psk") {
+                " (this is a mesh key: give it to --psk)"
+            } else {
+                ""
+            };
+            invalid(format!("not a taskmesh identity file{hint}: {e}"))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt;
@@ -276,6 +282,7 @@ pub fn load_or_create_key(path: &Path) -> Result<libp2p::identity::Keypair, Disk
             let bytes = key
                 .to_protobuf_encoding()
                 .map_err(|e| invalid(format!("cannot encode a new key: {e}")))?;
+            crate::access::create_parent(path).map_err(io)?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

@@ -467,6 +467,24 @@ fn a_private_mesh_refuses_peers_without_its_key_and_says_why() {
     }
     let again = common::cli::run(&["keygen", k1.to_str().unwrap()]);
     assert!(!again.status.success(), "keygen never overwrites a key");
+    // Key files may go in a directory that does not exist yet; `id` tells
+    // the peer id of an identity file, as a node started with it says.
+    let nested = dir.path().join("new/dir/mesh.key");
+    assert!(common::cli::run(&["keygen", nested.to_str().unwrap()])
+        .status
+        .success());
+    let id_file = dir.path().join("ids/client.key");
+    let id = text(&common::cli::run(&["id", id_file.to_str().unwrap()]).stdout);
+    let node = common::cli::start(&[
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--key",
+        id_file.to_str().unwrap(),
+    ]);
+    assert_eq!(node.expect_line("peer id: ", ""), id.trim());
+    drop(node);
     let (k1, k2) = (k1.to_str().unwrap(), k2.to_str().unwrap());
     let admin_log = dir.path().join("admin.log");
     let admin = node_logged(

@@ -68,12 +68,16 @@ pub enum Command {
     /// Write a new mesh key to FILE (mode 0600; never overwrites), for
     /// `--psk FILE` on every node and client of a private mesh.
     Keygen(KeygenArgs),
+    /// Print the peer id of an identity file (the `--key FILE` of nodes and
+    /// client commands; created with mode 0600 if missing), for the
+    /// `--allow-*` lists.
+    Id(KeygenArgs),
 }
 
-/// Options of `taskmesh keygen`.
+/// Options of `taskmesh keygen` and `taskmesh id`.
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
-    /// Where to write the key.
+    /// The key file (its directory is created when missing).
     #[arg(value_name = "FILE")]
     pub file: std::path::PathBuf,
 }
@@ -218,6 +222,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workers(a) => submit::workers(a).await,
         Command::Peers(a) => submit::peers(a).await,
         Command::Keygen(a) => keygen(a),
+        Command::Id(a) => {
+            let key = taskmesh::load_or_create_key(&a.file)?;
+            println!("{}", key.public().to_peer_id());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

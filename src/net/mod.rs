@@ -297,6 +297,12 @@ impl EventLoop {
 
     /// Runs until shut down or until every handle is dropped.
     pub(crate) async fn run(mut self) {
+        if self.cfg.allow.admins.is_none() && !self.cfg.allow.is_open() && !self.cfg.listen.is_empty() {
+            warn!(
+                "allow-lists without --allow-admins: any peer may become a voter and then admin, \
+                 and an admin started without these lists does not apply them"
+            );
+        }
         if self.cfg.psk.is_none() && self.cfg.allow.is_open() && !self.cfg.listen.is_empty() {
             warn!(
                 "open mesh: anyone who can reach this node can join, submit, read results and host workers \

@@ -347,12 +347,28 @@ pub(super) fn explain_dial_error(error: &libp2p::swarm::DialError, have_key: boo
              check the join address (the peer may have restarted with a new identity)"
         ),
         DialError::Denied { cause } => format!("refused by this node's connection limits: {cause}"),
-        other if handshake_failed(&other.to_string()) => {
-            format!(
-                "the connection failed in its handshake: {} ({other})",
-                key_hint(have_key)
-            )
+        other => {
+            let text = other.to_string();
+            let lower = text.to_ascii_lowercase();
+            if ["connection refused", "os error 111", "no route", "unreachable"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
+                format!("nothing answers at this address (is the node up, and the port right?) ({text})")
+            } else if lower.contains("timeout has been reached") {
+                format!(
+                    "the connection's handshake did not finish within {:?}: {} ({text})",
+                    super::behaviour::HANDSHAKE_TIMEOUT,
+                    key_hint(have_key)
+                )
+            } else if handshake_failed(&text) {
+                format!(
+                    "the connection failed in its handshake: {} ({text})",
+                    key_hint(have_key)
+                )
+            } else {
+                text
+            }
         }
-        other => other.to_string(),
     }
 }
