@@ -38,6 +38,21 @@ fn node_logged(args: &[&str], log: &Path) -> Proc {
     Proc::spawn_logged(taskmesh(&all), log)
 }
 
+/// An admin with a built-in echo worker `w`, seeded `seed`, whose config
+/// file holds `limits` (the lines of its `[limits]` table); returns it and
+/// its address. Its log goes to `dir/admin.log`.
+fn admin_with_limits(dir: &Path, seed: &str, limits: &str) -> (Proc, String) {
+    let config = dir.join("node.toml");
+    std::fs::write(&config, format!("[limits]\n{limits}")).unwrap();
+    let config = config.to_str().unwrap();
+    let admin = node_logged(
+        &["--seed", seed, "--worker", "w:echo:5", "--config", config],
+        &dir.join("admin.log"),
+    );
+    let addr = admin.expect_line("listening on ", "");
+    (admin, addr)
+}
+
 fn log_has(log: &Path, needle: &str) -> bool {
     std::fs::read_to_string(log).unwrap_or_default().contains(needle)
 }
@@ -537,21 +552,12 @@ fn a_private_mesh_refuses_peers_without_its_key_and_says_why() {
 #[test]
 fn a_submitter_past_its_limits_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[limits]\nmax_unfinished_per_client = 12\n").unwrap();
-    let log = dir.path().join("admin.log");
-    let admin = node_logged(
-        &[
-            "--seed",
-            "8401",
-            "--worker",
-            "w:echo:5",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &log,
+    let (_admin, addr) = admin_with_limits(
+        dir.path(),
+        "8401",
+        "max_unfinished_per_client = 12
+",
     );
-    let addr = admin.expect_line("listening on ", "");
     let big = chains(&dir, 20);
     let out = common::cli::run(&["submit", &big, "--join", &addr, "--no-mdns"]);
     assert!(!out.status.success());
@@ -624,16 +630,7 @@ async fn a_made_up_ledger_takes_a_fresh_mesh_for_seconds_at_most() {
             let file = chains(&dir, 20);
             let addr = addr.clone();
             dag = Some(tokio::task::spawn_blocking(move || {
-                common::cli::run(&[
-                    "submit",
-                    &file,
-                    "--join",
-                    &addr,
-                    "--no-mdns",
-                    "--wait-workers",
-                    "1",
-                    "--json",
-                ])
+                common::cli::submit_json(&addr, &file, 1)
             }));
         }
     }
@@ -658,21 +655,13 @@ async fn a_made_up_ledger_takes_a_fresh_mesh_for_seconds_at_most() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_strangers_cannot_keep_newcomers_out() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[limits]\nmax_connections = 12\nidle_peer = 1\n").unwrap();
-    let log = dir.path().join("admin.log");
-    let admin = node_logged(
-        &[
-            "--seed",
-            "8601",
-            "--worker",
-            "w:echo:5",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &log,
+    let (_admin, addr) = admin_with_limits(
+        dir.path(),
+        "8601",
+        "max_connections = 12
+idle_peer = 1
+",
     );
-    let addr = admin.expect_line("listening on ", "");
     // Twelve strangers, one connection each, that never ask anything:
     // the table is full.
     let mut rogues: Vec<Rogue> = (0..12).map(|_| Rogue::new("default")).collect();

@@ -221,8 +221,7 @@ fn print_office(
     last: &mut Option<(Option<taskmesh::PeerId>, u64, bool, usize)>,
 ) -> std::io::Result<()> {
     let now = (s.admin, s.term, s.is_admin, s.voters);
-    // Taking office is published in two steps; the first has no term yet.
-    if last.as_ref() == Some(&now) || s.is_admin && s.term == 0 {
+    if last.as_ref() == Some(&now) {
         return Ok(());
     }
     *last = Some(now);

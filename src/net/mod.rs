@@ -528,7 +528,9 @@ impl EventLoop {
         let state = NodeState {
             admin: self.admin.map(|a| a.0),
             term: self.admin.map_or(0, |a| a.1),
-            is_admin: self.sched.is_some(),
+            // Taking office sets up the admin's state before it follows
+            // itself; it is the admin once both are done.
+            is_admin: self.sched.is_some() && self.admin.is_some_and(|a| a.0 == self.me),
             voters: self.raft.voters(),
             no_quorum: match self.quorum_lost() {
                 Some(Error::NoQuorum { reached, voters }) => Some((reached, voters)),
