@@ -437,7 +437,7 @@ impl Node {
             disk = None;
         }
         let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
-        let mut swarm = build_swarm(&cfg, key)?;
+        let (mut swarm, codec) = build_swarm(&cfg, key)?;
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
@@ -457,7 +457,7 @@ impl Node {
         let (state_tx, state_rx) = watch::channel(NodeState::default());
         let span = tracing::info_span!("node", peer = %short(&peer_id));
         let task = tokio::spawn(
-            EventLoop::new(swarm, cfg, runtime, rx, state_tx, joining, disk)
+            EventLoop::new((swarm, codec), cfg, runtime, rx, state_tx, joining, disk)
                 .run()
                 .instrument(span),
         );

@@ -1,11 +1,15 @@
 //! Every message that crosses the network, and the codec that carries them.
 //!
-//! Two channels:
+//! Three channels:
 //! - **gossipsub** ([`Gossip`]): the admin's notice on `taskmesh/<mesh>/admin`
 //!   and batched task announcements on `taskmesh/<mesh>/tasks`;
-//! - **request-response** on [`PROTOCOL_NAME`] ([`Request`] / [`Response`]):
-//!   Raft messages between the ledger's replicas, joins, registration,
-//!   bids, awards, reports, and client calls.
+//! - **links** on [`LINK_PROTOCOL`]: a long-lived stream per peer pair and
+//!   direction carrying [`Request`]s and their [`Response`]s as
+//!   [`LinkFrame`]s — Raft messages between the ledger's replicas, joins,
+//!   registration, bids, awards, reports, and client calls;
+//! - **request-response** on [`PROTOCOL_NAME`]: the same requests on a
+//!   stream each, for bulk (batches, snapshot parts) and for any request
+//!   whose link is full.
 //!
 //! Each frame is a little-endian `u32` length and then the bincode encoding
 //! of `(WIRE_VERSION, message)`. The length is checked against the limit
@@ -23,10 +27,10 @@ use crate::scheduler::{Announcement, Assignment, Bid, CancelOutcome, Lookup, Rep
 use crate::task::{bincode_config, Task, TaskId, TaskReport, WorkerInfo, WorkerSpec};
 
 /// The request-response protocol name.
-pub const PROTOCOL_NAME: &str = "/taskmesh/5";
+pub const PROTOCOL_NAME: &str = "/taskmesh/6";
 
 /// Version stamped into every frame; a frame of another version is refused.
-pub const WIRE_VERSION: u16 = 5;
+pub const WIRE_VERSION: u16 = 6;
 
 /// Default largest frame, requests and responses alike.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -249,6 +253,44 @@ pub enum Unreadable {
     Slow(String),
     /// The node is reading too many bytes of other frames at once.
     Busy(String),
+}
+
+impl Unreadable {
+    /// Why a frame could not be read, from the error its read ended with;
+    /// other I/O errors (the stream was reset or closed) stay errors.
+    pub(crate) fn of(e: io::Error) -> io::Result<Unreadable> {
+        let why = e.to_string();
+        Ok(match e.kind() {
+            io::ErrorKind::InvalidData => Unreadable::Malformed(why),
+            io::ErrorKind::TimedOut | io::ErrorKind::UnexpectedEof => Unreadable::Slow(why),
+            io::ErrorKind::OutOfMemory => Unreadable::Busy(why),
+            _ => return Err(e),
+        })
+    }
+}
+
+/// The protocol of long-lived links: one stream each way between two
+/// peers, carrying [`LinkFrame`]s in the same framing as request-response.
+pub const LINK_PROTOCOL: &str = "/taskmesh/link/6";
+
+/// One message on a link. A request's answer comes back on the other
+/// peer's link to this one, with the request's id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LinkFrame {
+    /// A request, numbered by its sender.
+    Request {
+        /// Distinct per request of the sending node.
+        id: u64,
+        /// The request.
+        request: Request,
+    },
+    /// The answer to the request `id` that the receiver sent.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
 }
 
 /// Responses.
@@ -492,7 +534,15 @@ impl Codec {
         &self,
         io: &mut T,
     ) -> io::Result<M> {
-        match tokio::time::timeout(self.read_timeout, self.read_body(io)).await {
+        self.within_read_timeout(self.read_body(io)).await
+    }
+
+    /// Decodes the body `read` gives, if it comes within the read timeout.
+    async fn within_read_timeout<M: DeserializeOwned>(
+        &self,
+        read: impl std::future::Future<Output = io::Result<Vec<u8>>>,
+    ) -> io::Result<M> {
+        match tokio::time::timeout(self.read_timeout, read).await {
             Ok(body) => decode(&body?),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -501,10 +551,45 @@ impl Codec {
         }
     }
 
+    /// Reads the next frame of a long-lived stream: it may wait any time
+    /// for the frame's first byte, then the frame is read as by a
+    /// request's stream (within the read timeout, the stall timeout and
+    /// the budget). `None` when the stream ends cleanly between frames.
+    pub(crate) async fn read_next<T: AsyncRead + Unpin + Send, M: DeserializeOwned>(
+        &self,
+        io: &mut T,
+    ) -> io::Result<Option<M>> {
+        let mut first = [0u8; 1];
+        if io.read(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        let rest = async {
+            let mut len = [first[0], 0, 0, 0];
+            io.read_exact(&mut len[1..]).await?;
+            self.read_body_of(io, u32::from_le_bytes(len) as usize).await
+        };
+        self.within_read_timeout(rest).await.map(Some)
+    }
+
+    /// Writes one frame and flushes it, leaving the stream open.
+    pub(crate) async fn write_next<T: AsyncWrite + Unpin + Send, M: Serialize>(
+        &self,
+        io: &mut T,
+        msg: &M,
+    ) -> io::Result<()> {
+        let body = self.body_of(msg)?;
+        io.write_all(&(body.len() as u32).to_le_bytes()).await?;
+        io.write_all(&body).await?;
+        io.flush().await
+    }
+
     async fn read_body<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Vec<u8>> {
         let mut len = [0u8; 4];
         io.read_exact(&mut len).await?;
-        let len = u32::from_le_bytes(len) as usize;
+        self.read_body_of(io, u32::from_le_bytes(len) as usize).await
+    }
+
+    async fn read_body_of<T: AsyncRead + Unpin + Send>(&self, io: &mut T, len: usize) -> io::Result<Vec<u8>> {
         if len > self.max_frame {
             return Err(invalid(format!(
                 "frame of {len} bytes is over the limit of {}",
@@ -557,11 +642,8 @@ impl Codec {
         Ok(buf)
     }
 
-    async fn write_frame<T: AsyncWrite + Unpin + Send, M: Serialize>(
-        &self,
-        io: &mut T,
-        msg: &M,
-    ) -> io::Result<()> {
+    /// A message's frame body, refused over [`Codec::max_frame`].
+    fn body_of<M: Serialize>(&self, msg: &M) -> io::Result<Vec<u8>> {
         let body = encode(msg)?;
         if body.len() > self.max_frame {
             return Err(io::Error::new(
@@ -573,8 +655,16 @@ impl Codec {
                 ),
             ));
         }
-        io.write_all(&(body.len() as u32).to_le_bytes()).await?;
-        io.write_all(&body).await?;
+        Ok(body)
+    }
+
+    /// Writes a request's or response's frame, then closes its stream.
+    async fn write_frame<T: AsyncWrite + Unpin + Send, M: Serialize>(
+        &self,
+        io: &mut T,
+        msg: &M,
+    ) -> io::Result<()> {
+        self.write_next(io, msg).await?;
         io.close().await
     }
 }
@@ -594,15 +684,7 @@ impl libp2p::request_response::Codec for Codec {
     {
         match self.read_frame(io).await {
             Ok(req) => Ok(req),
-            Err(e) => {
-                let why = e.to_string();
-                Ok(Request::Unreadable(match e.kind() {
-                    io::ErrorKind::InvalidData => Unreadable::Malformed(why),
-                    io::ErrorKind::TimedOut | io::ErrorKind::UnexpectedEof => Unreadable::Slow(why),
-                    io::ErrorKind::OutOfMemory => Unreadable::Busy(why),
-                    _ => return Err(e),
-                }))
-            }
+            Err(e) => Unreadable::of(e).map(Request::Unreadable),
         }
     }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use common::cli::{all_completed_once, chains, echo_worker};
 use common::procs::{taskmesh, text, wait_until, Proc};
-use common::rogue::{answer, frame, framed, rss_kib, Raw, Rogue, RogueBehaviourEvent};
+use common::rogue::{
+    answer, frame, framed, link_frame, read_link_frame, rss_kib, Raw, Rogue, RogueBehaviourEvent,
+};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, request_response, PeerId};
 use taskmesh::protocol::{AdminNotice, Gossip, Request, Response};
@@ -704,4 +706,139 @@ idle_peer = 1
     }
     assert!(served, "a newcomer was never served");
     assert!(seen.closed >= 1, "idle strangers were closed");
+}
+
+/// Opens a link from the rogue to `peer`, driving the rogue's swarm while
+/// `talk` runs on the link; what `talk` returns.
+async fn over_a_link<T: Send + 'static, F>(rogue: &mut Rogue, seen: &mut Seen, peer: PeerId, talk: F) -> T
+where
+    F: FnOnce(libp2p::Stream) -> futures::future::BoxFuture<'static, T> + Send + 'static,
+{
+    let mut control = rogue.links();
+    let task = tokio::spawn(async move {
+        let proto = libp2p::StreamProtocol::new(taskmesh::protocol::LINK_PROTOCOL);
+        let stream = control.open_stream(peer, proto).await.expect("a link opens");
+        talk(stream).await
+    });
+    for _ in 0..300 {
+        if task.is_finished() {
+            break;
+        }
+        rogue.run_for(Duration::from_millis(50), |e| note(seen, e)).await;
+    }
+    assert!(task.is_finished(), "the link talk did not end within 15 s");
+    task.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_refuse_strangers_and_close_on_garbage_as_streams_do() {
+    use futures::{AsyncWriteExt, FutureExt};
+    use taskmesh::protocol::LinkFrame;
+    let dir = tempfile::tempdir().unwrap();
+    let clients = write_list(dir.path(), "clients", &[peer_of_seed(8302)]);
+    let log = dir.path().join("admin.log");
+    let admin = node_logged(
+        &[
+            "--seed",
+            "8301",
+            "--worker",
+            "w:echo:5",
+            "--allow-clients",
+            &clients,
+        ],
+        &log,
+    );
+    let addr = admin.expect_line("listening on ", "");
+    let admin_id = peer_of_seed(8301);
+    let mut rogue = Rogue::new("default");
+    rogue.dial(&addr);
+    let mut seen = Seen::default();
+    rogue
+        .run_for(Duration::from_secs(1), |e| note(&mut seen, e))
+        .await;
+    assert!(seen.established >= 1, "the rogue reaches the admin");
+
+    // A request over a link is judged as over its own stream, and its
+    // answer comes back on the link; an answer to nothing asked is dropped
+    // and the link stays up.
+    let status = |id| {
+        link_frame(&LinkFrame::Request {
+            id,
+            request: Request::Status { ids: vec![] },
+        })
+    };
+    let unasked = link_frame(&LinkFrame::Response {
+        id: 999,
+        response: Response::Ok,
+    });
+    let answers = over_a_link(&mut rogue, &mut seen, admin_id, move |mut link| {
+        async move {
+            let mut got = Vec::new();
+            for bytes in [status(7), unasked, status(8)] {
+                link.write_all(&bytes).await.unwrap();
+                link.flush().await.unwrap();
+            }
+            for _ in 0..2 {
+                got.push(read_link_frame(&mut link, Duration::from_secs(5)).await);
+            }
+            got
+        }
+        .boxed()
+    })
+    .await;
+    for (want, got) in [7u64, 8].into_iter().zip(&answers) {
+        match got {
+            Ok(Some(LinkFrame::Response {
+                id,
+                response: Response::Refused(why),
+            })) => {
+                assert_eq!(*id, want);
+                assert!(why.contains("--allow-clients"), "{why}");
+            }
+            other => panic!("request {want}: {other:?}"),
+        }
+    }
+
+    // A frame claiming 4 GiB closes the link at once, and costs no memory.
+    let pid = admin.child.id();
+    let before = rss_kib(pid);
+    let closed = over_a_link(&mut rogue, &mut seen, admin_id, |mut link| {
+        async move {
+            link.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+            link.write_all(&[0u8; 1024]).await.unwrap();
+            link.flush().await.unwrap();
+            read_link_frame(&mut link, Duration::from_secs(5)).await
+        }
+        .boxed()
+    })
+    .await;
+    assert!(matches!(closed, Ok(None)), "{closed:?}");
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(grown < 8 << 10, "the node grew by {grown} KiB");
+
+    // Garbage on link after link counts strikes until the peer is cut off.
+    for _ in 0..40 {
+        if log_has(&log, "peer cut off") {
+            break;
+        }
+        let garbage = framed(b"\x06\x00\xffnot a message of any kind");
+        let mut control = rogue.links();
+        let talk = tokio::spawn(async move {
+            let proto = libp2p::StreamProtocol::new(taskmesh::protocol::LINK_PROTOCOL);
+            if let Ok(mut link) = control.open_stream(admin_id, proto).await {
+                let _ = link.write_all(&garbage).await;
+                let _ = link.flush().await;
+                let _ = read_link_frame(&mut link, Duration::from_secs(2)).await;
+            }
+        });
+        while !talk.is_finished() {
+            rogue
+                .run_for(Duration::from_millis(20), |e| note(&mut seen, e))
+                .await;
+        }
+    }
+    assert!(
+        log_has(&log, "peer cut off"),
+        "garbage on links never cut the rogue off"
+    );
 }

@@ -484,6 +484,13 @@ impl Ledger {
         self.applied
     }
 
+    /// True while the admin holds decisions or outputs that the next
+    /// [`Ledger::flush`] proposes or releases: [`Ledger::applied`] does not
+    /// count them yet.
+    pub fn unflushed(&self) -> bool {
+        self.admin.is_some() && (!self.unproposed.is_empty() || !self.unreleased.is_empty())
+    }
+
     /// True once the entry at `index` is committed.
     pub fn committed(&self, index: u64) -> bool {
         self.replica.commit_index() >= index

@@ -6,23 +6,22 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::link::Responder;
 use super::uploads::{PartOutcome, Uploads};
 use super::{EventLoop, Pending, Reply};
 use crate::protocol::{Gossip, Request, Response};
 use crate::scheduler::{Assignment, CancelOutcome, Input, Lookup, Output, Scheduler};
 use crate::task::{NodeId, Task, TaskId, TaskReport};
 use crate::Error;
-use libp2p::request_response::ResponseChannel as Channel;
 
 /// Who gets an answer once it is ready.
 pub(crate) enum Answer<T> {
     Local(Reply<T>),
-    Remote(ResponseChannel<Response>),
+    Remote(Responder),
 }
 
 /// A caller waiting for a set of tasks to finish.
@@ -40,7 +39,7 @@ pub(crate) const RECENT_TASKS: usize = 1000;
 /// An answer held until the log reaches an index.
 pub(crate) enum Deferred {
     /// `Ok` to a node's reports or registration.
-    Ack(Channel<Response>),
+    Ack(Responder),
     /// A wait whose tasks were all final, maybe only in decisions not yet
     /// committed: asked again once they are.
     Await {
@@ -72,6 +71,9 @@ pub(crate) struct AdminState {
     charged: HashMap<u64, Vec<TaskId>>,
     /// Answers waiting for the log to commit an index, in index order.
     deferred: VecDeque<(u64, Deferred)>,
+    /// Answers waiting for decisions of this loop turn that are not
+    /// proposed yet: they get the index of the turn's entry.
+    unindexed: Vec<Deferred>,
 }
 
 impl EventLoop {
@@ -98,13 +100,37 @@ impl EventLoop {
     /// Holds an answer until everything the scheduler reflects now is
     /// committed.
     fn defer(&mut self, d: Deferred) {
-        let Some(index) = self.raft.ledger.as_ref().map(|l| l.applied()) else {
+        let Some(ledger) = self.raft.ledger.as_ref() else {
             return;
         };
-        if let Some(state) = self.sched.as_mut() {
+        let (index, unflushed) = (ledger.applied(), ledger.unflushed());
+        let Some(state) = self.sched.as_mut() else { return };
+        if unflushed {
+            state.unindexed.push(d);
+        } else {
             state.deferred.push_back((index, d));
+            self.resolve_deferred();
         }
-        self.resolve_deferred();
+    }
+
+    /// Ends a loop turn on the admin: what the turn decided is proposed as
+    /// one ledger entry, and what that releases is carried out (answers of
+    /// this node's own workers are decided and proposed in turn).
+    pub(super) fn flush_admin(&mut self) {
+        while self.sched.is_some() {
+            let now = self.wall_now();
+            let Some(ledger) = self.raft.ledger.as_mut().filter(|l| l.unflushed()) else {
+                break;
+            };
+            let step = ledger.flush(now);
+            let index = ledger.applied();
+            if let Some(state) = self.sched.as_mut() {
+                for d in state.unindexed.drain(..) {
+                    state.deferred.push_back((index, d));
+                }
+            }
+            self.ledger_step(step);
+        }
     }
 
     /// Gives the held answers whose index is committed.
@@ -123,7 +149,7 @@ impl EventLoop {
             let (_, d) = state.deferred.pop_front().expect("checked");
             match d {
                 Deferred::Ack(ch) => {
-                    let _ = self.swarm.behaviour_mut().rr.send_response(ch, Response::Ok);
+                    self.respond(ch, Response::Ok);
                 }
                 Deferred::Await {
                     ids,
@@ -136,7 +162,7 @@ impl EventLoop {
     }
 
     /// Acknowledges a node's request once what it changed is committed.
-    pub(super) fn ack_when_committed(&mut self, ch: Channel<Response>) {
+    pub(super) fn ack_when_committed(&mut self, ch: Responder) {
         self.defer(Deferred::Ack(ch));
     }
 
@@ -154,6 +180,7 @@ impl EventLoop {
             quotas: Default::default(),
             charged: HashMap::new(),
             deferred: VecDeque::new(),
+            unindexed: Vec::new(),
         });
         if !self.workers.is_empty() {
             let workers = self.workers.specs();
@@ -182,10 +209,11 @@ impl EventLoop {
         for (_, c) in state.cancels {
             self.answer_err(c, lost(), not_admin.clone());
         }
-        for (_, d) in state.deferred {
+        let unindexed = state.unindexed.into_iter().map(|d| (0, d));
+        for (_, d) in state.deferred.into_iter().chain(unindexed) {
             match d {
                 Deferred::Ack(ch) => {
-                    let _ = self.swarm.behaviour_mut().rr.send_response(ch, not_admin.clone());
+                    self.respond(ch, not_admin.clone());
                 }
                 Deferred::Await { answer, .. } => self.answer_err(answer, lost(), not_admin.clone()),
             }
@@ -199,7 +227,7 @@ impl EventLoop {
                 let _ = tx.send(Ok(value));
             }
             Answer::Remote(ch) => {
-                let _ = self.swarm.behaviour_mut().rr.send_response(ch, wire(value));
+                self.respond(ch, wire(value));
             }
         }
     }
@@ -211,7 +239,7 @@ impl EventLoop {
                 let _ = tx.send(Err(e));
             }
             Answer::Remote(ch) => {
-                let _ = self.swarm.behaviour_mut().rr.send_response(ch, remote);
+                self.respond(ch, remote);
             }
         }
     }
@@ -304,7 +332,7 @@ impl EventLoop {
         upload: u64,
         tasks: Vec<Task>,
         last: bool,
-        channel: ResponseChannel<Response>,
+        channel: Responder,
     ) {
         let now = self.now();
         let Some(state) = self.sched.as_mut() else { return };
@@ -315,7 +343,7 @@ impl EventLoop {
             PartOutcome::Staged => Response::Ok,
             PartOutcome::Refused(why) => Response::Refused(why),
         };
-        let _ = self.swarm.behaviour_mut().rr.send_response(channel, answer);
+        self.respond(channel, answer);
     }
 
     /// This node and every connected peer, with the workers each hosts.
@@ -418,7 +446,7 @@ impl EventLoop {
         }
         if remaining == 0 || (any && remaining < ids.len()) {
             let ledger = self.raft.ledger.as_ref().expect("admin");
-            if !ledger.committed(ledger.applied()) {
+            if ledger.unflushed() || !ledger.committed(ledger.applied()) {
                 // Final maybe only in decisions not yet committed.
                 return self.defer(Deferred::Await {
                     ids,
@@ -476,23 +504,18 @@ impl EventLoop {
         self.answer(w.answer, reports, wire_reports);
     }
 
-    /// Feeds the scheduler one input and carries out everything it answers,
-    /// including inputs that come back from this node's own workers.
-    pub(super) fn admin_input(&mut self, first: Input) {
-        let mut inbox = VecDeque::from([first]);
-        while let Some(input) = inbox.pop_front() {
-            let now = self.wall_now();
-            if self.sched.is_none() {
-                return;
-            }
-            let Some(ledger) = self.raft.ledger.as_mut() else {
-                return;
-            };
-            if ledger.handle(input, now).is_err() {
-                return;
-            }
-            let step = ledger.flush(now);
-            self.ledger_step(step);
+    /// Feeds the scheduler one input. What it decides is proposed, and its
+    /// outputs carried out, at the end of the loop turn
+    /// ([`EventLoop::flush_admin`]), so that one turn's inputs make one
+    /// ledger entry.
+    pub(super) fn admin_input(&mut self, input: Input) {
+        let now = self.wall_now();
+        if self.sched.is_none() {
+            return;
+        }
+        if let Some(ledger) = self.raft.ledger.as_mut() {
+            // Not the leader any more: the office change is on its way.
+            let _ = ledger.handle(input, now);
         }
     }
 
@@ -529,11 +552,7 @@ impl EventLoop {
                             let _ = tx.send(r.map_err(Error::Submit));
                         }
                         (Answer::Remote(ch), r) => {
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .rr
-                                .send_response(ch, Response::Submitted(r));
+                            self.respond(ch, Response::Submitted(r));
                         }
                     }
                 }

@@ -32,6 +32,7 @@ pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) rr: request_response::Behaviour<Codec>,
+    pub(crate) stream: libp2p_stream::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -49,7 +50,12 @@ pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// link whose TCP retransmissions delay a few pings keeps its connection.
 pub(crate) const SILENT_CONNECTION: Duration = Duration::from_secs(6);
 
-pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Swarm<Behaviour>, Error> {
+/// The node's swarm, and the codec its request-response streams use (its
+/// links read with the same limits and the same inbound budget).
+pub(crate) fn build_swarm(
+    cfg: &NodeConfig,
+    key: identity::Keypair,
+) -> Result<(Swarm<Behaviour>, Codec), Error> {
     let max_frame = cfg.max_frame;
     let mdns_on = cfg.mdns;
     let request_timeout = cfg.request_timeout;
@@ -60,6 +66,12 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
             .into_iter()
             .map(|t| t.hash())
             .collect();
+    let codec = Codec {
+        max_frame,
+        read_timeout: limits.read_timeout,
+        stall_timeout: limits.stall_timeout,
+        budget: InboundBudget::new(limits.inbound_budget),
+    };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
@@ -87,12 +99,7 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
             gossipsub
                 .with_peer_score(params, thresholds)
                 .map_err(|e| format!("gossipsub scoring: {e}"))?;
-            let codec = Codec {
-                max_frame,
-                read_timeout: limits.read_timeout,
-                stall_timeout: limits.stall_timeout,
-                budget: InboundBudget::new(limits.inbound_budget),
-            };
+            let codec = codec.clone();
             let rr = request_response::Behaviour::with_codec(
                 codec,
                 [(
@@ -126,6 +133,7 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
                 blocked: Default::default(),
                 gossipsub,
                 rr,
+                stream: libp2p_stream::Behaviour::new(),
                 identify,
                 // A connection whose peer has not answered a ping for
                 // PING_TIMEOUT is closed (see the event loop).
@@ -140,7 +148,7 @@ pub(crate) fn build_swarm(cfg: &NodeConfig, key: identity::Keypair) -> Result<Sw
         .map_err(|e| Error::Transport(format!("behaviour: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
-    Ok(swarm)
+    Ok((swarm, codec))
 }
 
 /// One of the mesh's two gossip topics: `taskmesh/<mesh>/<name>`.

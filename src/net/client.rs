@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::admin::Answer;
 use super::{ClientOp, EventLoop, Pending};
 use crate::calls::{CallFailure, Route, Verdict};
-use crate::protocol::{Request, Response};
+use crate::protocol::{LinkFrame, Request, Response};
 use crate::scheduler::{Input, Report};
 use crate::task::{Task, TaskId, TaskReport};
 use crate::Error;
@@ -66,7 +66,28 @@ impl ClientOp {
 
 impl EventLoop {
     /// Sends a request, remembering what it was for.
+    ///
+    /// Bulk requests (batches and snapshot parts) take a request-response
+    /// stream of their own; the rest go over the peer's link, or by
+    /// request-response when the link cannot take them.
     pub(super) fn send(&mut self, peer: PeerId, req: Request, what: Pending) {
+        let bulk = matches!(
+            req,
+            Request::Submit { .. } | Request::SubmitPart { .. } | Request::RaftPart { .. }
+        );
+        let req = if bulk {
+            req
+        } else {
+            let id = self.link_waits.next_id();
+            match self.links.request(peer, LinkFrame::Request { id, request: req }) {
+                Ok(link) => {
+                    let due = Instant::now() + self.cfg.request_timeout;
+                    return self.link_waits.insert(id, peer, link, due, what);
+                }
+                Err(LinkFrame::Request { request, .. }) => request,
+                Err(LinkFrame::Response { .. }) => return,
+            }
+        };
         let id = self.swarm.behaviour_mut().rr.send_request(&peer, req);
         self.pending.insert(id, what);
     }

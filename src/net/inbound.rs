@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::MessageAcceptance;
-use libp2p::request_response::{self, Message, ResponseChannel};
+use libp2p::request_response::{self, Message};
 use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use super::admin::Answer;
 use super::guard::strike;
+use super::link::{LinkEvent, Responder};
 use super::{node_id, EventLoop, Pending};
 use crate::access::Right;
-use crate::protocol::{AssignAnswer, Request, Response, Unreadable};
+use crate::protocol::{AssignAnswer, LinkFrame, Request, Response, Unreadable};
 use crate::scheduler::Input;
 
 /// The longest a remote caller may ask the admin to hold an await.
@@ -21,7 +22,9 @@ impl EventLoop {
     pub(super) fn on_rr(&mut self, ev: request_response::Event<Request, Response>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request { request, channel, .. } => self.on_request(peer, request, channel),
+                Message::Request { request, channel, .. } => {
+                    self.on_request(peer, request, Responder::Rr(channel))
+                }
                 Message::Response { request_id, response } => {
                     if let Some(what) = self.pending.remove(&request_id) {
                         self.on_response(peer, what, response);
@@ -48,8 +51,58 @@ impl EventLoop {
         }
     }
 
-    fn respond(&mut self, channel: ResponseChannel<Response>, resp: Response) {
-        let _ = self.swarm.behaviour_mut().rr.send_response(channel, resp);
+    /// A link's frame, failure or end.
+    pub(super) fn on_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Opened { peer, link, queue } => self.links.opened(peer, link, queue),
+            LinkEvent::Frame {
+                peer,
+                link,
+                frame: LinkFrame::Request { id, request },
+            } => self.on_request(peer, request, Responder::Link { link, id }),
+            LinkEvent::Frame {
+                peer,
+                frame: LinkFrame::Response { id, response },
+                ..
+            } => {
+                // An answer to nothing this node asked that peer is dropped.
+                if let Some(what) = self.link_waits.answer(id, peer) {
+                    self.on_response(peer, what, response);
+                }
+            }
+            LinkEvent::Unreadable(peer, why) => {
+                self.count_unreadable(peer, why);
+            }
+            LinkEvent::Down {
+                peer,
+                link,
+                unsupported,
+            } => {
+                self.links.down(peer, link, unsupported);
+                self.links_lost(peer, Some(link));
+            }
+        }
+    }
+
+    /// Requests that waited on a link to `peer` that is gone fail, as over
+    /// a closed connection (every link to it with `None`).
+    pub(super) fn links_lost(&mut self, peer: PeerId, link: Option<u64>) {
+        for what in self.link_waits.lost(peer, link) {
+            self.request_failed(peer, what, "the link to the peer closed".into());
+        }
+    }
+
+    /// Answers a request by the way it came.
+    pub(super) fn respond(&mut self, channel: Responder, resp: Response) {
+        match channel {
+            Responder::Rr(channel) => {
+                let _ = self.swarm.behaviour_mut().rr.send_response(channel, resp);
+            }
+            Responder::Link { link, id } => {
+                self.links
+                    .answer(link, LinkFrame::Response { id, response: resp });
+            }
+        }
     }
 
     /// The answer for a node that asked this one as if it were the admin.
@@ -81,7 +134,7 @@ impl EventLoop {
         }
     }
 
-    fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
+    pub(super) fn on_request(&mut self, peer: PeerId, req: Request, channel: Responder) {
         if let Request::Unreadable(why) = req {
             return self.unreadable(peer, why, channel);
         }
@@ -220,7 +273,14 @@ impl EventLoop {
 
     /// A frame the codec could not read: what no honest node sends counts
     /// strikes against the peer; the peer is told why.
-    fn unreadable(&mut self, peer: PeerId, why: Unreadable, channel: ResponseChannel<Response>) {
+    fn unreadable(&mut self, peer: PeerId, why: Unreadable, channel: Responder) {
+        let text = self.count_unreadable(peer, why);
+        self.respond(channel, Response::Refused(text));
+    }
+
+    /// Counts strikes for a frame that could not be read; what to tell the
+    /// peer.
+    pub(super) fn count_unreadable(&mut self, peer: PeerId, why: Unreadable) -> String {
         let (strikes, text) = match why {
             Unreadable::Malformed(t) => (strike::MALFORMED, t),
             Unreadable::Slow(t) => (strike::SLOW, t),
@@ -230,10 +290,10 @@ impl EventLoop {
         if strikes > 0 {
             self.strike(peer, strikes, "malformed, oversize or unfinished requests");
         }
-        self.respond(channel, Response::Refused(text));
+        text
     }
 
-    fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
+    pub(super) fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
         match what {
             Pending::Client(call) => self.client_answer(peer, call, resp),
             Pending::Register => {

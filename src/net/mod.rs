@@ -14,6 +14,7 @@ mod client;
 mod guard;
 mod inbound;
 mod ledger;
+mod link;
 mod outbox;
 mod parts;
 mod quota;
@@ -23,7 +24,7 @@ mod uploads;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::ConnectionId;
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
@@ -40,6 +41,10 @@ use crate::Error;
 
 pub(crate) use behaviour::{build_swarm, Behaviour, BehaviourEvent};
 pub(crate) use ledger::reopen;
+
+/// Swarm events taken in one loop turn after the one that woke it, when
+/// they are already there: their decisions share the turn's ledger entry.
+const DRAIN_PER_TURN: usize = 255;
 
 /// First delay before dialling a failed join address again; doubles.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
@@ -168,8 +173,11 @@ pub(crate) struct EventLoop {
     /// Present while this node is admin.
     sched: Option<admin::AdminState>,
     workers: WorkerRuntime,
-    /// Outbound requests awaiting their answers.
+    /// Outbound requests awaiting their answers: by request-response, and
+    /// over links.
     pending: HashMap<OutboundRequestId, Pending>,
+    links: link::Links,
+    link_waits: link::Waits<Pending>,
     /// Where client calls go (the pure unit), and each call's payload by id.
     calls: crate::calls::Calls<PeerId>,
     ops: HashMap<u64, ClientOp>,
@@ -224,8 +232,10 @@ struct PeerMeta {
 }
 
 impl EventLoop {
+    /// The loop of `swarm`, whose request-response streams read with
+    /// `codec` (its links read with the same limits).
     pub(crate) fn new(
-        swarm: Swarm<Behaviour>,
+        (swarm, codec): (Swarm<Behaviour>, protocol::Codec),
         cfg: NodeConfig,
         workers: WorkerRuntime,
         commands: mpsc::Receiver<Command>,
@@ -243,6 +253,7 @@ impl EventLoop {
             admin_wait: cfg.admin_wait,
             ..crate::calls::CallsConfig::default()
         });
+        let links = link::Links::new(swarm.behaviour().stream.new_control(), codec);
         EventLoop {
             swarm,
             me,
@@ -258,6 +269,8 @@ impl EventLoop {
             sched: None,
             workers,
             pending: HashMap::new(),
+            links,
+            link_waits: link::Waits::default(),
             calls,
             ops: HashMap::new(),
             next_call: 0,
@@ -315,8 +328,11 @@ impl EventLoop {
                 warn!(error = %e, "cannot subscribe");
             }
         }
+        self.links.listen(self.cfg.limits.max_connections as usize);
         let mut timer = Box::pin(tokio::time::sleep_until(self.started));
         loop {
+            // One turn's decisions make one ledger entry.
+            self.flush_admin();
             let deadline = self.next_deadline();
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
@@ -335,7 +351,26 @@ impl EventLoop {
                     reports.extend(self.workers.try_finished());
                     self.deliver_reports(reports);
                 }
-                event = self.swarm.select_next_some() => self.on_swarm(event),
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm(event);
+                    // Take what else has arrived before deciding: its
+                    // inputs join this turn's entry.
+                    for _ in 0..DRAIN_PER_TURN {
+                        match self.swarm.next().now_or_never() {
+                            Some(Some(event)) => self.on_swarm(event),
+                            _ => break,
+                        }
+                    }
+                }
+                event = self.links.next() => {
+                    self.on_link(event);
+                    for _ in 0..DRAIN_PER_TURN {
+                        match self.links.try_next() {
+                            Some(event) => self.on_link(event),
+                            None => break,
+                        }
+                    }
+                }
                 _ = &mut timer => self.on_timer(),
             }
         }
@@ -360,6 +395,7 @@ impl EventLoop {
             take(Some(self.raft.notice_at));
         }
         take(self.outbox.next_deadline().map(|d| self.started + d));
+        take(self.link_waits.next_due());
         take(self.holds_work().then_some(self.renew_at));
         take(self.calls.next_deadline().map(|d| self.started + d));
         take(self.register_retry);
@@ -384,6 +420,9 @@ impl EventLoop {
         self.ledger_timer(now);
         if self.sched.is_some() {
             self.admin_tick();
+        }
+        for (peer, what) in self.link_waits.expired(now) {
+            self.request_failed(peer, what, "no answer in time over the link".into());
         }
         let routes = self.calls.tick(self.now());
         self.carry_calls(routes);

@@ -69,6 +69,8 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, ?cause, "disconnected");
+                self.links.forget(&peer_id);
+                self.links_lost(peer_id, None);
                 if self.worth_redialing(&peer_id) {
                     self.book.disconnected(peer_id, std::time::Instant::now());
                 } else {

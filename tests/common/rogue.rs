@@ -79,6 +79,7 @@ impl request_response::Codec for RawCodec {
 pub struct RogueBehaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub rr: request_response::Behaviour<RawCodec>,
+    pub stream: libp2p_stream::Behaviour,
 }
 
 /// The rogue: a swarm and its gossip topics.
@@ -133,7 +134,11 @@ impl Rogue {
                         .with_request_timeout(Duration::from_secs(60))
                         .with_max_concurrent_streams(2000),
                 );
-                RogueBehaviour { gossipsub, rr }
+                RogueBehaviour {
+                    gossipsub,
+                    rr,
+                    stream: libp2p_stream::Behaviour::new(),
+                }
             })
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
@@ -163,6 +168,12 @@ impl Rogue {
         self.swarm.behaviour_mut().rr.send_request(&peer, raw)
     }
 
+    /// A handle that opens links (taskmesh's long-lived streams) while the
+    /// rogue's swarm is driven.
+    pub fn links(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().stream.new_control()
+    }
+
     /// Publishes raw bytes on the admin topic (or the tasks topic).
     pub fn publish(&mut self, admin_topic: bool, bytes: Vec<u8>) -> bool {
         let topic = if admin_topic {
@@ -185,6 +196,31 @@ impl Rogue {
             on(ev);
         }
     }
+}
+
+/// A taskmesh link frame as a whole frame.
+pub fn link_frame(frame: &protocol::LinkFrame) -> Vec<u8> {
+    framed(&protocol::encode(frame).expect("encode"))
+}
+
+/// Reads the next link frame from `io` within `within`: `Ok(None)` when
+/// the other side closed the link, `Err` when nothing came in time.
+pub async fn read_link_frame<T: AsyncRead + Unpin>(
+    io: &mut T,
+    within: Duration,
+) -> Result<Option<protocol::LinkFrame>, String> {
+    let read = async {
+        let mut len = [0u8; 4];
+        if io.read_exact(&mut len).await.is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        io.read_exact(&mut body).await.ok()?;
+        protocol::decode(&body).ok()
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .map_err(|_| format!("no frame nor close within {within:?}"))
 }
 
 /// Resident memory of process `pid`, in KiB (from /proc).

@@ -1,0 +1,465 @@
+//! Long-lived links: streams kept open between peers, over which requests
+//! and their answers travel as [`LinkFrame`]s, so that a message costs a
+//! frame on an open stream instead of a new stream and a protocol
+//! negotiation (see `shared/benchmarks.md`: about 40 µs against 330–520 µs
+//! on loopback).
+//!
+//! - **A link is one stream, both ways.** A node opens a link to a peer
+//!   with its first request there, and sends its requests on it; the peer
+//!   answers each on the same stream. A request and its answer share a
+//!   fate: when the link breaks, both sides learn it
+//!   ([`LinkEvent::Down`]), and the requests still waiting on it fail as
+//!   over a closed connection (and are asked again the way each kind
+//!   is). The next request opens a new link.
+//! - **Bounded.** Frames queued for one link are bounded ([`QUEUE`]): a
+//!   request that finds its link full goes by request-response instead, and
+//!   a link that cannot take an answer is closed (its requester asks
+//!   again). Frames read from every link reach the loop through one bounded
+//!   channel, which pushes back on the peers when the loop is behind. A
+//!   peer has at most one inbound link: a new one replaces the old.
+//! - **Read as strictly as request-response.** Each frame's length is
+//!   checked before reading, its body grows within the node's inbound
+//!   budget, and it must arrive within the read and stall timeouts
+//!   ([`Codec::read_next`]); only the wait for a frame's first byte is
+//!   unbounded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::{AsyncReadExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::protocol::{Codec, LinkFrame, Unreadable, LINK_PROTOCOL};
+
+/// Frames queued for one link.
+pub(crate) const QUEUE: usize = 1024;
+
+/// Frames read from every link and not yet taken by the loop.
+const INBOX: usize = 4096;
+
+/// What the link tasks tell the loop.
+pub(crate) enum LinkEvent {
+    /// A peer opened link `link` to this node; its answers go to `queue`.
+    Opened {
+        peer: PeerId,
+        link: u64,
+        queue: mpsc::Sender<LinkFrame>,
+    },
+    /// A frame from a peer on link `link`.
+    Frame {
+        peer: PeerId,
+        link: u64,
+        frame: LinkFrame,
+    },
+    /// A peer's frame could not be read; its link was closed.
+    Unreadable(PeerId, Unreadable),
+    /// Link `link` with a peer is closed; with `unsupported` when the peer
+    /// does not speak [`LINK_PROTOCOL`].
+    Down {
+        peer: PeerId,
+        link: u64,
+        unsupported: bool,
+    },
+}
+
+/// Where the answer to a request goes: its request-response stream, or the
+/// link it came on, under the request's id.
+pub(crate) enum Responder {
+    Rr(libp2p::request_response::ResponseChannel<crate::protocol::Response>),
+    Link { link: u64, id: u64 },
+}
+
+/// One open link: the queue of frames its task writes.
+struct Open {
+    peer: PeerId,
+    queue: mpsc::Sender<LinkFrame>,
+}
+
+/// The links of one node (owned by the event loop).
+pub(crate) struct Links {
+    control: libp2p_stream::Control,
+    codec: Codec,
+    /// Every open link, by id.
+    open: HashMap<u64, Open>,
+    /// The link this node opened to each peer, for its requests.
+    mine: HashMap<PeerId, u64>,
+    /// The link each peer opened to this node (one each, the newest).
+    theirs: HashMap<PeerId, u64>,
+    /// Most inbound links at once.
+    max_links: usize,
+    /// Peers that do not speak the link protocol: request-response only.
+    unsupported: std::collections::HashSet<PeerId>,
+    /// Link ids, shared with the task that takes inbound links.
+    ids: Arc<AtomicU64>,
+    events: mpsc::Receiver<LinkEvent>,
+    tell: mpsc::Sender<LinkEvent>,
+    /// The task taking inbound links (aborted on drop).
+    acceptor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            a.abort();
+        }
+    }
+}
+
+impl Links {
+    /// Links over `control`, read with `codec`'s limits. Call
+    /// [`Links::listen`] from within the runtime to take inbound links.
+    pub(crate) fn new(control: libp2p_stream::Control, codec: Codec) -> Self {
+        let (tell, events) = mpsc::channel(INBOX);
+        Links {
+            control,
+            codec,
+            open: HashMap::new(),
+            mine: HashMap::new(),
+            theirs: HashMap::new(),
+            max_links: 0,
+            unsupported: Default::default(),
+            ids: Default::default(),
+            events,
+            tell,
+            acceptor: None,
+        }
+    }
+
+    /// Starts taking inbound links: at most `max_links` at once, one per
+    /// peer.
+    pub(crate) fn listen(&mut self, max_links: usize) {
+        self.max_links = max_links;
+        let Ok(incoming) = self.control.accept(StreamProtocol::new(LINK_PROTOCOL)) else {
+            return;
+        };
+        let link = Accept {
+            codec: self.codec.clone(),
+            tell: self.tell.clone(),
+            ids: self.ids.clone(),
+        };
+        self.acceptor = Some(tokio::spawn(link.run(incoming)));
+    }
+
+    /// The next event of any link (pending forever when there is none;
+    /// cancel-safe).
+    pub(crate) async fn next(&mut self) -> LinkEvent {
+        match self.events.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// An event already there, without waiting.
+    pub(crate) fn try_next(&mut self) -> Option<LinkEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Queues a request for `peer` on this node's link to it (opening one
+    /// if needed); gives it back when it must go by request-response
+    /// instead (the peer has no link protocol, or the link is full).
+    /// Returns the link it went on.
+    pub(crate) fn request(&mut self, peer: PeerId, frame: LinkFrame) -> Result<u64, LinkFrame> {
+        if self.unsupported.contains(&peer) {
+            return Err(frame);
+        }
+        let link = match self.mine.get(&peer) {
+            Some(&link) if self.open.contains_key(&link) => link,
+            _ => self.open_to(peer),
+        };
+        let open = &self.open[&link];
+        match open.queue.try_send(frame) {
+            Ok(()) => Ok(link),
+            Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => Err(f),
+        }
+    }
+
+    fn open_to(&mut self, peer: PeerId) -> u64 {
+        let link = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let (control, codec, tell) = (self.control.clone(), self.codec.clone(), self.tell.clone());
+        tokio::spawn(open_and_run(control, codec, peer, link, rx, tell));
+        self.open.insert(link, Open { peer, queue });
+        self.mine.insert(peer, link);
+        link
+    }
+
+    /// Queues an answer on the link its request came on. A link that
+    /// cannot take it is closed, so that its requester learns it and asks
+    /// again; an answer for a link already gone is dropped (its requester
+    /// learnt that the link broke).
+    pub(crate) fn answer(&mut self, link: u64, frame: LinkFrame) {
+        let Some(open) = self.open.get(&link) else { return };
+        if open.queue.try_send(frame).is_err() {
+            debug!(peer = %open.peer, link, "link closed: its answers do not keep up");
+            self.open.remove(&link);
+        }
+    }
+
+    /// A peer opened a link to this node: it replaces the peer's earlier
+    /// one, and is refused (closed) past the limit of inbound links.
+    pub(crate) fn opened(&mut self, peer: PeerId, link: u64, queue: mpsc::Sender<LinkFrame>) {
+        if !self.theirs.contains_key(&peer) && self.theirs.len() >= self.max_links {
+            debug!(%peer, "inbound link refused: too many links");
+            return;
+        }
+        if let Some(old) = self.theirs.insert(peer, link) {
+            // Dropping its queue ends its task, which reports it down.
+            self.open.remove(&old);
+        }
+        self.open.insert(link, Open { peer, queue });
+    }
+
+    /// Takes note that a link is closed.
+    pub(crate) fn down(&mut self, peer: PeerId, link: u64, unsupported: bool) {
+        self.open.remove(&link);
+        for ends in [&mut self.mine, &mut self.theirs] {
+            if ends.get(&peer) == Some(&link) {
+                ends.remove(&peer);
+            }
+        }
+        if unsupported {
+            self.unsupported.insert(peer);
+        }
+    }
+
+    /// Forgets a peer that disconnected (its links' tasks end on their
+    /// own and report it).
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        self.unsupported.remove(peer);
+    }
+}
+
+/// Opens a link to `peer`, then runs it.
+async fn open_and_run(
+    mut control: libp2p_stream::Control,
+    codec: Codec,
+    peer: PeerId,
+    link: u64,
+    queue: mpsc::Receiver<LinkFrame>,
+    tell: mpsc::Sender<LinkEvent>,
+) {
+    match control
+        .open_stream(peer, StreamProtocol::new(LINK_PROTOCOL))
+        .await
+    {
+        Ok(stream) => run(stream, codec, peer, link, queue, tell).await,
+        Err(e) => {
+            debug!(%peer, error = %e, "cannot open a link");
+            let unsupported = matches!(e, libp2p_stream::OpenStreamError::UnsupportedProtocol(_));
+            let _ = tell
+                .send(LinkEvent::Down {
+                    peer,
+                    link,
+                    unsupported,
+                })
+                .await;
+        }
+    }
+}
+
+/// Runs one link: frames read go to the loop, queued frames are written,
+/// until either side ends; then the loop is told the link is down.
+async fn run(
+    stream: Stream,
+    codec: Codec,
+    peer: PeerId,
+    link: u64,
+    mut queue: mpsc::Receiver<LinkFrame>,
+    tell: mpsc::Sender<LinkEvent>,
+) {
+    let (mut reader, mut writer) = stream.split();
+    let reading = async {
+        loop {
+            let event = match codec.read_next::<_, LinkFrame>(&mut reader).await {
+                Ok(Some(frame)) => LinkEvent::Frame { peer, link, frame },
+                Ok(None) => return,
+                Err(e) => match Unreadable::of(e) {
+                    Ok(why) => LinkEvent::Unreadable(peer, why),
+                    Err(e) => {
+                        debug!(%peer, link, error = %e, "link closed");
+                        return;
+                    }
+                },
+            };
+            let last = matches!(event, LinkEvent::Unreadable(..));
+            if tell.send(event).await.is_err() || last {
+                return;
+            }
+        }
+    };
+    let writing = async {
+        while let Some(frame) = queue.recv().await {
+            if let Err(e) = codec.write_next(&mut writer, &frame).await {
+                debug!(%peer, link, error = %e, "link write failed");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = reading => {}
+        _ = writing => {}
+    }
+    let _ = tell
+        .send(LinkEvent::Down {
+            peer,
+            link,
+            unsupported: false,
+        })
+        .await;
+}
+
+/// Takes inbound links.
+struct Accept {
+    codec: Codec,
+    tell: mpsc::Sender<LinkEvent>,
+    ids: Arc<AtomicU64>,
+}
+
+impl Accept {
+    /// Runs each inbound link; the loop keeps or refuses it when told it
+    /// opened ([`Links::opened`]).
+    async fn run(self, mut incoming: libp2p_stream::IncomingStreams) {
+        while let Some((peer, stream)) = incoming.next().await {
+            let link = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+            let (queue, rx) = mpsc::channel(QUEUE);
+            if self
+                .tell
+                .send(LinkEvent::Opened { peer, link, queue })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::spawn(run(stream, self.codec.clone(), peer, link, rx, self.tell.clone()));
+        }
+    }
+}
+
+/// Requests sent over links that wait for their answers, each with the
+/// link it went on and when it times out.
+pub(crate) struct Waits<P> {
+    by_id: HashMap<u64, Wait<P>>,
+    due: std::collections::BTreeSet<(tokio::time::Instant, u64)>,
+    next: u64,
+}
+
+struct Wait<P> {
+    peer: PeerId,
+    link: u64,
+    due: tokio::time::Instant,
+    what: P,
+}
+
+impl<P> Default for Waits<P> {
+    fn default() -> Self {
+        Waits {
+            by_id: HashMap::new(),
+            due: Default::default(),
+            next: 0,
+        }
+    }
+}
+
+impl<P> Waits<P> {
+    /// A fresh request id.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// Remembers request `id`, sent to `peer` on link `link`, until
+    /// answered or `due`.
+    pub(crate) fn insert(&mut self, id: u64, peer: PeerId, link: u64, due: tokio::time::Instant, what: P) {
+        self.by_id.insert(
+            id,
+            Wait {
+                peer,
+                link,
+                due,
+                what,
+            },
+        );
+        self.due.insert((due, id));
+    }
+
+    /// The request an answer from `peer` is for; `None` for an id this node
+    /// never sent to that peer, or already answered or failed.
+    pub(crate) fn answer(&mut self, id: u64, peer: PeerId) -> Option<P> {
+        if self.by_id.get(&id)?.peer != peer {
+            return None;
+        }
+        self.take(id)
+    }
+
+    fn take(&mut self, id: u64) -> Option<P> {
+        let w = self.by_id.remove(&id)?;
+        self.due.remove(&(w.due, id));
+        Some(w.what)
+    }
+
+    /// The requests still waiting on link `link` with `peer` (every link
+    /// with it with `None`): they failed with it.
+    pub(crate) fn lost(&mut self, peer: PeerId, link: Option<u64>) -> Vec<P> {
+        let gone: Vec<u64> = self
+            .by_id
+            .iter()
+            .filter(|(_, w)| w.peer == peer && link.is_none_or(|l| l == w.link))
+            .map(|(&id, _)| id)
+            .collect();
+        gone.into_iter().filter_map(|id| self.take(id)).collect()
+    }
+
+    /// The requests past their time at `now`, with their peers.
+    pub(crate) fn expired(&mut self, now: tokio::time::Instant) -> Vec<(PeerId, P)> {
+        let mut out = Vec::new();
+        while let Some(&(at, id)) = self.due.first() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(w) = self.by_id.remove(&id) {
+                out.push((w.peer, w.what));
+            }
+        }
+        out
+    }
+
+    /// When the next request times out.
+    pub(crate) fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.due.first().map(|d| d.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{Duration, Instant};
+
+    #[test]
+    fn waits_answer_only_their_peer_and_fail_with_their_link_or_time() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let mut w = Waits::default();
+        let ids: Vec<u64> = (0..4).map(|_| w.next_id()).collect();
+        w.insert(ids[0], a, 1, t0 + Duration::from_secs(3), "a1");
+        w.insert(ids[1], a, 2, t0 + Duration::from_secs(1), "a2");
+        w.insert(ids[2], b, 3, t0 + Duration::from_secs(2), "b3");
+        w.insert(ids[3], a, 1, t0 + Duration::from_secs(4), "a1'");
+        // An answer from another peer, or to an unknown id, answers nothing.
+        assert_eq!(w.answer(ids[0], b), None);
+        assert_eq!(w.answer(99, a), None);
+        assert_eq!(w.answer(ids[0], a), Some("a1"));
+        assert_eq!(w.answer(ids[0], a), None, "answered once");
+        // Link 1 with `a` breaks: only its request fails.
+        assert_eq!(w.lost(a, Some(1)), vec!["a1'"]);
+        assert_eq!(w.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(w.expired(t0 + Duration::from_secs(1)), vec![(a, "a2")]);
+        // Every link with `b`.
+        assert_eq!(w.lost(b, None), vec!["b3"]);
+        assert_eq!(w.next_due(), None, "nothing left to time out");
+        assert!(w.expired(t0 + Duration::from_secs(10)).is_empty());
+    }
+}
