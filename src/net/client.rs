@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::admin::Answer;
 use super::{ClientOp, EventLoop, Pending};
 use crate::calls::{CallFailure, Route, Verdict};
-use crate::protocol::{LinkFrame, Request, Response};
+use crate::protocol::{Request, Response};
 use crate::scheduler::{Input, Report};
 use crate::task::{Task, TaskId, TaskReport};
 use crate::Error;
@@ -79,13 +79,12 @@ impl EventLoop {
             req
         } else {
             let id = self.link_waits.next_id();
-            match self.links.request(peer, LinkFrame::Request { id, request: req }) {
+            match self.links.request(peer, id, req) {
                 Ok(link) => {
                     let due = Instant::now() + self.cfg.request_timeout;
                     return self.link_waits.insert(id, peer, link, due, what);
                 }
-                Err(LinkFrame::Request { request, .. }) => request,
-                Err(LinkFrame::Response { .. }) => return,
+                Err(req) => req,
             }
         };
         let id = self.swarm.behaviour_mut().rr.send_request(&peer, req);

@@ -32,7 +32,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::protocol::{Codec, LinkFrame, Unreadable, LINK_PROTOCOL};
+use crate::protocol::{Codec, LinkFrame, Request, Unreadable, LINK_PROTOCOL};
 
 /// Frames queued for one link.
 pub(crate) const QUEUE: usize = 1024;
@@ -157,22 +157,25 @@ impl Links {
         self.events.try_recv().ok()
     }
 
-    /// Queues a request for `peer` on this node's link to it (opening one
-    /// if needed); gives it back when it must go by request-response
+    /// Queues request `id` for `peer` on this node's link to it (opening
+    /// one if needed); gives it back when it must go by request-response
     /// instead (the peer has no link protocol, or the link is full).
     /// Returns the link it went on.
-    pub(crate) fn request(&mut self, peer: PeerId, frame: LinkFrame) -> Result<u64, LinkFrame> {
+    pub(crate) fn request(&mut self, peer: PeerId, id: u64, request: Request) -> Result<u64, Request> {
         if self.unsupported.contains(&peer) {
-            return Err(frame);
+            return Err(request);
         }
         let link = match self.mine.get(&peer) {
             Some(&link) if self.open.contains_key(&link) => link,
             _ => self.open_to(peer),
         };
         let open = &self.open[&link];
-        match open.queue.try_send(frame) {
-            Ok(()) => Ok(link),
-            Err(mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f)) => Err(f),
+        match open.queue.try_reserve() {
+            Ok(room) => {
+                room.send(LinkFrame::Request { id, request });
+                Ok(link)
+            }
+            Err(_) => Err(request),
         }
     }
 
