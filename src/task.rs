@@ -742,6 +742,10 @@ pub struct WorkerSpec {
     pub skill: u32,
     /// How many tasks it may hold at once (at least 1).
     pub capacity: u32,
+    /// Its standing bid: the hardest task of its role it takes without an
+    /// auction (at most its skill), or `None` to bid on each task's
+    /// announcement. See [`crate::worker::Worker::standing_bid`].
+    pub standing: Option<u32>,
 }
 
 #[cfg(test)]

@@ -215,6 +215,7 @@ async fn a_rogue_peer_cannot_depose_steal_forge_or_exhaust_a_closed_mesh() {
         role: "echo".into(),
         skill: 1000,
         capacity: 100,
+        standing: Some(1000),
     };
     for req in [
         Request::Register { workers: vec![spec] },

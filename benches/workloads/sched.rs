@@ -150,6 +150,7 @@ impl Driver {
                 role: ROLE.into(),
                 skill: 1,
                 capacity: CAPACITY,
+                standing: None,
             };
             let node = node.clone();
             self.queue.push_back(Input::Register {

@@ -210,6 +210,9 @@ impl Sim {
                     role: "w".into(),
                     skill: 5,
                     capacity: 2,
+                    // One worker stands for every task it can take, the
+                    // other bids on announcements.
+                    standing: (i == 0).then_some(5),
                 },
                 running: BTreeMap::new(),
                 unacked: BTreeMap::new(),

@@ -128,6 +128,66 @@ impl Scheduler {
         self.award(slot, id, reason, now);
     }
 
+    /// Awards a queued task at once from the standing bids of its role (see
+    /// [`crate::worker::Worker::standing_bid`]): among the workers with a
+    /// free slot whose standing bid and skill reach the task's difficulty,
+    /// the award policy picks, as in an auction. Standing bids are set
+    /// aside for the worker that refused the task or whose attempt at it
+    /// failed (it may still win the open auction), for workers whose last
+    /// award was lost or refused until their node speaks again, and for
+    /// nodes a new admin has not heard from yet. True when the task was
+    /// awarded (or ended: its inputs were too large).
+    pub(super) fn standing_award(&mut self, slot: Slot, now: Duration) -> bool {
+        let e = &self.tasks[slot];
+        let difficulty = e.task.difficulty;
+        let avoid = [e.soft.refused_by, self.last_failed_worker(slot)];
+        let silent = |w: &super::state::WorkerState| {
+            self.takeover.as_ref().is_some_and(|t| t.silent.contains(&w.node))
+        };
+        let standing: Vec<WorkerId> = self.roles[e.role]
+            .workers
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let w = &self.workers[id];
+                let stands = w.spec.standing.is_some_and(|d| d >= difficulty) && !w.standing_off;
+                stands && w.present && w.spec.skill >= difficulty && w.free() > 0
+            })
+            .filter(|&id| !avoid.contains(&Some(id)) && !silent(&self.workers[id]))
+            .collect();
+        if standing.is_empty() {
+            return false;
+        }
+        let candidates: Vec<Candidate> = standing.iter().map(|&w| self.candidate(w)).collect();
+        let lot = Lot {
+            name: &e.task.name,
+            role: &self.roles[e.role].name,
+            difficulty,
+        };
+        let Some((i, reason)) = self
+            .policy
+            .choose(&lot, &candidates)
+            .filter(|(i, _)| *i < standing.len())
+        else {
+            return false;
+        };
+        // The standing bids are the bids this award saw.
+        let bids = standing.iter().map(|&id| {
+            let w = &self.workers[id];
+            SeenBid {
+                worker: id,
+                skill: w.spec.skill,
+                load: w.load,
+                capacity: w.spec.capacity,
+                willing: true,
+            }
+        });
+        let bids = bids.collect();
+        self.tasks[slot].soft.bids = bids;
+        self.award(slot, standing[i], format!("standing bid: {reason}"), now);
+        !self.tasks[slot].phase.awaits_award()
+    }
+
     /// A registered worker as the award policy sees it.
     fn candidate(&self, id: WorkerId) -> Candidate<'_> {
         let w = &self.workers[id];

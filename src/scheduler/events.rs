@@ -31,7 +31,7 @@ use super::{Failure, Scheduler};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus, WorkerSpec};
 
 /// Version of the event format; stored with every encoded event.
-pub const EVENT_VERSION: u16 = 2;
+pub const EVENT_VERSION: u16 = 3;
 
 /// One change to the scheduler's ledger. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -233,10 +233,10 @@ impl Scheduler {
         self.roster_changed = true;
     }
 
-    /// A node was heard from after a change of admin (see
-    /// [`Scheduler::take_office`]); its first renewal settles what it holds.
+    /// A node was heard from: its workers' standing bids count again; after
+    /// a change of admin (see [`Scheduler::take_office`]), its first
+    /// renewal settles what it holds.
     pub(super) fn heard_from(&mut self, input: &Input, now: Duration) {
-        let Some(t) = self.takeover.as_mut() else { return };
         let node = match input {
             Input::Register { node, .. }
             | Input::Bids { node, .. }
@@ -245,6 +245,10 @@ impl Scheduler {
             | Input::Renew { node, .. } => node,
             _ => return,
         };
+        for &id in self.by_node.get(node).into_iter().flat_map(|w| w.values()) {
+            self.workers[id].standing_off = false;
+        }
+        let Some(t) = self.takeover.as_mut() else { return };
         t.silent.remove(node);
         let Input::Renew { held, .. } = input else { return };
         let Some(inherited) = t.inherited.remove(node) else {
@@ -378,6 +382,7 @@ mod tests {
             role: "r".into(),
             skill: 5,
             capacity: 1,
+            standing: None,
         }];
         let node = NodeId::new("n");
         s.handle(Input::Register { node, workers }, Duration::ZERO, &mut out);

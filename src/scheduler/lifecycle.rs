@@ -85,6 +85,8 @@ impl Scheduler {
         soft.refusals += 1;
         soft.refused_by = Some(worker);
         let refusals = soft.refusals;
+        // Not given more unasked until its node says something again.
+        self.workers[worker].standing_off = true;
         self.back_off(slot, self.auction_delay(refusals), now);
     }
 

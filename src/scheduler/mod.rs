@@ -16,9 +16,12 @@
 //!    completed). Ready tasks of a role queue by priority with ageing. A task
 //!    no registered worker could take is *parked* until one registers or its
 //!    capable-worker deadline passes.
-//! 3. **Announced** while capable workers have free slots; bids arrive; the
-//!    auction closes when every worker of the role answered or the bid
-//!    window ends; the [`AwardPolicy`] picks the winner.
+//! 3. **Awarded at once** from the *standing bids* of workers with a free
+//!    slot whose standing bid and skill reach the task's difficulty (see
+//!    `bidding::standing_award`), or else **announced** while capable
+//!    workers have free slots; bids arrive; the auction closes when every
+//!    worker of the role answered or the bid window ends. Either way the
+//!    [`AwardPolicy`] picks the winner.
 //! 4. **Assigned**, then **Running** under a *lease* that the worker's node
 //!    renews. A lost lease, the node leaving or the execution timeout ends
 //!    the attempt; a lost attempt is awarded again (up to `max_attempts`), a

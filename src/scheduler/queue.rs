@@ -145,6 +145,9 @@ impl Scheduler {
             };
             let Some((key, slot)) = next else { break };
             scanned += 1;
+            if self.standing_award(slot, now) {
+                continue;
+            }
             let difficulty = self.tasks[slot].task.difficulty;
             match self.reserve(role, difficulty) {
                 Some(worker) => self.open_auction(slot, worker, now),

@@ -69,6 +69,10 @@ pub(super) struct WorkerState {
     /// reports them stopped, or a lease has passed (auction).
     #[serde(skip)]
     pub(super) draining: u32,
+    /// Its standing bid is not used until its node is heard from again: an
+    /// award it was given that way was lost or refused (auction).
+    #[serde(skip)]
+    pub(super) standing_off: bool,
 }
 
 impl WorkerState {

@@ -26,6 +26,7 @@ mod property;
 mod retention;
 mod retries;
 mod retrying;
+mod standing;
 mod takeover;
 mod timeouts;
 mod triggers;
@@ -220,15 +221,23 @@ impl Harness {
         self.try_submit(tasks).expect("batch accepted")
     }
 
-    /// Declares a node's workers as `(name, role, skill, capacity)`.
+    /// Declares a node's workers as `(name, role, skill, capacity)`, each
+    /// bidding on announcements (no standing bid).
     fn register(&mut self, node: &str, workers: &[Spec]) {
+        let workers: Vec<_> = workers.iter().map(|&spec| (spec, None)).collect();
+        self.register_standing(node, &workers);
+    }
+
+    /// Declares a node's workers, each with its standing bid.
+    fn register_standing(&mut self, node: &str, workers: &[(Spec, Option<u32>)]) {
         let workers = workers
             .iter()
-            .map(|&(name, role, skill, capacity)| WorkerSpec {
+            .map(|&((name, role, skill, capacity), standing)| WorkerSpec {
                 name: name.into(),
                 role: role.into(),
                 skill,
                 capacity,
+                standing,
             })
             .collect();
         self.step(Input::Register {

@@ -43,6 +43,7 @@ impl Scheduler {
         }
         for s in &mut specs {
             s.capacity = s.capacity.max(1);
+            s.standing = s.standing.map(|d| d.min(s.skill));
         }
         self.emit(Event::WorkersRegistered { node, workers: specs });
     }
@@ -116,12 +117,14 @@ impl Scheduler {
                 role: String::new(),
                 skill: 0,
                 capacity: 1,
+                standing: None,
             },
             role,
             load: 0,
             present: true,
             reserved: 0,
             draining: 0,
+            standing_off: false,
         });
         id
     }
@@ -191,7 +194,13 @@ impl Scheduler {
 
     /// Ends the current attempt as lost, and either awards the task again
     /// or, past `max_attempts` losses, fails it as a poison task.
+    ///
+    /// The worker's standing bid is set aside until its node is heard from
+    /// again: a paused or cut-off node takes no more awards unasked.
     pub(super) fn attempt_lost(&mut self, slot: Slot, reason: String, now: Duration) {
+        if let Some((worker, _)) = self.tasks[slot].phase.holder() {
+            self.workers[worker].standing_off = true;
+        }
         if self.end_attempt(slot, AttemptEnd::Lost { reason }, now) {
             self.after_attempt(slot, now);
         }

@@ -211,6 +211,23 @@ pub trait Worker: Send + Sync + 'static {
     fn bid(&self, offer: &Offer<'_>) -> bool {
         offer.difficulty <= self.skill() && offer.load < self.slots()
     }
+    /// The worker's standing bid: the hardest task of its role it takes
+    /// without an auction. While one of its slots is free, the admin awards
+    /// it a ready task up to this difficulty (and its skill) at once, with
+    /// no announcement and no bid round trip, choosing among the standing
+    /// bids as among an auction's bids (by default the least loaded, then
+    /// the lowest sufficient skill). Harder tasks, and any task while no
+    /// standing bid fits, go to an open auction answered by
+    /// [`Worker::bid`].
+    ///
+    /// The default stands for every task up to the worker's skill, which is
+    /// what the default `bid` would say whenever a slot is free. A worker
+    /// whose `bid` is pickier (by name, input size or anything else)
+    /// should return `None` here, or the difficulty up to which it takes
+    /// anything.
+    fn standing_bid(&self) -> Option<u32> {
+        Some(self.skill())
+    }
     /// Processes one task: an output, or an error for the task's report.
     ///
     /// Should return soon after `request.cancel` fires; the runtime drops the

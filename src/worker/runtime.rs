@@ -132,6 +132,7 @@ impl WorkerRuntime {
                 role: s.worker.role().to_string(),
                 skill: s.worker.skill(),
                 capacity: s.worker.slots().max(1),
+                standing: s.worker.standing_bid(),
             })
             .collect()
     }

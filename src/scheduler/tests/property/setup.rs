@@ -83,6 +83,9 @@ impl Sim {
                     role: if self.rng.percent(50) { "a" } else { "b" }.into(),
                     skill: self.rng.range(3, 10) as u32,
                     capacity: self.rng.range(1, 3) as u32,
+                    // Half the workers take tasks unasked up to a
+                    // difficulty, sometimes over their skill (capped).
+                    standing: self.rng.percent(50).then(|| self.rng.range(1, 12) as u32),
                 })
                 .collect();
             self.nodes.insert(node.clone(), workers.clone());

@@ -1,0 +1,143 @@
+//! Standing bids: awards at once, without an announcement.
+
+use super::*;
+
+const JUNIOR: Spec = ("junior", "worker", 3, 1);
+const SENIOR: Spec = ("senior", "worker", 9, 1);
+
+fn assigned_in(out: &[Output]) -> Vec<TaskId> {
+    let each = out.iter().filter_map(|o| match o {
+        Output::Assign { assignments, .. } => Some(assignments.iter().map(|a| a.task)),
+        _ => None,
+    });
+    each.flatten().collect()
+}
+
+#[test]
+fn a_ready_task_goes_at_once_to_the_best_fitting_standing_bid() {
+    let mut h = Harness::new();
+    h.register_standing("n1", &[(JUNIOR, Some(3)), (SENIOR, Some(9))]);
+    let ids = h.submit(vec![named(1, "easy", "worker", 2), named(2, "hard", "worker", 8)]);
+    // Awarded in the submission's own step: no announcement, no bids.
+    assert_eq!(assigned_in(&h.last), ids);
+    assert!(announce_batches(&h.last).is_empty(), "{:?}", h.last);
+    assert_eq!(h.winner(ids[0]), Some("junior"), "the lowest sufficient skill");
+    assert_eq!(h.winner(ids[1]), Some("senior"), "skill >= difficulty");
+    let auction = h.report_of(ids[0]).auction.expect("an award record");
+    assert!(auction.reason.starts_with("standing bid: "), "{}", auction.reason);
+    assert_eq!(auction.bids.len(), 2, "both standing bids are recorded");
+    assert_eq!(auction.rounds, 0, "no auction round");
+    // Full: the next task waits for an auction, which nobody can answer
+    // with a free slot yet.
+    let [third] = h.submit(vec![named(3, "third", "worker", 1)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(h.status(third), Some(TaskStatus::Pending));
+    assert!(assigned_in(&h.last).is_empty());
+    // A result frees the slot: the waiting task follows in the same step.
+    h.accept(ids[0]);
+    h.report_ok(ids[0], b"ok");
+    assert_eq!(assigned_in(&h.last), vec![third]);
+    assert_eq!(h.winner(third), Some("junior"));
+}
+
+#[test]
+fn tasks_beyond_a_standing_bid_go_to_an_open_auction() {
+    let mut h = Harness::new();
+    // Skilled to 9, standing for 4 at most; a second worker bids only.
+    h.register_standing("n1", &[(SENIOR, Some(4)), (("mid", "worker", 6, 1), None)]);
+    let ids = h.submit(vec![
+        named(1, "easy", "worker", 4),
+        named(2, "medium", "worker", 5),
+    ]);
+    assert_eq!(assigned_in(&h.last), vec![ids[0]]);
+    assert_eq!(h.winner(ids[0]), Some("senior"));
+    assert_eq!(h.last_announces(), vec![vec![ids[1]]], "over the standing bid");
+    h.bid_all();
+    assert_eq!(h.winner(ids[1]), Some("mid"));
+    assert!(!h
+        .report_of(ids[1])
+        .auction
+        .unwrap()
+        .reason
+        .starts_with("standing"));
+}
+
+#[test]
+fn a_standing_bid_over_the_skill_counts_up_to_the_skill() {
+    let mut h = Harness::new();
+    h.register_standing("n1", &[(JUNIOR, Some(100))]);
+    let ids = h.submit(vec![named(1, "hard", "worker", 4)]);
+    assert!(
+        assigned_in(&h.last).is_empty(),
+        "a task over the skill is never awarded"
+    );
+    assert_eq!(h.status(ids[0]), Some(TaskStatus::Pending));
+}
+
+#[test]
+fn a_lost_or_refused_award_sets_the_standing_bid_aside_until_the_node_speaks() {
+    let mut h = super::leases::leased();
+    h.register_standing("n1", &[(JUNIOR, Some(3))]);
+    let [first] = h.submit(vec![named(1, "first", "worker", 1)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(h.winner(first), Some("junior"));
+    // Its node goes silent (paused): the lease runs out and the attempt is
+    // lost. Once its slot counts as free again (a lease later), the task is
+    // announced for an auction instead of handed back unasked.
+    h.advance(2 * super::leases::LEASE + 10);
+    assert_eq!(h.report_of(first).history.len(), 1, "{:?}", h.changes(first));
+    assert_eq!(h.assign_count(first), 1, "not awarded again unasked");
+    assert!(!h.announce_times(first).is_empty(), "{:?}", h.changes(first));
+    // The worker whose attempt was lost takes the task back only through
+    // the auction (a retry prefers another worker); its bid is its node
+    // speaking again, so its standing bid counts from then on.
+    for _ in 0..50 {
+        if h.assign_count(first) == 2 {
+            break;
+        }
+        h.bid_all();
+        h.advance(5);
+    }
+    assert_eq!(h.assign_count(first), 2, "{:?}", h.changes(first));
+    let reason = h.report_of(first).auction.unwrap().reason;
+    assert!(!reason.starts_with("standing bid: "), "{reason}");
+    h.accept(first);
+    h.report_ok(first, b"ok");
+    let [second] = h.submit(vec![named(2, "second", "worker", 1)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(assigned_in(&h.last), vec![second], "standing again");
+
+    // A refusal sets it aside too, until the node's next message.
+    let mut h = Harness::new();
+    h.register_standing("n1", &[(JUNIOR, Some(3)), (("other", "worker", 3, 1), Some(3))]);
+    let ids = h.submit(vec![named(1, "a", "worker", 1)]);
+    let first_winner = h.winner(ids[0]).unwrap().to_string();
+    h.refuse(ids[0]);
+    let more = h.submit(vec![named(2, "b", "worker", 1), named(3, "c", "worker", 1)]);
+    let given: Vec<_> = more.iter().filter_map(|&t| h.winner(t)).collect();
+    assert!(
+        !given.contains(&first_winner.as_str()),
+        "{first_winner} refused and got {given:?} unasked"
+    );
+}
+
+#[test]
+fn a_lost_award_sets_the_standing_bid_aside_for_every_task() {
+    let mut h = super::leases::leased();
+    h.register_standing("n1", &[(("junior", "worker", 3, 2), Some(3))]);
+    let [first] = h.submit(vec![named(1, "first", "worker", 1)])[..] else {
+        unreachable!()
+    };
+    assert_eq!(h.winner(first), Some("junior"));
+    // The node is silent past the lease: the attempt is lost. A new task
+    // then waits for an auction too, though a slot is free.
+    h.advance(2 * super::leases::LEASE + 10);
+    let [other] = h.submit(vec![named(2, "other", "worker", 1)])[..] else {
+        unreachable!()
+    };
+    assert!(assigned_in(&h.last).is_empty(), "{:?}", h.changes(other));
+    assert_eq!(h.status(other), Some(TaskStatus::Announced));
+}
