@@ -100,6 +100,8 @@ pub struct NodeFile {
     /// As `--kill-grace` (seconds).
     #[serde(default, deserialize_with = "seconds")]
     pub kill_grace: Option<f64>,
+    /// As `--worker-queue`.
+    pub worker_queue: Option<u32>,
     /// As `--retention-tasks`.
     pub retention_tasks: Option<usize>,
     /// As `--retention-age` (seconds).

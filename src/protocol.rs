@@ -186,6 +186,8 @@ pub enum Request {
         term: u64,
         /// `(task, attempt)` pairs.
         held: Vec<(TaskId, u32)>,
+        /// Those of `held` waiting in a worker's queue, not started.
+        waiting: Vec<(TaskId, u32)>,
     },
     /// Admin → worker node: stop these attempts (cancelled, past their
     /// deadline, timed out, or no longer the node's).

@@ -746,6 +746,10 @@ pub struct WorkerSpec {
     /// auction (at most its skill), or `None` to bid on each task's
     /// announcement. See [`crate::worker::Worker::standing_bid`].
     pub standing: Option<u32>,
+    /// Awarded tasks it may hold waiting beyond `capacity` (its queue; see
+    /// [`crate::worker::RuntimeConfig::queue`]): filled only from its
+    /// standing bid.
+    pub queue: u32,
 }
 
 #[cfg(test)]

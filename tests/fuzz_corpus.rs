@@ -328,6 +328,7 @@ mod seeds {
                             skill: 3,
                             capacity: 1,
                             standing: Some(3),
+                            queue: 0,
                         },
                         WorkerSpec {
                             name: "hasher".into(),
@@ -335,6 +336,7 @@ mod seeds {
                             skill: 9,
                             capacity: 4,
                             standing: Some(3),
+                            queue: 0,
                         },
                     ],
                 },
@@ -392,6 +394,7 @@ mod seeds {
                 Request::Renew {
                     term: u64::MAX,
                     held: vec![(id(10), 1), (id(11), u32::MAX)],
+                    waiting: vec![(id(11), u32::MAX)],
                 },
             ),
             (

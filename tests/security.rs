@@ -216,6 +216,7 @@ async fn a_rogue_peer_cannot_depose_steal_forge_or_exhaust_a_closed_mesh() {
         skill: 1000,
         capacity: 100,
         standing: Some(1000),
+        queue: 0,
     };
     for req in [
         Request::Register { workers: vec![spec] },

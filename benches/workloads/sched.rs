@@ -151,6 +151,7 @@ impl Driver {
                 skill: 1,
                 capacity: CAPACITY,
                 standing: None,
+                queue: 0,
             };
             let node = node.clone();
             self.queue.push_back(Input::Register {

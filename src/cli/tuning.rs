@@ -26,6 +26,8 @@ const MIN_LEASE_SECS: f64 = 0.1;
 /// Most finished tasks kept, and most MiB.
 const MAX_RETENTION_TASKS: usize = 100_000_000;
 const MAX_RETENTION_MIB: usize = 1 << 20;
+/// Most awards one worker may hold waiting beyond its slots.
+const MAX_WORKER_QUEUE: u32 = 4096;
 
 /// Options of `taskmesh node` for task limits, leases and retention.
 #[derive(Args, Debug, Default)]
@@ -64,6 +66,11 @@ pub struct TuningArgs {
     /// 3600 [default: 5].
     #[arg(long, value_name = "SECS")]
     pub kill_grace: Option<f64>,
+    /// Awards each of this node's workers may hold waiting beyond its
+    /// slots, started as slots free without a round trip to the admin
+    /// (pipelining); 0: none; at most 4096 [default: 8].
+    #[arg(long, value_name = "N")]
+    pub worker_queue: Option<u32>,
     /// Most finished tasks kept for status (the oldest are evicted); 0:
     /// none, a finished task is evicted as soon as no dependent needs it
     /// [default: 100000].
@@ -152,6 +159,9 @@ impl TuningArgs {
         self.apply_retention(file, &src, cfg)?;
         if let Some((v, name)) = src.pick(self.kill_grace, file.kill_grace, "kill_grace") {
             cfg.runtime.kill_grace = seconds(v, &name, 0.0, MAX_GRACE_SECS, " (0 to kill at once)")?;
+        }
+        if let Some((v, name)) = src.pick(self.worker_queue, file.worker_queue, "worker_queue") {
+            cfg.runtime.queue = count(v, &name, 0, MAX_WORKER_QUEUE)?;
         }
         Ok(())
     }

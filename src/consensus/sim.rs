@@ -213,6 +213,7 @@ impl Sim {
                     // One worker stands for every task it can take, the
                     // other bids on announcements.
                     standing: (i == 0).then_some(5),
+                    queue: if i == 0 { 2 } else { 0 },
                 },
                 running: BTreeMap::new(),
                 unacked: BTreeMap::new(),
@@ -516,7 +517,11 @@ impl Sim {
                     attempt,
                     accepted: true,
                 },
-                ToAdmin::Renew(held) => Input::Renew { node, held },
+                ToAdmin::Renew(held) => Input::Renew {
+                    node,
+                    held,
+                    waiting: Vec::new(),
+                },
                 ToAdmin::Reports(reports) => {
                     let attempts = reports.iter().map(|r| (r.task, r.attempt)).collect();
                     let Some(term) = self.voters[v].ledger.admin() else {

@@ -387,12 +387,14 @@ impl EventLoop {
         }
         let mut held = self.workers.held();
         held.extend(self.outbox.held());
+        let waiting = self.workers.waiting();
         if self.sched.is_some() {
             let node = self.me_node.clone();
-            return self.admin_input(Input::Renew { node, held });
+            return self.admin_input(Input::Renew { node, held, waiting });
         }
         if let Some((admin, term)) = self.admin {
-            self.send(admin, Request::Renew { term, held }, Pending::Renew);
+            let renew = Request::Renew { term, held, waiting };
+            self.send(admin, renew, Pending::Renew);
         }
     }
 

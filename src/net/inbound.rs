@@ -230,10 +230,14 @@ impl EventLoop {
                 self.admin_input(Input::Reports { node, reports });
                 self.ack_when_committed(channel);
             }
-            Request::Renew { term: t, held } => {
+            Request::Renew {
+                term: t,
+                held,
+                waiting,
+            } => {
                 self.respond(channel, Response::Ok);
                 if t == term {
-                    self.admin_input(Input::Renew { node, held });
+                    self.admin_input(Input::Renew { node, held, waiting });
                 }
             }
             Request::Submit { tasks } => self.admin_submit(Some(peer), tasks, Answer::Remote(channel)),

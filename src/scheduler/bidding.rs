@@ -129,9 +129,10 @@ impl Scheduler {
     }
 
     /// Awards a queued task at once from the standing bids of its role (see
-    /// [`crate::worker::Worker::standing_bid`]): among the workers with a
-    /// free slot whose standing bid and skill reach the task's difficulty,
-    /// the award policy picks, as in an auction. Standing bids are set
+    /// [`crate::worker::Worker::standing_bid`]): among the workers whose
+    /// standing bid and skill reach the task's difficulty and that have a
+    /// free slot (or, when none has, room in their queue), the award policy
+    /// picks, as in an auction. Standing bids are set
     /// aside for the worker that refused the task or whose attempt at it
     /// failed (it may still win the open auction), for workers whose last
     /// award was lost or refused until their node speaks again, and for
@@ -144,17 +145,21 @@ impl Scheduler {
         let silent = |w: &super::state::WorkerState| {
             self.takeover.as_ref().is_some_and(|t| t.silent.contains(&w.node))
         };
-        let standing: Vec<WorkerId> = self.roles[e.role]
+        let mut standing: Vec<WorkerId> = self.roles[e.role]
             .workers
             .iter()
             .copied()
             .filter(|&id| {
                 let w = &self.workers[id];
                 let stands = w.spec.standing.is_some_and(|d| d >= difficulty) && !w.standing_off;
-                stands && w.present && w.spec.skill >= difficulty && w.free() > 0
+                stands && w.present && w.spec.skill >= difficulty && w.room_unasked() > 0
             })
             .filter(|&id| !avoid.contains(&Some(id)) && !silent(&self.workers[id]))
             .collect();
+        // A free slot first; a queue only when no fitting worker has one.
+        if standing.iter().any(|&w| self.workers[w].free() > 0) {
+            standing.retain(|&w| self.workers[w].free() > 0);
+        }
         if standing.is_empty() {
             return false;
         }

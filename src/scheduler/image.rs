@@ -383,6 +383,7 @@ mod tests {
             skill: 5,
             capacity: 1,
             standing: None,
+            queue: 0,
         }];
         let node = NodeId::new("n");
         s.handle(Input::Register { node, workers }, Duration::ZERO, &mut out);

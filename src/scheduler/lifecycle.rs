@@ -344,9 +344,14 @@ impl Scheduler {
     }
 
     /// The admin's backstop: the worker's report of a timed-out attempt
-    /// never came.
+    /// never came. An attempt its node last said waits in a queue has not
+    /// started its time: checked again one timeout and lease from now.
     fn run_timeout(&mut self, slot: Slot, now: Duration) {
         let timeout_ms = self.tasks[slot].task.timeout_ms.unwrap_or(0);
+        if let (true, Some((_, attempt))) = (self.tasks[slot].soft.waiting, self.tasks[slot].phase.holder()) {
+            let due = now + Duration::from_millis(timeout_ms) + self.cfg.lease;
+            return self.set_timer(due, TimerKind::RunTimeout { attempt }, slot);
+        }
         if self.end_attempt(slot, AttemptEnd::TimedOut { timeout_ms }, now) {
             self.after_attempt(slot, now);
         }

@@ -131,6 +131,8 @@ pub enum Input {
         node: NodeId,
         /// `(task, attempt)` pairs it holds.
         held: Vec<(TaskId, u32)>,
+        /// Those of `held` waiting in a worker's queue, not started.
+        waiting: Vec<(TaskId, u32)>,
     },
     /// A client cancels tasks; answered by [`Output::Cancelled`].
     Cancel {
@@ -387,7 +389,7 @@ impl Scheduler {
                     self.report(&node, r, now);
                 }
             }
-            Input::Renew { node, held } => self.renew(&node, &held, now),
+            Input::Renew { node, held, waiting } => self.renew(&node, &held, &waiting, now),
             Input::Cancel { token, ids } => {
                 let outcomes = ids.iter().map(|id| self.cancel(id, now)).collect();
                 out.push(Output::Cancelled { token, outcomes });

@@ -81,6 +81,13 @@ impl WorkerState {
         self.spec.capacity.saturating_sub(self.busy() + self.reserved)
     }
 
+    /// Places for an award unasked (from its standing bid): free slots,
+    /// then its queue.
+    pub(super) fn room_unasked(&self) -> u32 {
+        let places = self.spec.capacity.saturating_add(self.spec.queue);
+        places.saturating_sub(self.busy() + self.reserved)
+    }
+
     /// Slots running an attempt or stopping one.
     pub(super) fn busy(&self) -> u32 {
         self.load + self.draining
@@ -388,6 +395,7 @@ static IDLE: Soft = Soft {
     no_bids_for: Duration::ZERO,
     lease_until: Duration::ZERO,
     lease_check: None,
+    waiting: false,
 };
 
 impl std::ops::Deref for SoftBox {
@@ -424,6 +432,9 @@ pub(super) struct Soft {
     /// The pending check of the holder's lease; `None` once the attempt
     /// ended, which voids its entry in the line of first checks.
     pub(super) lease_check: Option<LeaseCheck>,
+    /// The holder's node said at its last renewal that the attempt waits
+    /// in its worker's queue: the execution-timeout backstop waits too.
+    pub(super) waiting: bool,
 }
 
 /// Where the holder's lease is next checked.

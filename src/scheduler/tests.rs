@@ -230,14 +230,24 @@ impl Harness {
 
     /// Declares a node's workers, each with its standing bid.
     fn register_standing(&mut self, node: &str, workers: &[(Spec, Option<u32>)]) {
+        let workers: Vec<_> = workers
+            .iter()
+            .map(|&(spec, standing)| (spec, standing, 0))
+            .collect();
+        self.register_queued(node, &workers);
+    }
+
+    /// Declares a node's workers, each with its standing bid and queue.
+    fn register_queued(&mut self, node: &str, workers: &[(Spec, Option<u32>, u32)]) {
         let workers = workers
             .iter()
-            .map(|&((name, role, skill, capacity), standing)| WorkerSpec {
+            .map(|&((name, role, skill, capacity), standing, queue)| WorkerSpec {
                 name: name.into(),
                 role: role.into(),
                 skill,
                 capacity,
                 standing,
+                queue,
             })
             .collect();
         self.step(Input::Register {
@@ -386,6 +396,7 @@ impl Harness {
         let out = self.step(Input::Renew {
             node: node.clone(),
             held: held.to_vec(),
+            waiting: Vec::new(),
         });
         aborts_to(&out, &node)
     }

@@ -118,6 +118,7 @@ impl Scheduler {
                 skill: 0,
                 capacity: 1,
                 standing: None,
+                queue: 0,
             },
             role,
             load: 0,
@@ -131,15 +132,29 @@ impl Scheduler {
 
     /// A node renews the leases of what it holds. Attempts it holds that
     /// are no longer its own (lost, cancelled, re-awarded) are aborted.
-    pub(super) fn renew(&mut self, node: &NodeId, held: &[(TaskId, u32)], now: Duration) {
+    /// `node` holds `held`, of which `waiting` wait in queues: their leases
+    /// are extended; attempts it holds that are not its own are aborted.
+    pub(super) fn renew(
+        &mut self,
+        node: &NodeId,
+        held: &[(TaskId, u32)],
+        waiting: &[(TaskId, u32)],
+        now: Duration,
+    ) {
         let until = now + self.cfg.lease;
+        let mut waiting = waiting.to_vec();
+        waiting.sort_unstable();
         for &(task, attempt) in held {
             let current = self.slot(&task).and_then(|slot| {
                 let (worker, a) = self.tasks[slot].phase.holder()?;
                 (a == attempt && self.workers[worker].node == *node).then_some(slot)
             });
             match current {
-                Some(slot) => self.tasks[slot].soft.lease_until = until,
+                Some(slot) => {
+                    let soft = &mut self.tasks[slot].soft;
+                    soft.lease_until = until;
+                    soft.waiting = waiting.binary_search(&(task, attempt)).is_ok();
+                }
                 None => self.abort.entry(node.clone()).or_default().push((task, attempt)),
             }
         }
@@ -215,11 +230,14 @@ impl Scheduler {
         self.best_skill(role).is_some_and(|s| s >= difficulty)
     }
 
+    /// True while some worker of the role has a free slot, or room in its
+    /// queue for an award from its standing bid.
     pub(super) fn role_has_room(&self, role: RoleId) -> bool {
-        self.roles[role]
-            .workers
-            .iter()
-            .any(|&w| self.workers[w].free() > 0)
+        self.roles[role].workers.iter().any(|&w| {
+            let w = &self.workers[w];
+            let stands = w.spec.standing.is_some() && !w.standing_off;
+            w.free() > 0 || (stands && w.room_unasked() > 0)
+        })
     }
 
     /// Reserves a free slot of some capable worker for an auction: the

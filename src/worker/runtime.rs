@@ -5,8 +5,13 @@
 //! checked on every lookup) until its future really ends. It holds a worker
 //! slot for that whole time, also while a cancelled attempt winds down, so a
 //! worker never runs more than [`Worker::slots`] futures at once.
+//!
+//! Awards beyond a worker's free slots wait in its queue (up to
+//! [`RuntimeConfig::queue`], in award order) and start the moment a slot
+//! frees, without a round trip to the admin: pipelining, as Celery's
+//! prefetch and Ray's worker leases do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,13 +37,24 @@ pub struct RuntimeConfig {
     /// timeout) may take to return before its future is dropped (default
     /// 5 s). Dropping a command worker's future kills its process group.
     pub kill_grace: Duration,
+    /// Awarded tasks each worker may hold waiting beyond its slots
+    /// (default 8): they start as slots free, with no round trip to the
+    /// admin. The admin fills queues only from standing bids, and only when
+    /// no worker whose standing bid fits has a free slot; renewals tell it
+    /// which attempts wait, so that its execution-timeout backstop counts
+    /// from their start. 0 turns pipelining off.
+    pub queue: u32,
 }
+
+/// Default [`RuntimeConfig::queue`].
+pub const DEFAULT_QUEUE: u32 = 8;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_output: 8 << 20,
             kill_grace: Duration::from_secs(5),
+            queue: DEFAULT_QUEUE,
         }
     }
 }
@@ -48,6 +64,8 @@ struct Slot {
     worker: Arc<dyn Worker>,
     /// Attempts whose futures have not ended, cancelled ones included.
     load: u32,
+    /// Awards waiting for a free slot, oldest first.
+    queue: VecDeque<Assignment>,
 }
 
 /// An attempt whose future has not ended yet.
@@ -58,8 +76,9 @@ struct Held {
     cancel: Cancel,
     /// Set by [`WorkerRuntime::cancel`]: its report will be dropped.
     cancelled: bool,
-    /// Its task in the join set, to find it when the task fails to join.
-    id: Id,
+    /// Its task in the join set, to find it when the task fails to join;
+    /// `None` while it waits in its worker's queue.
+    id: Option<Id>,
 }
 
 /// Runs the workers hosted by one node: answers announcements with bids,
@@ -72,6 +91,9 @@ pub(crate) struct WorkerRuntime {
     /// Every attempt whose future has not ended, by task.
     held: HashMap<TaskId, Held>,
     running: JoinSet<Finished>,
+    /// Reports of queued attempts cancelled before they started, to hand
+    /// out before any other.
+    stopped: VecDeque<Finished>,
     cfg: RuntimeConfig,
     /// Set while shutting down: no new bids, awards refused.
     draining: bool,
@@ -106,13 +128,18 @@ impl WorkerRuntime {
         }
         let slots = workers
             .into_iter()
-            .map(|worker| Slot { worker, load: 0 })
+            .map(|worker| Slot {
+                worker,
+                load: 0,
+                queue: VecDeque::new(),
+            })
             .collect();
         Ok(WorkerRuntime {
             slots,
             by_name,
             held: HashMap::new(),
             running: JoinSet::new(),
+            stopped: VecDeque::new(),
             cfg,
             draining: false,
         })
@@ -133,6 +160,7 @@ impl WorkerRuntime {
                 skill: s.worker.skill(),
                 capacity: s.worker.slots().max(1),
                 standing: s.worker.standing_bid(),
+                queue: self.cfg.queue,
             })
             .collect()
     }
@@ -143,18 +171,19 @@ impl WorkerRuntime {
         let mut bids = Vec::new();
         for a in tasks {
             for s in self.slots.iter().filter(|s| s.worker.role() == a.role) {
+                let load = s.load + s.queue.len() as u32;
                 let offer = Offer {
                     name: &a.name,
                     difficulty: a.difficulty,
                     input_len: a.input_len,
-                    load: s.load,
+                    load,
                 };
                 bids.push(Bid {
                     task: a.task,
                     round: a.round,
                     worker: s.worker.name().to_string(),
                     skill: s.worker.skill(),
-                    load: s.load,
+                    load,
                     capacity: s.worker.slots().max(1),
                     willing: !self.draining && s.worker.bid(&offer),
                 });
@@ -163,11 +192,12 @@ impl WorkerRuntime {
         bids
     }
 
-    /// Takes or refuses one award; a taken one starts running at once.
+    /// Takes or refuses one award; a taken one starts running at once, or
+    /// waits in its worker's queue when every slot is busy.
     ///
-    /// Refused while draining, for an unknown or full worker, and for a task
-    /// this node already runs under any attempt ("already running attempt
-    /// N"; the admin sorts that out).
+    /// Refused while draining, for an unknown worker or one whose slots and
+    /// queue are full, and for a task this node already holds under any
+    /// attempt ("already running attempt N"; the admin sorts that out).
     pub(crate) fn accept(&mut self, a: Assignment) -> AssignAnswer {
         let (task, attempt) = (a.task, a.attempt);
         let answer = |reason: Option<String>| AssignAnswer {
@@ -180,20 +210,32 @@ impl WorkerRuntime {
             Ok(worker) => worker,
             Err(reason) => return answer(Some(reason)),
         };
-        let slot = &mut self.slots[worker];
-        slot.load += 1;
-        let cancel = Cancel::default();
-        let run = attempt::run(slot.worker.clone(), a, cancel.clone(), self.cfg);
-        let id = self.running.spawn(run).id();
         let held = Held {
             worker,
             attempt,
-            cancel,
+            cancel: Cancel::default(),
             cancelled: false,
-            id,
+            id: None,
         };
         self.held.insert(task, held);
+        let slot = &mut self.slots[worker];
+        if slot.load < slot.worker.slots().max(1) {
+            self.start(worker, a);
+        } else {
+            slot.queue.push_back(a);
+        }
         answer(None)
+    }
+
+    /// Starts a held attempt on a free slot of worker `worker`.
+    fn start(&mut self, worker: usize, a: Assignment) {
+        let Some(held) = self.held.get_mut(&a.task) else {
+            return;
+        };
+        let slot = &mut self.slots[worker];
+        slot.load += 1;
+        let run = attempt::run(slot.worker.clone(), a, held.cancel.clone(), self.cfg);
+        held.id = Some(self.running.spawn(run).id());
     }
 
     /// The index of the worker that may take `a`, or why none may.
@@ -208,7 +250,8 @@ impl WorkerRuntime {
             return Err(format!("already running attempt {}", h.attempt));
         }
         let slot = &self.slots[i];
-        if slot.load >= slot.worker.slots().max(1) {
+        let room = slot.worker.slots().max(1).saturating_add(self.cfg.queue);
+        if slot.load + slot.queue.len() as u32 >= room {
             return Err("worker is full".into());
         }
         Ok(i)
@@ -223,11 +266,28 @@ impl WorkerRuntime {
     ///
     /// Returns true when this call stopped a held attempt; false (and does
     /// nothing) when that attempt is unknown, finished or already cancelled.
+    ///
+    /// An attempt still in its worker's queue never starts: it leaves the
+    /// queue and reports at once.
     pub(crate) fn cancel(&mut self, task: TaskId, attempt: u32) -> bool {
         match self.held.get_mut(&task) {
             Some(h) if h.attempt == attempt && !h.cancelled => {
                 h.cancelled = true;
                 h.cancel.cancel();
+                if h.id.is_none() {
+                    let worker = h.worker;
+                    self.held.remove(&task);
+                    self.slots[worker].queue.retain(|a| a.task != task);
+                    self.stopped.push_back(Report {
+                        task,
+                        attempt,
+                        worker: self.slots[worker].worker.name().to_string(),
+                        outcome: Err(crate::scheduler::Failure::retryable(
+                            "cancelled before it started",
+                        )),
+                        run_ms: 0,
+                    });
+                }
                 true
             }
             _ => false,
@@ -245,10 +305,20 @@ impl WorkerRuntime {
             .collect()
     }
 
+    /// The held attempts still waiting in a queue (not started), for
+    /// renewals.
+    pub(crate) fn waiting(&self) -> Vec<(TaskId, u32)> {
+        let queued = self.slots.iter().flat_map(|s| s.queue.iter());
+        queued.map(|a| (a.task, a.attempt)).collect()
+    }
+
     /// Waits for the next finished attempt's report (pending forever when
     /// idle, so it can sit in a `select!`; cancel-safe). Cancelled attempts
     /// report too, once stopped (see [`WorkerRuntime::cancel`]).
     pub(crate) async fn next_finished(&mut self) -> Finished {
+        if let Some(report) = self.stopped.pop_front() {
+            return report;
+        }
         loop {
             match self.running.join_next_with_id().await {
                 Some(joined) => {
@@ -263,7 +333,7 @@ impl WorkerRuntime {
 
     /// Reports of attempts finished right now, without waiting.
     pub(crate) fn try_finished(&mut self) -> Vec<Finished> {
-        let mut out = Vec::new();
+        let mut out: Vec<Finished> = self.stopped.drain(..).collect();
         while let Some(joined) = self.running.try_join_next_with_id() {
             out.extend(self.settle(joined));
         }
@@ -276,11 +346,15 @@ impl WorkerRuntime {
             Ok((_, report)) => report.task,
             // Panics are caught in `attempt::run` and aborts only happen on
             // drop, so this is not expected; still, never leak a slot.
-            Err(e) => *self.held.iter().find(|(_, h)| h.id == e.id())?.0,
+            Err(e) => *self.held.iter().find(|(_, h)| h.id == Some(e.id()))?.0,
         };
         let held = self.held.remove(&task)?;
         let slot = &mut self.slots[held.worker];
         slot.load = slot.load.saturating_sub(1);
+        // The freed slot takes the next award waiting for it.
+        if let Some(next) = slot.queue.pop_front() {
+            self.start(held.worker, next);
+        }
         joined.ok().map(|(_, report)| report)
     }
 
@@ -289,8 +363,9 @@ impl WorkerRuntime {
         self.draining = true;
     }
 
-    /// Attempts whose futures have not ended (cancelled ones included).
+    /// Attempts whose futures have not ended (cancelled ones included),
+    /// and those waiting in queues to start.
     pub(crate) fn running(&self) -> usize {
-        self.running.len()
+        self.running.len() + self.slots.iter().map(|s| s.queue.len()).sum::<usize>()
     }
 }

@@ -106,10 +106,16 @@ fn assignment(name: &str, worker: &str) -> Assignment {
 
 const GRACE: Duration = Duration::from_millis(500);
 
+/// A runtime without queues: awards beyond the slots are refused.
 fn runtime(worker: Arc<dyn Worker>) -> WorkerRuntime {
+    queued_runtime(worker, 0)
+}
+
+fn queued_runtime(worker: Arc<dyn Worker>, queue: u32) -> WorkerRuntime {
     let cfg = RuntimeConfig {
         max_output: 1 << 10,
         kill_grace: GRACE,
+        queue,
     };
     WorkerRuntime::with_config(vec![worker], cfg).unwrap()
 }
@@ -305,4 +311,45 @@ fn bids_follow_role_skill_and_load() {
     let (a1, _) = probe("a", 1);
     let (a2, _) = probe("a", 1);
     assert!(WorkerRuntime::new(vec![a1, a2]).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn awards_beyond_the_slots_wait_in_the_queue_and_start_as_slots_free() {
+    let (w, mut events) = probe("p", 1);
+    let mut rt = queued_runtime(w, 1);
+    let (running, queued, third) = (
+        assignment("coop", "p"),
+        assignment("echo", "p"),
+        assignment("echo", "p"),
+    );
+    assert!(rt.accept(running.clone()).accepted);
+    assert_eq!(next(&mut events).await, Event::Started("coop".into()));
+    // Every slot is busy: the next award waits, unstarted, and says so in
+    // renewals; one more is refused.
+    assert!(rt.accept(queued.clone()).accepted);
+    assert_eq!(rt.waiting(), vec![(queued.task, 1)]);
+    assert_eq!(rt.held().len(), 2);
+    assert_eq!(rt.running(), 2, "a queued attempt keeps the node from stopping");
+    let refused = rt.accept(third);
+    assert_eq!(refused.reason.as_deref(), Some("worker is full"));
+    // Cancelled while waiting: it never starts, and reports at once.
+    assert!(rt.cancel(queued.task, 1));
+    let r = rt.next_finished().await;
+    assert_eq!(r.task, queued.task);
+    assert_eq!(r.outcome, Err(Failure::retryable("cancelled before it started")));
+    assert!(rt.waiting().is_empty());
+    // Queued again; the running attempt ends, and it starts at once.
+    let queued = assignment("echo", "p");
+    assert!(rt.accept(queued.clone()).accepted);
+    assert!(rt.cancel(running.task, 1));
+    assert_eq!(rt.next_finished().await.task, running.task);
+    assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    assert_eq!(next(&mut events).await, Event::Started("echo".into()));
+    assert!(rt.waiting().is_empty());
+    let r = rt.next_finished().await;
+    assert_eq!(
+        (r.task, r.outcome),
+        (queued.task, Ok(Payload::from_bytes(vec![7, 8])))
+    );
+    assert_eq!(rt.running(), 0);
 }

@@ -425,6 +425,7 @@ fn the_admin_backs_the_execution_timeout_when_no_report_comes() {
         h.step(Input::Renew {
             node: NodeId::new("n1"),
             held: vec![(t, 1)],
+            waiting: Vec::new(),
         });
     }
     assert_eq!(h.status(t), Some(TaskStatus::Running), "at 1200 ms");

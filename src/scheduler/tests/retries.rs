@@ -295,6 +295,7 @@ fn a_run_timeout_for_an_earlier_attempt_does_not_fire() {
         h.step(Input::Renew {
             node,
             held: vec![(t, 2)],
+            waiting: Vec::new(),
         });
     }
     assert_eq!(h.status(t), Some(TaskStatus::Running), "{:?}", h.report_of(t));

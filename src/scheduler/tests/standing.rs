@@ -1,4 +1,5 @@
-//! Standing bids: awards at once, without an announcement.
+//! Standing bids: awards at once, without an announcement; and queues
+//! (pipelining) filled from them.
 
 use super::*;
 
@@ -140,4 +141,79 @@ fn a_lost_award_sets_the_standing_bid_aside_for_every_task() {
     };
     assert!(assigned_in(&h.last).is_empty(), "{:?}", h.changes(other));
     assert_eq!(h.status(other), Some(TaskStatus::Announced));
+}
+
+#[test]
+fn queues_fill_only_when_no_fitting_standing_bid_has_a_free_slot() {
+    let mut h = Harness::new();
+    let a = (("a", "worker", 5, 1), Some(5), 2);
+    let b = (("b", "worker", 5, 1), Some(5), 0);
+    h.register_queued("n1", &[a, b]);
+    let ids = h.submit((1..=5).map(|n| named(n, "t", "worker", 1)).collect());
+    let winners: Vec<_> = ids.iter().map(|&t| h.winner(t)).collect();
+    // Free slots first (a, then b: least loaded), then a's queue; the
+    // fifth waits: nobody has room.
+    assert_eq!(winners, [Some("a"), Some("b"), Some("a"), Some("a"), None]);
+    assert_eq!(h.load("n1", "a"), 3, "one running, two waiting");
+    assert!(h
+        .report_of(ids[2])
+        .auction
+        .unwrap()
+        .reason
+        .starts_with("standing bid: "));
+    // The first result frees a place in a's queue: the fifth goes there.
+    h.accept(ids[0]);
+    h.report_ok(ids[0], b"ok");
+    assert_eq!(h.winner(ids[4]), Some("a"));
+}
+
+#[test]
+fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
+    let mut h = super::leases::leased();
+    h.register_queued("n1", &[(("a", "worker", 5, 1), Some(5), 1)]);
+    let mut tasks: Vec<Task> = (1..=2).map(|n| named(n, "t", "worker", 1)).collect();
+    for t in &mut tasks {
+        t.timeout_ms = Some(100);
+    }
+    let [first, second] = h.submit(tasks)[..] else {
+        unreachable!()
+    };
+    h.accept(first);
+    h.accept(second);
+    let attempt = |h: &Harness, t| (t, h.assigned[&t].1.attempt);
+    let (held, waiting) = (
+        vec![attempt(&h, first), attempt(&h, second)],
+        vec![attempt(&h, second)],
+    );
+    // The node renews both, the second waiting behind the first (which
+    // runs long): the backstop (timeout + lease after the award) passes
+    // without failing the second.
+    for _ in 0..10 {
+        h.step(Input::Renew {
+            node: NodeId::new("n1"),
+            held: held.clone(),
+            waiting: waiting.clone(),
+        });
+        h.advance(200);
+    }
+    assert_eq!(
+        h.status(second),
+        Some(TaskStatus::Running),
+        "{:?}",
+        h.changes(second)
+    );
+    // Once it is said to run, the backstop fires a timeout and lease later.
+    for _ in 0..5 {
+        h.step(Input::Renew {
+            node: NodeId::new("n1"),
+            held: held.clone(),
+            waiting: Vec::new(),
+        });
+        h.advance(200);
+    }
+    let outcome = h.report_of(second).history[0].outcome.clone();
+    assert!(
+        matches!(outcome, AttemptOutcome::TimedOut { timeout_ms: 100 }),
+        "{outcome:?}"
+    );
 }

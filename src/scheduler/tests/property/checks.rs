@@ -76,7 +76,13 @@ impl Sim {
     /// tasks nothing unfinished needs, and retention limits kept.
     pub(super) fn check_step(&mut self, events: &[Event], out: &[Output]) {
         for w in self.s.workers() {
-            assert!(w.load <= w.capacity, "{w:?} over capacity");
+            // Its slots, and its queue for awards from its standing bid.
+            let specs = self.nodes.get(&w.node).map_or(&[][..], Vec::as_slice);
+            let queue = specs.iter().find(|s| s.name == w.name).map_or(0, |s| s.queue);
+            assert!(
+                w.load <= w.capacity + queue,
+                "{w:?} over capacity and queue {queue}"
+            );
         }
         // The last change a step announced is the status a client reads.
         let mut last = BTreeMap::new();

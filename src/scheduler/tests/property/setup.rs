@@ -86,6 +86,7 @@ impl Sim {
                     // Half the workers take tasks unasked up to a
                     // difficulty, sometimes over their skill (capped).
                     standing: self.rng.percent(50).then(|| self.rng.range(1, 12) as u32),
+                    queue: self.rng.range(0, 3) as u32,
                 })
                 .collect();
             self.nodes.insert(node.clone(), workers.clone());
