@@ -43,7 +43,7 @@ use serde_json::json;
 pub struct Plan {
     pub runs: usize,
     pub w1_tasks: usize,
-    pub w2_sizes: [usize; 2],
+    pub w2_sizes: Vec<usize>,
     pub w3_len: usize,
     pub w4_fan: usize,
     pub w5_tasks: usize,
@@ -65,7 +65,11 @@ impl Plan {
         let mut plan = Plan {
             runs: if quick { 1 } else { 3 },
             w1_tasks: 200,
-            w2_sizes: if quick { [100, 1_000] } else { [1_000, 10_000] },
+            w2_sizes: if quick {
+                vec![100, 1_000]
+            } else {
+                vec![1_000, 10_000, 100_000]
+            },
             w3_len: 100,
             w4_fan: 500,
             w5_tasks: 30,
