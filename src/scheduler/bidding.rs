@@ -142,19 +142,16 @@ impl Scheduler {
         let e = &self.tasks[slot];
         let difficulty = e.task.difficulty;
         let avoid = [e.soft.refused_by, self.last_failed_worker(slot)];
-        let silent = |w: &super::state::WorkerState| {
-            self.takeover.as_ref().is_some_and(|t| t.silent.contains(&w.node))
-        };
+        let silent = |node| self.takeover.as_ref().is_some_and(|t| t.silent.contains(node));
         let mut standing: Vec<WorkerId> = self.roles[e.role]
             .workers
             .iter()
             .copied()
             .filter(|&id| {
                 let w = &self.workers[id];
-                let stands = w.spec.standing.is_some_and(|d| d >= difficulty) && !w.standing_off;
-                stands && w.present && w.spec.skill >= difficulty && w.room_unasked() > 0
+                let stands = w.stands_for(difficulty) && w.room_unasked() > 0;
+                stands && !avoid.contains(&Some(id)) && !silent(&w.node)
             })
-            .filter(|&id| !avoid.contains(&Some(id)) && !silent(&self.workers[id]))
             .collect();
         // A free slot first; a queue only when no fitting worker has one.
         if standing.iter().any(|&w| self.workers[w].free() > 0) {

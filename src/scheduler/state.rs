@@ -81,6 +81,14 @@ impl WorkerState {
         self.spec.capacity.saturating_sub(self.busy() + self.reserved)
     }
 
+    /// True when its standing bid takes a task of `difficulty` unasked: it
+    /// is present, skilled enough, its standing bid reaches that far, and
+    /// the bid is not set aside.
+    pub(super) fn stands_for(&self, difficulty: u32) -> bool {
+        let reaches = self.spec.standing.is_some_and(|d| d >= difficulty);
+        reaches && !self.standing_off && self.present && self.spec.skill >= difficulty
+    }
+
     /// Places for an award unasked (from its standing bid): free slots,
     /// then its queue.
     pub(super) fn room_unasked(&self) -> u32 {

@@ -235,8 +235,7 @@ impl Scheduler {
     pub(super) fn role_has_room(&self, role: RoleId) -> bool {
         self.roles[role].workers.iter().any(|&w| {
             let w = &self.workers[w];
-            let stands = w.spec.standing.is_some() && !w.standing_off;
-            w.free() > 0 || (stands && w.room_unasked() > 0)
+            w.free() > 0 || (w.stands_for(0) && w.room_unasked() > 0)
         })
     }
 
