@@ -275,8 +275,8 @@ impl Unreadable {
 /// peers, carrying [`LinkFrame`]s in the same framing as request-response.
 pub const LINK_PROTOCOL: &str = "/taskmesh/link/6";
 
-/// One message on a link. A request's answer comes back on the other
-/// peer's link to this one, with the request's id.
+/// One message on a link. A request's answer comes back on the same
+/// link (stream), with the request's id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LinkFrame {
     /// A request, numbered by its sender.

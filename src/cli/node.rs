@@ -26,8 +26,8 @@ pub struct NodeArgs {
     /// psk, key, seed, data_dir, allow_admins, allow_workers, allow_clients,
     /// [limits], admin, admin_priority, admin_wait, workers, [[exec]],
     /// work_ms, no_worker_timeout, grace, task_timeout, queue_timeout,
-    /// deadline, retries, max_attempts, lease, kill_grace, retention_tasks,
-    /// retention_age, retention_mib, retention_min_age).
+    /// deadline, retries, max_attempts, lease, kill_grace, worker_queue,
+    /// retention_tasks, retention_age, retention_mib, retention_min_age).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/7411].

@@ -59,7 +59,17 @@ impl EventLoop {
                 peer,
                 link,
                 frame: LinkFrame::Request { id, request },
-            } => self.on_request(peer, request, Responder::Link { link, id }),
+            } => {
+                let max = self.cfg.limits.max_streams_per_connection;
+                if self.links.admit(link, max) {
+                    self.on_request(peer, request, Responder::Link { link, id });
+                } else {
+                    // Answered at once, outside the count it is over.
+                    let why = format!("over {max} requests wait for answers on this link; ask again later");
+                    let response = Response::Refused(why);
+                    self.links.refuse(link, LinkFrame::Response { id, response });
+                }
+            }
             LinkEvent::Frame {
                 peer,
                 frame: LinkFrame::Response { id, response },

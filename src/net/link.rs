@@ -76,6 +76,8 @@ pub(crate) enum Responder {
 struct Open {
     peer: PeerId,
     queue: mpsc::Sender<LinkFrame>,
+    /// Requests that came on it and wait for their answers.
+    in_flight: u32,
 }
 
 /// The links of one node (owned by the event loop).
@@ -184,7 +186,7 @@ impl Links {
         let (queue, rx) = mpsc::channel(QUEUE);
         let (control, codec, tell) = (self.control.clone(), self.codec.clone(), self.tell.clone());
         tokio::spawn(open_and_run(control, codec, peer, link, rx, tell));
-        self.open.insert(link, Open { peer, queue });
+        self.keep(link, peer, queue);
         self.mine.insert(peer, link);
         link
     }
@@ -194,11 +196,27 @@ impl Links {
     /// again; an answer for a link already gone is dropped (its requester
     /// learnt that the link broke).
     pub(crate) fn answer(&mut self, link: u64, frame: LinkFrame) {
+        if let Some(open) = self.open.get_mut(&link) {
+            open.in_flight = open.in_flight.saturating_sub(1);
+        }
+        self.refuse(link, frame);
+    }
+
+    /// Queues an answer on link `link` without counting it against the
+    /// requests in flight there: the refusal of one [`Links::admit`] did
+    /// not take. A link that cannot take it is closed, as in
+    /// [`Links::answer`].
+    pub(crate) fn refuse(&mut self, link: u64, frame: LinkFrame) {
         let Some(open) = self.open.get(&link) else { return };
         if open.queue.try_send(frame).is_err() {
             debug!(peer = %open.peer, link, "link closed: its answers do not keep up");
             self.open.remove(&link);
         }
+    }
+
+    #[cfg(test)]
+    fn listen_limit_for_tests(&mut self, max_links: usize) {
+        self.max_links = max_links;
     }
 
     /// A peer opened a link to this node: it replaces the peer's earlier
@@ -212,7 +230,33 @@ impl Links {
             // Dropping its queue ends its task, which reports it down.
             self.open.remove(&old);
         }
-        self.open.insert(link, Open { peer, queue });
+        self.keep(link, peer, queue);
+    }
+
+    /// Takes a request that came on `link` when fewer than `max` of its
+    /// requests wait for answers (as request-response bounds the streams
+    /// of a connection); false when it must be refused at once.
+    pub(crate) fn admit(&mut self, link: u64, max: usize) -> bool {
+        match self.open.get_mut(&link) {
+            Some(open) if (open.in_flight as usize) < max => {
+                open.in_flight += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps an open link's queue, with no request in flight yet.
+    fn keep(&mut self, link: u64, peer: PeerId, queue: mpsc::Sender<LinkFrame>) {
+        let in_flight = 0;
+        self.open.insert(
+            link,
+            Open {
+                peer,
+                queue,
+                in_flight,
+            },
+        );
     }
 
     /// Takes note that a link is closed.
@@ -440,6 +484,36 @@ impl<P> Waits<P> {
 mod tests {
     use super::*;
     use tokio::time::{Duration, Instant};
+
+    #[test]
+    fn a_link_holds_a_bounded_number_of_requests_in_flight() {
+        let control = libp2p_stream::Behaviour::new().new_control();
+        let mut links = Links::new(control, Codec::default());
+        links.listen_limit_for_tests(4);
+        let (queue, _rx) = mpsc::channel(QUEUE);
+        let peer = PeerId::random();
+        links.opened(peer, 7, queue);
+        let taken = (0..5).filter(|_| links.admit(7, 4)).count();
+        assert_eq!(taken, 4, "the fifth waits for an answer first");
+        links.answer(
+            7,
+            LinkFrame::Response {
+                id: 1,
+                response: crate::protocol::Response::Ok,
+            },
+        );
+        assert!(links.admit(7, 4), "an answer frees a place");
+        // A refusal is not counted.
+        links.refuse(
+            7,
+            LinkFrame::Response {
+                id: 2,
+                response: crate::protocol::Response::Ok,
+            },
+        );
+        assert!(!links.admit(7, 4));
+        assert!(!links.admit(8, 4), "no such link");
+    }
 
     #[test]
     fn waits_answer_only_their_peer_and_fail_with_their_link_or_time() {

@@ -31,6 +31,7 @@ impl Scheduler {
     }
 
     /// The worker no longer holds the task's attempt (its timers go too).
+    /// Releasing what the worker does not hold (again) changes nothing.
     pub(super) fn release_worker(&mut self, worker: WorkerId, slot: Slot) {
         self.drop_lease(slot);
         let e = &self.tasks[slot];
@@ -39,14 +40,17 @@ impl Scheduler {
             let kind = TimerKind::RunTimeout { attempt: a.number };
             self.clear_timer(due, kind, slot);
         }
+        let Some(set) = self.holding.get_mut(&worker) else {
+            return;
+        };
+        if !set.remove(&slot) {
+            return;
+        }
+        if set.is_empty() {
+            self.holding.remove(&worker);
+        }
         let w = &mut self.workers[worker];
         w.load = w.load.saturating_sub(1);
-        if let Some(set) = self.holding.get_mut(&worker) {
-            set.remove(&slot);
-            if set.is_empty() {
-                self.holding.remove(&worker);
-            }
-        }
     }
 
     /// Removes the timers of a task's wait for an award (queue timeout,

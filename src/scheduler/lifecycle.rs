@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{AttemptEnd, Event, TaskEnd};
-use super::state::{End, LeaseCheck, Phase, Slot, Stage, TimerKind};
+use super::state::{End, LeaseCheck, Phase, RunSeen, Slot, Stage, TimerKind};
 use super::{dag, CancelOutcome, Report, Scheduler, SubmitError};
 use crate::task::{Task, TaskError, TaskId};
 
@@ -331,7 +331,7 @@ impl Scheduler {
                     self.end_failed(slot, TaskError::DeadlineExceeded { deadline_ms }, now);
                 }
             }
-            TimerKind::RunTimeout { attempt } => {
+            TimerKind::RunTimeout { attempt } | TimerKind::RunCheck { attempt } => {
                 if e.phase.holder().map(|h| h.1) == Some(attempt) {
                     self.run_timeout(slot, now);
                 }
@@ -344,13 +344,25 @@ impl Scheduler {
     }
 
     /// The admin's backstop: the worker's report of a timed-out attempt
-    /// never came. An attempt its node last said waits in a queue has not
-    /// started its time: checked again one timeout and lease from now.
+    /// never came. It counts from the attempt's start, as the worker does:
+    /// an attempt its node says waits in a queue, or says started later
+    /// than its award, is checked again one timeout and lease after that;
+    /// so is one whose node a new admin has not heard from yet.
     fn run_timeout(&mut self, slot: Slot, now: Duration) {
         let timeout_ms = self.tasks[slot].task.timeout_ms.unwrap_or(0);
-        if let (true, Some((_, attempt))) = (self.tasks[slot].soft.waiting, self.tasks[slot].phase.holder()) {
-            let due = now + Duration::from_millis(timeout_ms) + self.cfg.lease;
-            return self.set_timer(due, TimerKind::RunTimeout { attempt }, slot);
+        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
+            return;
+        };
+        let span = Duration::from_millis(timeout_ms) + self.cfg.lease;
+        let node = &self.workers[worker].node;
+        let unheard = self.takeover.as_ref().is_some_and(|t| t.silent.contains(node));
+        let later = match self.tasks[slot].soft.run {
+            RunSeen::Waiting => Some(now + span),
+            RunSeen::Started(since) => Some(since + span).filter(|&due| due > now),
+            RunSeen::Unknown => unheard.then_some(now + self.cfg.lease),
+        };
+        if let Some(due) = later {
+            return self.set_timer(due, TimerKind::RunCheck { attempt }, slot);
         }
         if self.end_attempt(slot, AttemptEnd::TimedOut { timeout_ms }, now) {
             self.after_attempt(slot, now);

@@ -403,7 +403,7 @@ static IDLE: Soft = Soft {
     no_bids_for: Duration::ZERO,
     lease_until: Duration::ZERO,
     lease_check: None,
-    waiting: false,
+    run: RunSeen::Unknown,
 };
 
 impl std::ops::Deref for SoftBox {
@@ -440,9 +440,21 @@ pub(super) struct Soft {
     /// The pending check of the holder's lease; `None` once the attempt
     /// ended, which voids its entry in the line of first checks.
     pub(super) lease_check: Option<LeaseCheck>,
-    /// The holder's node said at its last renewal that the attempt waits
-    /// in its worker's queue: the execution-timeout backstop waits too.
-    pub(super) waiting: bool,
+    /// What the holder's node said of the attempt in its renewals: the
+    /// execution-timeout backstop counts from its start.
+    pub(super) run: RunSeen,
+}
+
+/// Whether an attempt has started, as its node's renewals tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum RunSeen {
+    /// No renewal of it yet (under this admin).
+    #[default]
+    Unknown,
+    /// Waiting in its worker's queue.
+    Waiting,
+    /// Running since at most this time (the renewal that first said so).
+    Started(Duration),
 }
 
 /// Where the holder's lease is next checked.
@@ -485,6 +497,10 @@ pub(super) enum TimerKind {
     Deadline,
     /// The admin's backstop for an attempt's execution timeout.
     RunTimeout { attempt: u32 },
+    /// The backstop again, put off because the attempt waited in a queue,
+    /// started later, or its node was not heard from yet (auction layer:
+    /// set from renewals, not from the ledger).
+    RunCheck { attempt: u32 },
     /// A renewed lease may have run out.
     Lease { attempt: u32 },
     /// Finished tasks may be due for eviction.

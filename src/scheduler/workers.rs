@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{AttemptEnd, Event};
-use super::state::{LeaseCheck, Role, RoleId, Slot, TimerKind, WorkerId, WorkerState};
+use super::state::{LeaseCheck, Role, RoleId, RunSeen, Slot, TimerKind, WorkerId, WorkerState};
 use super::Scheduler;
 use crate::task::{NodeId, TaskId, WorkerSpec};
 
@@ -151,9 +151,19 @@ impl Scheduler {
             });
             match current {
                 Some(slot) => {
+                    let award = self.tasks[slot].history.last().map_or(0, |a| a.started_ms);
+                    let takeover = self.takeover.is_some();
                     let soft = &mut self.tasks[slot].soft;
                     soft.lease_until = until;
-                    soft.waiting = waiting.binary_search(&(task, attempt)).is_ok();
+                    soft.run = match (waiting.binary_search(&(task, attempt)).is_ok(), soft.run) {
+                        (true, _) => RunSeen::Waiting,
+                        (false, RunSeen::Started(since)) => RunSeen::Started(since),
+                        // First heard of as running: it ran from its award as
+                        // far as this admin can tell; a new admin counts from
+                        // now (the time it waited in a queue is unknown).
+                        (false, _) if takeover => RunSeen::Started(now),
+                        (false, _) => RunSeen::Started(Duration::from_millis(award)),
+                    };
                 }
                 None => self.abort.entry(node.clone()).or_default().push((task, attempt)),
             }

@@ -167,8 +167,9 @@ fn queues_fill_only_when_no_fitting_standing_bid_has_a_free_slot() {
     assert_eq!(h.winner(ids[4]), Some("a"));
 }
 
-#[test]
-fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
+/// A worker with one slot and a queue of one, under a short lease, given
+/// two tasks with a 100 ms timeout: the first runs, the second waits.
+fn one_running_one_queued() -> (Harness, TaskId, TaskId) {
     let mut h = super::leases::leased();
     h.register_queued("n1", &[(("a", "worker", 5, 1), Some(5), 1)]);
     let mut tasks: Vec<Task> = (1..=2).map(|n| named(n, "t", "worker", 1)).collect();
@@ -180,6 +181,12 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
     };
     h.accept(first);
     h.accept(second);
+    (h, first, second)
+}
+
+#[test]
+fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
+    let (mut h, first, second) = one_running_one_queued();
     let attempt = |h: &Harness, t| (t, h.assigned[&t].1.attempt);
     let (held, waiting) = (
         vec![attempt(&h, first), attempt(&h, second)],
@@ -202,7 +209,22 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
         "{:?}",
         h.changes(second)
     );
-    // Once it is said to run, the backstop fires a timeout and lease later.
+    // Once it is said to run, the backstop fires a timeout and lease after
+    // that renewal, not sooner.
+    for _ in 0..2 {
+        h.step(Input::Renew {
+            node: NodeId::new("n1"),
+            held: held.clone(),
+            waiting: Vec::new(),
+        });
+        h.advance(175);
+    }
+    assert_eq!(
+        h.status(second),
+        Some(TaskStatus::Running),
+        "{:?}",
+        h.changes(second)
+    );
     for _ in 0..5 {
         h.step(Input::Renew {
             node: NodeId::new("n1"),
@@ -215,5 +237,55 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
     assert!(
         matches!(outcome, AttemptOutcome::TimedOut { timeout_ms: 100 }),
         "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_completed_attempt_frees_exactly_one_place() {
+    let mut h = Harness::new();
+    h.register_standing("n1", &[(("multi", "worker", 5, 3), Some(5))]);
+    let ids = h.submit((1..=3).map(|n| named(n, "t", "worker", 1)).collect());
+    assert_eq!(h.load("n1", "multi"), 3);
+    h.accept(ids[0]);
+    h.report_ok(ids[0], b"ok");
+    assert_eq!(h.load("n1", "multi"), 2, "two attempts still run");
+    h.accept(ids[1]);
+    h.report_err(ids[1], "no");
+    assert_eq!(h.load("n1", "multi"), 1);
+}
+
+#[test]
+fn a_new_admin_waits_for_the_first_renewal_before_its_timeout_backstop() {
+    let (mut h, first, second) = one_running_one_queued();
+    let held = vec![(first, 1), (second, 1)];
+    let renew = |h: &mut Harness| {
+        h.step(Input::Renew {
+            node: NodeId::new("n1"),
+            held: held.clone(),
+            waiting: vec![(second, 1)],
+        });
+    };
+    for _ in 0..5 {
+        renew(&mut h);
+        h.advance(200);
+    }
+    // A new admin takes office past the backstop's first time (award +
+    // timeout + lease): the node, not heard from yet, is waited for rather
+    // than its queued attempt timed out.
+    h.hand_over();
+    h.advance(1);
+    assert_eq!(
+        h.status(second),
+        Some(TaskStatus::Running),
+        "{:?}",
+        h.changes(second)
+    );
+    renew(&mut h);
+    h.advance(200);
+    assert_eq!(
+        h.status(second),
+        Some(TaskStatus::Running),
+        "{:?}",
+        h.changes(second)
     );
 }

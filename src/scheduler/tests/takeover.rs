@@ -10,7 +10,7 @@ impl Harness {
     /// Hands the admin's office to a scheduler built like a replica's: the
     /// events applied so far, from a snapshot of a follower, then
     /// `take_office` now. The old admin's auction layer is gone.
-    fn hand_over(&mut self) {
+    pub(super) fn hand_over(&mut self) {
         self.events.extend(self.s.take_events());
         let mut follower = Scheduler::new(self.s.cfg.clone());
         for e in &self.events {
