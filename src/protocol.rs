@@ -573,16 +573,43 @@ impl Codec {
         self.within_read_timeout(rest).await.map(Some)
     }
 
-    /// Writes one frame and flushes it, leaving the stream open.
+    /// Writes one frame and flushes it, leaving the stream open. The frame
+    /// goes out in one write (one Yamux frame, one Noise message when it
+    /// fits), not its length and body apart.
     pub(crate) async fn write_next<T: AsyncWrite + Unpin + Send, M: Serialize>(
         &self,
         io: &mut T,
         msg: &M,
     ) -> io::Result<()> {
-        let body = self.body_of(msg)?;
-        io.write_all(&(body.len() as u32).to_le_bytes()).await?;
-        io.write_all(&body).await?;
+        let mut frame = Vec::new();
+        self.frame_into(&mut frame, msg)?;
+        io.write_all(&frame).await?;
         io.flush().await
+    }
+
+    /// Appends a message's whole frame (4-byte little-endian length, then
+    /// the body) to `buf`, so that several frames can go out in one write.
+    /// A message over [`Codec::max_frame`] is refused and leaves `buf` as
+    /// it was.
+    pub(crate) fn frame_into<M: Serialize>(&self, buf: &mut Vec<u8>, msg: &M) -> io::Result<()> {
+        let start = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        let written = bincode::serde::encode_into_std_write((WIRE_VERSION, msg), buf, bincode_config());
+        let len = buf.len() - start - 4;
+        let refusal = match written {
+            Err(e) => Some(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(_) if len > self.max_frame => Some(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("message of {len} bytes is over the limit of {}", self.max_frame),
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = refusal {
+            buf.truncate(start);
+            return Err(e);
+        }
+        buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(())
     }
 
     async fn read_body<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Vec<u8>> {
@@ -642,22 +669,6 @@ impl Codec {
             buf.extend_from_slice(&chunk[..n]);
         }
         Ok(buf)
-    }
-
-    /// A message's frame body, refused over [`Codec::max_frame`].
-    fn body_of<M: Serialize>(&self, msg: &M) -> io::Result<Vec<u8>> {
-        let body = encode(msg)?;
-        if body.len() > self.max_frame {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "message of {} bytes is over the limit of {}",
-                    body.len(),
-                    self.max_frame
-                ),
-            ));
-        }
-        Ok(body)
     }
 
     /// Writes a request's or response's frame, then closes its stream.
@@ -760,6 +771,43 @@ mod tests {
             tasks: vec![Task::new("t", "w", 1)],
         };
         assert!(c.write_request(&proto(), &mut out, big).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn frames_gathered_in_one_buffer_read_back_one_by_one() {
+        let c = Codec {
+            max_frame: 64,
+            ..Codec::default()
+        };
+        let mut buf = Vec::new();
+        let small = [
+            Request::Workers,
+            Request::Peers,
+            Request::Status {
+                ids: vec![TaskId::random()],
+            },
+        ];
+        for m in &small {
+            c.frame_into(&mut buf, m).unwrap();
+        }
+        let before = buf.clone();
+        let big = Request::Submit {
+            tasks: vec![Task::new(
+                "a name long enough to pass 64 bytes of frame",
+                "worker",
+                1,
+            )],
+        };
+        assert!(c.frame_into(&mut buf, &big).is_err(), "over the limit");
+        assert_eq!(buf, before, "a refused frame leaves the buffer as it was");
+        let mut io = Cursor::new(buf);
+        for m in &small {
+            assert_eq!(
+                c.read_next::<_, Request>(&mut io).await.unwrap().as_ref(),
+                Some(m)
+            );
+        }
+        assert_eq!(c.read_next::<_, Request>(&mut io).await.unwrap(), None);
     }
 
     #[test]

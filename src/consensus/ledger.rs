@@ -41,8 +41,9 @@ pub struct LedgerConfig {
     pub replica: ReplicaConfig,
     /// The scheduler's settings, used while this replica is admin.
     pub scheduler: SchedulerConfig,
-    /// Log entries after the latest snapshot before a new one is taken.
-    /// Default 1,024.
+    /// Log entries after the latest snapshot before a new one is taken,
+    /// once their bytes are also half the latest snapshot's. Default
+    /// 1,024.
     pub snapshot_every: u64,
     /// How many voters the admin keeps when enough replicas have joined
     /// (the others follow as learners). Default 3: one voter may fail.
@@ -720,15 +721,19 @@ impl Ledger {
         self.broken.get_or_insert(e);
     }
 
-    /// Takes a snapshot once enough entries follow the latest one, or the
+    /// Takes a snapshot once enough entries follow the latest one and
+    /// their bytes reach half the latest snapshot's (so that encoding the
+    /// whole state, which grows with the tasks held, costs each entry's
+    /// bytes a bounded amount however large the state is), or the
     /// configuration changed since it (a replica that joined since needs a
     /// snapshot that names it), when the scheduler is exactly the
     /// committed ledger (a follower, or an admin with nothing pending).
     fn maybe_compact(&mut self) {
-        let (snap, _) = self.replica.snapshot();
+        let (snap, data) = self.replica.snapshot();
         let settled = self.held.is_empty() && self.unproposed.is_empty();
-        let due = self.applied >= snap + self.snapshot_every
-            || self.replica.log_bytes() >= MAX_LOG_BYTES
+        let log_bytes = self.replica.log_bytes();
+        let due = (self.applied >= snap + self.snapshot_every && log_bytes >= data.len() / 2)
+            || log_bytes >= MAX_LOG_BYTES
             || (self.replica.snapshot_predates_members() && self.applied > snap);
         if self.broken.is_some() || !settled || self.applied > self.replica.commit_index() || !due {
             return;

@@ -1099,3 +1099,56 @@ fn the_preferred_replica_is_promoted_first_and_then_leads() {
     let next = mesh.admin();
     assert!(next != 0 && next != 3, "a new admin: {next}");
 }
+
+/// Encoding the whole state for a snapshot costs as much as the state is
+/// large: a snapshot waits until the log after the latest one holds half
+/// its bytes, however many entries that takes, so that a large state is
+/// not encoded again every few entries.
+#[test]
+fn a_snapshot_waits_for_log_bytes_worth_half_the_latest() {
+    let mut mesh = Growing::found();
+    mesh.ledgers
+        .insert(2, Ledger::new(Growing::cfg(2)).expect("valid"));
+    mesh.run(2_000);
+    let mut token = 0;
+    let mut submit = |mesh: &mut Growing, count: usize| {
+        let wall = Duration::from_millis(mesh.now);
+        let admin = mesh.ledgers.get_mut(&1).expect("admin");
+        let tasks = (0..count)
+            .map(|i| Task::new(format!("t{token}-{i}"), "w", 1))
+            .collect();
+        admin.handle(Input::Submit { token, tasks }, wall).expect("admin");
+        let _ = admin.flush(wall);
+        token += 1;
+        mesh.run(50);
+    };
+    // A large state, then entries far smaller than it.
+    submit(&mut mesh, 2_000);
+    let (mut at, mut size) = {
+        let (i, d) = mesh.ledgers[&1].replica().snapshot();
+        (i, d.len())
+    };
+    let mut waited = 0;
+    let mut taken = 0;
+    for _ in 0..400 {
+        let before = mesh.ledgers[&1].replica().log_bytes();
+        submit(&mut mesh, 1);
+        let (i, d) = mesh.ledgers[&1].replica().snapshot();
+        if i == at {
+            waited += 1;
+            continue;
+        }
+        assert!(
+            before >= size / 2,
+            "a snapshot of {size} bytes was followed by one after {before} bytes of log"
+        );
+        taken += 1;
+        (at, size) = (i, d.len());
+    }
+    assert!(size > 100_000, "the state is large: {size} bytes");
+    assert!(
+        waited > 100,
+        "snapshots wait for bytes, not entries alone: {waited}"
+    );
+    assert!(taken >= 1, "and come once the bytes are there");
+}

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 use super::admin::Answer;
 use super::guard::strike;
 use super::link::{LinkEvent, Responder};
-use super::{node_id, EventLoop, Pending};
+use super::{EventLoop, Pending};
 use crate::access::Right;
 use crate::protocol::{AssignAnswer, LinkFrame, Request, Response, Unreadable};
 use crate::scheduler::Input;
@@ -220,7 +220,7 @@ impl EventLoop {
             let resp = self.not_admin();
             return self.respond(channel, resp);
         };
-        let node = node_id(&peer);
+        let node = self.names.node(&peer);
         match req {
             Request::Register { workers } => {
                 self.admin_input(Input::Register { node, workers });

@@ -159,6 +159,8 @@ pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     me: PeerId,
     me_node: NodeId,
+    /// Node ids of peers, and back, worked out once.
+    names: Names,
     cfg: NodeConfig,
     commands: mpsc::Receiver<Command>,
     state: watch::Sender<NodeState>,
@@ -258,6 +260,7 @@ impl EventLoop {
             swarm,
             me,
             me_node,
+            names: Names::default(),
             cfg,
             commands,
             state,
@@ -586,4 +589,67 @@ impl EventLoop {
 /// The pure core's name for a peer.
 pub(crate) fn node_id(peer: &PeerId) -> NodeId {
     NodeId::new(peer.to_base58())
+}
+
+/// Node ids of peers and peers of node ids, each worked out once: base58
+/// both ways costs microseconds, and the admin's hot path names a peer on
+/// every request and award. At most [`Names::MAX`] of each are kept; past
+/// that the cache starts over, so strangers cannot grow it.
+#[derive(Default)]
+pub(crate) struct Names {
+    nodes: HashMap<PeerId, NodeId>,
+    peers: HashMap<NodeId, Option<PeerId>>,
+}
+
+impl Names {
+    /// Entries kept in each direction: 4,096.
+    const MAX: usize = 4096;
+
+    /// The node id of `peer` ([`node_id`]).
+    pub(crate) fn node(&mut self, peer: &PeerId) -> NodeId {
+        if let Some(node) = self.nodes.get(peer) {
+            return node.clone();
+        }
+        if self.nodes.len() >= Self::MAX {
+            self.nodes.clear();
+        }
+        let node = node_id(peer);
+        self.nodes.insert(*peer, node.clone());
+        node
+    }
+
+    /// The peer a node id names; `None` when it names no peer (a test's
+    /// or a garbled id).
+    pub(crate) fn peer(&mut self, node: &NodeId) -> Option<PeerId> {
+        if let Some(peer) = self.peers.get(node) {
+            return *peer;
+        }
+        if self.peers.len() >= Self::MAX {
+            self.peers.clear();
+        }
+        let peer = node.as_str().parse::<PeerId>().ok();
+        self.peers.insert(node.clone(), peer);
+        peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_go_both_ways_and_stay_bounded() {
+        let mut names = Names::default();
+        let peer = PeerId::random();
+        let node = names.node(&peer);
+        assert_eq!(node, node_id(&peer));
+        assert_eq!(names.peer(&node), Some(peer));
+        assert_eq!(names.peer(&NodeId::new("not a peer id")), None);
+        for _ in 0..Names::MAX + 10 {
+            names.node(&PeerId::random());
+            names.peer(&NodeId::new(PeerId::random().to_base58()));
+        }
+        assert!(names.nodes.len() <= Names::MAX && names.peers.len() <= Names::MAX);
+        assert_eq!(names.node(&peer), node, "worked out again after a clear");
+    }
 }
