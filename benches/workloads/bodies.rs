@@ -51,8 +51,12 @@ impl Worker for BenchWorker {
                 let xs = req.dependencies::<u64>()?;
                 Ok(Payload::encode(&xs.iter().map(|(_, x)| x).sum::<u64>())?)
             }
+            // sleep(i): 100 ms, as Python's time.sleep does it (tokio's
+            // timer rounds up to its next millisecond tick: 101 ms).
             "sleep" => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(100)))
+                    .await
+                    .map_err(|e| ProcessError::msg(format!("sleep: {e}")))?;
                 Ok(req.input)
             }
             // hold(ms): busy for its input in milliseconds, until cancelled.

@@ -584,7 +584,7 @@ impl EventLoop {
                             accepted: ans.accepted,
                         });
                     }
-                } else if let Some(peer) = self.names.peer(&node) {
+                } else if let Some(peer) = self.names.peer(node.as_str()) {
                     for assignments in split_assignments(assignments, self.frame_budget()) {
                         let items = assignments.iter().map(|a| (a.task, a.attempt)).collect();
                         let what = Pending::Assign {
@@ -644,7 +644,7 @@ impl EventLoop {
         let Some(term) = self.sched.as_ref().map(|s| s.term) else {
             return;
         };
-        if let Some(peer) = self.names.peer(&node) {
+        if let Some(peer) = self.names.peer(node.as_str()) {
             debug!(%peer, count = attempts.len(), "aborting attempts");
             self.send(peer, Request::Abort { term, attempts }, Pending::Abort);
         }

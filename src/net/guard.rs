@@ -65,16 +65,17 @@ impl EventLoop {
     /// configuration in the log (never from what a message claims).
     pub(super) fn member_peer(&self, id: u64) -> Option<PeerId> {
         let ledger = self.raft.ledger.as_ref()?;
-        decode_member(ledger.members().get(&id)?)?.peer.parse().ok()
+        self.names.peer(&decode_member(ledger.members().get(&id)?)?.peer)
     }
 
     /// True when `peer` is a replica in this node's ledger configuration.
     pub(super) fn is_member_peer(&self, peer: &PeerId) -> bool {
         self.raft.ledger.as_ref().is_some_and(|l| {
+            let text = self.names.node(peer);
             l.members()
                 .values()
                 .filter_map(|c| decode_member(c))
-                .any(|m| m.peer == peer.to_base58())
+                .any(|m| m.peer == text.as_str())
         })
     }
 

@@ -21,6 +21,7 @@ mod quota;
 mod swarm;
 mod uploads;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -597,8 +598,8 @@ pub(crate) fn node_id(peer: &PeerId) -> NodeId {
 /// that the cache starts over, so strangers cannot grow it.
 #[derive(Default)]
 pub(crate) struct Names {
-    nodes: HashMap<PeerId, NodeId>,
-    peers: HashMap<NodeId, Option<PeerId>>,
+    nodes: RefCell<HashMap<PeerId, NodeId>>,
+    peers: RefCell<HashMap<NodeId, Option<PeerId>>>,
 }
 
 impl Names {
@@ -606,29 +607,31 @@ impl Names {
     const MAX: usize = 4096;
 
     /// The node id of `peer` ([`node_id`]).
-    pub(crate) fn node(&mut self, peer: &PeerId) -> NodeId {
-        if let Some(node) = self.nodes.get(peer) {
+    pub(crate) fn node(&self, peer: &PeerId) -> NodeId {
+        let mut nodes = self.nodes.borrow_mut();
+        if let Some(node) = nodes.get(peer) {
             return node.clone();
         }
-        if self.nodes.len() >= Self::MAX {
-            self.nodes.clear();
+        if nodes.len() >= Self::MAX {
+            nodes.clear();
         }
         let node = node_id(peer);
-        self.nodes.insert(*peer, node.clone());
+        nodes.insert(*peer, node.clone());
         node
     }
 
-    /// The peer a node id names; `None` when it names no peer (a test's
-    /// or a garbled id).
-    pub(crate) fn peer(&mut self, node: &NodeId) -> Option<PeerId> {
-        if let Some(peer) = self.peers.get(node) {
+    /// The peer a node id's text names; `None` when it names no peer (a
+    /// test's or a garbled id).
+    pub(crate) fn peer(&self, node: &str) -> Option<PeerId> {
+        let mut peers = self.peers.borrow_mut();
+        if let Some(peer) = peers.get(node) {
             return *peer;
         }
-        if self.peers.len() >= Self::MAX {
-            self.peers.clear();
+        if peers.len() >= Self::MAX {
+            peers.clear();
         }
-        let peer = node.as_str().parse::<PeerId>().ok();
-        self.peers.insert(node.clone(), peer);
+        let peer = node.parse::<PeerId>().ok();
+        peers.insert(NodeId::new(node), peer);
         peer
     }
 }
@@ -639,17 +642,17 @@ mod tests {
 
     #[test]
     fn names_go_both_ways_and_stay_bounded() {
-        let mut names = Names::default();
+        let names = Names::default();
         let peer = PeerId::random();
         let node = names.node(&peer);
         assert_eq!(node, node_id(&peer));
-        assert_eq!(names.peer(&node), Some(peer));
-        assert_eq!(names.peer(&NodeId::new("not a peer id")), None);
+        assert_eq!(names.peer(node.as_str()), Some(peer));
+        assert_eq!(names.peer("not a peer id"), None);
         for _ in 0..Names::MAX + 10 {
             names.node(&PeerId::random());
-            names.peer(&NodeId::new(PeerId::random().to_base58()));
+            names.peer(&PeerId::random().to_base58());
         }
-        assert!(names.nodes.len() <= Names::MAX && names.peers.len() <= Names::MAX);
+        assert!(names.nodes.borrow().len() <= Names::MAX && names.peers.borrow().len() <= Names::MAX);
         assert_eq!(names.node(&peer), node, "worked out again after a clear");
     }
 }

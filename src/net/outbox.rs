@@ -17,6 +17,10 @@ use crate::task::TaskId;
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Batches in flight at once. Results that finish meanwhile wait for an
+/// answer and go together in the next batch: under load a batch carries
+/// every result of a round trip, and a lone result still goes at once.
+pub(crate) const WINDOW: usize = 2;
 
 /// Results not yet acknowledged by an admin.
 #[derive(Debug, Default)]
@@ -38,14 +42,20 @@ impl Outbox {
     }
 
     /// Batches to send now, each at most `budget` bytes of outputs (a
-    /// single larger result goes alone), with their batch numbers.
+    /// single larger result goes alone), with their batch numbers: as many
+    /// as the [`WINDOW`] has room for.
     pub(crate) fn due(&mut self, now: Duration, budget: usize) -> Vec<(u64, Vec<Report>)> {
-        if self.waiting.is_empty() || self.retry_at.is_some_and(|t| t > now) {
+        if self.next_deadline().is_none_or(|t| t > now) {
             return Vec::new();
         }
         self.retry_at = None;
+        let room = WINDOW - self.in_flight.len();
         let waiting = std::mem::take(&mut self.waiting);
-        crate::protocol::chunk_by_size(waiting, budget, report_size)
+        let mut batches = crate::protocol::chunk_by_size(waiting, budget, report_size);
+        for later in batches.drain(room.min(batches.len())..) {
+            self.waiting.extend(later);
+        }
+        batches
             .into_iter()
             .map(|b| {
                 self.next_batch += 1;
@@ -85,9 +95,10 @@ impl Outbox {
         }
     }
 
-    /// When waiting results are due, if any are.
+    /// When waiting results are due, if any are; none while the window is
+    /// full (an answer or a failure makes room).
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() || self.in_flight.len() >= WINDOW {
             return None;
         }
         Some(self.retry_at.unwrap_or_default())
@@ -162,8 +173,35 @@ mod tests {
             report(3, 10),
             report(4, 5000),
         ]);
-        let sizes: Vec<usize> = o.due(ms(0), 1000).iter().map(|b| b.1.len()).collect();
-        assert_eq!(sizes, [1, 2, 1]);
+        let first = o.due(ms(0), 1000);
+        let sizes: Vec<usize> = first.iter().map(|b| b.1.len()).collect();
+        assert_eq!(sizes, [1, 2], "as many batches as the window holds");
+        o.acked(first[0].0);
+        let rest = o.due(ms(0), 1000);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1[0].task, report(4, 0).task, "in order");
+    }
+
+    #[test]
+    fn results_that_finish_while_the_window_is_full_go_together() {
+        let mut o = Outbox::default();
+        let mut sent = Vec::new();
+        for n in 0..WINDOW as u8 {
+            o.push(vec![report(n, 10)]);
+            sent.extend(o.due(ms(0), 1 << 20));
+        }
+        assert_eq!(sent.len(), WINDOW, "lone results go at once");
+        for n in 10..20 {
+            o.push(vec![report(n, 10)]);
+            assert!(o.due(ms(0), 1 << 20).is_empty(), "the window is full");
+        }
+        assert_eq!(o.next_deadline(), None, "nothing to wake up for");
+        assert_eq!(o.held().count(), WINDOW + 10, "waiting still counts as held");
+        o.acked(sent[0].0);
+        assert_eq!(o.next_deadline(), Some(ms(0)));
+        let next = o.due(ms(0), 1 << 20);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1.len(), 10, "one batch for all of them");
     }
 
     #[test]
