@@ -1,7 +1,9 @@
 //! The workloads of `shared/benchmarks.md` (W1–W8), multi-process on
-//! loopback, and three of our own: W9 (memory per unfinished task, and after
-//! tasks finish), W10 (how fast a killed or paused worker is detected) and
-//! W11 (how fast a new admin works after `kill -9` of the admin).
+//! loopback, and five of our own: W9 (memory per unfinished task, and after
+//! tasks finish), W10 (how fast a killed or paused worker is detected), W11
+//! (how fast a new admin works after `kill -9` of the admin), W12 (the same
+//! batches on 3, 10, 30 and 100 single-slot worker processes) and W13 (the
+//! CPU an idle mesh of 4 nodes uses).
 //!
 //! Run with: `cargo bench --bench workloads` (add `-- --quick` for a short
 //! smoke run, or name workloads: `-- W1 W3`; `--runs N` overrides the runs;
@@ -12,7 +14,8 @@
 //! this binary re-executed with `--worker-process` (one slot each). W6 starts
 //! fresh processes (`--admin-process` plus workers) per run; W7 runs the pure
 //! scheduler in a fresh `--w7-process` per run; W9 a fresh `--w9-process`
-//! admin; W10 a fresh mesh per run.
+//! admin; W10 a fresh mesh per run; W12 a fresh mesh per worker count; W13
+//! one fresh mesh.
 
 #[path = "workloads/bodies.rs"]
 mod bodies;
@@ -28,6 +31,8 @@ mod heap;
 mod mesh;
 #[path = "workloads/network.rs"]
 mod network;
+#[path = "workloads/scale.rs"]
+mod scale;
 #[path = "workloads/sched.rs"]
 mod sched;
 #[path = "workloads/util.rs"]
@@ -55,7 +60,12 @@ pub struct Plan {
     /// Voters of the mesh's ledger for W1–W5 and W8 (`--voters N`,
     /// default 3: this process and two of the worker processes).
     pub voters: usize,
-    /// Selected workloads (1..=11).
+    /// W12's worker counts and batch sizes.
+    pub w12_workers: Vec<usize>,
+    pub w12_sizes: Vec<usize>,
+    /// W13's window, in seconds.
+    pub w13_secs: f64,
+    /// Selected workloads (1..=13).
     pub selected: BTreeSet<u8>,
 }
 
@@ -78,6 +88,9 @@ impl Plan {
             w9_tasks: if quick { 50_000 } else { 1_000_000 },
             w9_retention: if quick { 5_000 } else { 100_000 },
             voters: 3,
+            w12_workers: if quick { vec![3, 10] } else { vec![3, 10, 30, 100] },
+            w12_sizes: if quick { vec![100] } else { vec![500, 10_000] },
+            w13_secs: if quick { 2.0 } else { 10.0 },
             selected: BTreeSet::new(),
         };
         let mut it = args.iter();
@@ -97,15 +110,15 @@ impl Plan {
                     .strip_prefix('W')
                     .and_then(|n| n.parse().ok())
                 {
-                    Some(n @ 1..=11) => {
+                    Some(n @ 1..=13) => {
                         plan.selected.insert(n);
                     }
-                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, --voters N, W1..W11)"),
+                    _ => bail!("unknown argument {w:?} (expected --quick, --runs N, --voters N, W1..W13)"),
                 },
             }
         }
         if plan.selected.is_empty() {
-            plan.selected = (1..=11).collect();
+            plan.selected = (1..=13).collect();
         }
         Ok(plan)
     }
@@ -155,6 +168,16 @@ fn main() -> anyhow::Result<()> {
     if plan.has(11) {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         rt.block_on(failover::w11(&plan))?.print();
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    if plan.has(12) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(scale::w12(&plan))?.print();
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+    if plan.has(13) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(scale::w13(&plan))?.print();
         rt.shutdown_timeout(Duration::from_secs(1));
     }
     eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());

@@ -177,6 +177,13 @@ impl Mesh {
         self.workers.iter().find(|p| p.name == name).map(Proc::pid)
     }
 
+    /// The process ids of the mesh: this process first, then the workers.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(std::process::id())
+            .chain(self.workers.iter().map(Proc::pid))
+            .collect()
+    }
+
     /// Peak RSS (`VmHWM`) of every process of the mesh, in MiB: this
     /// process (admin + client) first, then the workers.
     pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {

@@ -62,7 +62,7 @@ pub async fn w1(node: &NodeHandle, plan: &Plan) -> anyhow::Result<Line> {
 
 /// One W2 run: `n` independent tasks at once; returns tasks/s and the
 /// extra auction rounds.
-async fn w2_run(node: &NodeHandle, n: usize) -> anyhow::Result<(f64, u64)> {
+pub async fn w2_run(node: &NodeHandle, n: usize) -> anyhow::Result<(f64, u64)> {
     let tasks: Vec<_> = (0..n as u64).map(identity).collect();
     let t = Instant::now();
     let ids = node.submit_batch(tasks).await?;
@@ -107,7 +107,7 @@ pub async fn w2(node: &NodeHandle, plan: &Plan) -> anyhow::Result<Line> {
     Ok(line.with("extra_auction_rounds_all_runs", json!(extra)))
 }
 
-fn label(n: usize) -> String {
+pub fn label(n: usize) -> String {
     if n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {

@@ -40,7 +40,7 @@ pub(crate) struct Behaviour {
 
 /// Builds the swarm for `cfg` with identity `key`.
 /// How often each connection is pinged.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may go unanswered before it fails.
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection with no ping answered for this long is closed: a path that

@@ -40,7 +40,7 @@ use crate::scheduler::Input;
 /// How often a node that is not yet a member asks to join.
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the admin gossips its notice.
-const NOTICE_EVERY: Duration = Duration::from_millis(300);
+const NOTICE_EVERY: Duration = Duration::from_secs(1);
 /// How often a voter without quorum says so.
 const NO_QUORUM_EVERY: Duration = Duration::from_secs(1);
 /// How long a node that yielded to another ledger waits to be admitted
