@@ -161,26 +161,28 @@ fn main() -> anyhow::Result<()> {
         faults::w9(&plan)?.print();
     }
     if plan.has(10) {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        rt.block_on(faults::w10(&plan))?.print();
-        rt.shutdown_timeout(Duration::from_secs(1));
+        on_a_runtime(faults::w10(&plan))?;
     }
     if plan.has(11) {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        rt.block_on(failover::w11(&plan))?.print();
-        rt.shutdown_timeout(Duration::from_secs(1));
+        on_a_runtime(failover::w11(&plan))?;
     }
     if plan.has(12) {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        rt.block_on(scale::w12(&plan))?.print();
-        rt.shutdown_timeout(Duration::from_secs(1));
+        on_a_runtime(scale::w12(&plan))?;
     }
     if plan.has(13) {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        rt.block_on(scale::w13(&plan))?.print();
-        rt.shutdown_timeout(Duration::from_secs(1));
+        on_a_runtime(scale::w13(&plan))?;
     }
     eprintln!("[bench] done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs a workload on a fresh runtime of its own and prints its line.
+fn on_a_runtime(
+    workload: impl std::future::Future<Output = anyhow::Result<util::Line>>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(workload)?.print();
+    rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
 
