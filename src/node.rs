@@ -158,13 +158,13 @@ pub struct AdminConfig {
     /// Voters the admin keeps (default 3: a mesh survives one failure;
     /// with two it survives none, since a majority of two is both).
     pub voters: usize,
-    /// Raft's tick (default 100 ms: an idle voter wakes ten times a
-    /// second for it).
+    /// Raft's tick (default 200 ms: an idle voter wakes five times a
+    /// second for it; 4 idle nodes use under 1 % of one core, W13).
     pub tick: Duration,
     /// Ticks without a leader before a voter asks for votes: an election
-    /// timeout between this and twice this (default 10: 1–2 s).
+    /// timeout between this and twice this (default 5: 1–2 s).
     pub election_ticks: usize,
-    /// Ticks between the leader's heartbeats (default 3: 300 ms).
+    /// Ticks between the leader's heartbeats (default 2: 400 ms).
     pub heartbeat_ticks: usize,
     /// A voter not heard from for this long is replaced by an up-to-date
     /// learner, when there is one (default 20 s).
@@ -181,9 +181,9 @@ impl Default for AdminConfig {
             eligible: true,
             priority: 0,
             voters: 3,
-            tick: Duration::from_millis(100),
-            election_ticks: 10,
-            heartbeat_ticks: 3,
+            tick: Duration::from_millis(200),
+            election_ticks: 5,
+            heartbeat_ticks: 2,
             voter_timeout: Duration::from_secs(20),
             found_after: Duration::from_secs(3),
         }

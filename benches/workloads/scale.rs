@@ -85,9 +85,8 @@ pub async fn w12(plan: &Plan) -> anyhow::Result<Line> {
 
 /// W13: a mesh of 4 nodes (this process as admin, 3 worker processes, the
 /// ledger's voters as in W1–W5), warmed up and then left idle for 2 s;
-/// then the CPU time of the 4 processes (user + system, from
-/// `/proc/<pid>/stat`, all threads) over `plan.w13_secs`, as a percentage
-/// of one core, `plan.runs` times.
+/// then the CPU time of the 4 processes' threads (from their schedstat)
+/// over `plan.w13_secs`, as a percentage of one core, `plan.runs` times.
 pub async fn w13(plan: &Plan) -> anyhow::Result<Line> {
     let mesh = Mesh::start(3, &format!("bench-w13-{}", std::process::id()), plan.voters).await?;
     let node = mesh.node.handle();
@@ -96,11 +95,11 @@ pub async fn w13(plan: &Plan) -> anyhow::Result<Line> {
     let pids = mesh.pids();
     let mut shares = Vec::new();
     for run in 0..plan.runs {
-        let before = cpu_ticks(&pids)?;
+        let before = cpu_ns(&pids)?;
         let t = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(plan.w13_secs)).await;
-        let ticks = cpu_ticks(&pids)? - before;
-        let share = ticks as f64 / ticks_per_second() / t.elapsed().as_secs_f64() * 100.0;
+        let ran = cpu_ns(&pids)?.saturating_sub(before);
+        let share = ran as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0;
         eprintln!(
             "[W13] run {}/{}: {share:.3} % of one core over {:.1} s",
             run + 1,
@@ -116,38 +115,30 @@ pub async fn w13(plan: &Plan) -> anyhow::Result<Line> {
             .with("window_s", json!(plan.w13_secs))
             .with(
                 "method",
-                json!("utime + stime of /proc/<pid>/stat of the 4 processes, over the window"),
+                json!("time on CPU of every thread of the 4 processes (/proc/<pid>/task/<tid>/schedstat), over the window"),
             ),
     )
 }
 
-/// User + system clock ticks of the processes, all threads.
-fn cpu_ticks(pids: &[u32]) -> anyhow::Result<u64> {
+/// Nanoseconds the processes' threads have run on a CPU
+/// (`/proc/<pid>/task/<tid>/schedstat`, first field): finer than the
+/// 10 ms clock ticks of `/proc/<pid>/stat`. Threads that ended are not
+/// counted; an idle mesh starts none.
+fn cpu_ns(pids: &[u32]) -> anyhow::Result<u64> {
     let mut sum = 0;
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // The command name (field 2) may hold spaces: count after its ')'.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat unreadable"))?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 12 and 13
-        // after the name (the state is the first).
-        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        sum += utime + stime;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let path = task?.path().join("schedstat");
+            // A thread may end between the listing and the read.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            sum += text
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("{} unreadable", path.display()))?;
+        }
     }
     Ok(sum)
-}
-
-/// The kernel's clock ticks per second for `/proc` times (USER_HZ).
-fn ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
