@@ -42,7 +42,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::json;
 
 /// What to run and how big.
 pub struct Plan {
@@ -202,14 +201,7 @@ async fn on_the_mesh(plan: &Plan) -> anyhow::Result<()> {
         network::w1(&node, plan).await?.print();
     }
     if plan.has(2) {
-        let line = network::w2(&node, plan).await?;
-        let rss = mesh.peak_rss_mib();
-        let sum: f64 = rss.iter().map(|r| r.1).sum();
-        let per: serde_json::Map<_, _> = rss.into_iter().map(|(k, v)| (k, json!(v))).collect();
-        line.with("peak_rss_sum_mib", json!(sum))
-            .with("peak_rss_mib", json!(per))
-            .with("rss_method", json!("sum of VmHWM of the 4 processes after W2"))
-            .print();
+        network::w2(&node, &mesh, plan).await?.print();
     }
     if plan.has(3) {
         network::w3(&node, plan).await?.print();

@@ -18,7 +18,8 @@ ROWS = [
     ("W1 p50", "W1", "p50_ms", "ms", True),
     ("W1 p99", "W1", "p99_ms", "ms", True),
     # W2 rows, one per batch size found, go here.
-    ("W2 peak RSS sum", "W2", "peak_rss_sum_mib", "MiB", True),
+    ("W2 peak RSS sum (10k; largest if quick)", "W2", "peak_rss_sum_mib", "MiB", True),
+    ("W2 peak RSS sum (100k)", "W2", "peak_rss_sum_mib_100k", "MiB", True),
     ("W3 per hop", "W3", "per_hop_ms", "ms", True),
     ("W4 1 → 500 → 1", "W4", "wall_s", "s", True),
     ("W5 30 × 100 ms", "W5", "wall_s", "s", True),

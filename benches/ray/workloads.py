@@ -22,8 +22,9 @@ What is measured, and how it matches taskmesh's bench (benches/workloads.rs):
 - Procedure: warm-up untimed (100 tasks at once, then 10 in sequence), then
   W1–W5 `--runs` times each (default 3; `--quick`: 1 run and W2 at 100 and
   1,000 tasks instead of 1,000, 10,000 and 100,000) on the same cluster;
-  after W2 the peak RSS (VmHWM) of the driver and of every process
-  descending from it (the whole Ray session) is summed. Then the cluster is
+  the peak RSS (VmHWM) of the driver and of every process descending from
+  it (the whole Ray session) is reset before each W2 size and summed after
+  its runs, as taskmesh's bench does. Then the cluster is
   shut down and W6 launches a fresh Python process per run that imports ray,
   starts a cluster and gets identity(42), timed from the launch.
 
@@ -44,7 +45,7 @@ import time
 
 import ray
 
-from procs import peak_rss_mib
+from procs import peak_rss_mib, reset_peak_rss
 
 CPUS = 3
 ANSWER = 42
@@ -221,18 +222,32 @@ def label(n):
 
 
 def w2(plan):
-    """Tasks/s for each size; the headline is 10k (or the largest)."""
-    by_size = {}
+    """Tasks/s for each size; the headline is 10k (or the largest). The
+    peak RSS of the whole session is reset before each size and read after
+    its runs, as taskmesh's bench does."""
+    by_size, rss = {}, {}
     for n in plan.w2_sizes:
+        reset_peak_rss()
         rates = []
         for run in range(plan.runs):
             rates.append(w2_run(n))
             say(f"[W2] {n} tasks, run {run + 1}/{plan.runs}: {rates[-1]:.0f} tasks/s")
         by_size[f"tasks_per_s_{label(n)}"] = rates
+        rss[label(n)] = peak_rss_mib()
     main = "tasks_per_s_10k" if "tasks_per_s_10k" in by_size else list(by_size)[-1]
+    main_size = main[len("tasks_per_s_"):]
     line = Line("W2", plan.runs, main, by_size.pop(main))
     for name, rates in by_size.items():
         line.figure(name, rates)
+    for size, peaks in rss.items():
+        line.with_(f"peak_rss_sum_mib_{size}", round(sum(peaks.values()), 4))
+    peaks = rss[main_size]
+    line.with_("peak_rss_sum_mib", round(sum(peaks.values()), 4))
+    line.with_("peak_rss_sum_of", main_size)
+    line.with_("peak_rss_mib", {k: round(v, 4) for k, v in peaks.items()})
+    line.with_("rss_method", f"sum of VmHWM of the driver and its {len(peaks) - 1} "
+               "descendant processes (the whole Ray session) over each size's runs, "
+               "reset before each size; pages shared between processes count in each")
     return line
 
 
@@ -368,15 +383,7 @@ def on_the_cluster(plan, temp_dir, out):
         for n, run in [(1, w1), (2, w2), (3, w3), (4, w4), (5, w5)]:
             if n not in plan.selected:
                 continue
-            line = run(plan)
-            if n == 2:
-                rss = peak_rss_mib()
-                line.with_("peak_rss_sum_mib", round(sum(rss.values()), 4))
-                line.with_("peak_rss_mib", {k: round(v, 4) for k, v in rss.items()})
-                line.with_("rss_method", f"sum of VmHWM of the driver and its {len(rss) - 1} "
-                           "descendant processes (the whole Ray session) after W2; "
-                           "pages shared between processes count in each")
-            line.print(out)
+            run(plan).print(out)
     finally:
         ray.shutdown()
 

@@ -184,6 +184,17 @@ impl Mesh {
             .collect()
     }
 
+    /// Resets every process's peak RSS (`VmHWM`) to its current RSS
+    /// (Linux: `5` written to `/proc/<pid>/clear_refs`); a process whose
+    /// peak cannot be reset keeps it.
+    pub fn reset_peak_rss(&self) {
+        for pid in self.pids() {
+            if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+                eprintln!("[bench] cannot reset the peak RSS of {pid}: {e}");
+            }
+        }
+    }
+
     /// Peak RSS (`VmHWM`) of every process of the mesh, in MiB: this
     /// process (admin + client) first, then the workers.
     pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {

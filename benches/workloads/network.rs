@@ -9,6 +9,7 @@ use serde_json::json;
 use taskmesh::{NodeHandle, TaskId};
 
 use crate::bodies::{blob, chain, extra_rounds, fan, identity, sleep, value};
+use crate::mesh::Mesh;
 use crate::util::{ms, nearest_rank, Line, Rng};
 use crate::Plan;
 
@@ -79,12 +80,17 @@ pub async fn w2_run(node: &NodeHandle, n: usize) -> anyhow::Result<(f64, u64)> {
 
 /// W2: independent tasks at once, in batches of each of `plan.w2_sizes`;
 /// tasks/s (the headline figure is the 10,000-task batch, or the largest
-/// in a quick run), then the peak RSS of the mesh (filled in by the caller,
-/// which owns the processes).
-pub async fn w2(node: &NodeHandle, plan: &Plan) -> anyhow::Result<Line> {
+/// in a quick run), and the peak RSS summed over the mesh's processes
+/// while each size runs (`VmHWM`, reset before each size through
+/// `/proc/<pid>/clear_refs`; memory a process took for an earlier size
+/// and did not give back still counts).
+pub async fn w2(node: &NodeHandle, mesh: &Mesh, plan: &Plan) -> anyhow::Result<Line> {
     let mut extra = 0;
     let mut by_size = Vec::new();
+    let mut rss = serde_json::Map::new();
+    let mut rss_sums = Vec::new();
     for &n in &plan.w2_sizes {
+        mesh.reset_peak_rss();
         let mut rates = Vec::new();
         for run in 0..plan.runs {
             let (rate, more) = w2_run(node, n).await?;
@@ -96,15 +102,33 @@ pub async fn w2(node: &NodeHandle, plan: &Plan) -> anyhow::Result<Line> {
             );
             rates.push(rate);
         }
+        let peaks = mesh.peak_rss_mib();
+        let sum: f64 = peaks.iter().map(|p| p.1).sum();
+        let per: serde_json::Map<_, _> = peaks.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        rss.insert(label(n), json!(per));
+        rss_sums.push((label(n), sum));
         by_size.push((format!("tasks_per_s_{}", label(n)), rates));
     }
     let main = by_size.iter().position(|(name, _)| name == "tasks_per_s_10k");
-    let (name, rates) = by_size.remove(main.unwrap_or(by_size.len() - 1));
+    let main = main.unwrap_or(by_size.len() - 1);
+    let (name, rates) = by_size.remove(main);
+    let (main_size, main_rss) = rss_sums[main].clone();
     let mut line = Line::new("W2", plan.runs, &name, &rates);
     for (name, rates) in &by_size {
         line = line.figure(name, rates);
     }
-    Ok(line.with("extra_auction_rounds_all_runs", json!(extra)))
+    for (size, sum) in &rss_sums {
+        line = line.with(&format!("peak_rss_sum_mib_{size}"), json!(sum));
+    }
+    Ok(line
+        .with("peak_rss_sum_mib", json!(main_rss))
+        .with("peak_rss_sum_of", json!(main_size))
+        .with("peak_rss_mib", json!(rss))
+        .with(
+            "rss_method",
+            json!("sum of VmHWM of the 4 processes over each size's runs, reset before each size"),
+        )
+        .with("extra_auction_rounds_all_runs", json!(extra)))
 }
 
 pub fn label(n: usize) -> String {
