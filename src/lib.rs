@@ -39,7 +39,7 @@ pub use node::{keypair_from_seed, AdminConfig, Node, NodeConfig, NodeHandle};
 pub use playground::Playground;
 pub use task::{
     AttemptOutcome, AttemptRecord, NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport,
-    TaskStatus, Trigger, WorkerInfo,
+    TaskStatus, Trigger, WorkerInfo, MAX_WORKER_QUEUE, MAX_WORKER_SLOTS,
 };
 pub use worker::{Cancel, Offer, ProcessError, TaskRequest, Worker};
 

@@ -739,6 +739,15 @@ pub struct WorkerInfo {
     pub node: NodeId,
 }
 
+/// Most slots the admin counts for one worker, whatever it registers
+/// (65,536): a registration cannot make the admin hand one worker
+/// unbounded work.
+pub const MAX_WORKER_SLOTS: u32 = 65_536;
+
+/// Most awards the admin queues for one worker beyond its slots, whatever
+/// it registers (4,096; also the limit of `--worker-queue`).
+pub const MAX_WORKER_QUEUE: u32 = 4096;
+
 /// What a worker node tells the admin about one of its workers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerSpec {

@@ -26,8 +26,6 @@ const MIN_LEASE_SECS: f64 = 0.1;
 /// Most finished tasks kept, and most MiB.
 const MAX_RETENTION_TASKS: usize = 100_000_000;
 const MAX_RETENTION_MIB: usize = 1 << 20;
-/// Most awards one worker may hold waiting beyond its slots.
-const MAX_WORKER_QUEUE: u32 = 4096;
 
 /// Options of `taskmesh node` for task limits, leases and retention.
 #[derive(Args, Debug, Default)]
@@ -161,7 +159,7 @@ impl TuningArgs {
             cfg.runtime.kill_grace = seconds(v, &name, 0.0, MAX_GRACE_SECS, " (0 to kill at once)")?;
         }
         if let Some((v, name)) = src.pick(self.worker_queue, file.worker_queue, "worker_queue") {
-            cfg.runtime.queue = count(v, &name, 0, MAX_WORKER_QUEUE)?;
+            cfg.runtime.queue = count(v, &name, 0, taskmesh::MAX_WORKER_QUEUE)?;
         }
         Ok(())
     }

@@ -154,9 +154,10 @@ pub enum AttemptEnd {
         /// Why.
         reason: String,
     },
-    /// Never reached its worker: awarded by an admin that lost its office
-    /// before the award was sent. Awarded again; not a lost attempt (it
-    /// does not count towards `max_attempts`).
+    /// Never ran: awarded by an admin that lost its office before the
+    /// award was sent, or waiting in the queue of a worker that was lost
+    /// (its node's renewals said it had not started). Awarded again; not a
+    /// lost attempt (it does not count towards `max_attempts`).
     Undelivered {
         /// What was seen.
         reason: String,

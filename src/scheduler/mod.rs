@@ -281,6 +281,9 @@ pub struct Scheduler {
     churn: usize,
     /// Set by [`Scheduler::take_office`] until every node was heard from.
     takeover: Option<Takeover>,
+    /// Set when a pump stopped at [`SchedulerConfig::max_scan`] with room
+    /// left: the step at which to pump again (the driver ticks at once).
+    pump_again: Option<Duration>,
 }
 
 /// What a new admin waits to hear from each worker's node (see
@@ -338,6 +341,7 @@ impl Scheduler {
             draining: HashMap::new(),
             drain_line: VecDeque::new(),
             takeover: None,
+            pump_again: None,
         }
     }
 
@@ -449,7 +453,10 @@ impl Scheduler {
         let drain = self.drain_line.front().map(|d| d.0);
         let timer = self.timers.first().map(|t| t.at);
         let takeover = self.takeover.as_ref().map(|t| t.by);
-        [timer, lease, drain, takeover].into_iter().flatten().min()
+        [timer, lease, drain, takeover, self.pump_again]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Emits what one step gathered.

@@ -122,6 +122,7 @@ impl Scheduler {
 
     /// Announces queued tasks while capable workers have free slots.
     pub(super) fn pump(&mut self, now: Duration) {
+        self.pump_again = None;
         let mut next = RoleId(0);
         while let Some((&role, _)) = self.queues.range(next..).next() {
             next = RoleId(role.0 + 1);
@@ -131,8 +132,9 @@ impl Scheduler {
 
     fn pump_role(&mut self, role: RoleId, now: Duration) {
         let mut scanned = 0;
+        let mut awarded = false;
         let mut after = None;
-        while scanned < self.cfg.max_scan && self.role_has_room(role) {
+        while self.role_has_room(role) {
             let Some(queue) = self.queues.get(&role) else {
                 break;
             };
@@ -144,13 +146,26 @@ impl Scheduler {
                     .copied(),
             };
             let Some((key, slot)) = next else { break };
+            if scanned == self.cfg.max_scan {
+                // Work enough for one step. The next step goes on if this
+                // one got anywhere (each goes further, so it ends); if
+                // none of these fit, the next input pumps again.
+                if awarded {
+                    self.pump_again = Some(now);
+                }
+                break;
+            }
             scanned += 1;
             if self.standing_award(slot, now) {
+                awarded = true;
                 continue;
             }
             let difficulty = self.tasks[slot].task.difficulty;
             match self.reserve(role, difficulty) {
-                Some(worker) => self.open_auction(slot, worker, now),
+                Some(worker) => {
+                    awarded = true;
+                    self.open_auction(slot, worker, now);
+                }
                 // No free slot fits this task: it keeps its place in line.
                 None => after = Some((key, slot)),
             }

@@ -193,7 +193,8 @@ pub(super) enum End {
     Aborted {
         reason: Box<str>,
     },
-    /// Awarded by an admin that lost its office before sending it.
+    /// Never ran: awarded by an admin that lost its office before sending
+    /// it, or still queued when its worker was lost.
     Undelivered {
         reason: Box<str>,
     },

@@ -42,7 +42,8 @@ impl Scheduler {
             self.worker_gone(id, "its node re-registered without it", now);
         }
         for s in &mut specs {
-            s.capacity = s.capacity.max(1);
+            s.capacity = s.capacity.clamp(1, crate::task::MAX_WORKER_SLOTS);
+            s.queue = s.queue.min(crate::task::MAX_WORKER_QUEUE);
             s.standing = s.standing.map(|d| d.min(s.skill));
         }
         self.emit(Event::WorkersRegistered { node, workers: specs });
@@ -223,10 +224,26 @@ impl Scheduler {
     /// The worker's standing bid is set aside until its node is heard from
     /// again: a paused or cut-off node takes no more awards unasked.
     pub(super) fn attempt_lost(&mut self, slot: Slot, reason: String, now: Duration) {
-        if let Some((worker, _)) = self.tasks[slot].phase.holder() {
-            self.workers[worker].standing_off = true;
-        }
-        if self.end_attempt(slot, AttemptEnd::Lost { reason }, now) {
+        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
+            return;
+        };
+        self.workers[worker].standing_off = true;
+        // An award its node's renewals said was still waiting in the
+        // worker's queue never ran: awarded again without counting as a
+        // lost attempt (as one that never reached its worker), though its
+        // node is still told to drop it.
+        let end = if self.tasks[slot].soft.run == RunSeen::Waiting {
+            let task = self.tasks[slot].task.id;
+            let node = self.workers[worker].node.clone();
+            self.abort.entry(node).or_default().push((task, attempt));
+            self.start_drain(worker, task, attempt, now);
+            AttemptEnd::Undelivered {
+                reason: format!("{reason}, before it started (it waited in the worker's queue)"),
+            }
+        } else {
+            AttemptEnd::Lost { reason }
+        };
+        if self.end_attempt(slot, end, now) {
             self.after_attempt(slot, now);
         }
     }

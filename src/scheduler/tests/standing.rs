@@ -289,3 +289,75 @@ fn a_new_admin_waits_for_the_first_renewal_before_its_timeout_backstop() {
         h.changes(second)
     );
 }
+
+#[test]
+fn a_registration_cannot_claim_unbounded_slots_or_queue() {
+    use crate::task::{MAX_WORKER_QUEUE, MAX_WORKER_SLOTS};
+    let mut h = Harness::new();
+    h.register_queued("n1", &[(("wide", "worker", 5, u32::MAX), None, 0)]);
+    h.register_queued("n2", &[(("greedy", "worker", 5, 1), Some(5), u32::MAX)]);
+    let wide = h.worker("n1", "wide").expect("registered");
+    assert_eq!(wide.capacity, MAX_WORKER_SLOTS);
+    // The slot and the queue take what they may, though that is more than
+    // one pump looks at in a step; the rest waits.
+    let n = (1 + MAX_WORKER_QUEUE + 10) as u128;
+    h.submit((1..=n).map(|i| named(i, "t", "worker", 1)).collect());
+    h.advance(1);
+    assert_eq!(h.load("n2", "greedy"), 1 + MAX_WORKER_QUEUE);
+}
+
+#[test]
+fn an_award_still_waiting_in_a_lost_workers_queue_is_not_a_lost_attempt() {
+    let mut h = super::leases::leased();
+    h.register_queued("n1", &[(("a", "worker", 5, 1), Some(5), 1)]);
+    h.register_queued("n2", &[(("b", "worker", 5, 1), Some(5), 1)]);
+    let mut tasks: Vec<Task> = (1..=4).map(|n| named(n, "t", "worker", 1)).collect();
+    for t in &mut tasks {
+        t.max_attempts = Some(1);
+    }
+    let ids = h.submit(tasks);
+    let on_a: Vec<TaskId> = ids
+        .iter()
+        .copied()
+        .filter(|&t| h.winner(t) == Some("a"))
+        .collect();
+    let [running, queued] = on_a[..] else {
+        panic!("a holds one running and one queued: {on_a:?}")
+    };
+    for &t in &ids {
+        h.accept(t);
+    }
+    let attempt = |h: &Harness, t| (t, h.assigned[&t].1.attempt);
+    h.step(Input::Renew {
+        node: NodeId::new("n1"),
+        held: vec![attempt(&h, running), attempt(&h, queued)],
+        waiting: vec![attempt(&h, queued)],
+    });
+    h.step(Input::NodeLeft(NodeId::new("n1")));
+    // The running one was lost with its only attempt; the queued one never
+    // ran, and waits for another award.
+    assert_eq!(h.status(running), Some(TaskStatus::Failed));
+    assert_ne!(
+        h.status(queued),
+        Some(TaskStatus::Failed),
+        "{:?}",
+        h.changes(queued)
+    );
+    let history = h.report_of(queued).history;
+    let AttemptOutcome::Lost { reason } = &history[0].outcome else {
+        panic!("{history:?}")
+    };
+    assert!(reason.contains("before it started"), "{reason}");
+    // b finishes its work; the queued task goes to b and completes.
+    let on_b: Vec<TaskId> = ids
+        .iter()
+        .copied()
+        .filter(|&t| h.winner(t) == Some("b"))
+        .collect();
+    for t in on_b {
+        h.report_ok(t, b"ok");
+    }
+    h.accept(queued);
+    h.report_ok(queued, b"ok");
+    assert_eq!(h.status(queued), Some(TaskStatus::Completed));
+}
