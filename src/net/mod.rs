@@ -490,8 +490,12 @@ impl EventLoop {
     }
 
     fn begin_shutdown(&mut self, grace: Duration, done: oneshot::Sender<()>) {
-        info!(running = self.workers.running(), "shutting down");
-        self.workers.drain();
+        let returned = self.workers.drain();
+        info!(
+            running = self.workers.running(),
+            returned = returned.len(),
+            "shutting down (queued awards are returned unstarted)"
+        );
         let now = Instant::now();
         self.closing = Some((now, now + grace.max(self.cfg.shutdown_linger), done));
         self.hand_over();

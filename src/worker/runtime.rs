@@ -358,9 +358,21 @@ impl WorkerRuntime {
         joined.ok().map(|(_, report)| report)
     }
 
-    /// Stops bidding and taking awards; running attempts go on.
-    pub(crate) fn drain(&mut self) {
+    /// Stops bidding and taking awards; running attempts go on. Awards
+    /// waiting in queues are dropped, unstarted, and returned: renewals no
+    /// longer hold them, so the admin awards them again once their leases
+    /// end, without counting a lost attempt (its renewals said they were
+    /// waiting).
+    pub(crate) fn drain(&mut self) -> Vec<(TaskId, u32)> {
         self.draining = true;
+        let mut returned = Vec::new();
+        for slot in &mut self.slots {
+            for a in slot.queue.drain(..) {
+                self.held.remove(&a.task);
+                returned.push((a.task, a.attempt));
+            }
+        }
+        returned
     }
 
     /// Attempts whose futures have not ended (cancelled ones included),

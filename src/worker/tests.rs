@@ -353,3 +353,28 @@ async fn awards_beyond_the_slots_wait_in_the_queue_and_start_as_slots_free() {
     );
     assert_eq!(rt.running(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn draining_returns_queued_awards_unstarted_and_lets_running_ones_finish() {
+    let (w, mut events) = probe("p", 1);
+    let mut rt = queued_runtime(w, 2);
+    let running = assignment("echo", "p");
+    let queued = [assignment("echo", "p"), assignment("echo", "p")];
+    assert!(rt.accept(running.clone()).accepted);
+    for a in &queued {
+        assert!(rt.accept(a.clone()).accepted);
+    }
+    let mut returned = rt.drain();
+    returned.sort();
+    let mut want: Vec<_> = queued.iter().map(|a| (a.task, a.attempt)).collect();
+    want.sort();
+    assert_eq!(returned, want);
+    assert!(rt.waiting().is_empty());
+    assert_eq!(rt.held(), vec![(running.task, 1)], "renewals no longer hold them");
+    assert_eq!(rt.running(), 1, "only the running attempt keeps the node");
+    // The running attempt finishes; nothing starts after it.
+    assert_eq!(next(&mut events).await, Event::Started("echo".into()));
+    assert_eq!(rt.next_finished().await.task, running.task);
+    assert_eq!(rt.running(), 0);
+    assert!(rt.try_finished().is_empty());
+}
