@@ -67,8 +67,13 @@ pub enum Error {
     /// The admin refused a submitted batch.
     #[error("submission refused")]
     Submit(#[from] scheduler::SubmitError),
-    /// No admin was elected within the wait.
-    #[error("no admin was elected within {0:?}; is the mesh reachable?")]
+    /// This node knew of no admin within the wait: none was elected, or
+    /// no peer it reaches knows one (a client that joined only the admin
+    /// loses the mesh with it; join more than one node).
+    #[error(
+        "no admin known within {0:?}: none was elected, or no node this one reaches knows of one \
+         (is the mesh reachable? a client that joined only the admin loses the mesh with it: join more than one node)"
+    )]
     NoAdmin(Duration),
     /// This side of the mesh reaches too few of the ledger's voters to have
     /// an admin (a partition, or voters down): new work is refused at once.

@@ -508,7 +508,7 @@ pub enum TaskError {
     },
     /// The worker holding the task was lost (node gone, lease expired) more
     /// often than the task allows: a poison task. Every attempt is listed.
-    #[error("{} attempts lost, the most allowed (max_attempts {max_attempts}): {}", .attempts.len(), describe_attempts(.attempts))]
+    #[error("{} lost, the most allowed (max_attempts {max_attempts}): {}", count_of(.attempts.len(), "attempt"), describe_attempts(.attempts))]
     Poison {
         /// The task's limit on lost attempts.
         max_attempts: u32,
@@ -561,6 +561,15 @@ pub enum TaskError {
     /// The admin that held the task went away before it finished.
     #[error("the admin holding the task was lost: {0}")]
     AdminLost(String),
+}
+
+/// "1 attempt", "3 attempts".
+fn count_of(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn describe_attempts(attempts: &[AttemptRecord]) -> String {
