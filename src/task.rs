@@ -45,14 +45,6 @@ impl FromStr for TaskId {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(Arc<str>);
 
-/// Looks a node id up by its text (the text is what is hashed and
-/// compared).
-impl std::borrow::Borrow<str> for NodeId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
 impl NodeId {
     /// Wraps any text as a node id (tests use short names).
     pub fn new(s: impl AsRef<str>) -> Self {

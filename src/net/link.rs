@@ -205,7 +205,7 @@ impl Links {
         if let Some(open) = self.open.get_mut(&link) {
             open.in_flight = open.in_flight.saturating_sub(1);
         }
-        self.refuse(link, frame);
+        self.queue_answer(link, frame);
     }
 
     /// Queues an answer on link `link` without counting it against the
@@ -213,6 +213,11 @@ impl Links {
     /// not take. A link that cannot take it is closed, as in
     /// [`Links::answer`].
     pub(crate) fn refuse(&mut self, link: u64, frame: LinkFrame) {
+        self.queue_answer(link, frame);
+    }
+
+    /// Queues an answer; closes a link that cannot take it.
+    fn queue_answer(&mut self, link: u64, frame: LinkFrame) {
         let Some(open) = self.open.get(&link) else { return };
         if open.queue.try_send(frame).is_err() {
             debug!(peer = %open.peer, link, "link closed: its answers do not keep up");
@@ -254,15 +259,12 @@ impl Links {
 
     /// Keeps an open link's queue, with no request in flight yet.
     fn keep(&mut self, link: u64, peer: PeerId, queue: mpsc::Sender<LinkFrame>) {
-        let in_flight = 0;
-        self.open.insert(
-            link,
-            Open {
-                peer,
-                queue,
-                in_flight,
-            },
-        );
+        let open = Open {
+            peer,
+            queue,
+            in_flight: 0,
+        };
+        self.open.insert(link, open);
     }
 
     /// Takes note that a link is closed.

@@ -603,7 +603,7 @@ pub(crate) fn node_id(peer: &PeerId) -> NodeId {
 #[derive(Default)]
 pub(crate) struct Names {
     nodes: RefCell<HashMap<PeerId, NodeId>>,
-    peers: RefCell<HashMap<NodeId, Option<PeerId>>>,
+    peers: RefCell<HashMap<String, Option<PeerId>>>,
 }
 
 impl Names {
@@ -612,32 +612,35 @@ impl Names {
 
     /// The node id of `peer` ([`node_id`]).
     pub(crate) fn node(&self, peer: &PeerId) -> NodeId {
-        let mut nodes = self.nodes.borrow_mut();
-        if let Some(node) = nodes.get(peer) {
-            return node.clone();
-        }
-        if nodes.len() >= Self::MAX {
-            nodes.clear();
-        }
-        let node = node_id(peer);
-        nodes.insert(*peer, node.clone());
-        node
+        cached(&self.nodes, peer, || node_id(peer))
     }
 
     /// The peer a node id's text names; `None` when it names no peer (a
     /// test's or a garbled id).
     pub(crate) fn peer(&self, node: &str) -> Option<PeerId> {
-        let mut peers = self.peers.borrow_mut();
-        if let Some(peer) = peers.get(node) {
-            return *peer;
-        }
-        if peers.len() >= Self::MAX {
-            peers.clear();
-        }
-        let peer = node.parse::<PeerId>().ok();
-        peers.insert(NodeId::new(node), peer);
-        peer
+        let parsed = || node.parse::<PeerId>().ok();
+        cached(&self.peers, node, parsed)
     }
+}
+
+/// `map`'s value for `key`, worked out by `make` and kept when missing;
+/// the map starts over once it holds [`Names::MAX`] entries.
+fn cached<K, Q, V>(map: &RefCell<HashMap<K, V>>, key: &Q, make: impl FnOnce() -> V) -> V
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+    V: Clone,
+{
+    let mut map = map.borrow_mut();
+    if let Some(v) = map.get(key) {
+        return v.clone();
+    }
+    if map.len() >= Names::MAX {
+        map.clear();
+    }
+    let v = make();
+    map.insert(key.to_owned(), v.clone());
+    v
 }
 
 #[cfg(test)]

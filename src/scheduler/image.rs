@@ -266,7 +266,7 @@ impl Scheduler {
             if current {
                 let reason =
                     "its node does not hold it: the award was not delivered before the admin changed";
-                if self.end_attempt(
+                if self.record_end(
                     slot,
                     AttemptEnd::Undelivered {
                         reason: reason.into(),

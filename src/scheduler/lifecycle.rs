@@ -233,19 +233,28 @@ impl Scheduler {
     }
 
     /// Ends the current attempt, if any, as the admin decided (lost, timed
-    /// out, aborted): the worker's node is told to stop it, and the ledger
-    /// records how it ended. False when no attempt was held.
+    /// out, aborted, or never started): the worker's node is told to stop
+    /// it, and the ledger records how it ended. False when no attempt was
+    /// held.
     pub(super) fn end_attempt(&mut self, slot: Slot, end: AttemptEnd, now: Duration) -> bool {
         let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
             return false;
         };
         let task = self.tasks[slot].task.id;
-        // An attempt its node says it never got needs no stopping.
-        if !matches!(end, AttemptEnd::Undelivered { .. }) {
-            let node = self.workers[worker].node.clone();
-            self.abort.entry(node).or_default().push((task, attempt));
-            self.start_drain(worker, task, attempt, now);
-        }
+        let node = self.workers[worker].node.clone();
+        self.abort.entry(node).or_default().push((task, attempt));
+        self.start_drain(worker, task, attempt, now);
+        self.record_end(slot, end, now)
+    }
+
+    /// Records how the current attempt ended, if any, without telling its
+    /// node: for an attempt its node says it never got, which needs no
+    /// stopping. False when no attempt was held.
+    pub(super) fn record_end(&mut self, slot: Slot, end: AttemptEnd, now: Duration) -> bool {
+        let Some((_, attempt)) = self.tasks[slot].phase.holder() else {
+            return false;
+        };
+        let task = self.tasks[slot].task.id;
         self.emit(Event::AttemptFinished {
             at_ms: Self::ms(now),
             task,

@@ -392,11 +392,21 @@ impl Harness {
     /// A node renews the leases of `held`; returns the pairs the scheduler
     /// told it to abort.
     fn renew(&mut self, node: &str, held: &[(TaskId, u32)]) -> Vec<(TaskId, u32)> {
+        self.renew_waiting(node, held, &[])
+    }
+
+    /// As [`Harness::renew`], saying which of `held` wait in a queue.
+    fn renew_waiting(
+        &mut self,
+        node: &str,
+        held: &[(TaskId, u32)],
+        waiting: &[(TaskId, u32)],
+    ) -> Vec<(TaskId, u32)> {
         let node = NodeId::new(node);
         let out = self.step(Input::Renew {
             node: node.clone(),
             held: held.to_vec(),
-            waiting: Vec::new(),
+            waiting: waiting.to_vec(),
         });
         aborts_to(&out, &node)
     }

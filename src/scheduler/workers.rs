@@ -224,19 +224,15 @@ impl Scheduler {
     /// The worker's standing bid is set aside until its node is heard from
     /// again: a paused or cut-off node takes no more awards unasked.
     pub(super) fn attempt_lost(&mut self, slot: Slot, reason: String, now: Duration) {
-        let Some((worker, attempt)) = self.tasks[slot].phase.holder() else {
+        let Some((worker, _)) = self.tasks[slot].phase.holder() else {
             return;
         };
         self.workers[worker].standing_off = true;
         // An award its node's renewals said was still waiting in the
         // worker's queue never ran: awarded again without counting as a
-        // lost attempt (as one that never reached its worker), though its
-        // node is still told to drop it.
+        // lost attempt (as one that never reached its worker); its node is
+        // still told to drop it.
         let end = if self.tasks[slot].soft.run == RunSeen::Waiting {
-            let task = self.tasks[slot].task.id;
-            let node = self.workers[worker].node.clone();
-            self.abort.entry(node).or_default().push((task, attempt));
-            self.start_drain(worker, task, attempt, now);
             AttemptEnd::Undelivered {
                 reason: format!("{reason}, before it started (it waited in the worker's queue)"),
             }

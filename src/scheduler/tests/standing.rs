@@ -196,11 +196,7 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
     // runs long): the backstop (timeout + lease after the award) passes
     // without failing the second.
     for _ in 0..10 {
-        h.step(Input::Renew {
-            node: NodeId::new("n1"),
-            held: held.clone(),
-            waiting: waiting.clone(),
-        });
+        h.renew_waiting("n1", &held, &waiting);
         h.advance(200);
     }
     assert_eq!(
@@ -212,11 +208,7 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
     // Once it is said to run, the backstop fires a timeout and lease after
     // that renewal, not sooner.
     for _ in 0..2 {
-        h.step(Input::Renew {
-            node: NodeId::new("n1"),
-            held: held.clone(),
-            waiting: Vec::new(),
-        });
+        h.renew_waiting("n1", &held, &[]);
         h.advance(175);
     }
     assert_eq!(
@@ -226,11 +218,7 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
         h.changes(second)
     );
     for _ in 0..5 {
-        h.step(Input::Renew {
-            node: NodeId::new("n1"),
-            held: held.clone(),
-            waiting: Vec::new(),
-        });
+        h.renew_waiting("n1", &held, &[]);
         h.advance(200);
     }
     let outcome = h.report_of(second).history[0].outcome.clone();
@@ -259,11 +247,7 @@ fn a_new_admin_waits_for_the_first_renewal_before_its_timeout_backstop() {
     let (mut h, first, second) = one_running_one_queued();
     let held = vec![(first, 1), (second, 1)];
     let renew = |h: &mut Harness| {
-        h.step(Input::Renew {
-            node: NodeId::new("n1"),
-            held: held.clone(),
-            waiting: vec![(second, 1)],
-        });
+        h.renew_waiting("n1", &held, &[(second, 1)]);
     };
     for _ in 0..5 {
         renew(&mut h);
@@ -328,11 +312,11 @@ fn an_award_still_waiting_in_a_lost_workers_queue_is_not_a_lost_attempt() {
         h.accept(t);
     }
     let attempt = |h: &Harness, t| (t, h.assigned[&t].1.attempt);
-    h.step(Input::Renew {
-        node: NodeId::new("n1"),
-        held: vec![attempt(&h, running), attempt(&h, queued)],
-        waiting: vec![attempt(&h, queued)],
-    });
+    h.renew_waiting(
+        "n1",
+        &[attempt(&h, running), attempt(&h, queued)],
+        &[attempt(&h, queued)],
+    );
     h.step(Input::NodeLeft(NodeId::new("n1")));
     // The running one was lost with its only attempt; the queued one never
     // ran, and waits for another award.
