@@ -123,8 +123,9 @@ pub enum Request {
     Raft {
         /// The ledger's id.
         cluster: u64,
-        /// The messages, in order.
-        messages: Vec<Vec<u8>>,
+        /// The messages, in order, each one byte string (one length and
+        /// its bytes on the wire, decoded whole rather than byte by byte).
+        messages: Vec<serde_bytes::ByteBuf>,
     },
     /// Replica → replica: one part of a Raft message too large for a frame
     /// (a snapshot of a large ledger), sent after the previous part was
@@ -362,6 +363,7 @@ pub struct RaftPart {
     /// The whole message's length in bytes (at most 1 GiB + 16 MiB).
     pub total: u64,
     /// The part: 1 byte to 4 MiB.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

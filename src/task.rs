@@ -104,41 +104,7 @@ pub enum PayloadError {
 /// encoding of the user's type; [`Payload::encode`] and [`Payload::decode`]
 /// are the typed helpers for both ends.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(#[serde(with = "serde_bytes_compat")] pub Vec<u8>);
-
-/// Serialises a `Vec<u8>` as one byte string instead of a sequence of
-/// numbers (same bincode bytes, much faster with self-describing formats).
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
-                while let Some(b) = a.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
+pub struct Payload(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// The splitmix64 finaliser: a well-mixed hash of one word, for
 /// deterministic jitter in the pure core.

@@ -294,7 +294,7 @@ mod seeds {
                 "raft",
                 Request::Raft {
                     cluster: 0x18c_0000_1234,
-                    messages: vec![vec![8, 3, 16, 1, 24, 2, 32, 7], vec![]],
+                    messages: vec![vec![8, 3, 16, 1, 24, 2, 32, 7].into(), vec![].into()],
                 },
             ),
             (

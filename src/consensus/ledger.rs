@@ -151,6 +151,7 @@ pub struct Ledger {
 #[derive(Serialize, Deserialize)]
 struct Image {
     members: Vec<(u64, Vec<u8>)>,
+    #[serde(with = "serde_bytes")]
     scheduler: Vec<u8>,
     /// Ledgers this one replaced (see [`Ledger::recover`]).
     superseded: Vec<u64>,

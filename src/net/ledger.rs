@@ -27,6 +27,7 @@ use libp2p::{Multiaddr, PeerId};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -533,7 +534,7 @@ impl EventLoop {
         let Some((cluster, _)) = self.raft.cluster else {
             return;
         };
-        let mut by_peer: HashMap<PeerId, Vec<Vec<u8>>> = HashMap::new();
+        let mut by_peer: HashMap<PeerId, Vec<ByteBuf>> = HashMap::new();
         for m in messages {
             let Some(peer) = self.peer_of(m.to) else {
                 debug!(to = m.to, "no address for a replica; message dropped");
@@ -547,7 +548,7 @@ impl EventLoop {
                         self.send_part(peer, cluster, part);
                     }
                 }
-                Ok(bytes) => by_peer.entry(peer).or_default().push(bytes),
+                Ok(bytes) => by_peer.entry(peer).or_default().push(ByteBuf::from(bytes)),
                 Err(e) => warn!(error = %e, "cannot encode a Raft message"),
             }
         }
@@ -583,7 +584,7 @@ impl EventLoop {
         match self.raft.parts_in.receive(peer, part) {
             Ok(None) => Response::Ok,
             Ok(Some(whole)) => {
-                self.take_raft(peer, vec![whole], MAX_ASSEMBLED as usize);
+                self.take_raft(peer, vec![ByteBuf::from(whole)], MAX_ASSEMBLED as usize);
                 Response::Ok
             }
             Err(why) => {
@@ -614,7 +615,7 @@ impl EventLoop {
     }
 
     /// Raft messages from a peer, for this node's replica.
-    pub(super) fn on_raft(&mut self, peer: PeerId, cluster: u64, messages: Vec<Vec<u8>>) {
+    pub(super) fn on_raft(&mut self, peer: PeerId, cluster: u64, messages: Vec<ByteBuf>) {
         if self.raft.cluster.map(|c| c.0) != Some(cluster) {
             return; // another ledger's traffic, or not joined yet
         }
@@ -633,7 +634,7 @@ impl EventLoop {
     }
 
     /// Raft messages of at most `limit` bytes each, for this node's replica.
-    fn take_raft(&mut self, peer: PeerId, messages: Vec<Vec<u8>>, limit: usize) {
+    fn take_raft(&mut self, peer: PeerId, messages: Vec<ByteBuf>, limit: usize) {
         let mut steps = Vec::new();
         let mut forged = false;
         for bytes in messages {
