@@ -11,7 +11,13 @@
 //!   ([`LinkEvent::Down`]), and the requests still waiting on it fail as
 //!   over a closed connection (and are asked again the way each kind
 //!   is). The next request opens a new link.
-//! - **Bounded.** Frames queued for one link are bounded ([`QUEUE`]): a
+//! - **Written once per turn.** The loop holds a link's frames until the
+//!   end of its turn ([`Links::flush`]) and hands them over as one batch,
+//!   which the link writes at once: a turn that answers a hundred requests
+//!   costs one write (and one Yamux and Noise frame per 16 KiB), not a
+//!   hundred.
+//! - **Bounded.** Frames queued for one link are bounded ([`QUEUE`]
+//!   batches of at most [`BATCH_FRAMES`]): a
 //!   request that finds its link full goes by request-response instead, and
 //!   a link that cannot take an answer is closed (its requester asks
 //!   again). Frames read from every link reach the loop through one bounded
@@ -34,8 +40,14 @@ use tracing::debug;
 
 use crate::protocol::{Codec, LinkFrame, Request, Unreadable, LINK_PROTOCOL};
 
-/// Frames queued for one link.
-pub(crate) const QUEUE: usize = 1024;
+/// Batches of frames queued for one link.
+pub(crate) const QUEUE: usize = 8;
+/// Frames in one batch: a turn that queues more for one link hands over a
+/// batch each time this many are held.
+pub(crate) const BATCH_FRAMES: usize = 128;
+
+/// Frames handed to a link's task together.
+pub(crate) type Batch = Vec<LinkFrame>;
 
 /// Frames read from every link and not yet taken by the loop.
 const INBOX: usize = 4096;
@@ -52,7 +64,7 @@ pub(crate) enum LinkEvent {
     Opened {
         peer: PeerId,
         link: u64,
-        queue: mpsc::Sender<LinkFrame>,
+        queue: mpsc::Sender<Batch>,
     },
     /// A frame from a peer on link `link`.
     Frame {
@@ -78,12 +90,35 @@ pub(crate) enum Responder {
     Link { link: u64, id: u64 },
 }
 
-/// One open link: the queue of frames its task writes.
+/// One open link: the queue of batches its task writes, and the frames of
+/// this turn not yet handed over.
 struct Open {
     peer: PeerId,
-    queue: mpsc::Sender<LinkFrame>,
+    queue: mpsc::Sender<Batch>,
+    /// Frames of this turn. When any are held, the queue has room for
+    /// them: nothing else sends on it before [`Links::flush`].
+    held: Batch,
     /// Requests that came on it and wait for their answers.
     in_flight: u32,
+}
+
+impl Open {
+    /// Holds `frame` for the end of the turn; gives it back when the
+    /// link's queue is full.
+    fn hold(&mut self, frame: LinkFrame) -> Result<(), LinkFrame> {
+        if self.held.len() >= BATCH_FRAMES {
+            // The room reserved when the first of them was held.
+            let Ok(room) = self.queue.try_reserve() else {
+                return Err(frame);
+            };
+            room.send(std::mem::take(&mut self.held));
+        }
+        if self.held.is_empty() && self.queue.capacity() == 0 {
+            return Err(frame);
+        }
+        self.held.push(frame);
+        Ok(())
+    }
 }
 
 /// The links of one node (owned by the event loop).
@@ -96,6 +131,8 @@ pub(crate) struct Links {
     mine: HashMap<PeerId, u64>,
     /// The link each peer opened to this node (one each, the newest).
     theirs: HashMap<PeerId, u64>,
+    /// Links holding frames of this turn.
+    holding: Vec<u64>,
     /// Most inbound links at once.
     max_links: usize,
     /// Peers that do not speak the link protocol: request-response only.
@@ -127,6 +164,7 @@ impl Links {
             open: HashMap::new(),
             mine: HashMap::new(),
             theirs: HashMap::new(),
+            holding: Vec::new(),
             max_links: 0,
             unsupported: Default::default(),
             ids: Default::default(),
@@ -177,13 +215,43 @@ impl Links {
             Some(&link) if self.open.contains_key(&link) => link,
             _ => self.open_to(peer),
         };
-        let open = &self.open[&link];
-        match open.queue.try_reserve() {
-            Ok(room) => {
-                room.send(LinkFrame::Request { id, request });
-                Ok(link)
+        match self.hold(link, LinkFrame::Request { id, request }) {
+            Ok(()) => Ok(link),
+            Err(LinkFrame::Request { request, .. }) => Err(request),
+            Err(_) => unreachable!("hold gives back the frame it was given"),
+        }
+    }
+
+    /// Holds a frame for link `link` until [`Links::flush`]; gives it back
+    /// when the link is gone or full.
+    fn hold(&mut self, link: u64, frame: LinkFrame) -> Result<(), LinkFrame> {
+        let Some(open) = self.open.get_mut(&link) else {
+            return Err(frame);
+        };
+        let first = open.held.is_empty();
+        open.hold(frame)?;
+        if first {
+            self.holding.push(link);
+        }
+        Ok(())
+    }
+
+    /// Hands every link the frames of this turn, one batch each (call at
+    /// the end of each turn of the loop).
+    pub(crate) fn flush(&mut self) {
+        for link in self.holding.drain(..) {
+            let Some(open) = self.open.get_mut(&link) else {
+                continue;
+            };
+            if open.held.is_empty() {
+                continue;
             }
-            Err(_) => Err(request),
+            // Room was there when the first frame was held (see `Open::hold`);
+            // only a link whose task ended can refuse.
+            if open.queue.try_send(std::mem::take(&mut open.held)).is_err() {
+                debug!(peer = %open.peer, link, "link closed: its task ended");
+                self.open.remove(&link);
+            }
         }
     }
 
@@ -218,10 +286,13 @@ impl Links {
 
     /// Queues an answer; closes a link that cannot take it.
     fn queue_answer(&mut self, link: u64, frame: LinkFrame) {
-        let Some(open) = self.open.get(&link) else { return };
-        if open.queue.try_send(frame).is_err() {
-            debug!(peer = %open.peer, link, "link closed: its answers do not keep up");
-            self.open.remove(&link);
+        if !self.open.contains_key(&link) {
+            return;
+        }
+        if self.hold(link, frame).is_err() {
+            if let Some(open) = self.open.remove(&link) {
+                debug!(peer = %open.peer, link, "link closed: its answers do not keep up");
+            }
         }
     }
 
@@ -232,7 +303,7 @@ impl Links {
 
     /// A peer opened a link to this node: it replaces the peer's earlier
     /// one, and is refused (closed) past the limit of inbound links.
-    pub(crate) fn opened(&mut self, peer: PeerId, link: u64, queue: mpsc::Sender<LinkFrame>) {
+    pub(crate) fn opened(&mut self, peer: PeerId, link: u64, queue: mpsc::Sender<Batch>) {
         if !self.theirs.contains_key(&peer) && self.theirs.len() >= self.max_links {
             debug!(%peer, "inbound link refused: too many links");
             return;
@@ -258,10 +329,11 @@ impl Links {
     }
 
     /// Keeps an open link's queue, with no request in flight yet.
-    fn keep(&mut self, link: u64, peer: PeerId, queue: mpsc::Sender<LinkFrame>) {
+    fn keep(&mut self, link: u64, peer: PeerId, queue: mpsc::Sender<Batch>) {
         let open = Open {
             peer,
             queue,
+            held: Vec::new(),
             in_flight: 0,
         };
         self.open.insert(link, open);
@@ -293,7 +365,7 @@ async fn open_and_run(
     codec: Codec,
     peer: PeerId,
     link: u64,
-    queue: mpsc::Receiver<LinkFrame>,
+    queue: mpsc::Receiver<Batch>,
     tell: mpsc::Sender<LinkEvent>,
 ) {
     match control
@@ -322,7 +394,7 @@ async fn run(
     codec: Codec,
     peer: PeerId,
     link: u64,
-    mut queue: mpsc::Receiver<LinkFrame>,
+    mut queue: mpsc::Receiver<Batch>,
     tell: mpsc::Sender<LinkEvent>,
 ) {
     let (reader, mut writer) = stream.split();
@@ -350,18 +422,25 @@ async fn run(
     };
     let writing = async {
         let mut out = Vec::new();
-        while let Some(frame) = queue.recv().await {
-            // The frames queued by now go out together: one write and one
-            // flush for a burst, not one per frame.
-            let mut next = Some(frame);
-            while let Some(frame) = next.take() {
-                if let Err(e) = codec.frame_into(&mut out, &frame) {
-                    debug!(%peer, link, error = %e, "link frame not sent");
-                    return;
+        while let Some(batch) = queue.recv().await {
+            // The batches queued by now go out together: one write and one
+            // flush per 64 KiB of a burst, not one per frame.
+            let mut next = Some(batch);
+            while let Some(batch) = next.take() {
+                for frame in batch {
+                    if let Err(e) = codec.frame_into(&mut out, &frame) {
+                        debug!(%peer, link, error = %e, "link frame not sent");
+                        return;
+                    }
+                    if out.len() >= WRITE_BATCH {
+                        if let Err(e) = writer.write_all(&out).await {
+                            debug!(%peer, link, error = %e, "link write failed");
+                            return;
+                        }
+                        out.clear();
+                    }
                 }
-                if out.len() < WRITE_BATCH {
-                    next = queue.try_recv().ok();
-                }
+                next = queue.try_recv().ok();
             }
             let sent = async {
                 writer.write_all(&out).await?;
@@ -545,6 +624,78 @@ mod tests {
         );
         assert!(!links.admit(7, 4));
         assert!(!links.admit(8, 4), "no such link");
+    }
+
+    fn ok(id: u64) -> LinkFrame {
+        LinkFrame::Response {
+            id,
+            response: crate::protocol::Response::Ok,
+        }
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|f| match f {
+                LinkFrame::Request { id, .. } | LinkFrame::Response { id, .. } => *id,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_turns_frames_go_to_the_link_as_one_batch_at_its_end() {
+        let control = libp2p_stream::Behaviour::new().new_control();
+        let mut links = Links::new(control, Codec::default());
+        links.listen_limit_for_tests(4);
+        let (queue, mut rx) = mpsc::channel(QUEUE);
+        let peer = PeerId::random();
+        links.opened(peer, 7, queue);
+        for id in 1..=3 {
+            links.refuse(7, ok(id));
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is handed over before the turn ends"
+        );
+        links.flush();
+        assert_eq!(ids(&rx.try_recv().expect("one batch")), vec![1, 2, 3]);
+        assert!(rx.try_recv().is_err(), "in one batch");
+        links.flush();
+        assert!(rx.try_recv().is_err(), "an empty turn hands over nothing");
+        // A long turn hands over a batch each BATCH_FRAMES frames.
+        for id in 0..BATCH_FRAMES as u64 + 2 {
+            links.refuse(7, ok(id));
+        }
+        assert_eq!(rx.try_recv().expect("a full batch").len(), BATCH_FRAMES);
+        links.flush();
+        assert_eq!(
+            ids(&rx.try_recv().expect("the rest")),
+            vec![BATCH_FRAMES as u64, BATCH_FRAMES as u64 + 1]
+        );
+    }
+
+    #[test]
+    fn a_full_link_gives_requests_back_and_closes_on_an_answer() {
+        let control = libp2p_stream::Behaviour::new().new_control();
+        let mut links = Links::new(control, Codec::default());
+        links.listen_limit_for_tests(4);
+        let peer = PeerId::random();
+        // This node's own link to the peer, whose task does not read.
+        let (queue, _rx) = mpsc::channel(QUEUE);
+        links.keep(9, peer, queue);
+        links.mine.insert(peer, 9);
+        for turn in 0..QUEUE as u64 {
+            assert_eq!(links.request(peer, turn, Request::Workers), Ok(9));
+            links.flush();
+        }
+        assert_eq!(
+            links.request(peer, 99, Request::Workers),
+            Err(Request::Workers),
+            "a full link gives the request back, for request-response"
+        );
+        // An answer that cannot be queued closes the link.
+        links.refuse(9, ok(1));
+        assert!(!links.admit(9, 4), "the link is closed");
     }
 
     #[test]

@@ -335,8 +335,10 @@ impl EventLoop {
         self.links.listen(self.cfg.limits.max_connections as usize);
         let mut timer = Box::pin(tokio::time::sleep_until(self.started));
         loop {
-            // One turn's decisions make one ledger entry.
+            // One turn's decisions make one ledger entry, and one write per
+            // link.
             self.flush_admin();
+            self.links.flush();
             let deadline = self.next_deadline();
             if timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
