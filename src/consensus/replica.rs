@@ -559,6 +559,21 @@ mod tests {
             }
         }
 
+        /// Every replica's scheduler holds these tasks, pending.
+        fn all_pending<'a>(&self, tasks: impl IntoIterator<Item = &'a Task> + Clone) {
+            for (r, s) in &self.replicas {
+                for t in tasks.clone() {
+                    assert_eq!(
+                        s.status(&t.id),
+                        Some(TaskStatus::Pending),
+                        "replica {} task {}",
+                        r.id(),
+                        t.name
+                    );
+                }
+            }
+        }
+
         fn leader(&self) -> Option<u64> {
             let up = self.replicas.iter().filter(|(r, _)| self.down != Some(r.id()));
             let leaders: Vec<u64> = up
@@ -616,17 +631,7 @@ mod tests {
         mesh.down = None;
         mesh.ticks(30);
         assert_eq!(mesh.leader(), Some(second));
-        for (r, s) in &mesh.replicas {
-            for t in [&a, &b] {
-                assert_eq!(
-                    s.status(&t.id),
-                    Some(TaskStatus::Pending),
-                    "replica {} task {}",
-                    r.id(),
-                    t.name
-                );
-            }
-        }
+        mesh.all_pending([&a, &b]);
     }
 
     #[test]
@@ -659,17 +664,7 @@ mod tests {
         // commit with the next heartbeat.
         mesh.deliver(sent);
         mesh.ticks(3);
-        for (r, s) in &mesh.replicas {
-            for t in &tasks {
-                assert_eq!(
-                    s.status(&t.id),
-                    Some(TaskStatus::Pending),
-                    "replica {} task {}",
-                    r.id(),
-                    t.name
-                );
-            }
-        }
+        mesh.all_pending(&tasks);
     }
 
     /// Who led after each tick, for the first 100 ticks.
