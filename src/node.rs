@@ -437,7 +437,8 @@ impl Node {
             cfg.admin.eligible = false;
             disk = None;
         }
-        let runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
+        let mut runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
+        runtime.set_lease(cfg.scheduler.lease);
         let (mut swarm, codec) = build_swarm(&cfg, key)?;
         for addr in &cfg.listen {
             swarm

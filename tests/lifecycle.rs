@@ -354,6 +354,75 @@ fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
 }
 
 #[test]
+fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
+    use nix::sys::signal::Signal;
+    let (_admin, addr) = admin(151, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    // Each run leaves a line with its task's name, then takes a second.
+    let script = format!("echo \"$TASKMESH_TASK_NAME\" >> {}; sleep 1", runs.display());
+    let log = dir.path().join("paused.log");
+    let mut cmd = exec_worker_command(&addr, "Paused:job:9", &["sh", "-c", &script], &[]);
+    cmd.env("RUST_LOG", "taskmesh=debug");
+    let paused = Proc::spawn_logged(cmd, &log);
+    let paused_peer = paused.expect_line("peer id: ", "");
+    // Three tasks on the one single-slot worker: one runs, two wait in its
+    // queue.
+    let file = dir.path().join("three.toml");
+    let tasks: String = (1..=3)
+        .map(|i| format!("[[task]]\nname = \"t{i}\"\nrole = \"job\"\ndifficulty = 1\n"))
+        .collect();
+    std::fs::write(&file, tasks).unwrap();
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--join",
+        &addr,
+        "--no-mdns",
+        "--wait-workers",
+        "1",
+        "--no-wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    wait_status(&addr, &ids[0], "running");
+    wait_until("every task awarded to the paused node", || {
+        ids.iter()
+            .all(|id| status_of(&addr, id)["node"] == paused_peer.as_str())
+    });
+    // Paused past the lease: the three go to another node and complete
+    // there.
+    paused.signal(Signal::SIGSTOP);
+    let steady = exec_worker(&addr, "Steady:job:9", &["sh", "-c", &script], &[]);
+    let steady_peer = steady.expect_line("peer id: ", "");
+    for id in &ids {
+        let done = wait_status(&addr, id, "completed");
+        assert_eq!(done["node"], steady_peer.as_str(), "{done}");
+    }
+    // Woken up, the paused node drops the awards still in its queue
+    // instead of running them a second time.
+    paused.signal(Signal::SIGCONT);
+    wait_until("the paused node drops its expired awards", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("expired unstarted"))
+    });
+    let mut lines: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["t1", "t1", "t2", "t3"],
+        "t1 started on both nodes, the others once"
+    );
+}
+
+#[test]
 fn two_thousand_tasks_complete_although_a_worker_is_killed_halfway() {
     let (mut procs, addr) = mesh(141, &["A:worker:1", "B:worker:1", "C:worker:1"], "1");
     let dir = tempfile::tempdir().unwrap();

@@ -385,16 +385,24 @@ impl EventLoop {
         if self.workers.is_empty() {
             return;
         }
+        let expired = self.workers.expire_queued();
+        if !expired.is_empty() {
+            debug!(
+                count = expired.len(),
+                "queued awards expired unstarted: their leases were not renewed in time"
+            );
+        }
         let mut held = self.workers.held();
         held.extend(self.outbox.held());
         let waiting = self.workers.waiting();
         if self.sched.is_some() {
             let node = self.me_node.clone();
-            return self.admin_input(Input::Renew { node, held, waiting });
+            self.admin_input(Input::Renew { node, held, waiting });
+            return self.workers.renewed(Instant::now());
         }
         if let Some((admin, term)) = self.admin {
             let renew = Request::Renew { term, held, waiting };
-            self.send(admin, renew, Pending::Renew);
+            self.send(admin, renew, Pending::Renew(Instant::now()));
         }
     }
 
@@ -414,7 +422,7 @@ impl EventLoop {
                 self.carry_calls(routes);
             }
             Pending::Register => self.register_retry = Some(Instant::now() + Duration::from_millis(500)),
-            Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft | Pending::Join => {}
+            Pending::Bids | Pending::Renew(_) | Pending::Abort | Pending::Raft | Pending::Join => {}
             Pending::RaftPart(to) => self.raft_part_answered(to, false),
             Pending::Assign { node, items } => {
                 for (task, attempt) in items {

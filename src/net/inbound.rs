@@ -245,9 +245,16 @@ impl EventLoop {
                 held,
                 waiting,
             } => {
-                self.respond(channel, Response::Ok);
+                // `Ok` says the leases were extended: a renewal under an
+                // older term was not.
                 if t == term {
+                    self.respond(channel, Response::Ok);
                     self.admin_input(Input::Renew { node, held, waiting });
+                } else {
+                    self.respond(
+                        channel,
+                        Response::Refused(format!("renewal under term {t}; the term is {term}")),
+                    );
                 }
             }
             Request::Submit { tasks } => self.admin_submit(Some(peer), tasks, Answer::Remote(channel)),
@@ -321,7 +328,14 @@ impl EventLoop {
                     self.register_retry = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
             }
-            Pending::Bids | Pending::Renew | Pending::Abort | Pending::Raft => {}
+            // Taken while the leases held (answered `Ok` only then): the
+            // queued awards it named may start for longer.
+            Pending::Renew(sent) => {
+                if matches!(resp, Response::Ok) {
+                    self.workers.renewed(sent);
+                }
+            }
+            Pending::Bids | Pending::Abort | Pending::Raft => {}
             Pending::RaftPart(to) => self.raft_part_answered(to, matches!(resp, Response::Ok)),
             Pending::Join => {
                 if let Response::Refused(why) = &resp {

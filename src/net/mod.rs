@@ -145,7 +145,8 @@ pub(crate) enum Pending {
     },
     /// A batch of results from the outbox.
     Reports(u64),
-    Renew,
+    /// A renewal, sent then.
+    Renew(Instant),
     Abort,
     /// Raft messages (answered at once; lost ones Raft sends again).
     Raft,

@@ -10,12 +10,25 @@
 //! [`RuntimeConfig::queue`], in award order) and start the moment a slot
 //! frees, without a round trip to the admin: pipelining, as Celery's
 //! prefetch and Ray's worker leases do.
+//!
+//! A queued award starts only while its lease is known to hold: the admin
+//! awards it again elsewhere once its lease ends unrenewed (a node paused
+//! or cut off for longer), so a node that wakes from such a pause must not
+//! start it. Each queued award is valid for three quarters of the lease
+//! from its arrival, and each renewal answered before that runs out
+//! extends it to three quarters of a lease from when that renewal was sent
+//! ([`WorkerRuntime::renewed`]); an award past its validity is dropped
+//! unstarted ([`WorkerRuntime::expire_queued`], and at the moment it would
+//! start). The admin awards it again when its lease ends, without counting
+//! a lost attempt. The node assumes the admin's lease is its own
+//! [`SchedulerConfig::lease`](crate::scheduler::SchedulerConfig::lease).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::Instant;
 
 use super::{attempt, Cancel, Offer, Worker};
 use crate::protocol::AssignAnswer;
@@ -65,7 +78,14 @@ struct Slot {
     /// Attempts whose futures have not ended, cancelled ones included.
     load: u32,
     /// Awards waiting for a free slot, oldest first.
-    queue: VecDeque<Assignment>,
+    queue: VecDeque<Queued>,
+}
+
+/// An award waiting for a free slot.
+struct Queued {
+    award: Assignment,
+    /// Until when it may start (see the module documentation).
+    valid_until: Instant,
 }
 
 /// An attempt whose future has not ended yet.
@@ -97,6 +117,9 @@ pub(crate) struct WorkerRuntime {
     cfg: RuntimeConfig,
     /// Set while shutting down: no new bids, awards refused.
     draining: bool,
+    /// How long a queued award stays valid from its arrival or from the
+    /// sending of a renewal answered in time: three quarters of the lease.
+    valid_for: Duration,
 }
 
 impl WorkerRuntime {
@@ -142,7 +165,14 @@ impl WorkerRuntime {
             stopped: VecDeque::new(),
             cfg,
             draining: false,
+            valid_for: valid_for(crate::scheduler::SchedulerConfig::default().lease),
         })
+    }
+
+    /// Sets the admin's lease the validity of queued awards derives from
+    /// (default: [`SchedulerConfig::lease`](crate::scheduler::SchedulerConfig::lease)'s default).
+    pub(crate) fn set_lease(&mut self, lease: Duration) {
+        self.valid_for = valid_for(lease);
     }
 
     /// True when this node hosts no workers.
@@ -222,7 +252,10 @@ impl WorkerRuntime {
         if slot.load < slot.worker.slots().max(1) {
             self.start(worker, a);
         } else {
-            slot.queue.push_back(a);
+            slot.queue.push_back(Queued {
+                award: a,
+                valid_until: Instant::now() + self.valid_for,
+            });
         }
         answer(None)
     }
@@ -277,7 +310,7 @@ impl WorkerRuntime {
                 if h.id.is_none() {
                     let worker = h.worker;
                     self.held.remove(&task);
-                    self.slots[worker].queue.retain(|a| a.task != task);
+                    self.slots[worker].queue.retain(|q| q.award.task != task);
                     self.stopped.push_back(Report {
                         task,
                         attempt,
@@ -309,7 +342,44 @@ impl WorkerRuntime {
     /// renewals.
     pub(crate) fn waiting(&self) -> Vec<(TaskId, u32)> {
         let queued = self.slots.iter().flat_map(|s| s.queue.iter());
-        queued.map(|a| (a.task, a.attempt)).collect()
+        queued.map(|q| (q.award.task, q.award.attempt)).collect()
+    }
+
+    /// A renewal sent at `sent` was answered now: the queued awards still
+    /// valid are valid until `sent` plus three quarters of the lease (the
+    /// admin took the renewal while their leases held, so it extended them
+    /// from no earlier than `sent`). An award that came after `sent` is
+    /// valid longer already.
+    pub(crate) fn renewed(&mut self, sent: Instant) {
+        let now = Instant::now();
+        let until = sent + self.valid_for;
+        for q in self.slots.iter_mut().flat_map(|s| s.queue.iter_mut()) {
+            if q.valid_until >= now {
+                q.valid_until = q.valid_until.max(until);
+            }
+        }
+    }
+
+    /// Drops, unstarted, the queued awards past their validity (their
+    /// leases may have ended and the tasks gone to other workers); returns
+    /// them. Renewals no longer name them, so the admin awards them again
+    /// once their leases end, without counting a lost attempt.
+    pub(crate) fn expire_queued(&mut self) -> Vec<(TaskId, u32)> {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for slot in &mut self.slots {
+            slot.queue.retain(|q| {
+                let valid = q.valid_until >= now;
+                if !valid {
+                    expired.push((q.award.task, q.award.attempt));
+                }
+                valid
+            });
+        }
+        for (task, _) in &expired {
+            self.held.remove(task);
+        }
+        expired
     }
 
     /// Waits for the next finished attempt's report (pending forever when
@@ -351,9 +421,16 @@ impl WorkerRuntime {
         let held = self.held.remove(&task)?;
         let slot = &mut self.slots[held.worker];
         slot.load = slot.load.saturating_sub(1);
-        // The freed slot takes the next award waiting for it.
-        if let Some(next) = slot.queue.pop_front() {
-            self.start(held.worker, next);
+        // The freed slot takes the next award waiting for it that is still
+        // valid; those past their validity are dropped.
+        let now = Instant::now();
+        while let Some(next) = self.slots[held.worker].queue.pop_front() {
+            if next.valid_until >= now {
+                self.start(held.worker, next.award);
+                break;
+            }
+            tracing::debug!(task = %next.award.task, attempt = next.award.attempt, "queued award expired unstarted");
+            self.held.remove(&next.award.task);
         }
         joined.ok().map(|(_, report)| report)
     }
@@ -367,9 +444,9 @@ impl WorkerRuntime {
         self.draining = true;
         let mut returned = Vec::new();
         for slot in &mut self.slots {
-            for a in slot.queue.drain(..) {
-                self.held.remove(&a.task);
-                returned.push((a.task, a.attempt));
+            for q in slot.queue.drain(..) {
+                self.held.remove(&q.award.task);
+                returned.push((q.award.task, q.award.attempt));
             }
         }
         returned
@@ -380,4 +457,10 @@ impl WorkerRuntime {
     pub(crate) fn running(&self) -> usize {
         self.running.len() + self.slots.iter().map(|s| s.queue.len()).sum::<usize>()
     }
+}
+
+/// Three quarters of `lease`: the last quarter is kept for a renewal's way
+/// to the admin and for clocks that run at slightly different rates.
+fn valid_for(lease: Duration) -> Duration {
+    lease - lease / 4
 }

@@ -378,3 +378,69 @@ async fn draining_returns_queued_awards_unstarted_and_lets_running_ones_finish()
     assert_eq!(rt.running(), 0);
     assert!(rt.try_finished().is_empty());
 }
+
+/// Waits a virtual minute for the probe's next event, which must not be a
+/// start.
+async fn nothing_starts(events: &mut mpsc::Receiver<Event>) {
+    let event = tokio::time::timeout(Duration::from_secs(60), events.recv()).await;
+    assert!(
+        !matches!(event, Ok(Some(Event::Started(_)))),
+        "an expired award started: {event:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_award_starts_only_while_renewals_answered_in_time_keep_its_lease() {
+    let (w, mut events) = probe("p", 1);
+    let mut rt = queued_runtime(w, 2);
+    rt.set_lease(Duration::from_secs(2)); // queued awards valid 1.5 s
+    let (running, a, b) = (
+        assignment("coop", "p"),
+        assignment("coop", "p"),
+        assignment("echo", "p"),
+    );
+    for x in [&running, &a, &b] {
+        assert!(rt.accept(x.clone()).accepted);
+    }
+    assert_eq!(next(&mut events).await, Event::Started("coop".into()));
+    // A renewal sent at 1 s and answered at once: valid until 2.5 s.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    rt.renewed(tokio::time::Instant::now());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(rt.cancel(running.task, 1));
+    assert_eq!(rt.next_finished().await.task, running.task);
+    assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    assert_eq!(
+        next(&mut events).await,
+        Event::Started("coop".into()),
+        "a starts within its validity"
+    );
+    // No renewal since: at 3 s b is past its validity and is dropped
+    // unstarted; renewals no longer name it.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(rt.expire_queued(), vec![(b.task, 1)]);
+    assert!(rt.waiting().is_empty());
+    assert_eq!(rt.held(), vec![(a.task, 1)]);
+    assert!(rt.cancel(a.task, 1));
+    assert_eq!(rt.next_finished().await.task, a.task);
+    assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    nothing_starts(&mut events).await;
+
+    // A renewal answered after an award's validity ran out does not
+    // extend it (its lease may have ended before the admin took it), and
+    // the award is dropped when its slot frees.
+    let (c, d) = (assignment("coop", "p"), assignment("echo", "p"));
+    assert!(rt.accept(c.clone()).accepted);
+    assert_eq!(next(&mut events).await, Event::Started("coop".into()));
+    assert!(rt.accept(d.clone()).accepted);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let sent = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    rt.renewed(sent);
+    assert!(rt.cancel(c.task, 1));
+    assert_eq!(rt.next_finished().await.task, c.task);
+    assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
+    nothing_starts(&mut events).await;
+    assert!(rt.held().is_empty(), "the expired award is no longer held");
+    assert_eq!(rt.running(), 0);
+}

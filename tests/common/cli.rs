@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::procs::{json_lines, run_bounded, taskmesh, text, Proc};
@@ -40,11 +40,18 @@ pub fn admin(seed: u64, extra: &[&str]) -> (Proc, String) {
 /// A worker-only process joining `addr` with a command worker `spec`
 /// running `command`, plus `extra` options.
 pub fn exec_worker(addr: &str, spec: &str, command: &[&str], extra: &[&str]) -> Proc {
-    let mut args = vec!["--join", addr, "--no-admin", "--exec", spec];
+    Proc::spawn(exec_worker_command(addr, spec, command, extra))
+}
+
+/// The command line of [`exec_worker`], to start with other settings
+/// (environment, a log file).
+pub fn exec_worker_command(addr: &str, spec: &str, command: &[&str], extra: &[&str]) -> Command {
+    let mut args = vec!["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+    args.extend(["--join", addr, "--no-admin", "--exec", spec]);
     args.extend(extra);
     args.push("--");
     args.extend(command);
-    node(&args)
+    taskmesh(&args)
 }
 
 /// An admin process plus worker processes; returns them and the admin address.
