@@ -124,7 +124,7 @@ pub async fn w11(plan: &Plan) -> anyhow::Result<Line> {
     }
     Ok(Line::new("W11", runs, "kill_admin_to_first_task_ms", &out).with(
         "method",
-        json!("fresh mesh per run: 3 admin-eligible processes (the admin, and 2 voters with a 1-slot worker each), this process a client joined to a voter; SIGKILL of the admin, then one task submitted at once; time from the kill to its final report (election timeout 0.5-1 s, tick 50 ms)"),
+        json!("fresh mesh per run: 3 admin-eligible processes (the admin, and 2 voters with a 1-slot worker each), this process a client joined to a voter; SIGKILL of the admin, then one task submitted at once; time from the kill to its final report (ticks of 200 ms; an election 5-10 ticks after the last heartbeat, which comes every 2 ticks)"),
     ))
 }
 

@@ -181,9 +181,6 @@ impl Replica {
             max_size_per_msg: APPEND_BYTES,
             max_inflight_msgs: APPENDS_IN_FLIGHT,
             batch_append: true,
-            // A commit reaches the followers with the next append or
-            // heartbeat, not in an empty append of its own.
-            skip_bcast_commit: true,
             ..Config::default()
         };
         let node = RawNode::new(&config, store, &Logger::root(Discard, o!()))?;
@@ -660,10 +657,8 @@ mod tests {
                 "{appends} appends to replica {follower} for 10 entries"
             );
         }
-        // The rest follow in the appends that answers free, and the
-        // commit with the next heartbeat.
+        // The rest follow in the appends that answers free.
         mesh.deliver(sent);
-        mesh.ticks(3);
         mesh.all_pending(&tasks);
     }
 
