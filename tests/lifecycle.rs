@@ -353,6 +353,15 @@ fn a_paused_workers_task_runs_again_elsewhere_and_its_late_result_is_ignored() {
     );
 }
 
+/// Tasks `t1`…`tn` of role `job` (difficulty 1, each with the TOML
+/// lines `extra`), submitted without waiting; their ids in order.
+fn submit_jobs(addr: &str, n: usize, extra: &str) -> Vec<String> {
+    let tasks: String = (1..=n)
+        .map(|i| format!("[[task]]\nname = \"t{i}\"\nrole = \"job\"\ndifficulty = 1\n{extra}"))
+        .collect();
+    submit_no_wait_all(addr, &tasks)
+}
+
 #[test]
 fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
     use nix::sys::signal::Signal;
@@ -368,26 +377,7 @@ fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
     let paused_peer = paused.expect_line("peer id: ", "");
     // Three tasks on the one single-slot worker: one runs, two wait in its
     // queue.
-    let file = dir.path().join("three.toml");
-    let tasks: String = (1..=3)
-        .map(|i| format!("[[task]]\nname = \"t{i}\"\nrole = \"job\"\ndifficulty = 1\n"))
-        .collect();
-    std::fs::write(&file, tasks).unwrap();
-    let out = run(&[
-        "submit",
-        file.to_str().unwrap(),
-        "--join",
-        &addr,
-        "--no-mdns",
-        "--wait-workers",
-        "1",
-        "--no-wait",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let ids: Vec<String> = text(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').next().unwrap().to_string())
-        .collect();
+    let ids = submit_jobs(&addr, 3, "");
     assert_eq!(ids.len(), 3);
     wait_status(&addr, &ids[0], "running");
     wait_until("every task awarded to the paused node", || {
@@ -403,11 +393,13 @@ fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
         let done = wait_status(&addr, id, "completed");
         assert_eq!(done["node"], steady_peer.as_str(), "{done}");
     }
-    // Woken up, the paused node drops the awards still in its queue
+    // Woken up, the paused node drops the awards still in its queue, as
+    // expired or as the admin aborts them, whichever it reads first,
     // instead of running them a second time.
     paused.signal(Signal::SIGCONT);
     wait_until("the paused node drops its expired awards", || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("expired unstarted"))
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("expired unstarted") || l.contains("attempts aborted by the admin"))
     });
     let mut lines: Vec<String> = std::fs::read_to_string(&runs)
         .unwrap()
@@ -420,6 +412,44 @@ fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
         ["t1", "t1", "t2", "t3"],
         "t1 started on both nodes, the others once"
     );
+}
+
+#[test]
+fn an_award_that_left_a_queue_to_run_counts_when_its_node_is_then_lost() {
+    use nix::sys::signal::Signal;
+    let (_admin, addr) = admin(161, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = format!("echo \"$TASKMESH_TASK_NAME\" >> {}; sleep 1", runs.display());
+    let log = dir.path().join("worker.log");
+    let mut cmd = exec_worker_command(&addr, "Only:job:9", &["sh", "-c", &script], &[]);
+    cmd.env("RUST_LOG", "taskmesh=debug");
+    let worker = Proc::spawn_logged(cmd, &log);
+    let ids = submit_jobs(&addr, 2, "max_attempts = 1\n");
+    // t2 waits in the queue behind t1 (a direct start, which renews
+    // nothing early). Once t2 started, the node renews early, and is paused
+    // right after, before its next periodic renewal.
+    wait_until("an early renewal for t2's start, answered", || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.split_once("renewing early: a queued award started")
+            .is_some_and(|(_, after)| after.contains("leases renewed"))
+    });
+    worker.signal(Signal::SIGSTOP);
+    // The admin knew t2 had started: its lost attempt counts, and with
+    // max_attempts = 1 the task fails instead of running a second time.
+    let failed = wait_status(&addr, &ids[1], "failed");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("1 attempt lost, the most allowed"), "{failed}");
+    let outcome = failed["history"][0]["outcome"].as_str().unwrap_or_default();
+    assert!(!outcome.contains("before it started"), "{failed}");
+    worker.signal(Signal::SIGCONT);
+    let lines: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines, ["t1", "t2"], "each ran once");
 }
 
 #[test]

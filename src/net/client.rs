@@ -385,6 +385,7 @@ impl EventLoop {
         if self.workers.is_empty() {
             return;
         }
+        self.renewed_at = Instant::now();
         let expired = self.workers.expire_queued();
         if !expired.is_empty() {
             debug!(

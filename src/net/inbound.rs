@@ -209,6 +209,7 @@ impl EventLoop {
                     let why = format!("{peer} at term {term} is not the admin this node follows");
                     return self.respond(channel, Response::Refused(why));
                 }
+                debug!(count = attempts.len(), "attempts aborted by the admin");
                 for (task, attempt) in attempts {
                     self.workers.cancel(task, attempt);
                 }
@@ -332,6 +333,7 @@ impl EventLoop {
             // queued awards it named may start for longer.
             Pending::Renew(sent) => {
                 if matches!(resp, Response::Ok) {
+                    debug!("leases renewed");
                     self.workers.renewed(sent);
                 }
             }

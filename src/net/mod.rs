@@ -31,7 +31,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::node::NodeConfig;
 use crate::protocol::{self, Gossip, PeerInfo};
@@ -46,6 +46,10 @@ pub(crate) use ledger::reopen;
 /// Swarm events taken in one loop turn after the one that woke it, when
 /// they are already there: their decisions share the turn's ledger entry.
 const DRAIN_PER_TURN: usize = 255;
+/// How soon after its last renewal a node renews again once a queued
+/// award started: the admin learns of the start within about this, at the
+/// cost of at most one more renewal per this interval under load.
+const RENEW_AFTER_START: Duration = Duration::from_millis(20);
 
 /// First delay before dialling a failed join address again; doubles.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
@@ -190,6 +194,11 @@ pub(crate) struct EventLoop {
     outbox: outbox::Outbox,
     /// When to renew the leases of what this node holds next.
     renew_at: Instant,
+    /// When this node last renewed its leases.
+    renewed_at: Instant,
+    /// Set when the next renewal comes early because a queued award
+    /// started.
+    renew_for_start: bool,
     /// Names the next batch that has to be submitted in parts.
     next_upload: u64,
     /// When to retry registering with the admin, if a try failed.
@@ -281,6 +290,8 @@ impl EventLoop {
             next_call: 0,
             outbox: outbox::Outbox::default(),
             renew_at: started,
+            renewed_at: started,
+            renew_for_start: false,
             next_upload: 0,
             register_retry: None,
             closing: None,
@@ -357,6 +368,14 @@ impl EventLoop {
                     let mut reports = vec![report];
                     reports.extend(self.workers.try_finished());
                     self.deliver_reports(reports);
+                    // An award that left a queue to run is said soon: a node
+                    // lost before its next renewal would otherwise leave
+                    // the admin thinking it never started, and the task
+                    // would run again without counting the attempt.
+                    if self.workers.take_started_from_queue() {
+                        self.renew_at = self.renew_at.min(self.renewed_at + RENEW_AFTER_START);
+                        self.renew_for_start = true;
+                    }
                 }
                 event = self.swarm.select_next_some() => {
                     self.on_swarm(event);
@@ -440,6 +459,9 @@ impl EventLoop {
         self.flush_outbox();
         if self.renew_at <= now {
             self.renew_at = now + self.cfg.renew_interval;
+            if std::mem::take(&mut self.renew_for_start) {
+                debug!("renewing early: a queued award started");
+            }
             self.renew();
         }
         if self.register_retry.is_some_and(|t| t <= now) {

@@ -120,6 +120,8 @@ pub(crate) struct WorkerRuntime {
     /// How long a queued award stays valid from its arrival or from the
     /// sending of a renewal answered in time: three quarters of the lease.
     valid_for: Duration,
+    /// Set when a queued award started, until taken.
+    started_from_queue: bool,
 }
 
 impl WorkerRuntime {
@@ -166,6 +168,7 @@ impl WorkerRuntime {
             cfg,
             draining: false,
             valid_for: valid_for(crate::scheduler::SchedulerConfig::default().lease),
+            started_from_queue: false,
         })
     }
 
@@ -427,6 +430,7 @@ impl WorkerRuntime {
         while let Some(next) = self.slots[held.worker].queue.pop_front() {
             if next.valid_until >= now {
                 self.start(held.worker, next.award);
+                self.started_from_queue = true;
                 break;
             }
             tracing::debug!(task = %next.award.task, attempt = next.award.attempt, "queued award expired unstarted");
@@ -450,6 +454,13 @@ impl WorkerRuntime {
             }
         }
         returned
+    }
+
+    /// True once when a queued award has started since the last call: the
+    /// node renews at once, so that the admin learns it started (renewals
+    /// name the attempts still waiting).
+    pub(crate) fn take_started_from_queue(&mut self) -> bool {
+        std::mem::take(&mut self.started_from_queue)
     }
 
     /// Attempts whose futures have not ended (cancelled ones included),

@@ -415,6 +415,8 @@ async fn a_queued_award_starts_only_while_renewals_answered_in_time_keep_its_lea
         Event::Started("coop".into()),
         "a starts within its validity"
     );
+    assert!(rt.take_started_from_queue(), "the node renews at once");
+    assert!(!rt.take_started_from_queue());
     // No renewal since: at 3 s b is past its validity and is dropped
     // unstarted; renewals no longer name it.
     tokio::time::advance(Duration::from_secs(1)).await;
@@ -442,5 +444,6 @@ async fn a_queued_award_starts_only_while_renewals_answered_in_time_keep_its_lea
     assert_eq!(next(&mut events).await, Event::Returned("coop".into()));
     nothing_starts(&mut events).await;
     assert!(rt.held().is_empty(), "the expired award is no longer held");
+    assert!(!rt.take_started_from_queue(), "nothing left a queue to run");
     assert_eq!(rt.running(), 0);
 }

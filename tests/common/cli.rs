@@ -97,6 +97,12 @@ pub fn submit_json(addr: &str, file: &str, workers: u32) -> Output {
 
 /// Submits a one-file task list without waiting; returns the first task id.
 pub fn submit_no_wait(addr: &str, toml: &str) -> String {
+    submit_no_wait_all(addr, toml).swap_remove(0)
+}
+
+/// Submits a one-file task list without waiting, once a worker is
+/// registered; returns every task's id, in the file's order.
+pub fn submit_no_wait_all(addr: &str, toml: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tasks.toml");
     std::fs::write(&file, toml).unwrap();
@@ -112,7 +118,12 @@ pub fn submit_no_wait(addr: &str, toml: &str) -> String {
         "--no-wait",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout).split_whitespace().next().unwrap().to_string()
+    let ids: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    assert!(!ids.is_empty(), "no task ids printed");
+    ids
 }
 
 /// The task's JSON status line as the admin reports it now.
