@@ -362,18 +362,30 @@ fn submit_jobs(addr: &str, n: usize, extra: &str) -> Vec<String> {
     submit_no_wait_all(addr, &tasks)
 }
 
+/// A command for `job` workers: each run leaves a line with its task's
+/// name in the returned file, then takes a second.
+fn job_script(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let runs = dir.join("runs");
+    let script = format!("echo \"$TASKMESH_TASK_NAME\" >> {}; sleep 1", runs.display());
+    (runs, script)
+}
+
+/// A worker-only node running `script` as worker `spec`, logging at debug
+/// level to `log`.
+fn logged_job_worker(addr: &str, spec: &str, script: &str, log: &std::path::Path) -> Proc {
+    let mut cmd = exec_worker_command(addr, spec, &["sh", "-c", script], &[]);
+    cmd.env("RUST_LOG", "taskmesh=debug");
+    Proc::spawn_logged(cmd, log)
+}
+
 #[test]
 fn a_paused_node_does_not_start_queued_awards_that_went_elsewhere() {
     use nix::sys::signal::Signal;
     let (_admin, addr) = admin(151, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
-    // Each run leaves a line with its task's name, then takes a second.
-    let script = format!("echo \"$TASKMESH_TASK_NAME\" >> {}; sleep 1", runs.display());
+    let (runs, script) = job_script(dir.path());
     let log = dir.path().join("paused.log");
-    let mut cmd = exec_worker_command(&addr, "Paused:job:9", &["sh", "-c", &script], &[]);
-    cmd.env("RUST_LOG", "taskmesh=debug");
-    let paused = Proc::spawn_logged(cmd, &log);
+    let paused = logged_job_worker(&addr, "Paused:job:9", &script, &log);
     let paused_peer = paused.expect_line("peer id: ", "");
     // Three tasks on the one single-slot worker: one runs, two wait in its
     // queue.
@@ -419,12 +431,9 @@ fn an_award_that_left_a_queue_to_run_counts_when_its_node_is_then_lost() {
     use nix::sys::signal::Signal;
     let (_admin, addr) = admin(161, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
-    let script = format!("echo \"$TASKMESH_TASK_NAME\" >> {}; sleep 1", runs.display());
+    let (runs, script) = job_script(dir.path());
     let log = dir.path().join("worker.log");
-    let mut cmd = exec_worker_command(&addr, "Only:job:9", &["sh", "-c", &script], &[]);
-    cmd.env("RUST_LOG", "taskmesh=debug");
-    let worker = Proc::spawn_logged(cmd, &log);
+    let worker = logged_job_worker(&addr, "Only:job:9", &script, &log);
     let ids = submit_jobs(&addr, 2, "max_attempts = 1\n");
     // t2 waits in the queue behind t1 (a direct start, which renews
     // nothing early). Once t2 started, the node renews early, and is paused

@@ -386,13 +386,7 @@ impl EventLoop {
             return;
         }
         self.renewed_at = Instant::now();
-        let expired = self.workers.expire_queued();
-        if !expired.is_empty() {
-            debug!(
-                count = expired.len(),
-                "queued awards expired unstarted: their leases were not renewed in time"
-            );
-        }
+        self.workers.expire_queued();
         let mut held = self.workers.held();
         held.extend(self.outbox.held());
         let waiting = self.workers.waiting();

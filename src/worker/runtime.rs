@@ -382,6 +382,12 @@ impl WorkerRuntime {
         for (task, _) in &expired {
             self.held.remove(task);
         }
+        if !expired.is_empty() {
+            tracing::debug!(
+                count = expired.len(),
+                "queued awards expired unstarted: their leases were not renewed in time"
+            );
+        }
         expired
     }
 
@@ -424,17 +430,12 @@ impl WorkerRuntime {
         let held = self.held.remove(&task)?;
         let slot = &mut self.slots[held.worker];
         slot.load = slot.load.saturating_sub(1);
-        // The freed slot takes the next award waiting for it that is still
-        // valid; those past their validity are dropped.
-        let now = Instant::now();
-        while let Some(next) = self.slots[held.worker].queue.pop_front() {
-            if next.valid_until >= now {
-                self.start(held.worker, next.award);
-                self.started_from_queue = true;
-                break;
-            }
-            tracing::debug!(task = %next.award.task, attempt = next.award.attempt, "queued award expired unstarted");
-            self.held.remove(&next.award.task);
+        // The freed slot takes the next award waiting for it, once those
+        // past their validity are dropped.
+        self.expire_queued();
+        if let Some(next) = self.slots[held.worker].queue.pop_front() {
+            self.start(held.worker, next.award);
+            self.started_from_queue = true;
         }
         joined.ok().map(|(_, report)| report)
     }
@@ -457,8 +458,8 @@ impl WorkerRuntime {
     }
 
     /// True once when a queued award has started since the last call: the
-    /// node renews at once, so that the admin learns it started (renewals
-    /// name the attempts still waiting).
+    /// node renews soon, so that the admin learns it started (renewals name
+    /// the attempts still waiting).
     pub(crate) fn take_started_from_queue(&mut self) -> bool {
         std::mem::take(&mut self.started_from_queue)
     }
