@@ -6,6 +6,12 @@
 //! The clock passed to the scheduler is real elapsed time, so its timers
 //! (bid windows, retries) fire as they would in a node.
 //!
+//! Two paths, each in its own child per run: the figure (`us_per_task`) is
+//! the default one, where every worker registers a standing bid for its
+//! skill (as `Worker::standing_bid` does by default) and a ready
+//! task is awarded at once; `announced_us_per_task` is the fallback, where
+//! no worker stands and every task goes through an announced auction.
+//!
 //! Each run is a fresh child process (`--w7-process`), so its memory figures
 //! start from a clean baseline and do not touch the mesh's. Bytes per task:
 //! (peak RSS `VmHWM` at the end − `VmRSS` before the first task is built) /
@@ -75,6 +81,9 @@ struct Driver {
     tick_queued: bool,
     nodes: Vec<NodeId>,
     names: Vec<String>,
+    /// Workers register standing bids (the default) rather than bidding on
+    /// announcements.
+    standing: bool,
     completed: usize,
     failed: usize,
     /// Announcements made (auction rounds opened).
@@ -84,7 +93,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(workers: u64) -> Self {
+    fn new(workers: u64, standing: bool) -> Self {
         let nodes = (0..workers)
             .map(|k| NodeId::new(keypair_from_seed(3000 + k).public().to_peer_id().to_base58()))
             .collect();
@@ -105,6 +114,7 @@ impl Driver {
             tick_queued: false,
             nodes,
             names: (0..workers).map(|k| format!("worker-{k}")).collect(),
+            standing,
             completed: 0,
             failed: 0,
             announced: 0,
@@ -150,7 +160,7 @@ impl Driver {
                 role: ROLE.into(),
                 skill: 1,
                 capacity: CAPACITY,
-                standing: None,
+                standing: self.standing.then_some(1),
                 queue: 0,
             };
             let node = node.clone();
@@ -259,17 +269,23 @@ fn bid(task: TaskId, round: u32, worker: &str) -> Bid {
     }
 }
 
-/// Child mode `--w7-process <tasks> <workers> <seed>`: one run, one JSON line.
+/// Child mode `--w7-process <tasks> <workers> <seed> standing|announced`:
+/// one run, one JSON line.
 pub fn child_main(args: &[String]) -> anyhow::Result<()> {
-    let [n, workers, seed] = args else {
-        bail!("usage: --w7-process <tasks> <workers> <seed>");
+    let [n, workers, seed, path] = args else {
+        bail!("usage: --w7-process <tasks> <workers> <seed> standing|announced");
+    };
+    let standing = match path.as_str() {
+        "standing" => true,
+        "announced" => false,
+        _ => bail!("W7 path {path:?}: expected standing or announced"),
     };
     let (n, workers, seed): (u64, u64, u64) = (n.parse()?, workers.parse()?, seed.parse()?);
     exit_when_stdin_closes();
     let me = std::process::id();
     let rss_before = proc_status_bytes(me, "VmRSS").context("VmRSS")?;
     counting_on();
-    let mut d = Driver::new(workers);
+    let mut d = Driver::new(workers, standing);
     let cpu_start = thread_cpu_ns();
     d.start = Instant::now();
     d.submit_dag(n, seed)?;
@@ -304,29 +320,40 @@ pub fn child_main(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The parent side: `plan.runs` fresh child runs, summarised.
+/// One fresh child run of W7 on `path` (`standing` or `announced`).
+fn run_child(plan: &Plan, run: usize, path: &str) -> anyhow::Result<Value> {
+    let args: Vec<String> = vec![
+        "--w7-process".into(),
+        plan.w7_tasks.to_string(),
+        "3".into(),
+        (7 + run).to_string(),
+        path.into(),
+    ];
+    let mut child = Proc::spawn("w7", &args, true)?;
+    let stdout = child.stdout().context("w7 stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .context("W7 child printed nothing")??;
+    let v: Value = serde_json::from_str(&line).with_context(|| format!("W7 child: {line}"))?;
+    eprintln!(
+        "[W7] run {}/{}, {path}: {:.3} µs/task, {:.0} bytes/task",
+        run + 1,
+        plan.runs,
+        v["us_per_task"].as_f64().unwrap_or(f64::NAN),
+        v["bytes_per_task"].as_f64().unwrap_or(f64::NAN)
+    );
+    Ok(v)
+}
+
+/// The parent side: `plan.runs` fresh child runs of each path, summarised.
 pub fn w7(plan: &Plan) -> anyhow::Result<Line> {
     let mut runs: Vec<Value> = vec![];
+    let mut announced: Vec<f64> = vec![];
     for run in 0..plan.runs {
-        let args: Vec<String> = ["--w7-process".to_string(), plan.w7_tasks.to_string(), "3".into()]
-            .into_iter()
-            .chain([(7 + run).to_string()])
-            .collect();
-        let mut child = Proc::spawn("w7", &args, true)?;
-        let stdout = child.stdout().context("w7 stdout")?;
-        let line = BufReader::new(stdout)
-            .lines()
-            .next()
-            .context("W7 child printed nothing")??;
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("W7 child: {line}"))?;
-        eprintln!(
-            "[W7] run {}/{}: {:.3} µs/task, {:.0} bytes/task",
-            run + 1,
-            plan.runs,
-            v["us_per_task"].as_f64().unwrap_or(f64::NAN),
-            v["bytes_per_task"].as_f64().unwrap_or(f64::NAN)
-        );
-        runs.push(v);
+        runs.push(run_child(plan, run, "standing")?);
+        let v = run_child(plan, run, "announced")?;
+        announced.push(v["us_per_task"].as_f64().unwrap_or(f64::NAN));
     }
     let col = |k: &str| -> Vec<f64> { runs.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect() };
     let mut line = Line::new("W7", plan.runs, "us_per_task", &col("us_per_task"));
@@ -344,9 +371,14 @@ pub fn w7(plan: &Plan) -> anyhow::Result<Line> {
     ] {
         line = line.figure(k, &col(k));
     }
+    line = line.figure("announced_us_per_task", &announced);
     Ok(line
         .with("tasks", json!(plan.w7_tasks))
         .with("workers", json!(3))
+        .with(
+            "paths",
+            json!("figures from standing bids (the default); announced_us_per_task: every task through an announced auction"),
+        )
         .with(
             "bytes_method",
             json!("(VmHWM at end - VmRSS before building tasks) / tasks, fresh process per run"),
