@@ -368,9 +368,15 @@ impl WorkerRuntime {
     /// them. Renewals no longer name them, so the admin awards them again
     /// once their leases end, without counting a lost attempt.
     pub(crate) fn expire_queued(&mut self) -> Vec<(TaskId, u32)> {
+        self.expire_in(0..self.slots.len())
+    }
+
+    /// As [`Self::expire_queued`], for the queues of the slots in `range`
+    /// only (a freed slot needs no look at the others').
+    fn expire_in(&mut self, range: std::ops::Range<usize>) -> Vec<(TaskId, u32)> {
         let now = Instant::now();
         let mut expired = Vec::new();
-        for slot in &mut self.slots {
+        for slot in &mut self.slots[range] {
             slot.queue.retain(|q| {
                 let valid = q.valid_until >= now;
                 if !valid {
@@ -432,7 +438,7 @@ impl WorkerRuntime {
         slot.load = slot.load.saturating_sub(1);
         // The freed slot takes the next award waiting for it, once those
         // past their validity are dropped.
-        self.expire_queued();
+        self.expire_in(held.worker..held.worker + 1);
         if let Some(next) = self.slots[held.worker].queue.pop_front() {
             self.start(held.worker, next.award);
             self.started_from_queue = true;
