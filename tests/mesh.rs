@@ -285,24 +285,49 @@ async fn four_nodes() -> Vec<Node> {
 }
 
 /// Waits until every node names the same admin among `nodes`; returns it.
+/// On timeout the failure names what each node last said.
 async fn agreed_admin(nodes: &[&Node]) -> taskmesh::PeerId {
-    bounded("one agreed admin", async {
+    let seen = std::sync::Mutex::new(String::new());
+    let wait = async {
         loop {
-            let admins: HashSet<_> = nodes.iter().map(|n| n.state().admin).collect();
-            let claimants = nodes.iter().filter(|n| n.state().is_admin).count();
+            let states: Vec<_> = nodes.iter().map(|n| (n.peer_id(), n.state())).collect();
+            let admins: HashSet<_> = states.iter().map(|(_, s)| s.admin).collect();
+            let claimants = states.iter().filter(|(_, s)| s.is_admin).count();
             if admins.len() == 1 && claimants == 1 {
                 if let Some(Some(a)) = admins.into_iter().next() {
                     return a;
                 }
             }
+            *seen.lock().unwrap() = states
+                .iter()
+                .map(|(p, s)| {
+                    format!(
+                        "\n  {p}: admin {:?} term {} is_admin {} voters {} no_quorum {:?} connected {}",
+                        s.admin,
+                        s.term,
+                        s.is_admin,
+                        s.voters,
+                        s.no_quorum,
+                        s.connected.len()
+                    )
+                })
+                .collect();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    })
-    .await
+    };
+    match tokio::time::timeout(common::LIMIT, wait).await {
+        Ok(a) => a,
+        Err(_) => panic!(
+            "timed out after {:?}: one agreed admin; last seen:{}",
+            common::LIMIT,
+            seen.lock().unwrap()
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_simultaneous_nodes_elect_one_admin_and_fail_over_when_it_leaves() {
+    common::logs_from_env();
     let nodes = four_nodes().await;
     let refs: Vec<&Node> = nodes.iter().collect();
     let admin = agreed_admin(&refs).await;

@@ -145,7 +145,16 @@ pub struct Ledger {
     priority_of: fn(&[u8]) -> u8,
     /// When the admin last handed its office to a preferred voter.
     preferred_at: Option<Duration>,
+    /// Replicas that asked to join while another change was committing,
+    /// oldest first, with what they joined with and when they asked: added
+    /// one per tick once no change is under way (at most
+    /// [`WAITING_JOINS`], each for `voter_timeout`).
+    pub(super) waiting_joins: VecDeque<(u64, Vec<u8>, Duration)>,
 }
+
+/// Joins an admin keeps waiting while another membership change commits;
+/// past this the oldest is dropped (its replica asks again).
+pub(super) const WAITING_JOINS: usize = 64;
 
 /// A snapshot's data: the members and the scheduler's snapshot.
 #[derive(Serialize, Deserialize)]
@@ -274,6 +283,7 @@ impl Ledger {
             superseded: Vec::new(),
             priority_of: cfg.priority_of,
             preferred_at: None,
+            waiting_joins: VecDeque::new(),
         }
     }
 
@@ -340,9 +350,11 @@ impl Ledger {
 
     /// Admits a replica that asks to join (admin only): it follows the log
     /// as a learner, and is promoted to voter while fewer than the wanted
-    /// voters are up. Nothing happens for a member. Fails with
-    /// [`ConsensusError::ChangePending`] while another change commits (the
-    /// replica asks again).
+    /// voters are up. Nothing happens for a member. While another change
+    /// commits (Raft makes one at a time), the join waits and is added by
+    /// a later [`Ledger::tick`]; a replica that asks again meanwhile is not
+    /// queued twice. Fails with [`ConsensusError::NotLeader`] unless this
+    /// replica is the admin.
     pub fn join(&mut self, id: u64, context: Vec<u8>, now: Duration) -> Result<LedgerStep, ConsensusError> {
         if self.admin.is_none() {
             return Err(ConsensusError::NotLeader);
@@ -350,11 +362,24 @@ impl Ledger {
         if id == 0 || self.replica.voters().contains(&id) || self.replica.learners().contains(&id) {
             return Ok(LedgerStep::default());
         }
-        let step = self
+        self.waiting_joins.retain(|(waiting, ..)| *waiting != id);
+        match self
             .replica
-            .propose_change(MemberChange::AddLearner, id, context)?;
-        self.heard.insert(id, now);
-        Ok(self.absorb(step, now))
+            .propose_change(MemberChange::AddLearner, id, context.clone())
+        {
+            Ok(step) => {
+                self.heard.insert(id, now);
+                Ok(self.absorb(step, now))
+            }
+            Err(ConsensusError::ChangePending) => {
+                if self.waiting_joins.len() >= WAITING_JOINS {
+                    self.waiting_joins.pop_front();
+                }
+                self.waiting_joins.push_back((id, context, now));
+                Ok(LedgerStep::default())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts handing the admin's office to the voter that holds the most
@@ -415,10 +440,29 @@ impl Ledger {
         let (change, id) = match (dead, ready) {
             (Some(dead), Some(_)) => (MemberChange::Remove, dead),
             (_, Some(learner)) if voters.len() < self.target_voters => (MemberChange::Promote, learner),
-            _ => return None,
+            _ => return self.admit_waiting(now),
         };
         let context = self.members.get(&id).cloned().unwrap_or_default();
         self.replica.propose_change(change, id, context).ok()
+    }
+
+    /// Adds the oldest waiting join as a learner, once no other change is
+    /// under way; joins waiting longer than `voter_timeout` are dropped
+    /// (their replica stopped asking, or asks again).
+    fn admit_waiting(&mut self, now: Duration) -> Option<Step> {
+        let timeout = self.voter_timeout;
+        let (voters, learners) = (self.replica.voters(), self.replica.learners());
+        self.waiting_joins.retain(|&(id, _, asked)| {
+            now.saturating_sub(asked) < timeout && !voters.contains(&id) && !learners.contains(&id)
+        });
+        let (id, context, _) = self.waiting_joins.front().cloned()?;
+        let step = self
+            .replica
+            .propose_change(MemberChange::AddLearner, id, context)
+            .ok()?;
+        self.waiting_joins.pop_front();
+        self.heard.insert(id, now);
+        Some(step)
     }
 
     /// True when the admin heard from replica `id` within `voter_timeout`.
@@ -685,6 +729,7 @@ impl Ledger {
     fn leave_office(&mut self) {
         self.admin = None;
         self.held.clear();
+        self.waiting_joins.clear();
         self.unproposed.clear();
         self.unreleased.clear();
         self.sched.take_events();

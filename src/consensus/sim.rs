@@ -829,6 +829,9 @@ struct Growing {
     ledgers: BTreeMap<u64, Ledger>,
     dead: BTreeSet<u64>,
     now: u64,
+    /// Replicas that asked to join; with `ask_once`, none asks again.
+    asked: BTreeSet<u64>,
+    ask_once: bool,
 }
 
 impl Growing {
@@ -861,6 +864,16 @@ impl Growing {
         Self::found_with(Self::cfg)
     }
 
+    /// The founder and replica 2, both voters: a change then takes a round
+    /// trip to commit (a lone founder commits its own at once).
+    fn two_voters() -> Self {
+        let mut mesh = Self::found();
+        mesh.ledgers.insert(2, Ledger::new(Self::cfg(2)).expect("valid"));
+        mesh.run(1_000);
+        assert_eq!(mesh.voters(), [1, 2]);
+        mesh
+    }
+
     fn found_with(cfg: fn(u64) -> LedgerConfig) -> Self {
         let (ledger, step) = Ledger::found(cfg(1), b"r1".to_vec(), Duration::ZERO).expect("founds");
         assert_eq!(
@@ -873,6 +886,8 @@ impl Growing {
             ledgers: BTreeMap::from([(1, ledger)]),
             dead: BTreeSet::new(),
             now: 0,
+            asked: BTreeSet::new(),
+            ask_once: false,
         }
     }
 
@@ -917,8 +932,10 @@ impl Growing {
                 .iter()
                 .filter(|(id, l)| !self.dead.contains(id) && !l.replica().learners().contains(id))
                 .filter(|(id, l)| !l.replica().voters().contains(id))
+                .filter(|(id, _)| !(self.ask_once && self.asked.contains(id)))
                 .map(|(id, _)| *id)
                 .collect();
+            self.asked.extend(&joining);
             if let Some(a) = self.ledgers.get_mut(&admin) {
                 for id in joining {
                     // While another change commits, it asks again next tick.
@@ -981,6 +998,55 @@ fn joiners_become_voters_up_to_three_and_a_dead_voter_is_replaced() {
         "a new admin among {left:?}: {}",
         mesh.admin()
     );
+}
+
+/// Replicas that ask to join at once, while the admin's first change
+/// commits, each ask once: the admin keeps the ones it cannot add yet and
+/// adds them in turn, so none depends on asking again.
+#[test]
+fn joiners_that_ask_once_together_are_all_admitted_in_turn() {
+    let mut mesh = Growing::two_voters();
+    mesh.ask_once = true;
+    for id in 3..=5 {
+        mesh.ledgers
+            .insert(id, Ledger::new(Growing::cfg(id)).expect("valid"));
+    }
+    mesh.run(3_000);
+    assert_eq!(mesh.asked, BTreeSet::from([2, 3, 4, 5]));
+    let admin = &mesh.ledgers[&1];
+    let mut members = admin.replica().voters();
+    members.extend(admin.replica().learners());
+    members.sort();
+    assert_eq!(members, [1, 2, 3, 4, 5], "every joiner is a member");
+    assert_eq!(mesh.voters().len(), 3);
+    assert!(admin.waiting_joins.is_empty());
+}
+
+/// A join waits at most `voter_timeout`, and the waiting ones are bounded;
+/// a replica that asks again is kept once.
+#[test]
+fn waiting_joins_are_bounded_deduplicated_and_expire() {
+    let mut mesh = Growing::two_voters();
+    // With voter 2 silent, no change can commit: the first join proposes
+    // one, and the rest wait behind it.
+    mesh.dead.insert(2);
+    let wall = Duration::from_millis(mesh.now);
+    let founder = mesh.ledgers.get_mut(&1).expect("founder");
+    founder.join(3, b"r3".to_vec(), wall).expect("admin");
+    let first = 4;
+    let last = first + super::ledger::WAITING_JOINS as u64 + 9;
+    for id in first..=last {
+        founder.join(id, b"rx".to_vec(), wall).expect("admin");
+        founder.join(id, b"rx".to_vec(), wall).expect("admin");
+    }
+    let waiting: Vec<u64> = founder.waiting_joins.iter().map(|w| w.0).collect();
+    let kept: Vec<u64> = (last + 1 - super::ledger::WAITING_JOINS as u64..=last).collect();
+    assert_eq!(waiting, kept, "the newest, once each");
+    // Past `voter_timeout` none waits any longer.
+    founder.tick(wall + Duration::from_millis(1_900));
+    assert_eq!(founder.waiting_joins.len(), super::ledger::WAITING_JOINS);
+    founder.tick(wall + Duration::from_secs(2));
+    assert!(founder.waiting_joins.is_empty());
 }
 
 #[test]

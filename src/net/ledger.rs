@@ -88,8 +88,8 @@ pub(crate) struct LedgerPart {
     pub(crate) notice_at: Instant,
     /// True once `ledger_start` ran.
     pub(crate) started: bool,
-    /// The voter count last published.
-    pub(crate) voters_seen: usize,
+    /// The voters' Raft ids last published, sorted.
+    pub(crate) voters_seen: Vec<u64>,
     /// When this voter says next that it has no quorum.
     pub(crate) no_quorum_at: Instant,
     /// Since when this node has known no admin (after it knew one).
@@ -194,7 +194,7 @@ impl LedgerPart {
             found_at: None,
             notice_at: now,
             started: false,
-            voters_seen: 0,
+            voters_seen: Vec::new(),
             no_quorum_at: now,
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
@@ -506,10 +506,22 @@ impl EventLoop {
             None => {}
         }
         self.resolve_deferred();
-        let voters = self.raft.voters();
-        if voters != std::mem::replace(&mut self.raft.voters_seen, voters) {
-            info!(voters, "the ledger's voters changed");
+        let mut voters = self
+            .raft
+            .ledger
+            .as_ref()
+            .map(|l| l.replica().voters())
+            .unwrap_or_default();
+        voters.sort_unstable();
+        if voters != self.raft.voters_seen {
+            info!(voters = voters.len(), "the ledger's voters changed");
+            self.raft.voters_seen = voters;
             self.publish_state();
+            // Nodes outside the configuration trust the voters the admin
+            // names: they hear of a change at once, not at the next notice.
+            if self.sched.is_some() {
+                self.publish_notice();
+            }
         }
         while let Some(input) = inbox.pop_front() {
             self.admin_input(input);

@@ -23,6 +23,17 @@ pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// Sends the library's logs to the test's output when `RUST_LOG` is set
+/// (e.g. `RUST_LOG=taskmesh=debug`); without it, does nothing.
+pub fn logs_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Counts how many times each task was processed, across workers.
 #[derive(Clone, Default)]
 pub struct Runs(pub Arc<Mutex<HashMap<TaskId, Vec<String>>>>);
