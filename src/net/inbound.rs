@@ -316,6 +316,7 @@ impl EventLoop {
     }
 
     pub(super) fn on_response(&mut self, peer: PeerId, what: Pending, resp: Response) {
+        self.admin_points_on(peer, &resp);
         match what {
             Pending::Client(call) => self.client_answer(peer, call, resp),
             Pending::Register => {

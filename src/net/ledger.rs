@@ -99,6 +99,9 @@ pub(crate) struct LedgerPart {
     pub(crate) warned: std::collections::HashSet<u64>,
     /// The ledger this node yielded to, until it is admitted, and by when.
     pub(crate) yielded: Option<(u64, Instant)>,
+    /// The admin the followed admin said it follows now (see
+    /// `admin_points_on`).
+    pub(crate) pointed_to: Option<PeerId>,
     /// Ledgers that did not admit this node after it yielded (at most 64).
     pub(crate) shunned: VecDeque<u64>,
     /// No yielding to another ledger before this.
@@ -199,6 +202,7 @@ impl LedgerPart {
             leaderless_since: None,
             warned: std::collections::HashSet::new(),
             yielded: None,
+            pointed_to: None,
             shunned: VecDeque::new(),
             yield_after: None,
             yield_pause: YIELD_EVERY,
@@ -500,6 +504,7 @@ impl EventLoop {
         for o in step.outputs {
             self.admin_output(o, &mut inbox);
         }
+        let took_office = matches!(step.office, Some(OfficeChange::Took { .. }));
         match step.office {
             Some(OfficeChange::Took { term }) => self.took_office(term),
             Some(OfficeChange::Left) => self.left_office(),
@@ -518,8 +523,11 @@ impl EventLoop {
             self.raft.voters_seen = voters;
             self.publish_state();
             // Nodes outside the configuration trust the voters the admin
-            // names: they hear of a change at once, not at the next notice.
-            if self.sched.is_some() {
+            // names: they hear of a change at once, not at the next notice
+            // (one taking office just named them). Not twice at once: a
+            // second notice that reaches a node after it followed another
+            // ledger reads as this admin still holding its own.
+            if self.sched.is_some() && !took_office {
                 self.publish_notice();
             }
         }
@@ -921,6 +929,32 @@ impl EventLoop {
         MessageAcceptance::Accept
     }
 
+    /// `peer` answered `resp` to this node. When it is the admin this node
+    /// follows, outside its configuration, and it says that it follows
+    /// another now (it yielded to another ledger after this node followed
+    /// it, as two nodes that found ledgers at once do), that other's notice
+    /// is followed at once if its ledger would win anyway (see `yields_to`):
+    /// not after this node's pause between yields, nor refused as a ledger
+    /// this node left.
+    pub(super) fn admin_points_on(&mut self, peer: PeerId, resp: &Response) {
+        let Response::NotAdmin {
+            admin: Some(next), ..
+        } = resp
+        else {
+            return;
+        };
+        if self.raft.member() || self.sched.is_some() || self.admin.map(|a| a.0) != Some(peer) {
+            return;
+        }
+        let Ok(next) = next.parse::<PeerId>() else {
+            return;
+        };
+        if next != peer && next != self.me && self.raft.pointed_to != Some(next) {
+            debug!(%peer, %next, "the admin this node follows follows another now");
+            self.raft.pointed_to = Some(next);
+        }
+    }
+
     /// Should this node leave its ledger `mine` for the one `n` speaks for?
     /// Two ledgers that founded apart meet: one that never took a task
     /// yields to one that has, or to an older one. A notice is only a
@@ -944,6 +978,14 @@ impl EventLoop {
             return true;
         }
         let mine_has = mine_has || self.has_tasks();
+        // The admin this node followed follows `source` now, and its ledger
+        // wins by the rule below: no pause. (Each such step leaves a ledger
+        // without tasks for an older one or one with tasks, so it cannot
+        // flap.)
+        if self.raft.pointed_to == Some(source) && !mine_has && (n.has_tasks || n.cluster < mine) {
+            self.raft.pointed_to = None;
+            return true;
+        }
         let now = Instant::now();
         if self.raft.shunned.contains(&n.cluster) || self.raft.yield_after.is_some_and(|t| now < t) {
             return false;

@@ -138,7 +138,11 @@ pub fn run_bounded(mut cmd: Command) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not finish within {LIMIT:?}");
+            let err = stderr.join().unwrap_or_default();
+            panic!(
+                "{what} did not finish within {LIMIT:?}; its stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
