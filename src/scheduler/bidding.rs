@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::events::{BidSeen, Event};
 use super::state::{End, SeenBid, Slot, Stage, TimerKind, WorkerId};
-use super::{Announcement, Assignment, Bid, Candidate, DepOutput, Lot, Scheduler};
+use super::{Announcement, Assignment, AwardReason, Bid, BidPath, Candidate, DepOutput, Lot, Scheduler};
 use crate::task::{NodeId, TaskError, TaskStatus, Trigger};
 
 impl Scheduler {
@@ -108,13 +108,13 @@ impl Scheduler {
             role: &self.roles[e.role].name,
             difficulty: e.task.difficulty,
         };
-        let Some((0, reason)) = self.policy.choose(&lot, &[self.candidate(id)]) else {
+        let Some((0, choice)) = self.policy.choose(&lot, &[self.candidate(id)]) else {
             return;
         };
-        let reason = format!(
-            "late bid for round {}, which had closed without an award: {reason}",
-            e.soft.round
-        );
+        let reason = AwardReason {
+            path: BidPath::Late { round: e.soft.round },
+            choice,
+        };
         let seen = SeenBid {
             worker: id,
             skill: w.spec.skill,
@@ -166,7 +166,7 @@ impl Scheduler {
             role: &self.roles[e.role].name,
             difficulty,
         };
-        let Some((i, reason)) = self
+        let Some((i, choice)) = self
             .policy
             .choose(&lot, &candidates)
             .filter(|(i, _)| *i < standing.len())
@@ -186,7 +186,11 @@ impl Scheduler {
         });
         let bids = bids.collect();
         self.tasks[slot].soft.bids = bids;
-        self.award(slot, standing[i], format!("standing bid: {reason}"), now);
+        let reason = AwardReason {
+            path: BidPath::Standing,
+            choice,
+        };
+        self.award(slot, standing[i], reason, now);
         !self.tasks[slot].phase.awaits_award()
     }
 
@@ -249,7 +253,13 @@ impl Scheduler {
         };
         let choice = self.policy.choose(&lot, &candidates);
         match choice.filter(|(i, _)| *i < able.len()) {
-            Some((i, reason)) => self.award(slot, able[i], reason, now),
+            Some((i, choice)) => {
+                let reason = AwardReason {
+                    path: BidPath::Announced,
+                    choice,
+                };
+                self.award(slot, able[i], reason, now)
+            }
             None => self.no_award(slot, closes_at, now),
         }
     }
@@ -265,7 +275,7 @@ impl Scheduler {
         failed.then_some(last.worker)
     }
 
-    fn award(&mut self, slot: Slot, id: WorkerId, reason: String, now: Duration) {
+    fn award(&mut self, slot: Slot, id: WorkerId, reason: AwardReason, now: Duration) {
         let Some(deps) = self.dep_outcomes(slot) else {
             return;
         };

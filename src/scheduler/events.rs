@@ -27,11 +27,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::state::{Attempt, Award, End, Phase, TimerKind, WorkerId};
-use super::{Failure, Scheduler};
+use super::{AwardReason, Failure, Scheduler};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus, WorkerSpec};
 
 /// Version of the event format; stored with every encoded event.
-pub const EVENT_VERSION: u16 = 3;
+pub const EVENT_VERSION: u16 = 4;
 
 /// One change to the scheduler's ledger. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,7 +73,7 @@ pub enum Event {
         /// The willing bids of the deciding round.
         bids: Vec<BidSeen>,
         /// Why the winner won.
-        reason: String,
+        reason: AwardReason,
         /// Auction rounds it took.
         rounds: u32,
     },
@@ -237,7 +237,7 @@ impl Scheduler {
             }) => {
                 let award = Award {
                     bids: bids.into_boxed_slice(),
-                    reason: reason.into_boxed_str(),
+                    reason,
                     rounds,
                 };
                 return self.apply_award(at_ms, &task, attempt, WorkerId(worker), award);
@@ -270,7 +270,7 @@ impl Scheduler {
             } => {
                 let award = Award {
                     bids: bids.as_slice().into(),
-                    reason: reason.as_str().into(),
+                    reason: reason.clone(),
                     rounds: *rounds,
                 };
                 self.apply_award(*at_ms, task, *attempt, WorkerId(*worker), award);

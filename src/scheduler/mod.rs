@@ -67,7 +67,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use lease_line::LeaseLine;
 use std::time::Duration;
 
-pub use auction::{AwardPolicy, BestFit, Candidate, Lot};
+pub use auction::{AwardPolicy, AwardReason, BestFit, BidPath, Candidate, Choice, Lot};
 pub use config::{Retention, SchedulerConfig};
 pub use dag::SubmitError;
 pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};

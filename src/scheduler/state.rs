@@ -229,7 +229,7 @@ pub(super) struct SeenBid {
 pub(super) struct Award {
     /// The willing bids of the deciding round, as the award event has them.
     pub(super) bids: Box<[super::events::BidSeen]>,
-    pub(super) reason: Box<str>,
+    pub(super) reason: super::AwardReason,
     pub(super) rounds: u32,
 }
 
