@@ -950,7 +950,7 @@ impl EventLoop {
             return;
         };
         if next != peer && next != self.me && self.raft.pointed_to != Some(next) {
-            debug!(%peer, %next, "the admin this node follows follows another now");
+            debug!(%peer, %next, "the followed admin says it follows another now");
             self.raft.pointed_to = Some(next);
         }
     }
