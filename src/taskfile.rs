@@ -26,7 +26,11 @@
 //!
 //! JSON files have the same shape: `{"task": [{"name": "prep", ...}]}`.
 //! Inputs are bytes: `input` is the text's UTF-8, `input_file` the file's
-//! bytes (relative to the task file), `input_json` the value as JSON text.
+//! bytes (relative to the task file), `input_json` the value as JSON text,
+//! exactly as written: integers of any size keep every digit, object keys
+//! their order, and TOML dates and times become RFC 3339 strings, so a JSON
+//! and a TOML file with the same content give the same bytes (the rules are
+//! in `exact.rs`).
 //!
 //! # Fields
 //!
@@ -52,6 +56,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
+
+mod exact;
 
 use crate::scheduler::dag::{self, Limits};
 use crate::task::{Payload, Task, Trigger, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
@@ -131,7 +137,7 @@ struct TaskShape {
     difficulty: u32,
     input: Option<String>,
     input_file: Option<PathBuf>,
-    input_json: Option<serde_json::Value>,
+    input_json: Option<exact::ExactJson>,
     #[serde(default)]
     depends_on: Vec<String>,
     #[serde(default, deserialize_with = "timeout_ms")]
@@ -399,7 +405,7 @@ fn input_of(t: &TaskShape, base: &Path) -> Result<Payload, String> {
         (None, None, None) => Ok(Payload::default()),
         (Some(s), None, None) => Ok(Payload::from_bytes(s.as_bytes())),
         (None, Some(f), None) => read_input_file(&base.join(f)),
-        (None, None, Some(v)) => Ok(Payload::from_bytes(v.to_string().into_bytes())),
+        (None, None, Some(v)) => Ok(Payload::from_bytes(v.0.as_bytes())),
         _ => Err("give at most one of input, input_file, input_json".into()),
     }
 }
@@ -422,6 +428,31 @@ mod tests {
             assert_eq!(tasks[1].dependencies, vec![tasks[0].id]);
             assert_eq!(tasks[1].input.as_bytes(), br#"{"x":1}"#);
         }
+    }
+
+    #[test]
+    fn inputs_reach_the_task_as_written_whatever_the_file_format() {
+        let toml = "[[task]]\nname='big'\nrole='w'\ninput_json={big=1234567890123456789, dt=1979-05-27T07:32:00Z, f=0.5}\n";
+        let json = r#"{"task":[{"name":"big","role":"w","input_json":{"big":1234567890123456789,"dt":"1979-05-27T07:32:00Z","f":0.5}}]}"#;
+        let want = br#"{"big":1234567890123456789,"dt":"1979-05-27T07:32:00Z","f":0.5}"#;
+        for (text, file) in [(toml, "f.toml"), (json, "f.json")] {
+            let tasks = parse(text, &p(file)).unwrap();
+            assert_eq!(tasks[0].input.as_bytes(), want, "{file}");
+        }
+        let json =
+            r#"{"task":[{"name":"big","role":"w","input_json":{"big":123456789012345678901234567890}}]}"#;
+        let tasks = parse(json, &p("f.json")).unwrap();
+        assert_eq!(
+            tasks[0].input.as_bytes(),
+            br#"{"big":123456789012345678901234567890}"#
+        );
+        let e = parse("[[task]]\nname='n'\nrole='w'\ninput_json={x=nan}\n", &p("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("f.toml:4:") && e.contains("task \"n\"") && e.contains("JSON cannot write"),
+            "{e}"
+        );
     }
 
     #[test]
