@@ -38,8 +38,8 @@ pub use disk::{load_or_create_key, DiskError};
 pub use node::{keypair_from_seed, AdminConfig, Node, NodeConfig, NodeHandle};
 pub use playground::Playground;
 pub use task::{
-    AttemptOutcome, AttemptRecord, NodeId, Payload, PayloadError, Task, TaskError, TaskId, TaskReport,
-    TaskStatus, Trigger, WorkerInfo, MAX_WORKER_QUEUE, MAX_WORKER_SLOTS,
+    check_name, AttemptOutcome, AttemptRecord, NameError, NodeId, Payload, PayloadError, Task, TaskError,
+    TaskId, TaskReport, TaskStatus, Trigger, WorkerInfo, MAX_NAME_BYTES, MAX_WORKER_QUEUE, MAX_WORKER_SLOTS,
 };
 pub use worker::{Cancel, Offer, ProcessError, TaskRequest, Worker};
 

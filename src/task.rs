@@ -222,8 +222,73 @@ pub const MAX_TIMEOUT_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const MAX_RETRIES: u32 = 100;
 /// Largest priority magnitude.
 pub const MAX_PRIORITY: i32 = 1_000_000;
-/// Longest task name and role, in bytes (UTF-8).
+/// Longest task name and role, and worker name and role, in bytes (UTF-8).
 pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Why a name (a task's or a worker's name, or a role) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("is empty")]
+    Empty,
+    /// The name is over [`MAX_NAME_BYTES`].
+    #[error("is {bytes} bytes, over the limit of {max}")]
+    TooLong {
+        /// Its length in bytes (UTF-8).
+        bytes: usize,
+        /// The limit, [`MAX_NAME_BYTES`].
+        max: usize,
+    },
+    /// The name holds a character that would break a table row or a line of
+    /// output, or reorder the text around it (see [`check_name`]).
+    #[error("holds the control character U+{:04X} at character {at}; names may not hold control characters", u32::from(*found))]
+    Control {
+        /// The character.
+        found: char,
+        /// Its position among the name's characters, from 1.
+        at: usize,
+    },
+}
+
+/// Checks a task's or a worker's name or role: not empty, at most
+/// [`MAX_NAME_BYTES`], and free of control characters, which are refused
+/// wherever a name enters (a submission, a task file, a worker's
+/// registration, a node's own workers) so that every table and every line of
+/// output can print names as they are. Control characters are Unicode's
+/// category Cc (C0, DEL, C1: newline, tab, escape, …), the line and paragraph
+/// separators U+2028 and U+2029, and the bidirectional formatting characters
+/// (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which reorder the
+/// text shown around them (CVE-2021-42574, "Trojan Source").
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong {
+            bytes: name.len(),
+            max: MAX_NAME_BYTES,
+        });
+    }
+    match name.chars().enumerate().find(|(_, c)| is_control(*c)) {
+        Some((i, found)) => Err(NameError::Control { found, at: i + 1 }),
+        None => Ok(()),
+    }
+}
+
+/// A control character in the sense of [`check_name`].
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
 
 /// When a dependent runs, in the manner of Airflow's trigger rules. Every
 /// rule but [`Trigger::AllSuccess`] waits until all dependencies finished.
@@ -739,6 +804,41 @@ pub struct WorkerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_refused_when_empty_long_or_holding_control_characters() {
+        assert_eq!(check_name("summarise 要約 🚀"), Ok(()));
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        let long = "é".repeat(MAX_NAME_BYTES / 2 + 1);
+        assert_eq!(
+            check_name(&long),
+            Err(NameError::TooLong {
+                bytes: MAX_NAME_BYTES + 2,
+                max: MAX_NAME_BYTES
+            })
+        );
+        for (name, found, at) in [
+            ("a\nb", '\n', 2),
+            ("\tx", '\t', 1),
+            ("x\u{1b}[31m", '\u{1b}', 2),
+            ("ab\u{7f}", '\u{7f}', 3),
+            ("é\u{85}", '\u{85}', 2),
+            ("a\u{2028}", '\u{2028}', 2),
+            ("abc\u{202E}fed", '\u{202E}', 4),
+            ("\u{2066}", '\u{2066}', 1),
+        ] {
+            assert_eq!(
+                check_name(name),
+                Err(NameError::Control { found, at }),
+                "{name:?}"
+            );
+        }
+        let e = check_name("a\nb").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "holds the control character U+000A at character 2; names may not hold control characters"
+        );
+    }
 
     #[test]
     fn payload_round_trips_typed_values() {

@@ -102,6 +102,11 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         "[[task]]\nname='a'\nrole='w'\ndepends_on=['ghost']\n",
     )
     .unwrap();
+    let newline = dir.path().join("newline.json");
+    std::fs::write(&newline, r#"{"task": [{"name": "two\nlines", "role": "w"}]}"#).unwrap();
+    let tab = dir.path().join("tab.toml");
+    std::fs::write(&tab, "[[task]]\nname='a'\nrole=\"w\\t\"\n").unwrap();
+    let (newline, tab) = (newline.to_str().unwrap(), tab.to_str().unwrap());
     let (bad, cyc, dep) = (
         bad_toml.to_str().unwrap(),
         cycle.to_str().unwrap(),
@@ -127,6 +132,18 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
         (vec!["submit", bad, "--no-mdns"], "bad.toml:3:"),
         (vec!["submit", cyc, "--no-mdns"], "cycle"),
         (vec!["submit", dep, "--no-mdns"], "unknown task \"ghost\""),
+        (
+            vec!["submit", newline, "--no-mdns"],
+            r#"task "two\nlines" is invalid: name holds the control character U+000A at character 4"#,
+        ),
+        (
+            vec!["submit", tab, "--no-mdns"],
+            r#"task "a" is invalid: role holds the control character U+0009"#,
+        ),
+        (
+            vec!["node", "--worker", "Ju\u{1b}[31mnior:worker:3", "--no-mdns"],
+            "its name holds the control character U+001B",
+        ),
         (vec!["status", "not-a-uuid"], "is not a task id"),
         (vec!["cancel", "not-a-uuid", "--no-mdns"], "is not a task id"),
         (vec!["cancel", "--no-mdns"], "required"),
@@ -183,6 +200,86 @@ fn an_unreachable_mesh_is_reported_not_waited_on_forever() {
 fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
     text(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// Names in any script line up in the table and stay one line per record
+/// in `--json`; inputs reach a worker (`cat`, whose output is its input)
+/// byte for byte as written, from a JSON file and a TOML file alike.
+#[test]
+fn unusual_names_line_up_and_inputs_arrive_as_written() {
+    let (_admin, addr) = mesh(45, &[], "1");
+    let _cat = exec_worker(&addr, "cat:w:5", &["cat"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["ascii", "要約する", "🚀 launch", "cafe\u{301}", "tab-free"];
+    let want = [
+        r#"{"big":123456789012345678901234567890}"#,
+        r#"{"dt":"1979-05-27T07:32:00Z"}"#,
+        r#"{"z":1,"a":[0.1,1000.0]}"#,
+        r#"{"neg":-98765432109876543210}"#,
+        r#""plain""#,
+    ];
+    let json_inputs = [
+        r#"{"big": 123456789012345678901234567890}"#,
+        r#"{"dt": "1979-05-27T07:32:00Z"}"#,
+        r#"{"z": 1, "a": [0.1, 1e3]}"#,
+        r#"{"neg": -98765432109876543210}"#,
+        r#""plain""#,
+    ];
+    let tasks: Vec<String> = names
+        .iter()
+        .zip(json_inputs)
+        .map(|(n, i)| {
+            let n = serde_json::to_string(n).unwrap();
+            format!(r#"{{"name": {n}, "role": "w", "input_json": {i}}}"#)
+        })
+        .collect();
+    let json = task_file(&dir, "t.json", &format!(r#"{{"task": [{}]}}"#, tasks.join(",")));
+    let out = submit_json(&addr, &json, 1);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines.len(),
+        names.len(),
+        "one line per task: {}",
+        text(&out.stdout)
+    );
+    for (l, (name, want)) in lines.iter().zip(names.iter().zip(want)) {
+        assert_eq!(
+            (l["name"].as_str(), l["output"].as_str()),
+            (Some(*name), Some(want))
+        );
+    }
+    // The same content as TOML gives the same bytes (TOML has no integer
+    // beyond 64 bits, so those two tasks differ here).
+    let toml = task_file(
+        &dir,
+        "t.toml",
+        "[[task]]\nname='d'\nrole='w'\ninput_json={dt=1979-05-27T07:32:00Z}\n\
+         [[task]]\nname='z'\nrole='w'\ninput_json={z=1, a=[0.1, 1e3]}\n",
+    );
+    let lines = json_lines(&submit_json(&addr, &toml, 1));
+    let outputs: Vec<_> = lines
+        .iter()
+        .map(|l| l["output"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outputs, [want[1], want[2]]);
+    // The table for people: every row's columns start where the header's do.
+    let out = run(&["submit", &json, "--join", &addr, "--no-mdns"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("why:"))
+        .collect();
+    assert_eq!(rows.len(), names.len() + 1, "{table}");
+    let column = |line: &str, word: &str| {
+        let at = line.find(word).unwrap_or_else(|| panic!("{word:?} in {line:?}"));
+        unicode_width::UnicodeWidthStr::width(&line[..at])
+    };
+    let status_at = column(rows[0], "STATUS");
+    for row in &rows[1..] {
+        assert_eq!(column(row, "completed"), status_at, "{table}");
+    }
 }
 
 #[test]

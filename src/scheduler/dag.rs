@@ -314,20 +314,10 @@ fn find_cycle(batch: &[Task], index: &HashMap<TaskId, usize>, indegree: &[u32]) 
     }
 }
 
-/// A task's name and role are neither empty nor over
-/// [`MAX_NAME_BYTES`](crate::task::MAX_NAME_BYTES).
+/// A task's name and role pass [`check_name`](crate::task::check_name).
 fn check_names(t: &Task) -> Result<(), String> {
-    let max = crate::task::MAX_NAME_BYTES;
     for (what, value) in [("name", &t.name), ("role", &t.role)] {
-        if value.is_empty() {
-            return Err(format!("empty {what}"));
-        }
-        if value.len() > max {
-            return Err(format!(
-                "{what} of {} bytes is over the limit of {max}",
-                value.len()
-            ));
-        }
+        crate::task::check_name(value).map_err(|e| format!("{what} {e}"))?;
     }
     Ok(())
 }
@@ -407,13 +397,21 @@ mod tests {
                 vec![Task::new("big", "w", 1).with_payload(Payload(vec![0; 17]))],
                 "over the limit",
             ),
-            (vec![Task::new("r", "", 1)], "empty role"),
-            (vec![Task::new("", "w", 1)], "empty name"),
+            (vec![Task::new("r", "", 1)], "role is empty"),
+            (vec![Task::new("", "w", 1)], "name is empty"),
             (
                 vec![Task::new("n".repeat(1025), "w", 1)],
-                "name of 1025 bytes is over the limit of 1024",
+                "name is 1025 bytes, over the limit of 1024",
             ),
-            (vec![Task::new("n", "w".repeat(1025), 1)], "role of 1025 bytes"),
+            (vec![Task::new("n", "w".repeat(1025), 1)], "role is 1025 bytes"),
+            (
+                vec![Task::new("a\nb", "w", 1)],
+                r#"task "a\nb" is invalid: name holds the control character U+000A"#,
+            ),
+            (
+                vec![Task::new("a", "w\t", 1)],
+                "role holds the control character U+0009",
+            ),
             (
                 (0..11).map(|i| Task::new(format!("t{i}"), "w", 1)).collect(),
                 "batch of 11",

@@ -30,9 +30,15 @@ impl Scheduler {
     }
 
     pub(super) fn register(&mut self, node: NodeId, mut specs: Vec<WorkerSpec>, now: Duration) {
-        // A name listed twice counts once (the first).
+        // A name listed twice counts once (the first). A worker whose name
+        // or role a node could not have started with (`check_name`: empty,
+        // too long, control characters) is not registered: only a peer that
+        // is not a taskmesh node sends one.
         let mut seen = std::collections::BTreeSet::new();
-        specs.retain(|s| seen.insert(s.name.clone()));
+        specs.retain(|s| {
+            let valid = crate::task::check_name(&s.name).is_ok() && crate::task::check_name(&s.role).is_ok();
+            valid && seen.insert(s.name.clone())
+        });
         let keep = |name: &str| specs.iter().any(|s| s.name == name);
         let gone: Vec<WorkerId> = self.by_node.get(&node).map_or_else(Vec::new, |names| {
             let gone = names.iter().filter(|(name, _)| !keep(name));

@@ -128,7 +128,7 @@ impl WorkerRuntime {
     /// A runtime for these workers with the default [`RuntimeConfig`].
     ///
     /// Errors: [`crate::Error::Config`] when two workers share a name or a
-    /// role is empty.
+    /// name or role fails [`crate::task::check_name`].
     #[cfg(test)]
     pub(crate) fn new(workers: Vec<Arc<dyn Worker>>) -> Result<Self, crate::Error> {
         Self::with_config(workers, RuntimeConfig::default())
@@ -146,9 +146,10 @@ impl WorkerRuntime {
                 let name = w.name();
                 return Err(crate::Error::Config(format!("two workers are named {name:?}")));
             }
-            if w.role().is_empty() {
-                let name = w.name();
-                return Err(crate::Error::Config(format!("worker {name:?} has an empty role")));
+            let name = w.name();
+            for (what, value) in [("name", name), ("role", w.role())] {
+                crate::task::check_name(value)
+                    .map_err(|e| crate::Error::Config(format!("worker {name:?}: its {what} {e}")))?;
             }
         }
         let slots = workers

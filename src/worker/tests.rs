@@ -311,6 +311,12 @@ fn bids_follow_role_skill_and_load() {
     let (a1, _) = probe("a", 1);
     let (a2, _) = probe("a", 1);
     assert!(WorkerRuntime::new(vec![a1, a2]).is_err());
+    let (bad, _) = probe("a\tb", 1);
+    let e = WorkerRuntime::new(vec![bad]).err().expect("refused").to_string();
+    assert!(
+        e.contains(r#"worker "a\tb": its name holds the control character U+0009"#),
+        "{e}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

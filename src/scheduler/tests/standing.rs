@@ -291,6 +291,26 @@ fn a_registration_cannot_claim_unbounded_slots_or_queue() {
 }
 
 #[test]
+fn a_registration_of_names_no_node_could_start_with_is_dropped() {
+    let mut h = Harness::new();
+    let long = "w".repeat(crate::task::MAX_NAME_BYTES + 1);
+    h.register(
+        "n1",
+        &[
+            ("ok", "worker", 5, 1),
+            ("a\nb", "worker", 5, 1),
+            ("\u{202E}evil", "worker", 5, 1),
+            ("tab", "work\ter", 5, 1),
+            ("", "worker", 5, 1),
+            (&long, "worker", 5, 1),
+            ("role", "", 5, 1),
+        ],
+    );
+    let names: Vec<String> = h.s.workers().into_iter().map(|w| w.name).collect();
+    assert_eq!(names, ["ok"]);
+}
+
+#[test]
 fn an_award_still_waiting_in_a_lost_workers_queue_is_not_a_lost_attempt() {
     let mut h = super::leases::leased();
     h.register_queued("n1", &[(("a", "worker", 5, 1), Some(5), 1)]);
