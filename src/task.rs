@@ -1,7 +1,7 @@
 //! Plain data shared by every layer: task ids, tasks, payloads, statuses and
 //! results. Nothing here does I/O; everything here crosses the wire.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -87,11 +87,11 @@ pub enum PayloadError {
     #[error("cannot decode payload: {0} trailing bytes (wrong type?)")]
     Trailing(usize),
     /// A dependency output was asked for by a name the task does not depend on.
-    #[error("task has no dependency named {0:?}")]
+    #[error("task has no dependency named {}", quoted(.0))]
     NoSuchDependency(String),
     /// The dependency asked for did not complete (a fallback or cleanup
     /// task sees its failed dependencies this way).
-    #[error("dependency {name:?} did not complete: {error}")]
+    #[error("dependency {} did not complete: {error}", quoted(.name))]
     DependencyFailed {
         /// The dependency's name.
         name: String,
@@ -273,6 +273,31 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
         Some((i, found)) => Err(NameError::Control { found, at: i + 1 }),
         None => Ok(()),
     }
+}
+
+/// A name in double quotes as errors show it: as written, with only `"`,
+/// `\` and control characters ([`is_control`]) escaped (`\"`, `\\`, `\n`,
+/// `\u{1b}`), where Rust's `{:?}` would also escape combining marks and other
+/// characters a user typed (`"cafe\u{301}"` for `"café"`).
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' | '\\' => write!(f, "\\{c}")?,
+                c if is_control(c) => write!(f, "{}", c.escape_default())?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+/// [`Quoted`] as a function.
+pub fn quoted(name: &str) -> Quoted<'_> {
+    Quoted(name)
 }
 
 /// A control character in the sense of [`check_name`].
@@ -499,7 +524,7 @@ pub enum TaskError {
         message: String,
     },
     /// No registered worker could take the task before its deadline.
-    #[error("no capable worker for role {role:?} at difficulty {difficulty} within {waited_ms} ms ({})", describe_best(*.best_skill))]
+    #[error("no capable worker for role {} at difficulty {difficulty} within {waited_ms} ms ({})", quoted(.role), describe_best(*.best_skill))]
     NoCapableWorker {
         /// The task's role.
         role: String,
@@ -511,7 +536,7 @@ pub enum TaskError {
         waited_ms: u64,
     },
     /// Capable workers exist and had room, but none bid before the deadline.
-    #[error("no bids for role {role:?} at difficulty {difficulty} within {waited_ms} ms although capable workers had free slots")]
+    #[error("no bids for role {} at difficulty {difficulty} within {waited_ms} ms although capable workers had free slots", quoted(.role))]
     NoBids {
         /// The task's role.
         role: String,
@@ -522,7 +547,7 @@ pub enum TaskError {
     },
     /// A dependency failed, so this task (trigger rule `all_success`)
     /// never ran.
-    #[error("dependency {name:?} ({id}) failed")]
+    #[error("dependency {} ({id}) failed", quoted(.name))]
     DependencyFailed {
         /// The failed dependency's id.
         id: TaskId,
@@ -838,6 +863,20 @@ mod tests {
             e,
             "holds the control character U+000A at character 2; names may not hold control characters"
         );
+    }
+
+    #[test]
+    fn errors_quote_names_as_written() {
+        assert_eq!(
+            quoted("cafe\u{301} 要約 🚀").to_string(),
+            "\"cafe\u{301} 要約 🚀\""
+        );
+        assert_eq!(quoted("a\"b\\c\nd\u{1b}").to_string(), r#""a\"b\\c\nd\u{1b}""#);
+        let e = TaskError::DependencyFailed {
+            name: "étape\u{301}".into(),
+            id: TaskId::random(),
+        };
+        assert!(e.to_string().starts_with("dependency \"étape\u{301}\" ("), "{e}");
     }
 
     #[test]

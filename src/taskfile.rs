@@ -60,7 +60,7 @@ use serde::{Deserialize, Deserializer};
 mod exact;
 
 use crate::scheduler::dag::{self, Limits};
-use crate::task::{Payload, Task, Trigger, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
+use crate::task::{quoted, Payload, Task, Trigger, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
 
 /// What is wrong with a task file. Every variant says where.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ pub enum TaskFileError {
         message: String,
     },
     /// A task is wrong in a way the parser cannot see.
-    #[error("{path}: task {task:?}: {message}")]
+    #[error("{path}: task {}: {message}", quoted(.task))]
     Task {
         /// The file.
         path: PathBuf,
@@ -282,7 +282,7 @@ where
             column,
             task: t
                 .task_name()
-                .map_or_else(|| format!("#{}", i + 1), |n| format!("{n:?}")),
+                .map_or_else(|| format!("#{}", i + 1), |n| quoted(n).to_string()),
             message,
         },
         None => TaskFileError::Syntax {
@@ -348,7 +348,7 @@ fn build(shape: FileShape, path: &Path) -> Result<Vec<Task>, TaskFileError> {
             let id = ids.get(dep).ok_or_else(|| TaskFileError::Task {
                 path: path.to_path_buf(),
                 task: t.name.clone(),
-                message: format!("depends on unknown task {dep:?}"),
+                message: format!("depends on unknown task {}", quoted(dep)),
             })?;
             task.dependencies.push(*id);
         }

@@ -5,13 +5,13 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::{Task, TaskId, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
+use crate::task::{quoted, Task, TaskId, MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
 
 /// Why a batch of tasks was refused. Nothing of a refused batch is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum SubmitError {
     /// Two tasks share an id, or a task reuses the id of a known task.
-    #[error("duplicate task id {id} (task {name:?})")]
+    #[error("duplicate task id {id} (task {})", quoted(.name))]
     DuplicateId {
         /// The repeated id.
         id: TaskId,
@@ -19,7 +19,7 @@ pub enum SubmitError {
         name: String,
     },
     /// A task depends on an id that is neither in the batch nor known.
-    #[error("task {task:?} depends on unknown task id {dependency}")]
+    #[error("task {} depends on unknown task id {dependency}", quoted(.task))]
     UnknownDependency {
         /// The dependent task's name.
         task: String,
@@ -33,7 +33,7 @@ pub enum SubmitError {
         tasks: Vec<String>,
     },
     /// A task's input is larger than the admin accepts.
-    #[error("task {task:?} input is {size} bytes, over the limit of {max}")]
+    #[error("task {} input is {size} bytes, over the limit of {max}", quoted(.task))]
     Oversize {
         /// The task's name.
         task: String,
@@ -61,7 +61,7 @@ pub enum SubmitError {
     /// A task depends on a task that finished and was evicted after its
     /// retention, so its output is gone.
     #[error(
-        "task {task:?} depends on task {dependency}, which finished and was evicted from the admin's memory"
+        "task {} depends on task {dependency}, which finished and was evicted from the admin's memory", quoted(.task)
     )]
     EvictedDependency {
         /// The dependent task's name.
@@ -71,7 +71,7 @@ pub enum SubmitError {
     },
     /// A task is malformed in some other way (a number out of range, an
     /// empty role, a dependency listed twice).
-    #[error("task {task:?} is invalid: {reason}")]
+    #[error("task {} is invalid: {reason}", quoted(.task))]
     Invalid {
         /// The task's name.
         task: String,
@@ -176,7 +176,7 @@ pub(super) fn plan(
             if repeated {
                 // Named when it is in this batch (as a task file names it).
                 let which = match index.get(d) {
-                    Some(&k) => format!("{:?} ({d})", batch[k].name),
+                    Some(&k) => format!("{} ({d})", quoted(&batch[k].name)),
                     None => d.to_string(),
                 };
                 return Err(SubmitError::Invalid {
