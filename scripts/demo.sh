@@ -189,7 +189,7 @@ hard = int(sys.argv[3])
 row = "{:<20} {:>4}  {:<13} {:<36} {:<9} {:>7}"
 print(row.format("TASK", "DIFF", "WINNER", "BIDS", "STATUS", "TIME"))
 for r in results:
-    bids = ",".join(f"{b}({skills.get(b, '?')})" for b in r["bids"]) or "-"
+    bids = ",".join(f"{b['worker']}({b['skill']})" for b in r["bids"]) or "-"
     print(row.format(r["name"], r["difficulty"], r["worker"] or "-", bids, r["status"], f"{r['elapsed_ms']}ms"))
     print(" " * 27 + (f"error: {r['error']}" if r["error"] else f"why: {r['reason'] or '-'}"))
 
@@ -203,6 +203,10 @@ for r in results:
         problems.append(f"{name}: {r['status']}: {r['error']}")
     elif r["attempts"] != 1:
         problems.append(f"{name}: ran {r['attempts']} times")
+    elif [b["worker"] for b in r["bids"] if b["verdict"] == "won"] != [r["worker"]]:
+        problems.append(f"{name}: the verdicts of the bids do not name {r['worker']} alone as the winner: {r['bids']}")
+    elif any(b["worker"] not in r["reason"] for b in r["bids"] if b["verdict"] != "won"):
+        problems.append(f"{name}: the reason does not name every other bidder: {r['reason']}")
     elif skills.get(r["worker"], -1) < diff:
         problems.append(f"{name}: winner {r['worker']} (skill {skills.get(r['worker'])}) < difficulty {diff}")
 for p in problems:
@@ -216,7 +220,7 @@ report_jq() {
     skills=$(jq -sc 'map({key: .name, value: .skill}) | from_entries' "$LOGS/workers.jsonl")
     printf '%-20s %4s  %-13s %-36s %-9s %7s\n' TASK DIFF WINNER BIDS STATUS TIME
     jq -r --argjson s "$skills" '[.name, .difficulty, (.worker // "-"),
-            ((.bids | map("\(.)(\($s[.] // "?"))") | join(",")) | if . == "" then "-" else . end),
+            ((.bids | map("\(.worker)(\(.skill))") | join(",")) | if . == "" then "-" else . end),
             .status, "\(.elapsed_ms)ms",
             (if .error then "error: \(.error)" else "why: \(.reason // "-")" end)] | @tsv' "$LOGS/results.jsonl" |
         while IFS=$'\t' read -r name diff winner bids status time note; do
@@ -229,6 +233,10 @@ report_jq() {
             then "\(.name): expected to fail with no capable worker, got \(.status) \(.error)" else empty end
         elif .status != "completed" then "\(.name): \(.status): \(.error)"
         elif .attempts != 1 then "\(.name): ran \(.attempts) times"
+        elif ([.bids[] | select(.verdict == "won") | .worker] != [.worker])
+        then "\(.name): the verdicts of the bids do not name \(.worker) alone as the winner"
+        elif (. as $t | any(.bids[] | select(.verdict != "won"); (.worker as $w | $t.reason | contains($w)) | not))
+        then "\(.name): the reason does not name every other bidder: \(.reason)"
         elif ($s[.worker] // -1) < .difficulty
         then "\(.name): winner \(.worker) (skill \($s[.worker])) < difficulty \(.difficulty)"
         else empty end' "$LOGS/results.jsonl" >"$LOGS/problems.txt"

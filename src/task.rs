@@ -702,6 +702,53 @@ fn describe_best(best: Option<u32>) -> String {
     }
 }
 
+/// How one bid fared in the award it was part of: the winner, a rival the
+/// award policy ranked lower, or why the bidder could not be picked at all.
+/// The admin decides it when it awards, from its own view of each worker
+/// (registration, slots, reservations), and the award event records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BidVerdict {
+    /// This bid won.
+    Won,
+    /// Capable and with room, but the award policy preferred the winner.
+    Outbid(Ranked),
+    /// The worker answered that it does not want the task.
+    Declined,
+    /// Its skill is below the task's difficulty.
+    Unqualified,
+    /// Every slot it has runs or stops a task (for an award from standing
+    /// bids: and its queue is full, or another bidder had a free slot).
+    Busy,
+    /// Its free slot is held for another open auction: for `task`.
+    Held {
+        /// The task whose auction holds the slot.
+        task: TaskId,
+    },
+    /// It refused this task, or this task's last attempt failed or was lost
+    /// on it, and another capable bidder had room.
+    SetAside,
+    /// Its standing bid is not used until its node is heard from again (an
+    /// award it got that way was lost or refused, or a new admin has not
+    /// heard from its node yet).
+    Unheard,
+    /// It left, or changed role, after it bid.
+    Gone,
+}
+
+/// Why the default award policy ([`crate::scheduler::BestFit`]) ranked a
+/// rival below the winner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ranked {
+    /// It held more tasks than the winner.
+    MoreLoaded,
+    /// As loaded, but more skilled: kept free for harder tasks.
+    MoreSkilled,
+    /// Equal in load and skill: the winner came first by node id, then name.
+    TieBreak,
+    /// Another policy chose (its reason says why).
+    ByPolicy,
+}
+
 /// One bid as the admin saw it, kept in the task's auction record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BidRecord {
@@ -715,14 +762,20 @@ pub struct BidRecord {
     pub load: u32,
     /// How many tasks the worker may hold at once.
     pub capacity: u32,
+    /// How the bid fared.
+    pub verdict: BidVerdict,
 }
 
 /// The award decision for one task: every bid and why the winner won.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionRecord {
-    /// Bids received in the auction that led to the award.
+    /// Bids of the auction that led to the award (for an award from standing
+    /// bids: the standing bids that reached the task), each with its verdict.
     pub bids: Vec<BidRecord>,
-    /// Why the winner won (the policy's words).
+    /// Why the winner won over each other bidder, in words: how its bid
+    /// came, the policy's choice, then the other bids grouped by verdict
+    /// ("standing bid: only capable bidder with a free slot (skill 3 >=
+    /// difficulty 2); Intermediate and Senior were busy").
     pub reason: String,
     /// How many auction rounds the task went through.
     pub rounds: u32,

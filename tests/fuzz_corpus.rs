@@ -123,7 +123,7 @@ mod seeds {
     use taskmesh::scheduler::{
         Announcement, Assignment, Bid, CancelOutcome, DepOutput, Failure, Lookup, Report, SubmitError,
     };
-    use taskmesh::task::{AuctionRecord, BidRecord, WorkerSpec};
+    use taskmesh::task::{AuctionRecord, BidRecord, BidVerdict, WorkerSpec};
     use taskmesh::{
         AttemptOutcome, AttemptRecord, NodeId, Payload, Task, TaskError, TaskId, TaskReport, TaskStatus,
         Trigger, WorkerInfo,
@@ -252,6 +252,7 @@ mod seeds {
                     skill: 5,
                     load: 1,
                     capacity: 2,
+                    verdict: BidVerdict::Won,
                 }],
                 reason: "best fit".into(),
                 rounds: 2,

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::NodeId;
+use crate::task::{BidRecord, BidVerdict, NodeId, Ranked, TaskId};
 
 /// One capable bid as the policy sees it. `load` is the admin's own count of
 /// tasks the worker holds now, which is fresher than the load in the bid.
@@ -69,7 +69,7 @@ impl fmt::Display for Choice {
             Choice::OnlyCapable { skill, difficulty } => {
                 write!(
                     f,
-                    "only capable bidder (skill {skill} >= difficulty {difficulty})"
+                    "only capable bidder with room (skill {skill} >= difficulty {difficulty})"
                 )
             }
             Choice::LeastLoaded {
@@ -81,7 +81,7 @@ impl fmt::Display for Choice {
             } => write!(
                 f,
                 "least loaded ({load}/{capacity}) with the lowest sufficient skill \
-                 ({skill} >= {difficulty}) among {among} capable bidders"
+                 ({skill} >= {difficulty}) among {among} capable bidders with room"
             ),
             Choice::Said(words) => f.write_str(words),
         }
@@ -110,6 +110,13 @@ pub struct AwardReason {
     pub path: BidPath,
     /// Why the policy chose it.
     pub choice: Choice,
+    /// Standing bids that reached the task but could not take it and are
+    /// not among the recorded bids (an award records at most 8 of them).
+    pub omitted: u32,
+    /// The names of the tasks whose open auctions held a bidder's slot
+    /// ([`BidVerdict::Held`]), as they were at the award: the report names
+    /// them the same way whenever it is read. Empty in most awards.
+    pub held: Box<[(TaskId, Box<str>)]>,
 }
 
 impl fmt::Display for AwardReason {
@@ -123,6 +130,98 @@ impl fmt::Display for AwardReason {
             )?,
         }
         self.choice.fmt(f)
+    }
+}
+
+/// Why the winner won over each other bid, in words: the bids grouped by
+/// verdict in the order they first appear ("Intermediate and Senior were
+/// busy; Junior was not skilled enough (3 < 6)"), then the count of
+/// standing bids the award did not record (`reason.omitted`); a held slot's
+/// task is named from `reason.held`. Empty when the winner was the only bid.
+pub fn others(bids: &[BidRecord], difficulty: u32, reason: &AwardReason) -> String {
+    let held_for = |id: &TaskId| match reason.held.iter().find(|(t, _)| t == id) {
+        Some((_, name)) => name.to_string(),
+        None => format!("task {id}"),
+    };
+    let omitted = reason.omitted;
+    let mut groups: Vec<(BidVerdict, Vec<&BidRecord>)> = Vec::new();
+    for b in bids.iter().filter(|b| b.verdict != BidVerdict::Won) {
+        match groups.iter_mut().find(|(v, _)| *v == b.verdict) {
+            Some((_, members)) => members.push(b),
+            None => groups.push((b.verdict, vec![b])),
+        }
+    }
+    // Rivals first (they lost on the policy's terms), then those that had
+    // no room, then those that could not or would not take the task.
+    groups.sort_by_key(|(verdict, _)| match verdict {
+        BidVerdict::Won => 0,
+        BidVerdict::Outbid(_) => 1,
+        BidVerdict::Busy | BidVerdict::Held { .. } => 2,
+        BidVerdict::SetAside | BidVerdict::Unheard => 3,
+        BidVerdict::Unqualified => 4,
+        BidVerdict::Declined => 5,
+        BidVerdict::Gone => 6,
+    });
+    let mut parts: Vec<String> = groups
+        .iter()
+        .map(|(verdict, members)| {
+            let names = listed(members.iter().map(|b| b.worker.as_str()));
+            let was = if members.len() == 1 { "was" } else { "were" };
+            match verdict {
+                BidVerdict::Won => String::new(),
+                BidVerdict::Outbid(Ranked::MoreLoaded) => format!("{names} {was} more loaded"),
+                BidVerdict::Outbid(Ranked::MoreSkilled) => {
+                    format!("{names} {was} more skilled, kept free for harder tasks")
+                }
+                BidVerdict::Outbid(Ranked::TieBreak) => {
+                    format!("{names} {was} as loaded and skilled, and came later by node and name")
+                }
+                BidVerdict::Outbid(Ranked::ByPolicy) => {
+                    format!("{names} {was} ranked lower by the award policy")
+                }
+                BidVerdict::Declined => format!("{names} declined"),
+                BidVerdict::Unqualified => {
+                    let skills = listed(members.iter().map(|b| b.skill.to_string()));
+                    format!("{names} {was} not skilled enough ({skills} < {difficulty})")
+                }
+                BidVerdict::Busy => format!("{names} {was} busy"),
+                BidVerdict::Held { task } => format!("{names} {was} held for {}", held_for(task)),
+                BidVerdict::SetAside => {
+                    format!("{names} {was} set aside (it refused or failed this task before)")
+                }
+                BidVerdict::Unheard => {
+                    let node = if members.len() == 1 {
+                        "its node is"
+                    } else {
+                        "their nodes are"
+                    };
+                    format!("{names} {was} set aside until {node} heard from")
+                }
+                BidVerdict::Gone => format!("{names} left"),
+            }
+        })
+        .collect();
+    if omitted > 0 {
+        let bids = if omitted == 1 {
+            "standing bid"
+        } else {
+            "standing bids"
+        };
+        parts.push(format!("{omitted} more {bids} could not take it"));
+    }
+    parts.join("; ")
+}
+
+/// "a", "a and b", "a, b and c".
+fn listed<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let items: Vec<S> = items.collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.as_ref().to_string(),
+        Some((last, rest)) => {
+            let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", rest.join(", "), last.as_ref())
+        }
     }
 }
 
@@ -215,6 +314,66 @@ mod tests {
         assert!(BestFit.choose(&lot, &[]).is_none());
     }
 
+    #[test]
+    fn other_bids_are_grouped_by_verdict_with_rivals_first() {
+        use crate::task::{BidRecord, BidVerdict::*, Ranked::*};
+        let node = NodeId::new("n");
+        let bid = |worker: &str, skill, verdict| BidRecord {
+            worker: worker.into(),
+            node: node.clone(),
+            skill,
+            load: 0,
+            capacity: 1,
+            verdict,
+        };
+        let (held, other) = (TaskId(uuid::Uuid::from_u128(7)), TaskId(uuid::Uuid::from_u128(8)));
+        let reason = AwardReason {
+            path: BidPath::Announced,
+            choice: Choice::Said("mine".into()),
+            omitted: 1,
+            held: vec![(held, "complex-algorithm".into())].into(),
+        };
+        let bids = [
+            bid("gone", 9, Gone),
+            bid("no", 9, Declined),
+            bid("t1", 1, Unqualified),
+            bid("t2", 2, Unqualified),
+            bid("quiet", 9, Unheard),
+            bid("again", 9, SetAside),
+            bid("h1", 9, Held { task: held }),
+            bid("h2", 9, Held { task: other }),
+            bid("b1", 9, Busy),
+            bid("b2", 9, Busy),
+            bid("b3", 9, Busy),
+            bid("tie", 5, Outbid(TieBreak)),
+            bid("pol", 5, Outbid(ByPolicy)),
+            bid("skilled", 9, Outbid(MoreSkilled)),
+            bid("loaded", 5, Outbid(MoreLoaded)),
+            bid("me", 5, Won),
+        ];
+        let text = others(&bids, 4, &reason);
+        let want = [
+            "tie was as loaded and skilled, and came later by node and name",
+            "pol was ranked lower by the award policy",
+            "skilled was more skilled, kept free for harder tasks",
+            "loaded was more loaded",
+            "h1 was held for complex-algorithm",
+            "h2 was held for task 00000000-0000-0000-0000-000000000008",
+            "b1, b2 and b3 were busy",
+            "quiet was set aside until its node is heard from",
+            "again was set aside (it refused or failed this task before)",
+            "t1 and t2 were not skilled enough (1 and 2 < 4)",
+            "no declined",
+            "gone left",
+            "1 more standing bid could not take it",
+        ];
+        assert_eq!(text, want.join("; "));
+        assert_eq!(
+            others(&[bid("me", 5, Won)], 4, &AwardReason { omitted: 0, ..reason }),
+            ""
+        );
+    }
+
     /// Each reason reads as the reports have always said it.
     #[test]
     fn reasons_render_as_text() {
@@ -233,23 +392,33 @@ mod tests {
             (
                 BidPath::Announced,
                 least.clone(),
-                "least loaded (1/2) with the lowest sufficient skill (6 >= 5) among 3 capable bidders",
+                "least loaded (1/2) with the lowest sufficient skill (6 >= 5) among 3 capable bidders with room",
             ),
             (
                 BidPath::Standing,
                 only.clone(),
-                "standing bid: only capable bidder (skill 9 >= difficulty 6)",
+                "standing bid: only capable bidder with room (skill 9 >= difficulty 6)",
             ),
             (
                 BidPath::Late { round: 4 },
                 only,
                 "late bid for round 4, which had closed without an award: \
-                 only capable bidder (skill 9 >= difficulty 6)",
+                 only capable bidder with room (skill 9 >= difficulty 6)",
             ),
             (BidPath::Announced, Choice::Said("mine".into()), "mine"),
         ];
         for (path, choice, text) in cases {
-            assert_eq!(AwardReason { path, choice }.to_string(), text);
+            let (omitted, held) = (0, Box::default());
+            assert_eq!(
+                AwardReason {
+                    path,
+                    choice,
+                    omitted,
+                    held
+                }
+                .to_string(),
+                text
+            );
         }
     }
 }

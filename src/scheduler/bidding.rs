@@ -6,8 +6,16 @@ use std::time::Duration;
 
 use super::events::{BidSeen, Event};
 use super::state::{End, SeenBid, Slot, Stage, TimerKind, WorkerId};
-use super::{Announcement, Assignment, AwardReason, Bid, BidPath, Candidate, DepOutput, Lot, Scheduler};
-use crate::task::{NodeId, TaskError, TaskStatus, Trigger};
+use super::{
+    Announcement, Assignment, AwardReason, Bid, BidPath, Candidate, Choice, DepOutput, Lot, Scheduler,
+};
+use crate::task::{BidVerdict, NodeId, Ranked, TaskError, TaskId, TaskStatus, Trigger};
+
+/// Most standing bids an award records beyond the candidates: the ones that
+/// could not take the task (busy, held, set aside). The rest are counted in
+/// [`AwardReason::omitted`], so that an award among hundreds of standing
+/// workers does not write hundreds of bids into the ledger.
+pub(super) const MAX_EXCLUDED_STANDING: usize = 8;
 
 impl Scheduler {
     pub(super) fn open_auction(&mut self, slot: Slot, reserved: WorkerId, now: Duration) {
@@ -114,18 +122,18 @@ impl Scheduler {
         let reason = AwardReason {
             path: BidPath::Late { round: e.soft.round },
             choice,
+            omitted: 0,
+            held: Box::default(),
         };
-        let seen = SeenBid {
-            worker: id,
+        let seen = BidSeen {
+            worker: id.0,
             skill: w.spec.skill,
             load: bid.load,
             capacity: w.spec.capacity,
-            willing: true,
+            verdict: BidVerdict::Won,
         };
-        let e = &mut self.tasks[slot];
-        e.soft.bids.clear();
-        e.soft.bids.push(seen);
-        self.award(slot, id, reason, now);
+        self.tasks[slot].soft.bids.clear();
+        self.award(slot, id, reason, vec![seen], now);
     }
 
     /// Awards a queued task at once from the standing bids of its role (see
@@ -143,24 +151,43 @@ impl Scheduler {
         let difficulty = e.task.difficulty;
         let avoid = [e.soft.refused_by, self.last_failed_worker(slot)];
         let silent = |node| self.takeover.as_ref().is_some_and(|t| t.silent.contains(node));
-        let mut standing: Vec<WorkerId> = self.roles[e.role]
-            .workers
-            .iter()
-            .copied()
-            .filter(|&id| {
-                let w = &self.workers[id];
-                let stands = w.stands_for(difficulty) && w.room_unasked() > 0;
-                stands && !avoid.contains(&Some(id)) && !silent(&w.node)
-            })
-            .collect();
-        // A free slot first; a queue only when no fitting worker has one.
-        if standing.iter().any(|&w| self.workers[w].free() > 0) {
-            standing.retain(|&w| self.workers[w].free() > 0);
+        // The standing bids that reach the task, and why each that cannot
+        // take it cannot (`None`: a candidate).
+        let mut standing: Vec<(WorkerId, Option<BidVerdict>)> = Vec::new();
+        for &id in &self.roles[e.role].workers {
+            let w = &self.workers[id];
+            if !(w.present && w.spec.standing.is_some_and(|d| d >= difficulty)) {
+                continue;
+            }
+            let verdict = if avoid.contains(&Some(id)) {
+                Some(BidVerdict::SetAside)
+            } else if !w.stands_for(difficulty) || silent(&w.node) {
+                Some(BidVerdict::Unheard)
+            } else if w.room_unasked() == 0 {
+                Some(self.no_room(id))
+            } else {
+                None
+            };
+            standing.push((id, verdict));
         }
-        if standing.is_empty() {
+        // A free slot first; a queue only when no fitting worker has one.
+        let free = |&(w, v): &(WorkerId, Option<BidVerdict>)| v.is_none() && self.workers[w].free() > 0;
+        if standing.iter().any(free) {
+            for (w, verdict) in standing.iter_mut() {
+                if verdict.is_none() && self.workers[*w].free() == 0 {
+                    *verdict = Some(self.no_room(*w));
+                }
+            }
+        }
+        let able: Vec<WorkerId> = standing
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|&(w, _)| w)
+            .collect();
+        if able.is_empty() {
             return false;
         }
-        let candidates: Vec<Candidate> = standing.iter().map(|&w| self.candidate(w)).collect();
+        let candidates: Vec<Candidate> = able.iter().map(|&w| self.candidate(w)).collect();
         let lot = Lot {
             name: &e.task.name,
             role: &self.roles[e.role].name,
@@ -169,29 +196,94 @@ impl Scheduler {
         let Some((i, choice)) = self
             .policy
             .choose(&lot, &candidates)
-            .filter(|(i, _)| *i < standing.len())
+            .filter(|(i, _)| *i < able.len())
         else {
             return false;
         };
+        let winner = able[i];
         // The standing bids are the bids this award saw.
-        let bids = standing.iter().map(|&id| {
+        let mut bids = Vec::with_capacity(standing.len().min(able.len() + MAX_EXCLUDED_STANDING));
+        let (mut excluded, mut omitted) = (0, 0u32);
+        for &(id, verdict) in &standing {
+            let verdict = match verdict {
+                Some(_) if excluded == MAX_EXCLUDED_STANDING => {
+                    omitted += 1;
+                    continue;
+                }
+                Some(v) => {
+                    excluded += 1;
+                    v
+                }
+                None => self.rival(id, winner, &choice),
+            };
             let w = &self.workers[id];
-            SeenBid {
-                worker: id,
+            bids.push(BidSeen {
+                worker: id.0,
                 skill: w.spec.skill,
                 load: w.load,
                 capacity: w.spec.capacity,
-                willing: true,
-            }
-        });
-        let bids = bids.collect();
-        self.tasks[slot].soft.bids = bids;
+                verdict,
+            });
+        }
+        self.tasks[slot].soft.bids.clear();
         let reason = AwardReason {
             path: BidPath::Standing,
             choice,
+            omitted,
+            held: self.held_names(&bids),
         };
-        self.award(slot, standing[i], reason, now);
+        self.award(slot, winner, reason, bids, now);
         !self.tasks[slot].phase.awaits_award()
+    }
+
+    /// Why worker `id`, capable and willing, has no room for a task: every
+    /// slot runs or stops a task, or a free one is held for another open
+    /// auction (named).
+    fn no_room(&self, id: WorkerId) -> BidVerdict {
+        let w = &self.workers[id];
+        match w.reserved.first() {
+            Some(&held) if w.busy() < w.spec.capacity => BidVerdict::Held {
+                task: self.tasks[held].task.id,
+            },
+            _ => BidVerdict::Busy,
+        }
+    }
+
+    /// The names of the tasks that hold slots of `bids` marked
+    /// [`BidVerdict::Held`], for the award's reason.
+    fn held_names(&self, bids: &[BidSeen]) -> Box<[(TaskId, Box<str>)]> {
+        let mut held: Vec<(TaskId, Box<str>)> = Vec::new();
+        for b in bids {
+            if let BidVerdict::Held { task } = b.verdict {
+                if !held.iter().any(|(t, _)| *t == task) {
+                    let name = self
+                        .slot(&task)
+                        .map_or_else(Default::default, |s| self.tasks[s].task.name.as_str().into());
+                    held.push((task, name));
+                }
+            }
+        }
+        held.into_boxed_slice()
+    }
+
+    /// How a candidate that did not win ranked against `winner`, as the
+    /// policy's `choice` explains it.
+    fn rival(&self, id: WorkerId, winner: WorkerId, choice: &Choice) -> BidVerdict {
+        if id == winner {
+            return BidVerdict::Won;
+        }
+        let (r, w) = (&self.workers[id], &self.workers[winner]);
+        let ranked = match choice {
+            Choice::LeastLoaded { .. } if r.load > w.load => Ranked::MoreLoaded,
+            Choice::LeastLoaded { .. } if r.load == w.load && r.spec.skill > w.spec.skill => {
+                Ranked::MoreSkilled
+            }
+            Choice::LeastLoaded { .. } if r.load == w.load && r.spec.skill == w.spec.skill => {
+                Ranked::TieBreak
+            }
+            _ => Ranked::ByPolicy,
+        };
+        BidVerdict::Outbid(ranked)
     }
 
     /// A registered worker as the award policy sees it.
@@ -214,9 +306,10 @@ impl Scheduler {
         // The bids stay for the award; the stage is left by hand.
         e.soft.stage = Stage::Idle;
         self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
-        self.release(reserved);
+        self.release(reserved, slot);
         let e = &self.tasks[slot];
         // Judge each bidder as registered now, not as it was when it bid.
+        // (`verdict` says why each bid that is not a candidate is not.)
         let mut able: Vec<WorkerId> = e
             .soft
             .bids
@@ -254,13 +347,47 @@ impl Scheduler {
         let choice = self.policy.choose(&lot, &candidates);
         match choice.filter(|(i, _)| *i < able.len()) {
             Some((i, choice)) => {
+                let winner = able[i];
+                let bids = e.soft.bids.iter().map(|b| BidSeen {
+                    worker: b.worker.0,
+                    skill: b.skill,
+                    load: b.load,
+                    capacity: b.capacity,
+                    verdict: match able.contains(&b.worker) {
+                        true => self.rival(b.worker, winner, &choice),
+                        false => self.verdict(slot, b),
+                    },
+                });
+                let bids: Vec<BidSeen> = bids.collect();
                 let reason = AwardReason {
                     path: BidPath::Announced,
                     choice,
+                    omitted: 0,
+                    held: self.held_names(&bids),
                 };
-                self.award(slot, able[i], reason, now)
+                self.award(slot, winner, reason, bids, now)
             }
             None => self.no_award(slot, closes_at, now),
+        }
+    }
+
+    /// Why a bid in the auction of `slot` was not a candidate, checked in the
+    /// order `close_auction` filters.
+    fn verdict(&self, slot: Slot, b: &SeenBid) -> BidVerdict {
+        let e = &self.tasks[slot];
+        let w = &self.workers[b.worker];
+        if !w.present || w.role != e.role {
+            BidVerdict::Gone
+        } else if !b.willing {
+            BidVerdict::Declined
+        } else if w.spec.skill < e.task.difficulty {
+            BidVerdict::Unqualified
+        } else if w.busy() >= w.spec.capacity || w.free() == 0 {
+            self.no_room(b.worker)
+        } else {
+            // Capable and free, but it refused the task or the task's last
+            // attempt failed on it, and another could take it.
+            BidVerdict::SetAside
         }
     }
 
@@ -275,7 +402,9 @@ impl Scheduler {
         failed.then_some(last.worker)
     }
 
-    fn award(&mut self, slot: Slot, id: WorkerId, reason: AwardReason, now: Duration) {
+    /// Awards the task of `slot` to worker `id`, recording `bids` (each with
+    /// its verdict) and `reason` in the award event.
+    fn award(&mut self, slot: Slot, id: WorkerId, reason: AwardReason, bids: Vec<BidSeen>, now: Duration) {
         let Some(deps) = self.dep_outcomes(slot) else {
             return;
         };
@@ -286,19 +415,6 @@ impl Scheduler {
             return self.end_failed(slot, TaskError::InputsTooLarge { size, max }, now);
         }
         let attempt = e.awards + 1;
-        // The willing bids of workers still registered for the role.
-        let willing = e.soft.bids.iter().filter(|b| {
-            let w = &self.workers[b.worker];
-            b.willing && w.present && w.role == e.role
-        });
-        // Exactly sized: the ledger keeps it as it is.
-        let mut bids = Vec::with_capacity(willing.clone().count());
-        bids.extend(willing.map(|b| BidSeen {
-            worker: b.worker.0,
-            skill: b.skill,
-            load: b.load,
-            capacity: b.capacity,
-        }));
         let event = Event::AttemptAwarded {
             at_ms: Self::ms(now),
             task: e.task.id,

@@ -31,7 +31,7 @@ use super::{AwardReason, Failure, Scheduler};
 use crate::task::{NodeId, Payload, Task, TaskError, TaskId, TaskStatus, WorkerSpec};
 
 /// Version of the event format; stored with every encoded event.
-pub const EVENT_VERSION: u16 = 4;
+pub const EVENT_VERSION: u16 = 5;
 
 /// One change to the scheduler's ledger. See the module documentation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,7 +70,8 @@ pub enum Event {
         attempt: u32,
         /// The winner's registry number.
         worker: u32,
-        /// The willing bids of the deciding round.
+        /// The bids of the deciding round (for an award from standing bids:
+        /// the standing bids that reached the task), each with its verdict.
         bids: Vec<BidSeen>,
         /// Why the winner won.
         reason: AwardReason,
@@ -173,7 +174,7 @@ pub enum TaskEnd {
     Cancelled(String),
 }
 
-/// A willing bid as the award event records it.
+/// A bid as the award event records it, with how it fared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BidSeen {
     /// The bidder's registry number.
@@ -184,6 +185,8 @@ pub struct BidSeen {
     pub load: u32,
     /// Its registered capacity.
     pub capacity: u32,
+    /// How it fared in the award.
+    pub verdict: crate::task::BidVerdict,
 }
 
 impl Event {

@@ -345,7 +345,7 @@ impl Scheduler {
             }
             Stage::Announced { reserved, closes_at } => {
                 self.clear_timer(closes_at, TimerKind::CloseAuction, slot);
-                self.release(reserved);
+                self.release(reserved, slot);
             }
         }
     }

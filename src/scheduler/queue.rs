@@ -161,7 +161,7 @@ impl Scheduler {
                 continue;
             }
             let difficulty = self.tasks[slot].task.difficulty;
-            match self.reserve(role, difficulty) {
+            match self.reserve(role, difficulty, slot) {
                 Some(worker) => {
                     awarded = true;
                     self.open_auction(slot, worker, now);

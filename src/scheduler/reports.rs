@@ -35,7 +35,10 @@ impl Scheduler {
             node: last.map(|w| w.node.clone()),
             attempts: e.history.len() as u32,
             history: self.history_of(e),
-            auction: e.award.as_ref().map(|a| self.auction_record(a)),
+            auction: e
+                .award
+                .as_ref()
+                .map(|a| self.auction_record(a, e.task.difficulty)),
             output,
             error,
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
@@ -98,20 +101,31 @@ impl Scheduler {
         }
     }
 
-    fn auction_record(&self, award: &Award) -> AuctionRecord {
-        let bids = award.bids.iter().map(|b| {
-            let w = &self.workers[WorkerId(b.worker)];
-            BidRecord {
-                worker: w.spec.name.clone(),
-                node: w.node.clone(),
-                skill: b.skill,
-                load: b.load,
-                capacity: b.capacity,
-            }
-        });
+    fn auction_record(&self, award: &Award, difficulty: u32) -> AuctionRecord {
+        let bids: Vec<BidRecord> = award
+            .bids
+            .iter()
+            .map(|b| {
+                let w = &self.workers[WorkerId(b.worker)];
+                BidRecord {
+                    worker: w.spec.name.clone(),
+                    node: w.node.clone(),
+                    skill: b.skill,
+                    load: b.load,
+                    capacity: b.capacity,
+                    verdict: b.verdict,
+                }
+            })
+            .collect();
+        let others = super::auction::others(&bids, difficulty, &award.reason);
+        let mut reason = award.reason.to_string();
+        if !others.is_empty() {
+            reason.push_str("; ");
+            reason.push_str(&others);
+        }
         AuctionRecord {
-            bids: bids.collect(),
-            reason: award.reason.to_string(),
+            bids,
+            reason,
             rounds: award.rounds,
         }
     }

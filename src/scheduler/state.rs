@@ -61,9 +61,10 @@ pub(super) struct WorkerState {
     pub(super) load: u32,
     /// False once the worker left (ledger).
     pub(super) present: bool,
-    /// Auctions counting on one of this worker's free slots (auction).
+    /// Open auctions counting on one of this worker's free slots, each
+    /// holding one (auction).
     #[serde(skip)]
-    pub(super) reserved: u32,
+    pub(super) reserved: Vec<Slot>,
     /// Attempts the admin ended (aborted, timed out, lost) that the worker
     /// may still be stopping: their slots stay taken until the worker
     /// reports them stopped, or a lease has passed (auction).
@@ -78,7 +79,12 @@ pub(super) struct WorkerState {
 impl WorkerState {
     /// Slots neither running an attempt, stopping one, nor reserved.
     pub(super) fn free(&self) -> u32 {
-        self.spec.capacity.saturating_sub(self.busy() + self.reserved)
+        self.spec.capacity.saturating_sub(self.busy() + self.held())
+    }
+
+    /// Slots held for open auctions.
+    pub(super) fn held(&self) -> u32 {
+        u32::try_from(self.reserved.len()).unwrap_or(u32::MAX)
     }
 
     /// True when its standing bid takes a task of `difficulty` unasked: it
@@ -93,7 +99,7 @@ impl WorkerState {
     /// then its queue.
     pub(super) fn room_unasked(&self) -> u32 {
         let places = self.spec.capacity.saturating_add(self.spec.queue);
-        places.saturating_sub(self.busy() + self.reserved)
+        places.saturating_sub(self.busy() + self.held())
     }
 
     /// Slots running an attempt or stopping one.

@@ -23,6 +23,7 @@ mod ledger;
 mod lifecycle;
 mod priority;
 mod property;
+mod reasons;
 mod retention;
 mod retries;
 mod retrying;

@@ -130,7 +130,7 @@ impl Scheduler {
             role,
             load: 0,
             present: true,
-            reserved: 0,
+            reserved: Vec::new(),
             draining: 0,
             standing_off: false,
         });
@@ -270,7 +270,7 @@ impl Scheduler {
 
     /// Reserves a free slot of some capable worker for an auction: the
     /// tightest fit, so easy tasks do not use up the seniors' slots.
-    pub(super) fn reserve(&mut self, role: RoleId, difficulty: u32) -> Option<WorkerId> {
+    pub(super) fn reserve(&mut self, role: RoleId, difficulty: u32, slot: Slot) -> Option<WorkerId> {
         let fits = self.roles[role].workers.iter().copied().filter(|&id| {
             let w = &self.workers[id];
             w.spec.skill >= difficulty && w.free() > 0
@@ -279,7 +279,7 @@ impl Scheduler {
             let (a, b) = (&self.workers[a], &self.workers[b]);
             (a.spec.skill, &a.node, &a.spec.name).cmp(&(b.spec.skill, &b.node, &b.spec.name))
         })?;
-        self.workers[id].reserved += 1;
+        self.workers[id].reserved.push(slot);
         Some(id)
     }
 
@@ -324,10 +324,12 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn release(&mut self, reserved: Option<WorkerId>) {
+    pub(super) fn release(&mut self, reserved: Option<WorkerId>, slot: Slot) {
         if let Some(id) = reserved {
-            let w = &mut self.workers[id];
-            w.reserved = w.reserved.saturating_sub(1);
+            let held = &mut self.workers[id].reserved;
+            if let Some(i) = held.iter().position(|&s| s == slot) {
+                held.swap_remove(i);
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Announcements, bids and awards.
 
 use super::*;
+use crate::task::BidVerdict;
 
 const CEYLON: &[Spec] = &[
     ("junior", "worker", 3, 1),
@@ -379,10 +380,25 @@ fn answers_from_a_worker_that_left_do_not_count_towards_closing() {
     assert_eq!(h.status(t), Some(TaskStatus::Announced), "c has not answered yet");
     h.bid("n2", "c", t, true);
     assert_eq!(h.winner(t), Some("c"));
+    let auction = h.report_of(t).auction.unwrap();
+    let verdicts: Vec<(&str, BidVerdict)> = auction
+        .bids
+        .iter()
+        .map(|b| (b.worker.as_str(), b.verdict))
+        .collect();
     assert_eq!(
-        h.report_of(t).auction.unwrap().bids.len(),
-        1,
-        "only c's willing bid is on record"
+        verdicts,
+        [
+            ("a", BidVerdict::Gone),
+            ("b", BidVerdict::Declined),
+            ("c", BidVerdict::Won)
+        ],
+        "every bid is on record with how it fared"
+    );
+    assert!(
+        auction.reason.ends_with("; b declined; a left"),
+        "{}",
+        auction.reason
     );
 }
 

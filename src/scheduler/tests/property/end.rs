@@ -78,6 +78,33 @@ impl Sim {
         if self.p.refuse == 0 {
             assert_eq!(awards.len(), r.history.len(), "{}", t.name);
         }
+        // The last award's record: exactly one bid won, the winner's; every
+        // other bid says why it lost, and the reason names each of them.
+        if let Some(a) = &r.auction {
+            let won: Vec<&str> = a
+                .bids
+                .iter()
+                .filter(|b| b.verdict == crate::task::BidVerdict::Won)
+                .map(|b| b.worker.as_str())
+                .collect();
+            assert_eq!(won.len(), 1, "{}: {a:?}", t.name);
+            if let Some((last, _)) = awards.last() {
+                assert_eq!(won[0], last.worker, "{}: {a:?}", t.name);
+            }
+            for b in a
+                .bids
+                .iter()
+                .filter(|b| b.verdict != crate::task::BidVerdict::Won)
+            {
+                assert!(
+                    a.reason.contains(&b.worker),
+                    "{}: {} unnamed in {:?}",
+                    t.name,
+                    b.worker,
+                    a.reason
+                );
+            }
+        }
         if let Some((last, earlier)) = r.history.split_last() {
             assert_ne!(last.outcome, AttemptOutcome::Running, "{}", t.name);
             for h in earlier {
