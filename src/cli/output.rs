@@ -174,13 +174,11 @@ impl Table {
         lines
     }
 
+    /// Prints the lines (a reader that leaves early ends the command as
+    /// `main` says).
     fn print(&self) {
-        let mut out = std::io::stdout().lock();
         for line in self.lines() {
-            // A closed pipe (`| head`) ends the table, not the program.
-            if writeln!(out, "{line}").is_err() {
-                return;
-            }
+            println!("{line}");
         }
     }
 }
