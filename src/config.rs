@@ -60,6 +60,8 @@ pub struct NodeFile {
     pub seed: Option<u64>,
     /// As `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// As `--metrics` (`"PORT"` or `"HOST:PORT"`).
+    pub metrics: Option<String>,
     /// `false` as `--no-admin`.
     pub admin: Option<bool>,
     /// As `--admin-priority`.

@@ -25,6 +25,7 @@ pub mod calls;
 pub mod config;
 pub mod consensus;
 mod disk;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod playground;

@@ -82,6 +82,12 @@ pub struct NodeConfig {
     /// How much this node gives to peers (connections, streams, bytes,
     /// strikes); see [`crate::access::Limits`].
     pub limits: crate::access::Limits,
+    /// Where to serve this node's metrics (`GET /metrics`, the
+    /// Prometheus/OpenMetrics text format; see [`crate::metrics`]). `None`
+    /// (the default): no metrics are kept or served. Port 0 picks a free
+    /// port ([`Node::metrics_addr`] says which). Node start fails with
+    /// [`Error::Config`] when the address cannot be bound.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -105,6 +111,7 @@ impl Default for NodeConfig {
             psk: None,
             allow: Default::default(),
             limits: Default::default(),
+            metrics: None,
         }
     }
 }
@@ -389,6 +396,7 @@ impl NodeHandle {
 pub struct Node {
     handle: NodeHandle,
     task: Option<JoinHandle<()>>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Node {
@@ -439,7 +447,18 @@ impl Node {
         }
         let mut runtime = WorkerRuntime::with_config(workers, cfg.runtime)?;
         runtime.set_lease(cfg.scheduler.lease);
-        let (mut swarm, codec) = build_swarm(&cfg, key)?;
+        let mut metrics = None;
+        let mut registry = prometheus_client::registry::Registry::default();
+        if let Some(addr) = cfg.metrics {
+            let (listener, bound) = crate::metrics::bind(addr).await?;
+            metrics = Some((
+                listener,
+                bound,
+                Arc::new(crate::metrics::Metrics::new(&mut registry)),
+            ));
+        }
+        let bandwidth = metrics.is_some().then_some(&mut registry);
+        let (mut swarm, codec) = build_swarm(&cfg, key, bandwidth)?;
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
@@ -458,11 +477,20 @@ impl Node {
         let (tx, rx) = mpsc::channel(1024);
         let (state_tx, state_rx) = watch::channel(NodeState::default());
         let span = tracing::info_span!("node", peer = %short(&peer_id));
+        let recorder = metrics.as_ref().map(|(_, _, m)| m.clone());
         let task = tokio::spawn(
             EventLoop::new((swarm, codec), cfg, runtime, rx, state_tx, joining, disk)
+                .with_metrics(recorder)
                 .run()
-                .instrument(span),
+                .instrument(span.clone()),
         );
+        let mut metrics_addr = None;
+        if let Some((listener, bound, m)) = metrics {
+            let serve = crate::metrics::serve(listener, Arc::new(registry), m, tx.clone());
+            tokio::spawn(serve.instrument(span));
+            tracing::info!(addr = %bound, "serving metrics at /metrics");
+            metrics_addr = Some(bound);
+        }
         let handle = NodeHandle {
             commands: tx,
             state: state_rx,
@@ -474,6 +502,7 @@ impl Node {
         Ok(Node {
             handle,
             task: Some(task),
+            metrics_addr,
         })
     }
 
@@ -485,6 +514,12 @@ impl Node {
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.handle.peer_id
+    }
+
+    /// Where this node serves its metrics (`http://ADDR/metrics`), when
+    /// [`NodeConfig::metrics`] asked for them.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// The addresses this node listens on, with `/p2p/<peer id>`.

@@ -82,6 +82,11 @@ pub struct NodeArgs {
     /// Seconds a task may wait for a capable worker before failing [default: 5].
     #[arg(long, value_name = "SECS")]
     pub no_worker_timeout: Option<f64>,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics: a
+    /// PORT (on 127.0.0.1) or HOST:PORT (0.0.0.0:PORT for every
+    /// interface). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Seconds to let running tasks finish on Ctrl-C or SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub grace: Option<f64>,
@@ -154,6 +159,9 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
         cfg.listen = vec![default_listen];
     }
     cfg.data_dir = a.data_dir.clone().or(file.data_dir.clone());
+    if let Some(addr) = a.metrics.as_ref().or(file.metrics.as_ref()) {
+        cfg.metrics = Some(http_addr(addr).context("--metrics")?);
+    }
     cfg.recover = a.recover;
     cfg.keypair = match (&key, a.seed, &file.key, file.seed) {
         (Some(path), _, _, _) | (None, None, Some(path), _) => {
@@ -187,6 +195,9 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
                 w.skill(),
                 w.slots()
             )?;
+        }
+        if let Some(addr) = node.metrics_addr() {
+            writeln!(out, "metrics: http://{addr}/metrics")?;
         }
         out.flush()?;
     }
@@ -303,4 +314,15 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// An address to serve HTTP on: `PORT` (on 127.0.0.1, so that nothing is
+/// exposed unless asked) or `HOST:PORT`.
+fn http_addr(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|e| {
+        anyhow::anyhow!("{text:?} is not a port or HOST:PORT ({e}); for example 9464 or 0.0.0.0:9464")
+    })
 }

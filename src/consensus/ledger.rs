@@ -28,7 +28,7 @@ use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 
 use super::{Committed, ConsensusError, MemberChange, Replica, ReplicaConfig, Step};
-use crate::scheduler::{Event, Input, Output, Scheduler, SchedulerConfig};
+use crate::scheduler::{Event, Input, Observation, Output, Scheduler, SchedulerConfig};
 
 /// Bytes of log after the latest snapshot that make a new one due, however
 /// few the entries: 64 MiB.
@@ -150,6 +150,9 @@ pub struct Ledger {
     /// one per tick once no change is under way (at most
     /// [`WAITING_JOINS`], each for `voter_timeout`).
     pub(super) waiting_joins: VecDeque<(u64, Vec<u8>, Duration)>,
+    /// What the admin's decisions were, gathered for metrics while
+    /// [`Ledger::observe`] is on (`None`: off, nothing is gathered).
+    observed: Option<Vec<Observation>>,
 }
 
 /// Joins an admin keeps waiting while another membership change commits;
@@ -270,6 +273,7 @@ impl Ledger {
             admin: None,
             unproposed: Vec::new(),
             unreleased: Vec::new(),
+            observed: None,
             held: VecDeque::new(),
             snapshot_every: cfg.snapshot_every.max(1),
             broken: None,
@@ -589,8 +593,30 @@ impl Ledger {
             return Err(ConsensusError::NotLeader);
         }
         self.sched.handle(input, now, &mut self.unreleased);
+        let decided = self.unproposed.len();
         self.unproposed.extend(self.sched.take_events());
+        if let Some(observed) = self.observed.as_mut() {
+            for event in &self.unproposed[decided..] {
+                self.sched.observe(event, observed);
+            }
+        }
         Ok(())
+    }
+
+    /// Turns gathering [`Observation`]s of the admin's decisions on or off
+    /// (off by default: it costs a few allocations per decision).
+    pub fn observe(&mut self, on: bool) {
+        match (on, self.observed.is_some()) {
+            (true, false) => self.observed = Some(Vec::new()),
+            (false, true) => self.observed = None,
+            _ => {}
+        }
+    }
+
+    /// The observations gathered since the last call (see
+    /// [`Ledger::observe`]).
+    pub fn take_observations(&mut self) -> Vec<Observation> {
+        self.observed.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Proposes the events gathered since the last flush as one entry, and

@@ -83,6 +83,11 @@ impl EventLoop {
         Some(self.raft.ledger.as_ref()?.scheduler())
     }
 
+    /// The admin's census, for metrics (`None` unless admin).
+    pub(super) fn sched_census(&self) -> Option<crate::scheduler::Census> {
+        self.sched_ref().map(Scheduler::census)
+    }
+
     fn sched_mut(&mut self) -> Option<&mut Scheduler> {
         self.sched.as_ref()?;
         Some(self.raft.ledger.as_mut()?.scheduler_mut())
@@ -124,6 +129,11 @@ impl EventLoop {
             };
             let step = ledger.flush(now);
             let index = ledger.applied();
+            if let Some(m) = &self.metrics {
+                for o in ledger.take_observations() {
+                    m.record(&o);
+                }
+            }
             if let Some(state) = self.sched.as_mut() {
                 for d in state.unindexed.drain(..) {
                     state.deferred.push_back((index, d));
@@ -514,6 +524,7 @@ impl EventLoop {
             return;
         }
         if let Some(ledger) = self.raft.ledger.as_mut() {
+            ledger.observe(self.metrics.is_some());
             // Not the leader any more: the office change is on its way.
             let _ = ledger.handle(input, now);
         }
@@ -566,6 +577,9 @@ impl EventLoop {
                     });
                 }
                 debug!(count = tasks.len(), term, "announcing");
+                if let Some(m) = &self.metrics {
+                    m.announced(tasks.len() as u64);
+                }
                 // Cut to fit the gossip size limit (names are at most 1 KiB).
                 let budget = self.cfg.limits.max_gossip / 2;
                 let size = |a: &crate::scheduler::Announcement| a.name.len() + a.role.len() + 64;

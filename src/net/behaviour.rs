@@ -52,9 +52,12 @@ pub(crate) const SILENT_CONNECTION: Duration = Duration::from_secs(6);
 
 /// The node's swarm, and the codec its request-response streams use (its
 /// links read with the same limits and the same inbound budget).
+/// With `bandwidth`, the bytes of every connection are counted into that
+/// registry (libp2p-metrics, by protocol stack and direction).
 pub(crate) fn build_swarm(
     cfg: &NodeConfig,
     key: identity::Keypair,
+    bandwidth: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<(Swarm<Behaviour>, Codec), Error> {
     let max_frame = cfg.max_frame;
     let mdns_on = cfg.mdns;
@@ -75,7 +78,14 @@ pub(crate) fn build_swarm(
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
-            transport(key, psk).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            let transport =
+                transport(key, psk).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(match bandwidth {
+                Some(registry) => libp2p::metrics::BandwidthTransport::new(transport, registry)
+                    .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+                    .boxed(),
+                None => transport,
+            })
         })
         .map_err(|e| Error::Transport(format!("transport: {e}")))?
         .with_behaviour(|key| {

@@ -103,6 +103,8 @@ pub(crate) enum Command {
     Dial(Multiaddr, Reply<()>),
     /// Stop: resign, finish running work within the grace period, exit.
     Shutdown(Duration, oneshot::Sender<()>),
+    /// What the metrics read when scraped.
+    Read(oneshot::Sender<crate::metrics::Reading>),
 }
 
 /// A client call waiting for an admin, or for the admin's answer.
@@ -235,6 +237,8 @@ pub(crate) struct EventLoop {
     incoming_logged: Option<Instant>,
     /// Connected peers: since when, and when each last asked something.
     presence: HashMap<PeerId, guard::Presence>,
+    /// This node's metrics, when it serves them.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// What a peer told us about itself.
@@ -308,7 +312,14 @@ impl EventLoop {
             told: None,
             incoming_logged: None,
             presence: HashMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Counts into `metrics` as things happen (see [`crate::metrics`]).
+    pub(crate) fn with_metrics(mut self, metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Time since the loop started: the clock of the outbox.
@@ -510,8 +521,29 @@ impl EventLoop {
                 self.begin_shutdown(grace, done);
                 return;
             }
+            Command::Read(reply) => {
+                let _ = reply.send(self.reading());
+                return;
+            }
         };
         self.route(op);
+    }
+
+    /// What this node's metrics read now (see [`crate::metrics::Reading`]).
+    fn reading(&self) -> crate::metrics::Reading {
+        let replica = self.raft.ledger.as_ref().map(|l| l.replica());
+        let slots: u64 = self.workers.specs().iter().map(|w| u64::from(w.capacity)).sum();
+        crate::metrics::Reading {
+            census: self.sched_census(),
+            admin: self.admin,
+            is_admin: self.sched.is_some(),
+            raft_term: replica.map_or(0, |r| r.term()),
+            commit_index: replica.map_or(0, |r| r.commit_index()),
+            voters: replica.map_or(0, |r| r.voters().len() as u64),
+            local_used: self.workers.running() as u64,
+            local_slots: slots,
+            connected: self.swarm.connected_peers().count() as u64,
+        }
     }
 
     fn begin_shutdown(&mut self, grace: Duration, done: oneshot::Sender<()>) {

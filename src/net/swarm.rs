@@ -12,6 +12,16 @@ use crate::protocol::{self, Gossip, Request};
 
 impl EventLoop {
     pub(super) fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            m.libp2p.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => m.libp2p.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.libp2p.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.libp2p.record(e),
+                _ => {}
+            }
+        }
         if let SwarmEvent::ConnectionClosed { connection_id, .. } = &event {
             self.pongs.remove(connection_id);
         }

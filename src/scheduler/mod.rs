@@ -52,6 +52,7 @@ mod lease_line;
 mod ledger;
 mod lifecycle;
 mod messages;
+mod observe;
 mod queue;
 mod reports;
 mod retention;
@@ -73,6 +74,7 @@ pub use dag::SubmitError;
 pub use events::{AttemptEnd, BidSeen, Event, TaskEnd, EVENT_VERSION};
 pub use image::{SnapshotError, MAX_SNAPSHOT};
 pub use messages::{Announcement, Assignment, Bid, DepOutput, Failure, Report};
+pub use observe::{Census, Observation};
 
 use crate::task::{NodeId, Task, TaskId, TaskReport, TaskStatus};
 use state::{Entry, Phase, QueueKey, Role, RoleId, Slot, Stage, Timer, WorkerId, WorkerState};

@@ -21,6 +21,7 @@ mod faults;
 mod leases;
 mod ledger;
 mod lifecycle;
+mod observe;
 mod priority;
 mod property;
 mod reasons;
