@@ -8,6 +8,9 @@
 #   TASKMESH_BIN=path/to/taskmesh scripts/demo.sh # use this binary, build nothing
 #   KEEP_LOGS=1 scripts/demo.sh                   # keep the logs after a success
 #   DEMO_PARSER=jq scripts/demo.sh                # force jq instead of python3
+#   scripts/demo.sh --http 8080 [--metrics 9464]  # the admin serves the live mesh
+#                                                 # page (and metrics) on 127.0.0.1;
+#                                                 # the mesh stays up until Ctrl-C
 #
 # Exits non-zero if anything unexpected happened: a task other than the
 # difficulty-10 one not completed, the difficulty-10 one not failed for want
@@ -16,6 +19,15 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+HTTP="" METRICS=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    --http) HTTP=${2:?--http needs a port}; shift 2 ;;
+    --metrics) METRICS=${2:?--metrics needs a port}; shift 2 ;;
+    *) printf 'demo: unknown argument %s (see the top of %s)\n' "$1" "$0" >&2; exit 2 ;;
+    esac
+done
 
 PROFILE=${PROFILE:-debug}
 TASKS=examples/tutorial.toml
@@ -76,8 +88,9 @@ on_exit() {
     exit "$rc"
 }
 trap on_exit EXIT
-trap 'printf "\ndemo: interrupted\n" >&2; exit 130' INT
-trap 'printf "demo: terminated\n" >&2; exit 143' TERM
+# While the mesh stays up for its page (--http), Ctrl-C is how it ends.
+trap '[ -n "${STAYING:-}" ] && exit 0; printf "\ndemo: interrupted\n" >&2; exit 130' INT
+trap '[ -n "${STAYING:-}" ] && exit 0; printf "demo: terminated\n" >&2; exit 143' TERM
 
 # Starts one peer: start_node NAME ARGS...; stdout to NAME.out, logs to NAME.log.
 start_node() {
@@ -131,7 +144,10 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/taskmesh-demo.XXXXXX")
 # A private mesh: every peer and client has the mesh key; nothing else on
 # this machine can connect to it.
 "$BIN" keygen "$LOGS/mesh.key" >/dev/null || fail "taskmesh keygen failed"
-start_node admin --seed 1 --admin-priority 200 --no-worker-timeout 2
+observe=()
+[ -z "$HTTP" ] || observe+=(--http "$HTTP")
+[ -z "$METRICS" ] || observe+=(--metrics "$METRICS")
+start_node admin --seed 1 --admin-priority 200 --no-worker-timeout 2 "${observe[@]}"
 ADMIN_PID=${PIDS[0]}
 ADDR=""
 for _ in $(seq 100); do
@@ -142,6 +158,10 @@ for _ in $(seq 100); do
 done
 [ -n "$ADDR" ] || fail "the admin node printed no 'listening on' line within 10 s"
 say "admin  $(sed -n 's/^peer id: //p' "$LOGS/admin.out")  at $ADDR"
+page=$(sed -n 's/^mesh page: //p' "$LOGS/admin.out")
+metrics=$(sed -n 's/^metrics: //p' "$LOGS/admin.out")
+[ -z "$page" ] || say "mesh page: $page"
+[ -z "$metrics" ] || say "metrics: $metrics"
 
 # Worker peers are not admin-eligible: the admin alone keeps the ledger, as
 # a small demo needs (three eligible peers would make three voters).
@@ -250,3 +270,12 @@ echo
 "report_$PARSER" || fail "the results are not what the tutorial expects"
 echo
 say "all as expected (results read with $PARSER)"
+if [ -n "$HTTP$METRICS" ]; then
+    STAYING=1
+    say "the mesh stays up for the page${page:+ at $page}${metrics:+ and the metrics at $metrics}: Ctrl-C to stop"
+    while kill -0 "$ADMIN_PID" 2>/dev/null; do
+        sleep 1 &
+        FG_PID=$!
+        wait "$FG_PID" || true
+    done
+fi

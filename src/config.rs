@@ -62,6 +62,8 @@ pub struct NodeFile {
     pub data_dir: Option<PathBuf>,
     /// As `--metrics` (`"PORT"` or `"HOST:PORT"`).
     pub metrics: Option<String>,
+    /// As `--http` (`"PORT"` or `"HOST:PORT"`).
+    pub http: Option<String>,
     /// `false` as `--no-admin`.
     pub admin: Option<bool>,
     /// As `--admin-priority`.

@@ -33,6 +33,7 @@ pub mod protocol;
 pub mod scheduler;
 pub mod task;
 pub mod taskfile;
+pub mod web;
 pub mod worker;
 
 pub use disk::{load_or_create_key, DiskError};

@@ -14,7 +14,6 @@
 //! Names follow Prometheus conventions: `taskmesh_` prefix, base units
 //! (seconds), `_total` on counters (added by the encoder).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -83,6 +82,8 @@ pub(crate) struct Reading {
     pub(crate) local_slots: u64,
     /// Peers with an open connection.
     pub(crate) connected: u64,
+    /// Tasks finished since this node last took office as admin.
+    pub(crate) finished: u64,
 }
 
 /// Every metric a node exports, registered in one registry.
@@ -398,16 +399,4 @@ pub(crate) async fn serve(
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "the metrics server stopped");
     }
-}
-
-/// Binds the metrics address before the node starts, so that a taken port
-/// is an error at start. Returns the listener and its bound address.
-pub(crate) async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), crate::Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| crate::Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
-    Ok((listener, bound))
 }

@@ -88,6 +88,11 @@ pub struct NodeConfig {
     /// port ([`Node::metrics_addr`] says which). Node start fails with
     /// [`Error::Config`] when the address cannot be bound.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where to serve the live mesh page and its JSON API (see
+    /// [`crate::web`]). `None` (the default): no page. Port 0 picks a free
+    /// port ([`Node::http_addr`] says which). Node start fails with
+    /// [`Error::Config`] when the address cannot be bound.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -112,6 +117,7 @@ impl Default for NodeConfig {
             allow: Default::default(),
             limits: Default::default(),
             metrics: None,
+            http: None,
         }
     }
 }
@@ -216,7 +222,7 @@ pub fn keypair_from_seed(seed: u64) -> identity::Keypair {
 /// A cheap, cloneable way to talk to a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
-    commands: mpsc::Sender<Command>,
+    pub(crate) commands: mpsc::Sender<Command>,
     state: watch::Receiver<NodeState>,
     peer_id: PeerId,
 }
@@ -397,6 +403,7 @@ pub struct Node {
     handle: NodeHandle,
     task: Option<JoinHandle<()>>,
     metrics_addr: Option<std::net::SocketAddr>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl Node {
@@ -449,8 +456,12 @@ impl Node {
         runtime.set_lease(cfg.scheduler.lease);
         let mut metrics = None;
         let mut registry = prometheus_client::registry::Registry::default();
+        let page = match cfg.http {
+            Some(addr) => Some(crate::web::bind(addr, "the mesh page").await?),
+            None => None,
+        };
         if let Some(addr) = cfg.metrics {
-            let (listener, bound) = crate::metrics::bind(addr).await?;
+            let (listener, bound) = crate::web::bind(addr, "metrics").await?;
             metrics = Some((
                 listener,
                 bound,
@@ -487,7 +498,7 @@ impl Node {
         let mut metrics_addr = None;
         if let Some((listener, bound, m)) = metrics {
             let serve = crate::metrics::serve(listener, Arc::new(registry), m, tx.clone());
-            tokio::spawn(serve.instrument(span));
+            tokio::spawn(serve.instrument(span.clone()));
             tracing::info!(addr = %bound, "serving metrics at /metrics");
             metrics_addr = Some(bound);
         }
@@ -496,6 +507,12 @@ impl Node {
             state: state_rx,
             peer_id,
         };
+        let mut http_addr = None;
+        if let Some((listener, bound)) = page {
+            tokio::spawn(crate::web::serve(listener, handle.clone()).instrument(span));
+            tracing::info!(addr = %bound, "serving the mesh page");
+            http_addr = Some(bound);
+        }
         handle
             .wait_for_state(Duration::from_secs(10), |s| s.listen_addrs.len() >= listens)
             .await?;
@@ -503,6 +520,7 @@ impl Node {
             handle,
             task: Some(task),
             metrics_addr,
+            http_addr,
         })
     }
 
@@ -520,6 +538,12 @@ impl Node {
     /// [`NodeConfig::metrics`] asked for them.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where this node serves its mesh page (`http://ADDR/`), when
+    /// [`NodeConfig::http`] asked for it.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// The addresses this node listens on, with `/p2p/<peer id>`.

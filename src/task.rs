@@ -812,6 +812,10 @@ pub struct TaskReport {
     pub elapsed_ms: u64,
     /// Milliseconds the worker spent processing, as it reported.
     pub run_ms: Option<u64>,
+    /// The tasks it depends on that the admin still holds (a dependency
+    /// evicted after this task finished is left out).
+    #[serde(default)]
+    pub dependencies: Vec<TaskId>,
 }
 
 impl TaskReport {

@@ -264,6 +264,7 @@ mod seeds {
             }),
             elapsed_ms: 5000,
             run_ms: Some(1100),
+            dependencies: vec![id(4)],
         }
     }
 

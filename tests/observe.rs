@@ -1,8 +1,6 @@
 //! Observing a mesh from outside: `/metrics` scraped and parsed as
 //! Prometheus would, compared with what happened.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,31 +9,13 @@ mod common;
 use common::cli::*;
 use common::procs::{json_lines, text};
 
-/// `GET path` on `addr` over HTTP/1.1: the status line, the headers (lower
-/// case) and the body.
-fn http_get(addr: &str, path: &str) -> (String, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP server");
-    s.set_read_timeout(Some(common::LIMIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("a UTF-8 answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_lowercase(), body.to_string())
-}
-
 /// The samples of a scrape, parsed by a Prometheus text-format parser.
 fn scrape(addr: &str) -> prometheus_parse::Scrape {
-    let (status, headers, body) = http_get(addr, "/metrics");
-    assert!(status.contains("200"), "{status}\n{body}");
-    assert!(
-        headers.contains("content-type: application/openmetrics-text"),
-        "{headers}"
-    );
+    let answer = common::http::get(addr, "/metrics");
+    let body = answer.text();
+    assert_eq!(answer.status, 200, "{body}");
+    let kind = answer.header("content-type").unwrap_or_default();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     assert!(
         body.ends_with("# EOF\n"),
         "an OpenMetrics exposition ends with # EOF"
@@ -155,8 +135,7 @@ fn metrics_tell_what_the_mesh_did() {
     assert_eq!(value(&w, "taskmesh_admin", &[("peer", admin_peer)]), Some(1.0));
 
     // Anything but /metrics is not found; the node stays up.
-    let (status, _, _) = http_get(&metrics, "/nothing");
-    assert!(status.contains("404"), "{status}");
+    assert_eq!(common::http::get(&metrics, "/nothing").status, 404);
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(value(&scrape(&metrics), "taskmesh_is_admin", &[]), Some(1.0));
 }

@@ -87,6 +87,10 @@ pub struct NodeArgs {
     /// interface). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve the live mesh page and its JSON API at http://ADDR/: a PORT
+    /// (on 127.0.0.1) or HOST:PORT. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
     /// Seconds to let running tasks finish on Ctrl-C or SIGTERM [default: 10].
     #[arg(long, value_name = "SECS")]
     pub grace: Option<f64>,
@@ -162,6 +166,9 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = a.metrics.as_ref().or(file.metrics.as_ref()) {
         cfg.metrics = Some(http_addr(addr).context("--metrics")?);
     }
+    if let Some(addr) = a.http.as_ref().or(file.http.as_ref()) {
+        cfg.http = Some(http_addr(addr).context("--http")?);
+    }
     cfg.recover = a.recover;
     cfg.keypair = match (&key, a.seed, &file.key, file.seed) {
         (Some(path), _, _, _) | (None, None, Some(path), _) => {
@@ -198,6 +205,9 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(addr) = node.metrics_addr() {
             writeln!(out, "metrics: http://{addr}/metrics")?;
+        }
+        if let Some(addr) = node.http_addr() {
+            writeln!(out, "mesh page: http://{addr}/")?;
         }
         out.flush()?;
     }

@@ -129,17 +129,26 @@ impl EventLoop {
             };
             let step = ledger.flush(now);
             let index = ledger.applied();
-            if let Some(m) = &self.metrics {
-                for o in ledger.take_observations() {
-                    m.record(&o);
-                }
-            }
+            let observed = ledger.take_observations();
+            self.count(&observed);
             if let Some(state) = self.sched.as_mut() {
                 for d in state.unindexed.drain(..) {
                     state.deferred.push_back((index, d));
                 }
             }
             self.ledger_step(step);
+        }
+    }
+
+    /// Counts the admin's decisions for the metrics and the mesh page.
+    fn count(&mut self, observed: &[crate::scheduler::Observation]) {
+        for o in observed {
+            if matches!(o, crate::scheduler::Observation::Finished { .. }) {
+                self.finished += 1;
+            }
+            if let Some(m) = &self.metrics {
+                m.record(o);
+            }
         }
     }
 
@@ -178,6 +187,7 @@ impl EventLoop {
 
     pub(super) fn become_admin(&mut self, term: u64) {
         info!(term, "this node is now the admin");
+        self.finished = 0;
         self.sched = Some(AdminState {
             term,
             next_token: 0,
@@ -524,7 +534,7 @@ impl EventLoop {
             return;
         }
         if let Some(ledger) = self.raft.ledger.as_mut() {
-            ledger.observe(self.metrics.is_some());
+            ledger.observe(self.metrics.is_some() || self.cfg.http.is_some());
             // Not the leader any more: the office change is on its way.
             let _ = ledger.handle(input, now);
         }

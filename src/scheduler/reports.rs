@@ -43,6 +43,15 @@ impl Scheduler {
             error,
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
             run_ms: e.run_ms,
+            // A slot evicted and reused holds a task submitted after this
+            // one finished: never one of its dependencies.
+            dependencies: e
+                .deps
+                .iter()
+                .map(|&d| &self.tasks[d])
+                .filter(|d| d.submitted_at <= e.submitted_at)
+                .map(|d| d.task.id)
+                .collect(),
         })
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use taskmesh::{Node, NodeConfig, Payload, ProcessError, TaskId, TaskRequest, Worker};
 
 pub mod cli;
+pub mod http;
 pub mod procs;
 pub mod rogue;
 

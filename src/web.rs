@@ -1,0 +1,277 @@
+//! The live mesh page and its JSON API, served when
+//! [`crate::NodeConfig::http`] names an address (the CLI's `--http ADDR`).
+//! The page (HTML, CSS and JavaScript embedded in the binary: it needs no
+//! internet) polls the API once a second and shows the admin and voters,
+//! every peer with its workers, the tasks in flight and recently finished
+//! with their reasons, the dependency graph of the latest 40 tasks coloured
+//! by status, and throughput and ready-queue depth over the last ten minutes.
+//!
+//! The API, for tools as well (JSON, `GET`):
+//! - `/api/mesh`: this node, the admin it follows, term, voters, `no_quorum`,
+//!   `peers` (as `taskmesh peers --json`), `workers` (as `taskmesh workers
+//!   --json`), and `error` when the admin could not be asked.
+//! - `/api/tasks`: `tasks`, the most recent submissions (up to 1,000, oldest
+//!   first), each `{id, name, role, difficulty, status, worker, node,
+//!   attempts, elapsed_ms, reason, error, dependencies, bids}` (`bids` as in
+//!   `taskmesh submit --json`, without outputs); `error` as above.
+//! - `/api/series`: `samples`, one a second for the last ten minutes while
+//!   this node is the admin, each `{at_ms, finished, ready, running}`:
+//!   tasks finished since this node took office, tasks waiting for an
+//!   award, tasks assigned or running.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::net::Command;
+use crate::node::NodeHandle;
+use crate::protocol::PeerInfo;
+use crate::scheduler::Lookup;
+use crate::task::{BidVerdict, TaskReport, WorkerInfo};
+
+const INDEX: &str = include_str!("web/index.html");
+const SCRIPT: &str = include_str!("web/app.js");
+const STYLE: &str = include_str!("web/style.css");
+
+/// How long the API waits for the admin's answer before it says so.
+const ASK_WITHIN: Duration = Duration::from_secs(3);
+
+/// Samples kept for `/api/series`: ten minutes, one a second.
+const SAMPLES: usize = 600;
+
+/// One `/api/series` sample.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Sample {
+    /// Wall-clock milliseconds since the Unix epoch.
+    at_ms: u64,
+    /// Tasks finished since this node took office.
+    finished: u64,
+    /// Tasks waiting for an award.
+    ready: u64,
+    /// Tasks assigned or running.
+    running: u64,
+}
+
+#[derive(Clone)]
+struct Web {
+    handle: NodeHandle,
+    samples: Arc<Mutex<VecDeque<Sample>>>,
+}
+
+/// `/api/mesh`.
+#[derive(Serialize)]
+struct MeshView {
+    node: String,
+    admin: Option<String>,
+    term: u64,
+    is_admin: bool,
+    voters: usize,
+    no_quorum: Option<(usize, usize)>,
+    peers: Vec<PeerInfo>,
+    workers: Vec<WorkerInfo>,
+    error: Option<String>,
+}
+
+/// One task in `/api/tasks`.
+#[derive(Serialize)]
+struct TaskView {
+    id: String,
+    name: String,
+    role: String,
+    difficulty: u32,
+    status: String,
+    worker: Option<String>,
+    node: Option<String>,
+    attempts: u32,
+    elapsed_ms: u64,
+    reason: Option<String>,
+    error: Option<String>,
+    dependencies: Vec<String>,
+    bids: Vec<BidView>,
+}
+
+/// One bid of a task in `/api/tasks`.
+#[derive(Serialize)]
+struct BidView {
+    worker: String,
+    skill: u32,
+    verdict: BidVerdict,
+}
+
+impl From<TaskReport> for TaskView {
+    fn from(r: TaskReport) -> Self {
+        TaskView {
+            id: r.id.to_string(),
+            status: r.status.to_string(),
+            node: r.node.map(|n| n.to_string()),
+            reason: r.auction.as_ref().map(|a| a.reason.clone()),
+            error: r.error.map(|e| e.to_string()),
+            dependencies: r.dependencies.iter().map(ToString::to_string).collect(),
+            bids: r.auction.map_or_else(Vec::new, |a| {
+                let each = a.bids.into_iter().map(|b| BidView {
+                    worker: b.worker,
+                    skill: b.skill,
+                    verdict: b.verdict,
+                });
+                each.collect()
+            }),
+            name: r.name,
+            role: r.role,
+            difficulty: r.difficulty,
+            worker: r.worker,
+            attempts: r.attempts,
+            elapsed_ms: r.elapsed_ms,
+        }
+    }
+}
+
+/// An answer from the admin within [`ASK_WITHIN`], or why not.
+async fn ask<T>(fut: impl std::future::Future<Output = Result<T, crate::Error>>) -> Result<T, String> {
+    match tokio::time::timeout(ASK_WITHIN, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the admin did not answer within {ASK_WITHIN:?}")),
+    }
+}
+
+async fn mesh(State(web): State<Web>) -> Json<MeshView> {
+    let s = web.handle.state();
+    let (peers, workers) = tokio::join!(ask(web.handle.peers()), ask(web.handle.connected_workers()));
+    let error = peers.as_ref().err().or(workers.as_ref().err()).cloned();
+    Json(MeshView {
+        node: web.handle.peer_id().to_string(),
+        admin: s.admin.map(|a| a.to_string()),
+        term: s.term,
+        is_admin: s.is_admin,
+        voters: s.voters,
+        no_quorum: s.no_quorum,
+        peers: peers.unwrap_or_default(),
+        workers: workers.unwrap_or_default(),
+        error,
+    })
+}
+
+#[derive(Serialize)]
+struct TasksView {
+    tasks: Vec<TaskView>,
+    error: Option<String>,
+}
+
+async fn tasks(State(web): State<Web>) -> Json<TasksView> {
+    match ask(web.handle.lookup(Vec::new())).await {
+        Ok(lookups) => {
+            let found = lookups.into_iter().filter_map(|l| match l {
+                Lookup::Found(r) => Some(TaskView::from(*r)),
+                _ => None,
+            });
+            Json(TasksView {
+                tasks: found.collect(),
+                error: None,
+            })
+        }
+        Err(error) => Json(TasksView {
+            tasks: Vec::new(),
+            error: Some(error),
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct SeriesView {
+    samples: Vec<Sample>,
+}
+
+async fn series(State(web): State<Web>) -> Json<SeriesView> {
+    let samples = web
+        .samples
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    Json(SeriesView { samples })
+}
+
+fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+        body,
+    )
+}
+
+/// Takes a sample a second while the node runs (an admin's census; nothing
+/// on other nodes).
+async fn sample(handle: NodeHandle, samples: Arc<Mutex<VecDeque<Sample>>>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if handle.commands.send(Command::Read(tx)).await.is_err() {
+            return;
+        }
+        let Ok(reading) = rx.await else { return };
+        let Some(census) = reading.census else { continue };
+        let running = census
+            .tasks
+            .iter()
+            .filter(|((_, status), _)| status == "assigned" || status == "running")
+            .map(|(_, n)| n)
+            .sum();
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let s = Sample {
+            at_ms,
+            finished: reading.finished,
+            ready: census.ready.values().sum(),
+            running,
+        };
+        if let Ok(mut all) = samples.lock() {
+            if all.len() == SAMPLES {
+                all.pop_front();
+            }
+            all.push_back(s);
+        }
+    }
+}
+
+/// Serves the page and the API on `listener` until the node is gone.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, handle: NodeHandle) {
+    let samples = Arc::new(Mutex::new(VecDeque::with_capacity(SAMPLES)));
+    tokio::spawn(sample(handle.clone(), samples.clone()));
+    let web = Web { handle, samples };
+    let app = axum::Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route("/api/mesh", get(mesh))
+        .route("/api/tasks", get(tasks))
+        .route("/api/series", get(series))
+        .with_state(web);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "the mesh page's server stopped");
+    }
+}
+
+/// Binds `addr` for HTTP before the node starts (a taken port is an error
+/// at start); `what` names the server in errors.
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    what: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), crate::Error> {
+    let err = |e: std::io::Error| crate::Error::Config(format!("cannot serve {what} on {addr}: {e}"));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
+}
