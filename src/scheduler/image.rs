@@ -56,6 +56,7 @@ pub enum SnapshotError {
 #[derive(Serialize)]
 struct ImageRef<'a> {
     tasks: &'a [Entry],
+    inserted: u64,
     free: &'a [Slot],
     workers: &'a [WorkerState],
     roles: &'a [Role],
@@ -69,6 +70,7 @@ struct ImageRef<'a> {
 #[derive(Deserialize)]
 struct Image {
     tasks: Vec<Entry>,
+    inserted: u64,
     free: Vec<Slot>,
     workers: Vec<WorkerState>,
     roles: Vec<Role>,
@@ -94,6 +96,7 @@ impl Scheduler {
         let timers = self.timers.iter().filter(|t| ledger_timer(&t.kind));
         let image = ImageRef {
             tasks: &self.tasks,
+            inserted: self.inserted,
             free: &self.free,
             workers: &self.workers,
             roles: &self.roles,
@@ -171,6 +174,7 @@ impl Scheduler {
             self.timers.insert(Timer { at, kind, slot, id });
         }
         self.evicted = image.evicted_order.iter().copied().collect();
+        self.inserted = image.inserted;
         self.tasks = image.tasks;
         self.free = image.free;
         self.workers = image.workers;
@@ -450,6 +454,7 @@ mod tests {
         tasks[1].deps = deps.into();
         let image = ImageRef {
             tasks: &tasks,
+            inserted: s.inserted,
             free: &s.free,
             workers: &s.workers,
             roles: &s.roles,

@@ -274,7 +274,9 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn alloc(&mut self, e: Entry) -> Slot {
+    pub(super) fn alloc(&mut self, mut e: Entry) -> Slot {
+        e.seq = self.inserted;
+        self.inserted += 1;
         match self.free.pop() {
             Some(slot) => {
                 self.tasks[slot] = e;

@@ -224,6 +224,8 @@ pub struct Scheduler {
     free: Vec<Slot>,
     /// Where each task is in `tasks`.
     index: HashMap<TaskId, Slot>,
+    /// Tasks ever inserted: the next `Entry::seq` (in snapshots).
+    inserted: u64,
     /// Every worker ever registered, present or gone.
     workers: Vec<WorkerState>,
     /// The tasks each worker holds an attempt of.
@@ -314,6 +316,7 @@ impl Scheduler {
             tasks: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),
+            inserted: 0,
             workers: Vec::new(),
             holding: HashMap::new(),
             by_node: BTreeMap::new(),

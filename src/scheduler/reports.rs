@@ -43,13 +43,13 @@ impl Scheduler {
             error,
             elapsed_ms: end.saturating_sub(e.submitted_at).as_millis() as u64,
             run_ms: e.run_ms,
-            // A slot evicted and reused holds a task submitted after this
-            // one finished: never one of its dependencies.
+            // A slot evicted and reused holds a later task: never one of
+            // this task's dependencies, which came before it.
             dependencies: e
                 .deps
                 .iter()
                 .map(|&d| &self.tasks[d])
-                .filter(|d| d.submitted_at <= e.submitted_at)
+                .filter(|d| d.seq < e.seq)
                 .map(|d| d.task.id)
                 .collect(),
         })

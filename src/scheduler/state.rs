@@ -311,6 +311,11 @@ pub(super) struct Entry {
     /// while they may still need its output.
     pub(super) holders: u32,
     pub(super) submitted_at: Duration,
+    /// Its place in the order of every task ever inserted: a dependency
+    /// comes before its dependents, and a slot reused after an eviction
+    /// holds a later task (so a finished task's report can tell its
+    /// dependencies from the tasks that took their slots).
+    pub(super) seq: u64,
     /// When the task last became ready: its queue timeout counts from here.
     pub(super) ready_at: Duration,
     pub(super) finished_at: Option<Duration>,
@@ -335,6 +340,7 @@ impl Entry {
             dependents: Vec::new(),
             holders: 0,
             submitted_at: now,
+            seq: 0,
             ready_at: now,
             finished_at: None,
             award: None,
@@ -348,6 +354,8 @@ impl Entry {
         let task = StoredTask::new(Task::with_id(TaskId(uuid::Uuid::nil()), "", "", 0));
         let mut e = Entry::new(task, Box::new([]), RoleId(0), 0, Duration::ZERO);
         e.phase = Phase::Cancelled { reason: "".into() };
+        // Later than any task: never taken for anyone's dependency.
+        e.seq = u64::MAX;
         e
     }
 
