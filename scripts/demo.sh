@@ -273,7 +273,7 @@ say "all as expected (results read with $PARSER)"
 if [ -n "$HTTP$METRICS" ]; then
     STAYING=1
     say "the mesh stays up for the page${page:+ at $page}${metrics:+ and the metrics at $metrics}: Ctrl-C to stop"
-    say "submit more to it with: $BIN submit examples/pipeline.toml --join $ADDR --no-mdns --psk $LOGS/mesh.key"
+    say "submit more to it with: $BIN submit $PWD/examples/pipeline.toml --join $ADDR --no-mdns --psk $LOGS/mesh.key"
     while kill -0 "$ADMIN_PID" 2>/dev/null; do
         sleep 1 &
         FG_PID=$!

@@ -82,8 +82,6 @@ pub(crate) struct Reading {
     pub(crate) local_slots: u64,
     /// Peers with an open connection.
     pub(crate) connected: u64,
-    /// Tasks finished since this node last took office as admin.
-    pub(crate) finished: u64,
 }
 
 /// Every metric a node exports, registered in one registry.
@@ -285,13 +283,6 @@ impl Metrics {
             Observation::Retried { .. } => {
                 self.retries.inc();
             }
-            Observation::Finished { role, status } => {
-                let labels = StatusLabels {
-                    role: role.clone(),
-                    status: status.clone(),
-                };
-                self.finished.get_or_create(&labels).inc();
-            }
         }
     }
 
@@ -317,6 +308,19 @@ impl Metrics {
             for (role, n) in &c.ready {
                 let labels = RoleLabels { role: role.clone() };
                 self.ready.get_or_create(&labels).set(g(*n));
+            }
+            // Counted by the ledger (tasks a dependency ended included):
+            // the counter follows it, and only ever goes up.
+            for ((role, status), n) in &c.finished {
+                let labels = StatusLabels {
+                    role: role.clone(),
+                    status: status.clone(),
+                };
+                let counter = self.finished.get_or_create(&labels);
+                let seen = counter.get();
+                if *n > seen {
+                    counter.inc_by(n - seen);
+                }
             }
             self.workers.set(g(c.workers));
             self.mesh_slots

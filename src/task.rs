@@ -256,9 +256,14 @@ pub enum NameError {
 /// registration, a node's own workers) so that every table and every line of
 /// output can print names as they are. Control characters are Unicode's
 /// category Cc (C0, DEL, C1: newline, tab, escape, …), the line and paragraph
-/// separators U+2028 and U+2029, and the bidirectional formatting characters
+/// separators U+2028 and U+2029, the bidirectional formatting characters
 /// (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which reorder the
-/// text shown around them (CVE-2021-42574, "Trojan Source").
+/// text shown around them (CVE-2021-42574, "Trojan Source"), and the
+/// invisible ones that make two names look alike (soft hyphen U+00AD,
+/// zero-width space U+200B, U+2060–U+2064, the byte-order mark U+FEFF,
+/// the interlinear annotations U+FFF9–U+FFFB, the language tag U+E0001).
+/// The zero-width joiners U+200C and U+200D stay allowed: scripts and emoji
+/// sequences need them.
 pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -312,6 +317,12 @@ pub fn is_control(c: char) -> bool {
                 | '\u{200F}'
                 | '\u{202A}'..='\u{202E}'
                 | '\u{2066}'..='\u{2069}'
+                | '\u{00AD}'
+                | '\u{200B}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0001}'
         )
 }
 
@@ -766,6 +777,73 @@ pub struct BidRecord {
     pub verdict: BidVerdict,
 }
 
+/// One bid as `taskmesh submit --json` and the mesh page's `/api/tasks`
+/// print it: the bidder, how the bid fared in words, and whether the bidder
+/// was capable and free.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BidLine {
+    /// The bidding worker's name.
+    pub worker: String,
+    /// The node hosting it (its peer id).
+    pub node: String,
+    /// The worker's skill.
+    pub skill: u32,
+    /// Tasks it held when the admin weighed the bid.
+    pub load: u32,
+    /// How many it may hold at once.
+    pub capacity: u32,
+    /// `won`, `outbid`, `declined`, `unqualified`, `busy`, `held`,
+    /// `set_aside`, `unheard` or `left` ([`BidVerdict`]).
+    pub verdict: &'static str,
+    /// For `outbid`: `more_loaded`, `more_skilled`, `tie_break` or
+    /// `by_policy`; for `held`: the id of the task the slot was held for.
+    pub detail: Option<String>,
+    /// Skill ≥ the task's difficulty.
+    pub capable: bool,
+    /// Whether it had a free slot for the task when the admin awarded it
+    /// (`false` for an award into a queue); `None` when the admin did not
+    /// get that far (the bid declined, was unqualified, or its bidder left
+    /// or was set aside until heard from).
+    pub free: Option<bool>,
+}
+
+impl BidLine {
+    /// The line for bid `b` on a task of `difficulty`, in an award that went
+    /// into the winner's queue when `queued` ([`AuctionRecord::queued`]).
+    pub fn new(b: &BidRecord, difficulty: u32, queued: bool) -> Self {
+        let (verdict, detail, free) = match b.verdict {
+            BidVerdict::Won => ("won", None, Some(!queued)),
+            BidVerdict::Outbid(r) => {
+                let how = match r {
+                    Ranked::MoreLoaded => "more_loaded",
+                    Ranked::MoreSkilled => "more_skilled",
+                    Ranked::TieBreak => "tie_break",
+                    Ranked::ByPolicy => "by_policy",
+                };
+                ("outbid", Some(how.to_string()), Some(!queued))
+            }
+            BidVerdict::Declined => ("declined", None, None),
+            BidVerdict::Unqualified => ("unqualified", None, None),
+            BidVerdict::Busy => ("busy", None, Some(false)),
+            BidVerdict::Held { task } => ("held", Some(task.to_string()), Some(false)),
+            BidVerdict::SetAside => ("set_aside", None, Some(true)),
+            BidVerdict::Unheard => ("unheard", None, None),
+            BidVerdict::Gone => ("left", None, None),
+        };
+        BidLine {
+            worker: b.worker.clone(),
+            node: b.node.to_string(),
+            skill: b.skill,
+            load: b.load,
+            capacity: b.capacity,
+            verdict,
+            detail,
+            capable: b.skill >= difficulty,
+            free,
+        }
+    }
+}
+
 /// The award decision for one task: every bid and why the winner won.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuctionRecord {
@@ -779,6 +857,10 @@ pub struct AuctionRecord {
     pub reason: String,
     /// How many auction rounds the task went through.
     pub rounds: u32,
+    /// No capable worker had a free slot: the award went into the winner's
+    /// queue.
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// Everything known about one task: its status, who ran it and how it ended.
@@ -890,6 +972,11 @@ mod tests {
     #[test]
     fn names_are_refused_when_empty_long_or_holding_control_characters() {
         assert_eq!(check_name("summarise 要約 🚀"), Ok(()));
+        assert_eq!(
+            check_name("family 👨\u{200D}👩\u{200D}👧"),
+            Ok(()),
+            "emoji joiners stay"
+        );
         assert_eq!(check_name(""), Err(NameError::Empty));
         let long = "é".repeat(MAX_NAME_BYTES / 2 + 1);
         assert_eq!(
@@ -908,6 +995,10 @@ mod tests {
             ("a\u{2028}", '\u{2028}', 2),
             ("abc\u{202E}fed", '\u{202E}', 4),
             ("\u{2066}", '\u{2066}', 1),
+            ("soft\u{AD}hyphen", '\u{AD}', 5),
+            ("\u{FEFF}bom", '\u{FEFF}', 1),
+            ("a\u{200B}b", '\u{200B}', 2),
+            ("x\u{E0001}", '\u{E0001}', 2),
         ] {
             assert_eq!(
                 check_name(name),

@@ -13,11 +13,12 @@
 //! - `/api/tasks`: `tasks`, the most recent submissions (up to 1,000, oldest
 //!   first), each `{id, name, role, difficulty, status, worker, node,
 //!   attempts, elapsed_ms, reason, error, dependencies, bids}` (`bids` as in
-//!   `taskmesh submit --json`, without outputs); `error` as above.
+//!   `taskmesh submit --json`: [`BidLine`]; no outputs); `error` as above.
 //! - `/api/series`: `samples`, one a second for the last ten minutes while
 //!   this node is the admin, each `{at_ms, finished, ready, running}`:
-//!   tasks finished since this node took office, tasks waiting for an
-//!   award, tasks assigned or running.
+//!   tasks finished since its replica began applying the ledger (a
+//!   counter: the page shows its rate), tasks waiting for an award, tasks
+//!   assigned or running.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ use crate::net::Command;
 use crate::node::NodeHandle;
 use crate::protocol::PeerInfo;
 use crate::scheduler::Lookup;
-use crate::task::{BidVerdict, TaskReport, WorkerInfo};
+use crate::task::{BidLine, TaskReport, WorkerInfo};
 
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/app.js");
@@ -51,7 +52,7 @@ const SAMPLES: usize = 600;
 struct Sample {
     /// Wall-clock milliseconds since the Unix epoch.
     at_ms: u64,
-    /// Tasks finished since this node took office.
+    /// Tasks finished since this replica began applying the ledger.
     finished: u64,
     /// Tasks waiting for an award.
     ready: u64,
@@ -94,15 +95,7 @@ struct TaskView {
     reason: Option<String>,
     error: Option<String>,
     dependencies: Vec<String>,
-    bids: Vec<BidView>,
-}
-
-/// One bid of a task in `/api/tasks`.
-#[derive(Serialize)]
-struct BidView {
-    worker: String,
-    skill: u32,
-    verdict: BidVerdict,
+    bids: Vec<BidLine>,
 }
 
 impl From<TaskReport> for TaskView {
@@ -114,12 +107,8 @@ impl From<TaskReport> for TaskView {
             reason: r.auction.as_ref().map(|a| a.reason.clone()),
             error: r.error.map(|e| e.to_string()),
             dependencies: r.dependencies.iter().map(ToString::to_string).collect(),
-            bids: r.auction.map_or_else(Vec::new, |a| {
-                let each = a.bids.into_iter().map(|b| BidView {
-                    worker: b.worker,
-                    skill: b.skill,
-                    verdict: b.verdict,
-                });
+            bids: r.auction.as_ref().map_or_else(Vec::new, |a| {
+                let each = a.bids.iter().map(|b| BidLine::new(b, r.difficulty, a.queued));
                 each.collect()
             }),
             name: r.name,
@@ -227,7 +216,7 @@ async fn sample(handle: NodeHandle, samples: Arc<Mutex<VecDeque<Sample>>>) {
             .map_or(0, |d| d.as_millis() as u64);
         let s = Sample {
             at_ms,
-            finished: reading.finished,
+            finished: census.finished.values().sum(),
             ready: census.ready.values().sum(),
             running,
         };
@@ -258,10 +247,52 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, handle: NodeHandle)
         .route("/api/mesh", get(mesh))
         .route("/api/tasks", get(tasks))
         .route("/api/series", get(series))
+        .layer(axum::middleware::from_fn(known_host))
         .with_state(web);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "the mesh page's server stopped");
     }
+}
+
+/// Answers only requests addressed to this machine by an IP address,
+/// `localhost` or its own host name (as `Host` says): a page on another
+/// site that points a name of its own at this address (DNS rebinding)
+/// cannot read the mesh through the visitor's browser.
+async fn known_host(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if host_is_ours(host) {
+        return next.run(req).await;
+    }
+    let text =
+        format!("this page answers to an IP address, localhost or this machine's name, not {host:?}\n");
+    (axum::http::StatusCode::MISDIRECTED_REQUEST, text).into_response()
+}
+
+/// See [`known_host`]: `host` is `NAME[:PORT]` or `[IPv6][:PORT]`.
+fn host_is_ours(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let own = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let own = own.to_ascii_lowercase();
+    !own.is_empty() && (name == own || name == format!("{own}.local"))
 }
 
 /// Binds `addr` for HTTP before the node starts (a taken port is an error
@@ -274,4 +305,32 @@ pub(crate) async fn bind(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     Ok((listener, bound))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_addresses_localhost_and_this_machine_are_known_hosts() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:8080",
+            "192.168.1.20",
+            "10.0.0.1:80",
+        ] {
+            assert!(super::host_is_ours(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:80",
+            "evil.example",
+            "",
+            "[evil]:80",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!super::host_is_ours(bad), "{bad}");
+        }
+        let own = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        assert!(super::host_is_ours(&format!("{own}:8080")));
+    }
 }

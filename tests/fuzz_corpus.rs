@@ -256,6 +256,7 @@ mod seeds {
                 }],
                 reason: "best fit".into(),
                 rounds: 2,
+                queued: false,
             }),
             output: Some(Payload::from_bytes(vec![1, 2, 3])),
             error: Some(TaskError::Poison {

@@ -267,4 +267,15 @@ fn the_page_shows_workers_a_dag_and_status_changes_live() {
     let mesh = request(host, "GET", "/api/mesh", None).json();
     assert_eq!(mesh["is_admin"], json!(true));
     assert_eq!(mesh["workers"][0]["name"], json!("gated"));
+    let verdicts: Vec<&str> = join["bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["verdict"].as_str())
+        .collect();
+    assert_eq!(verdicts, ["won"], "the words of `submit --json`");
+    // A page elsewhere that points its own name at this address gets
+    // nothing (DNS rebinding).
+    let refused = common::http::get_as(host, "evil.example:80", "/api/tasks");
+    assert_eq!(refused.status, 421, "{}", refused.text());
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use taskmesh::task::AttemptRecord;
+use taskmesh::task::{AttemptRecord, BidLine};
 use taskmesh::{TaskId, TaskReport, TaskStatus, WorkerInfo};
 
 /// Text of a payload for a table cell: UTF-8 if it is, else a byte count.
@@ -65,6 +65,10 @@ fn bids_text(r: &TaskReport) -> String {
 /// Widest TASK column, in terminal columns; longer names are cut with an
 /// ellipsis (the JSON output has them whole).
 const NAME_COLUMN: usize = 48;
+
+/// Widest RESULT column, in terminal columns: a longer output or error is
+/// cut with an ellipsis (`--json` has it whole).
+const RESULT_COLUMN: usize = 160;
 
 /// How many terminal columns `text` takes (CJK and most emoji take two;
 /// Unicode's East Asian Width, through unicode-width).
@@ -205,7 +209,7 @@ pub fn task_table(reports: &[TaskReport]) {
             r.attempts.to_string(),
             bids_text(r),
             format!("{}ms", r.elapsed_ms),
-            result_text(r),
+            clip(&escaped(&result_text(r)), RESULT_COLUMN),
         ]);
         if let Some(a) = &r.auction {
             table.note(&format!("why: {}", a.reason));
@@ -274,68 +278,10 @@ struct TaskLine<'a> {
     attempts: u32,
     history: Vec<AttemptLine<'a>>,
     elapsed_ms: u64,
-    bids: Vec<BidLine<'a>>,
+    bids: Vec<BidLine>,
     reason: Option<&'a str>,
     output: Option<String>,
     error: Option<String>,
-}
-
-/// One bid in a task's JSON `bids`: the bidder, how the bid fared, and
-/// whether the bidder was capable (skill ≥ difficulty) and free (had a slot
-/// for it when the admin awarded; `null` when the admin did not get that
-/// far: the bid declined, was unqualified, or its bidder left or was set
-/// aside until heard from).
-#[derive(Serialize)]
-struct BidLine<'a> {
-    worker: &'a str,
-    node: String,
-    skill: u32,
-    load: u32,
-    capacity: u32,
-    /// `won`, `outbid`, `declined`, `unqualified`, `busy`, `held`,
-    /// `set_aside`, `unheard` or `left`.
-    verdict: &'static str,
-    /// For `outbid`: `more_loaded`, `more_skilled`, `tie_break` or
-    /// `by_policy`; for `held`: the id of the task the slot was held for.
-    detail: Option<String>,
-    capable: bool,
-    free: Option<bool>,
-}
-
-impl<'a> BidLine<'a> {
-    fn new(b: &'a taskmesh::task::BidRecord, difficulty: u32) -> Self {
-        use taskmesh::task::{BidVerdict as V, Ranked as R};
-        let (verdict, detail, free) = match b.verdict {
-            V::Won => ("won", None, Some(true)),
-            V::Outbid(r) => {
-                let how = match r {
-                    R::MoreLoaded => "more_loaded",
-                    R::MoreSkilled => "more_skilled",
-                    R::TieBreak => "tie_break",
-                    R::ByPolicy => "by_policy",
-                };
-                ("outbid", Some(how.to_string()), Some(true))
-            }
-            V::Declined => ("declined", None, None),
-            V::Unqualified => ("unqualified", None, None),
-            V::Busy => ("busy", None, Some(false)),
-            V::Held { task } => ("held", Some(task.to_string()), Some(false)),
-            V::SetAside => ("set_aside", None, Some(true)),
-            V::Unheard => ("unheard", None, None),
-            V::Gone => ("left", None, None),
-        };
-        BidLine {
-            worker: &b.worker,
-            node: b.node.to_string(),
-            skill: b.skill,
-            load: b.load,
-            capacity: b.capacity,
-            verdict,
-            detail,
-            capable: b.skill >= difficulty,
-            free,
-        }
-    }
 }
 
 /// One attempt in a task's JSON `history`.
@@ -409,7 +355,12 @@ impl JsonLine for TaskReport {
             bids: self
                 .auction
                 .as_ref()
-                .map(|a| a.bids.iter().map(|b| BidLine::new(b, self.difficulty)).collect())
+                .map(|a| {
+                    a.bids
+                        .iter()
+                        .map(|b| BidLine::new(b, self.difficulty, a.queued))
+                        .collect()
+                })
                 .unwrap_or_default(),
             reason: self.auction.as_ref().map(|a| a.reason.as_str()),
             output: self

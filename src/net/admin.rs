@@ -140,13 +140,10 @@ impl EventLoop {
         }
     }
 
-    /// Counts the admin's decisions for the metrics and the mesh page.
+    /// Counts the admin's decisions for the metrics.
     fn count(&mut self, observed: &[crate::scheduler::Observation]) {
-        for o in observed {
-            if matches!(o, crate::scheduler::Observation::Finished { .. }) {
-                self.finished += 1;
-            }
-            if let Some(m) = &self.metrics {
+        if let Some(m) = &self.metrics {
+            for o in observed {
                 m.record(o);
             }
         }
@@ -187,7 +184,6 @@ impl EventLoop {
 
     pub(super) fn become_admin(&mut self, term: u64) {
         info!(term, "this node is now the admin");
-        self.finished = 0;
         self.sched = Some(AdminState {
             term,
             next_token: 0,
@@ -534,7 +530,7 @@ impl EventLoop {
             return;
         }
         if let Some(ledger) = self.raft.ledger.as_mut() {
-            ledger.observe(self.metrics.is_some() || self.cfg.http.is_some());
+            ledger.observe(self.metrics.is_some());
             // Not the leader any more: the office change is on its way.
             let _ = ledger.handle(input, now);
         }

@@ -239,9 +239,6 @@ pub(crate) struct EventLoop {
     presence: HashMap<PeerId, guard::Presence>,
     /// This node's metrics, when it serves them.
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-    /// Tasks finished since this node last took office (counted while it
-    /// serves metrics or the mesh page).
-    finished: u64,
 }
 
 /// What a peer told us about itself.
@@ -316,7 +313,6 @@ impl EventLoop {
             incoming_logged: None,
             presence: HashMap::new(),
             metrics: None,
-            finished: 0,
         }
     }
 
@@ -547,7 +543,6 @@ impl EventLoop {
             local_used: self.workers.running() as u64,
             local_slots: slots,
             connected: self.swarm.connected_peers().count() as u64,
-            finished: self.finished,
         }
     }
 

@@ -117,12 +117,18 @@ pub struct AwardReason {
     /// ([`BidVerdict::Held`]), as they were at the award: the report names
     /// them the same way whenever it is read. Empty in most awards.
     pub held: Box<[(TaskId, Box<str>)]>,
+    /// No capable worker had a free slot: the task went into the winner's
+    /// queue, to start when one of its slots frees (standing bids only).
+    pub queued: bool,
 }
 
 impl fmt::Display for AwardReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.path {
             BidPath::Announced => {}
+            BidPath::Standing if self.queued => {
+                f.write_str("standing bid, into its queue (no capable worker had a free slot): ")?
+            }
             BidPath::Standing => f.write_str("standing bid: ")?,
             BidPath::Late { round } => write!(
                 f,
@@ -170,6 +176,9 @@ pub fn others(bids: &[BidRecord], difficulty: u32, reason: &AwardReason) -> Stri
             match verdict {
                 BidVerdict::Won => String::new(),
                 BidVerdict::Outbid(Ranked::MoreLoaded) => format!("{names} {was} more loaded"),
+                BidVerdict::Outbid(Ranked::MoreSkilled) if reason.queued => {
+                    format!("{names} {was} as busy and more skilled")
+                }
                 BidVerdict::Outbid(Ranked::MoreSkilled) => {
                     format!("{names} {was} more skilled, kept free for harder tasks")
                 }
@@ -332,6 +341,7 @@ mod tests {
             choice: Choice::Said("mine".into()),
             omitted: 1,
             held: vec![(held, "complex-algorithm".into())].into(),
+            queued: false,
         };
         let bids = [
             bid("gone", 9, Gone),
@@ -407,14 +417,30 @@ mod tests {
             ),
             (BidPath::Announced, Choice::Said("mine".into()), "mine"),
         ];
+        let queued = AwardReason {
+            path: BidPath::Standing,
+            choice: Choice::OnlyCapable {
+                skill: 3,
+                difficulty: 1,
+            },
+            omitted: 0,
+            held: Box::default(),
+            queued: true,
+        };
+        assert_eq!(
+            queued.to_string(),
+            "standing bid, into its queue (no capable worker had a free slot): \
+             only capable bidder with room (skill 3 >= difficulty 1)"
+        );
         for (path, choice, text) in cases {
-            let (omitted, held) = (0, Box::default());
+            let (omitted, held, queued) = (0, Box::default(), false);
             assert_eq!(
                 AwardReason {
                     path,
                     choice,
                     omitted,
-                    held
+                    held,
+                    queued
                 }
                 .to_string(),
                 text

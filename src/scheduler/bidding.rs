@@ -124,6 +124,7 @@ impl Scheduler {
             choice,
             omitted: 0,
             held: Box::default(),
+            queued: false,
         };
         let seen = BidSeen {
             worker: id.0,
@@ -172,7 +173,8 @@ impl Scheduler {
         }
         // A free slot first; a queue only when no fitting worker has one.
         let free = |&(w, v): &(WorkerId, Option<BidVerdict>)| v.is_none() && self.workers[w].free() > 0;
-        if standing.iter().any(free) {
+        let queued = !standing.iter().any(free);
+        if !queued {
             for (w, verdict) in standing.iter_mut() {
                 if verdict.is_none() && self.workers[*w].free() == 0 {
                     *verdict = Some(self.no_room(*w));
@@ -231,6 +233,7 @@ impl Scheduler {
             choice,
             omitted,
             held: self.held_names(&bids),
+            queued,
         };
         self.award(slot, winner, reason, bids, now);
         !self.tasks[slot].phase.awaits_award()
@@ -364,6 +367,7 @@ impl Scheduler {
                     choice,
                     omitted: 0,
                     held: self.held_names(&bids),
+                    queued: false,
                 };
                 self.award(slot, winner, reason, bids, now)
             }

@@ -209,6 +209,8 @@ impl Scheduler {
                 self.clear_timer(e.submitted_at + at(d), TimerKind::Deadline, slot);
             }
             let status = status_of(&phase);
+            let kind = super::observe::final_index(&status);
+            *self.ended.entry((self.tasks[slot].role, kind)).or_default() += 1;
             let e = &mut self.tasks[slot];
             e.phase = phase;
             e.finished_at = Some(now);

@@ -226,6 +226,10 @@ pub struct Scheduler {
     index: HashMap<TaskId, Slot>,
     /// Tasks ever inserted: the next `Entry::seq` (in snapshots).
     inserted: u64,
+    /// Tasks that finished, by role and final status (`observe::FINAL`'s
+    /// order), counted as this replica applied their ends: for metrics,
+    /// not in snapshots (a restored replica counts again from there).
+    ended: BTreeMap<(RoleId, u8), u64>,
     /// Every worker ever registered, present or gone.
     workers: Vec<WorkerState>,
     /// The tasks each worker holds an attempt of.
@@ -317,6 +321,7 @@ impl Scheduler {
             free: Vec::new(),
             index: HashMap::new(),
             inserted: 0,
+            ended: BTreeMap::new(),
             workers: Vec::new(),
             holding: HashMap::new(),
             by_node: BTreeMap::new(),

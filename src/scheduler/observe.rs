@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::events::{AttemptEnd, Event};
 use super::{BidPath, Scheduler};
+use crate::task::TaskStatus;
 
 /// What the scheduler holds at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -15,8 +16,14 @@ pub struct Census {
     /// and status (`TaskStatus`'s text: `pending`, `running`, `completed`…).
     pub tasks: BTreeMap<(String, String), u64>,
     /// Tasks waiting for an award (ready, or waiting out a retry delay), by
-    /// role: the ready queue's depth.
+    /// role: the ready queue's depth (every role the admin knows, 0
+    /// included).
     pub ready: BTreeMap<String, u64>,
+    /// Tasks that finished since this replica began applying the ledger
+    /// (evicted ones included), by role and final status (`completed`,
+    /// `failed`, `cancelled`, `skipped`): a counter for each, which starts
+    /// again from 0 on a replica restored from a snapshot.
+    pub finished: BTreeMap<(String, String), u64>,
     /// Present workers.
     pub workers: u64,
     /// Slots of present workers running or stopping an attempt.
@@ -64,14 +71,20 @@ pub enum Observation {
         /// The task's role.
         role: String,
     },
-    /// A task of `role` finished with `status` (`completed`, `failed`,
-    /// `cancelled`, `skipped`).
-    Finished {
-        /// The task's role.
-        role: String,
-        /// Its final status.
-        status: String,
-    },
+}
+
+/// The final statuses, in the order [`final_index`] numbers them.
+const FINAL: [&str; 4] = ["completed", "failed", "cancelled", "skipped"];
+
+/// A final status's place in [`FINAL`] (an unfinished one counts as failed:
+/// never asked).
+pub(super) fn final_index(status: &TaskStatus) -> u8 {
+    match status {
+        TaskStatus::Completed => 0,
+        TaskStatus::Cancelled => 2,
+        TaskStatus::Skipped => 3,
+        _ => 1,
+    }
 }
 
 impl Scheduler {
@@ -86,6 +99,16 @@ impl Scheduler {
             }
             let status = self.status_at(e).to_string();
             *c.tasks.entry((role, status)).or_default() += 1;
+        }
+        for role in &self.roles {
+            c.ready.entry(role.name.to_string()).or_default();
+        }
+        for (&(role, kind), &n) in &self.ended {
+            let key = (
+                self.roles[role].name.to_string(),
+                FINAL[usize::from(kind)].to_string(),
+            );
+            c.finished.insert(key, n);
         }
         for w in self.workers.iter().filter(|w| w.present) {
             c.workers += 1;
@@ -149,27 +172,18 @@ impl Scheduler {
                     AttemptEnd::Undelivered { .. } => "undelivered",
                 };
                 out.push(Observation::AttemptEnded {
-                    role: role.clone(),
+                    role,
                     how,
                     ran: Duration::from_millis(ran),
                 });
-                if matches!(end, AttemptEnd::Completed(_)) {
-                    let status = "completed".to_string();
-                    out.push(Observation::Finished { role, status });
-                }
             }
             Event::RetryScheduled { task, .. } => {
                 if let Some((_, role)) = role_of(task) {
                     out.push(Observation::Retried { role });
                 }
             }
-            Event::TaskEnded { task, .. } => {
-                if let Some((e, role)) = role_of(task) {
-                    let status = self.status_at(e).to_string();
-                    out.push(Observation::Finished { role, status });
-                }
-            }
-            Event::WorkersRegistered { .. }
+            Event::TaskEnded { .. }
+            | Event::WorkersRegistered { .. }
             | Event::NodeLeft { .. }
             | Event::AttemptAccepted { .. }
             | Event::AttemptRefused { .. }

@@ -136,6 +136,7 @@ impl Scheduler {
             bids,
             reason,
             rounds: award.rounds,
+            queued: award.reason.queued,
         }
     }
 

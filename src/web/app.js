@@ -28,7 +28,9 @@ function drawOffice(mesh) {
     return;
   }
   const me = mesh.is_admin ? " (this node)" : "";
-  o.textContent = `admin ${short(mesh.admin)}${me}, term ${mesh.term}, ${mesh.voters} voter${mesh.voters === 1 ? "" : "s"}`;
+  // A node that keeps no replica of the ledger does not know the voters.
+  const voters = mesh.voters ? `, ${mesh.voters} voter${mesh.voters === 1 ? "" : "s"}` : "";
+  o.textContent = `admin ${short(mesh.admin)}${me}, term ${mesh.term}${voters}`;
 }
 
 function drawPeers(mesh) {
@@ -109,10 +111,14 @@ function drawDag(tasks) {
   }
 }
 
-function drawChart(series) {
+function drawChart(series, mesh) {
   const svg = document.getElementById("chart");
   svg.replaceChildren();
-  if (series.length < 2) return;
+  if (series.length < 2) {
+    const why = mesh.is_admin ? "a few seconds of samples first" : "samples are taken on the admin: open its page";
+    svg.append(el("svg:text", { x: 300, y: 60, "text-anchor": "middle", fill: "#6b7785", "font-size": 12 }, why));
+    return;
+  }
   const rates = series.slice(1).map((s, i) => Math.max(0, (s.finished - series[i].finished) / Math.max(0.001, (s.at_ms - series[i].at_ms) / 1000)));
   const ready = series.slice(1).map(s => s.ready);
   const n = rates.length;
@@ -133,7 +139,7 @@ async function refresh() {
     drawPeers(mesh);
     drawTasks(tasks.tasks);
     drawDag(tasks.tasks);
-    drawChart(series.samples);
+    drawChart(series.samples, mesh);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     document.getElementById("updated").textContent = "cannot reach the node: " + e.message;

@@ -37,6 +37,16 @@ impl Answer {
 
 /// `method path` on `addr` (`HOST:PORT`), with a JSON body when given.
 pub fn request(addr: &str, method: &str, path: &str, json: Option<&serde_json::Value>) -> Answer {
+    request_as(addr, addr, method, path, json)
+}
+
+/// `GET path` on `addr` with the `Host` header `host` (as a browser sends
+/// for a name that resolves to `addr`).
+pub fn get_as(addr: &str, host: &str, path: &str) -> Answer {
+    request_as(addr, host, "GET", path, None)
+}
+
+fn request_as(addr: &str, host: &str, method: &str, path: &str, json: Option<&serde_json::Value>) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     s.set_read_timeout(Some(LIMIT)).unwrap();
     let body = json.map(|j| j.to_string()).unwrap_or_default();
@@ -47,7 +57,7 @@ pub fn request(addr: &str, method: &str, path: &str, json: Option<&serde_json::V
     };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{kind}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{kind}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -107,27 +107,53 @@ fn each_decision_is_observed_with_its_role_and_timing() {
     let before = h.events.len();
     h.report_ok(id, b"ok");
     let done = observed(&h, before);
-    assert_eq!(done.len(), 2, "{done:?}");
-    assert_eq!(
-        done[1],
-        Observation::Finished {
-            role: "worker".into(),
-            status: "completed".into()
-        }
-    );
-    let mut c = task(2, 1);
-    c.role = "worker".into();
-    let [cancelled] = h.submit(vec![c])[..] else {
-        unreachable!()
-    };
-    let before = h.events.len();
-    h.cancel(&[cancelled]);
     assert!(
-        observed(&h, before).contains(&Observation::Finished {
-            role: "worker".into(),
-            status: "cancelled".into()
-        }),
-        "{:?}",
-        observed(&h, before)
+        matches!(&done[..], [Observation::AttemptEnded { how: "completed", .. }]),
+        "{done:?}"
+    );
+}
+
+/// Every end counts in the census, those a dependency caused included.
+#[test]
+fn the_census_counts_every_finished_task_by_role_and_status() {
+    let mut h = Harness::new();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let mut fallback = task(3, 1).depends_on(tid(1));
+    fallback.trigger = Trigger::OneFailed;
+    let ids = h.submit(vec![
+        task(1, 1),
+        task(2, 1).depends_on(tid(1)),
+        fallback,
+        task(4, 1),
+    ]);
+    h.bid_all();
+    h.accept(ids[0]);
+    h.report_ok(ids[0], b"ok");
+    h.cancel(&[ids[3]]);
+    let c = h.s.census();
+    let finished = |status: &str| {
+        c.finished
+            .get(&("worker".to_string(), status.to_string()))
+            .copied()
+    };
+    assert_eq!(finished("completed"), Some(1), "{c:?}");
+    assert_eq!(finished("skipped"), Some(1), "the fallback, not triggered: {c:?}");
+    assert_eq!(finished("cancelled"), Some(1), "{c:?}");
+    assert_eq!(c.ready.get("worker"), Some(&1), "t2 waits for an award: {c:?}");
+    let mut h = Harness::new();
+    h.register("n1", &[("w", "worker", 5, 1)]);
+    let ids = h.submit(vec![
+        task(1, 1),
+        task(2, 1).depends_on(tid(1)),
+        task(3, 1).depends_on(tid(2)),
+    ]);
+    h.cancel(&[ids[0]]);
+    let c = h.s.census();
+    let n: u64 = c.finished.values().sum();
+    assert_eq!(n, 3, "the dependents a cancellation ended count too: {c:?}");
+    assert_eq!(
+        c.ready.get("worker"),
+        Some(&0),
+        "a known role reads 0, not nothing"
     );
 }

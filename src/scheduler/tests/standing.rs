@@ -155,12 +155,17 @@ fn queues_fill_only_when_no_fitting_standing_bid_has_a_free_slot() {
     // fifth waits: nobody has room.
     assert_eq!(winners, [Some("a"), Some("b"), Some("a"), Some("a"), None]);
     assert_eq!(h.load("n1", "a"), 3, "one running, two waiting");
-    assert!(h
-        .report_of(ids[2])
-        .auction
-        .unwrap()
-        .reason
-        .starts_with("standing bid: "));
+    let queued = h.report_of(ids[2]).auction.unwrap();
+    assert!(
+        queued
+            .reason
+            .starts_with("standing bid, into its queue (no capable worker had a free slot): ")
+            && queued.reason.ends_with("; b was busy"),
+        "{}",
+        queued.reason
+    );
+    let first = h.report_of(ids[0]).auction.unwrap();
+    assert!(first.reason.starts_with("standing bid: "), "{}", first.reason);
     // The first result frees a place in a's queue: the fifth goes there.
     h.accept(ids[0]);
     h.report_ok(ids[0], b"ok");
