@@ -476,6 +476,10 @@ pub enum TaskStatus {
     Announced,
     /// Awarded to a worker; waiting for it to accept.
     Assigned,
+    /// Awarded when no capable worker had a free slot: the worker holds it
+    /// in its queue, and starts it the moment one of its slots frees (its
+    /// node's renewals say when it has started).
+    Queued,
     /// The worker accepted and is processing it.
     Running,
     /// Finished with an output.
@@ -511,6 +515,7 @@ impl fmt::Display for TaskStatus {
             TaskStatus::Pending => "pending",
             TaskStatus::Announced => "announced",
             TaskStatus::Assigned => "assigned",
+            TaskStatus::Queued => "queued",
             TaskStatus::Running => "running",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",

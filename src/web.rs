@@ -18,7 +18,7 @@
 //!   this node is the admin, each `{at_ms, finished, ready, running}`:
 //!   tasks finished since its replica began applying the ledger (a
 //!   counter: the page shows its rate), tasks waiting for an award, tasks
-//!   assigned or running.
+//!   assigned, queued or running.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ struct Sample {
     finished: u64,
     /// Tasks waiting for an award.
     ready: u64,
-    /// Tasks assigned or running.
+    /// Tasks assigned, queued or running.
     running: u64,
 }
 
@@ -208,7 +208,7 @@ async fn sample(handle: NodeHandle, samples: Arc<Mutex<VecDeque<Sample>>>) {
         let running = census
             .tasks
             .iter()
-            .filter(|((_, status), _)| status == "assigned" || status == "running")
+            .filter(|((_, status), _)| matches!(status.as_str(), "assigned" | "queued" | "running"))
             .map(|(_, n)| n)
             .sum();
         let at_ms = std::time::SystemTime::now()

@@ -284,7 +284,9 @@ impl Scheduler {
                 if let Phase::Assigned { worker, attempt: a } = e.phase {
                     if a == *attempt {
                         e.phase = Phase::Running { worker, attempt: a };
-                        self.changed(slot, TaskStatus::Running);
+                        // Running, or queued behind the worker's running tasks.
+                        let status = self.status_at(&self.tasks[slot]);
+                        self.changed(slot, status);
                     }
                 }
             }

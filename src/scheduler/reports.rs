@@ -148,6 +148,13 @@ impl Scheduler {
     pub(super) fn status_at(&self, e: &Entry) -> TaskStatus {
         match e.soft.stage {
             Stage::Announced { .. } if e.phase.awaits_award() => TaskStatus::Announced,
+            // Awarded into the worker's queue, and not said to have started.
+            _ if matches!(e.phase, Phase::Running { .. })
+                && e.award.as_ref().is_some_and(|a| a.reason.queued)
+                && !matches!(e.soft.run, state::RunSeen::Started(_)) =>
+            {
+                TaskStatus::Queued
+            }
             _ => events::status_of(&e.phase),
         }
     }

@@ -160,6 +160,7 @@ impl Scheduler {
                 Some(slot) => {
                     let award = self.tasks[slot].history.last().map_or(0, |a| a.started_ms);
                     let takeover = self.takeover.is_some();
+                    let before = self.status_at(&self.tasks[slot]);
                     let soft = &mut self.tasks[slot].soft;
                     soft.lease_until = until;
                     soft.run = match (waiting.binary_search(&(task, attempt)).is_ok(), soft.run) {
@@ -171,6 +172,11 @@ impl Scheduler {
                         (false, _) if takeover => RunSeen::Started(now),
                         (false, _) => RunSeen::Started(Duration::from_millis(award)),
                     };
+                    // A queued award its node now says started is running.
+                    let after = self.status_at(&self.tasks[slot]);
+                    if after != before {
+                        self.changed(slot, after);
+                    }
                 }
                 None => self.abort.entry(node.clone()).or_default().push((task, attempt)),
             }

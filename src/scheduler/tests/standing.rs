@@ -166,6 +166,23 @@ fn queues_fill_only_when_no_fitting_standing_bid_has_a_free_slot() {
     );
     let first = h.report_of(ids[0]).auction.unwrap();
     assert!(first.reason.starts_with("standing bid: "), "{}", first.reason);
+    // Taken into a's queue: queued, not running, until a's node says it
+    // started.
+    for &t in &ids[..4] {
+        h.accept(t);
+    }
+    let statuses: Vec<_> = ids[..4].iter().map(|&t| h.status(t)).collect();
+    use TaskStatus::{Queued, Running};
+    assert_eq!(
+        statuses,
+        [Some(Running), Some(Running), Some(Queued), Some(Queued)]
+    );
+    let held: Vec<(TaskId, u32)> = [ids[0], ids[2], ids[3]].iter().map(|&t| (t, 1)).collect();
+    h.renew_waiting("n1", &held, &held[1..]);
+    assert_eq!(h.status(ids[2]), Some(Queued), "still waiting, as its node says");
+    h.renew_waiting("n1", &held, &held[2..]);
+    assert_eq!(h.status(ids[2]), Some(Running), "started, as its node says");
+    assert_eq!(h.status(ids[3]), Some(Queued));
     // The first result frees a place in a's queue: the fifth goes there.
     h.accept(ids[0]);
     h.report_ok(ids[0], b"ok");
@@ -206,7 +223,7 @@ fn the_timeout_backstop_waits_while_an_attempt_waits_in_a_queue() {
     }
     assert_eq!(
         h.status(second),
-        Some(TaskStatus::Running),
+        Some(TaskStatus::Queued),
         "{:?}",
         h.changes(second)
     );
@@ -265,7 +282,7 @@ fn a_new_admin_waits_for_the_first_renewal_before_its_timeout_backstop() {
     h.advance(1);
     assert_eq!(
         h.status(second),
-        Some(TaskStatus::Running),
+        Some(TaskStatus::Queued),
         "{:?}",
         h.changes(second)
     );
@@ -273,8 +290,8 @@ fn a_new_admin_waits_for_the_first_renewal_before_its_timeout_backstop() {
     h.advance(200);
     assert_eq!(
         h.status(second),
-        Some(TaskStatus::Running),
-        "{:?}",
+        Some(TaskStatus::Queued),
+        "still waiting, as its node says: {:?}",
         h.changes(second)
     );
 }

@@ -54,9 +54,12 @@ impl Sim {
                 // A late bid awards a task backing off without a new round.
                 (Pending, Announced | Assigned | Failed | Cancelled | Skipped)
                     | (Announced, Assigned | Pending | Failed | Cancelled)
-                    | (Assigned, Running | Pending | Completed | Failed)
+                    | (Assigned, Running | Queued | Pending | Completed | Failed)
                     // A lost attempt goes back to waiting for an award.
                     | (Running, Completed | Failed | Pending)
+                    // Taken into a queue: running once its node says so,
+                    // or ended before it said so.
+                    | (Queued, Running | Completed | Failed | Pending)
             );
             assert!(ok, "{}: {:?} -> {:?} in {changes:?}", t.name, pair[0], pair[1]);
         }
