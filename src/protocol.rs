@@ -113,6 +113,9 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// Its software, as it announced itself (e.g. `taskmesh/0.1.0`).
     pub agent: Option<String>,
+    /// True for a voter of the ledger (the admin included).
+    #[serde(default)]
+    pub is_voter: bool,
 }
 
 /// Requests.

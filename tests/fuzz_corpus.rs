@@ -521,6 +521,7 @@ mod seeds {
                     workers: vec!["Junior".into()],
                     addrs: vec![format!("/ip4/10.0.0.1/tcp/7411/p2p/{PEER}")],
                     agent: Some("taskmesh/0.1.0".into()),
+                    is_voter: true,
                 }]),
             ),
             ("refused", Response::Refused("stale term 2 (now 3)".into())),

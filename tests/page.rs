@@ -266,6 +266,12 @@ fn the_page_shows_workers_a_dag_and_status_changes_live() {
     assert_eq!(join["dependencies"].as_array().map(Vec::len), Some(2), "{join}");
     let mesh = request(host, "GET", "/api/mesh", None).json();
     assert_eq!(mesh["is_admin"], json!(true));
+    let admin_row = b.eval("return document.querySelector('#peers tbody tr td:nth-child(2)').textContent;");
+    assert_eq!(
+        admin_row,
+        json!("admin, voter"),
+        "the admin is the ledger's voter"
+    );
     assert_eq!(mesh["workers"][0]["name"], json!("gated"));
     let verdicts: Vec<&str> = join["bids"]
         .as_array()

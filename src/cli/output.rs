@@ -228,10 +228,11 @@ pub fn peer_table(peers: &[taskmesh::protocol::PeerInfo]) {
         ("ADDRESS", Left),
     ]);
     for p in peers {
-        let role = match (p.is_admin, p.workers.is_empty()) {
-            (true, _) => "admin",
-            (false, true) => "peer",
-            (false, false) => "worker",
+        let role = match (p.is_admin, p.is_voter, p.workers.is_empty()) {
+            (true, _, _) => "admin",
+            (false, true, _) => "voter",
+            (false, false, true) => "peer",
+            (false, false, false) => "worker",
         };
         let workers = if p.workers.is_empty() {
             "-".to_string()

@@ -373,12 +373,14 @@ impl EventLoop {
                 .map(|w| w.name.clone())
                 .collect()
         };
+        let voters = self.voter_peers();
         let me = crate::protocol::PeerInfo {
             peer: self.me.to_string(),
             is_admin: true,
             workers: hosted(&self.me),
             addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
             agent: Some(format!("taskmesh/{}", env!("CARGO_PKG_VERSION"))),
+            is_voter: voters.contains(&self.me),
         };
         let others = self.swarm.connected_peers().map(|p| {
             let meta = self.peer_meta.get(p).cloned().unwrap_or_default();
@@ -388,6 +390,7 @@ impl EventLoop {
                 workers: hosted(p),
                 addrs: meta.addrs.iter().map(|a| a.to_string()).collect(),
                 agent: (!meta.agent.is_empty()).then_some(meta.agent),
+                is_voter: voters.contains(p),
             }
         });
         std::iter::once(me).chain(others).collect()

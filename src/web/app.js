@@ -42,7 +42,8 @@ function drawPeers(mesh) {
     byNode.get(w.node).push(w);
   }
   for (const p of mesh.peers || []) {
-    const part = p.is_admin ? "admin" : (p.workers.length ? "worker" : "peer");
+    const parts = [p.is_admin ? "admin" : null, p.is_voter ? "voter" : null, p.workers.length ? "workers" : null].filter(Boolean);
+    const part = parts.length ? parts.join(", ") : "peer";
     const workers = (byNode.get(p.peer) || []).map(w => `${w.name} (${w.role}, ${w.skill}, ${w.load}/${w.capacity})`);
     const names = workers.length ? workers.join(", ") : (p.workers.join(", ") || "-");
     const tr = el("tr", { "data-peer": p.peer });
