@@ -240,13 +240,44 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Task>, TaskFileError> {
 fn from_json(text: &str, path: &Path) -> Result<FileShape, TaskFileError> {
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
-        let message = message.split(" at line").next().unwrap_or_default();
-        // A well-formed file whose tasks do not fit: name the task.
-        let tasks = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("task").or_else(|| v.get("tasks")).cloned())
-            .and_then(|v| v.as_array().cloned());
-        located(path, e.line(), e.column(), message, tasks.unwrap_or_default())
+        let message = message.split(" at line").next().unwrap_or_default().to_string();
+        // A well-formed file whose tasks do not fit: name the task. Each
+        // task is read again from its own text, so that what only the full
+        // reading sees (a key written twice in an `input_json`, which a
+        // `serde_json::Value` would quietly take the last of) is found too.
+        #[derive(Deserialize)]
+        struct Raw<'a> {
+            #[serde(borrow, default)]
+            task: Vec<&'a serde_json::value::RawValue>,
+            #[serde(borrow, default)]
+            tasks: Vec<&'a serde_json::value::RawValue>,
+        }
+        let raw = serde_json::from_str::<Raw>(text).ok();
+        let each = raw.iter().flat_map(|r| r.task.iter().chain(&r.tasks));
+        let culprit = each
+            .enumerate()
+            .find(|(_, t)| serde_json::from_str::<TaskShape>(t.get()).is_err());
+        let path = path.to_path_buf();
+        let (line, column) = (e.line(), e.column());
+        match culprit {
+            Some((i, t)) => {
+                let name = serde_json::from_str::<serde_json::Value>(t.get()).ok();
+                let name = name.as_ref().and_then(|v| v.get("name")?.as_str());
+                TaskFileError::Value {
+                    path,
+                    line,
+                    column,
+                    task: name.map_or_else(|| format!("#{}", i + 1), |n| quoted(n).to_string()),
+                    message,
+                }
+            }
+            None => TaskFileError::Syntax {
+                path,
+                line,
+                column,
+                message,
+            },
+        }
     })
 }
 
@@ -300,12 +331,6 @@ trait TaskName {
 }
 
 impl TaskName for toml::Value {
-    fn task_name(&self) -> Option<&str> {
-        self.get("name")?.as_str()
-    }
-}
-
-impl TaskName for serde_json::Value {
     fn task_name(&self) -> Option<&str> {
         self.get("name")?.as_str()
     }
@@ -451,6 +476,13 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("f.toml:4:") && e.contains("task \"n\"") && e.contains("JSON cannot write"),
+            "{e}"
+        );
+        let json = r#"{"task": [{"name": "ok", "role": "w"},
+            {"name": "dup", "role": "w", "input_json": {"a": 1, "a": 2}}]}"#;
+        let e = parse(json, &p("f.json")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.json:2:") && e.contains("task \"dup\": input_json has the key \"a\" twice"),
             "{e}"
         );
     }
