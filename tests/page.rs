@@ -40,6 +40,8 @@ struct Browser {
     _driver: Proc,
     addr: String,
     session: String,
+    /// The browser's profile and temporary files, removed after it stops.
+    _files: tempfile::TempDir,
 }
 
 impl Browser {
@@ -49,8 +51,9 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        let files = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(driver);
-        cmd.arg(format!("--port={port}"));
+        cmd.arg(format!("--port={port}")).env("TMPDIR", files.path());
         let driver = Proc::spawn(cmd);
         let addr = format!("127.0.0.1:{port}");
         wait_for("chromedriver to listen", || {
@@ -61,7 +64,8 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1600"]
+                         "--disable-dev-shm-usage", "--window-size=1280,1600",
+                         format!("--user-data-dir={}", files.path().join("profile").display())]
             }
         }}});
         let answer = request(&addr, "POST", "/session", Some(&caps)).json();
@@ -73,6 +77,7 @@ impl Browser {
             _driver: driver,
             addr,
             session,
+            _files: files,
         }
     }
 
