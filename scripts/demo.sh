@@ -130,6 +130,8 @@ else
     BIN=${CARGO_TARGET_DIR:-target}/$dir/taskmesh
 fi
 [ -x "$BIN" ] || fail "no taskmesh binary at $BIN"
+# Absolute, so that the commands it prints work from any directory.
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 if [ "${DEMO_PARSER:-}" != jq ] && command -v python3 >/dev/null; then
     PARSER=python3
@@ -272,7 +274,7 @@ echo
 say "all as expected (results read with $PARSER)"
 if [ -n "$HTTP$METRICS" ]; then
     STAYING=1
-    say "the mesh stays up for the page${page:+ at $page}${metrics:+ and the metrics at $metrics}: Ctrl-C to stop"
+    say "the mesh stays up${page:+ for the page at $page}${page:+${metrics:+ and}}${metrics:+ for the metrics at $metrics}: Ctrl-C to stop"
     say "submit more to it with: $BIN submit $PWD/examples/pipeline.toml --join $ADDR --no-mdns --psk $LOGS/mesh.key"
     while kill -0 "$ADMIN_PID" 2>/dev/null; do
         sleep 1 &

@@ -399,7 +399,9 @@ pub(crate) async fn serve(
             }
         }
     };
-    let app = axum::Router::new().route("/metrics", get(scrape));
+    let app = axum::Router::new()
+        .route("/metrics", get(scrape))
+        .layer(axum::middleware::from_fn(crate::web::known_host));
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "the metrics server stopped");
     }

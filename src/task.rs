@@ -241,13 +241,34 @@ pub enum NameError {
     },
     /// The name holds a character that would break a table row or a line of
     /// output, or reorder the text around it (see [`check_name`]).
-    #[error("holds the control character U+{:04X} at character {at}; names may not hold control characters", u32::from(*found))]
+    #[error("holds the {} character U+{:04X} at character {at}; names may not hold control or invisible characters", kind_of(*found), u32::from(*found))]
     Control {
         /// The character.
         found: char,
         /// Its position among the name's characters, from 1.
         at: usize,
     },
+    /// A joiner (U+200C, U+200D) or variation selector that joins or varies
+    /// nothing visible: it may only follow a character beyond ASCII (and a
+    /// joiner precede one), as in emoji sequences and the scripts that need
+    /// them; between ASCII letters it only makes two names look alike.
+    #[error("holds U+{:04X} at character {at}, where it joins nothing: a joiner or variation selector may only follow (and a joiner precede) a character beyond ASCII", u32::from(*found))]
+    Joiner {
+        /// The character.
+        found: char,
+        /// Its position among the name's characters, from 1.
+        at: usize,
+    },
+}
+
+/// "control" or "invisible", for a refused character's message.
+fn kind_of(c: char) -> &'static str {
+    let bidi_or_separator = matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if c.is_control() || bidi_or_separator {
+        "control"
+    } else {
+        "invisible"
+    }
 }
 
 /// Checks a task's or a worker's name or role: not empty, at most
@@ -261,9 +282,12 @@ pub enum NameError {
 /// text shown around them (CVE-2021-42574, "Trojan Source"), and the
 /// invisible ones that make two names look alike (soft hyphen U+00AD,
 /// zero-width space U+200B, U+2060–U+2064, the byte-order mark U+FEFF,
-/// the interlinear annotations U+FFF9–U+FFFB, the language tag U+E0001).
-/// The zero-width joiners U+200C and U+200D stay allowed: scripts and emoji
-/// sequences need them.
+/// the interlinear annotations U+FFF9–U+FFFB, the language tag U+E0001,
+/// and blank look-alikes: U+034F, the Hangul fillers U+115F, U+1160,
+/// U+3164, U+FFA0, U+17B4, U+17B5, U+180B–U+180F). The joiners U+200C and
+/// U+200D and the variation selectors stay allowed where scripts and emoji
+/// sequences use them, next to characters beyond ASCII
+/// ([`NameError::Joiner`]).
 pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -274,10 +298,22 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
             max: MAX_NAME_BYTES,
         });
     }
-    match name.chars().enumerate().find(|(_, c)| is_control(*c)) {
-        Some((i, found)) => Err(NameError::Control { found, at: i + 1 }),
-        None => Ok(()),
+    let chars: Vec<char> = name.chars().collect();
+    for (i, &found) in chars.iter().enumerate() {
+        let at = i + 1;
+        if is_control(found) {
+            return Err(NameError::Control { found, at });
+        }
+        let beyond_ascii = |c: Option<&char>| c.is_some_and(|c| !c.is_ascii());
+        let joiner = matches!(found, '\u{200C}' | '\u{200D}');
+        let selector = matches!(found, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}');
+        let before = beyond_ascii(i.checked_sub(1).and_then(|p| chars.get(p)));
+        let after = beyond_ascii(chars.get(i + 1));
+        if (joiner && !(before && after)) || (selector && !before) {
+            return Err(NameError::Joiner { found, at });
+        }
     }
+    Ok(())
 }
 
 /// A name in double quotes as errors show it: as written, with only `"`,
@@ -305,7 +341,8 @@ pub fn quoted(name: &str) -> Quoted<'_> {
     Quoted(name)
 }
 
-/// A control character in the sense of [`check_name`].
+/// A control or invisible character in the sense of [`check_name`]: never
+/// in a name, and escaped wherever taskmesh prints other text.
 pub fn is_control(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -323,6 +360,16 @@ pub fn is_control(c: char) -> bool {
                 | '\u{FEFF}'
                 | '\u{FFF9}'..='\u{FFFB}'
                 | '\u{E0001}'
+                // Blank look-alikes: the combining grapheme joiner, Hangul
+                // and Khmer fillers, Mongolian selectors and separator.
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{3164}'
+                | '\u{FFA0}'
         )
 }
 
@@ -1004,6 +1051,8 @@ mod tests {
             ("\u{FEFF}bom", '\u{FEFF}', 1),
             ("a\u{200B}b", '\u{200B}', 2),
             ("x\u{E0001}", '\u{E0001}', 2),
+            ("\u{115F}\u{34F}", '\u{115F}', 1),
+            ("a\u{180E}", '\u{180E}', 2),
         ] {
             assert_eq!(
                 check_name(name),
@@ -1014,8 +1063,24 @@ mod tests {
         let e = check_name("a\nb").unwrap_err().to_string();
         assert_eq!(
             e,
-            "holds the control character U+000A at character 2; names may not hold control characters"
+            "holds the control character U+000A at character 2; names may not hold control or invisible characters"
         );
+        let e = check_name("\u{3164}").unwrap_err().to_string();
+        assert!(
+            e.starts_with("holds the invisible character U+3164 at character 1"),
+            "{e}"
+        );
+        for (name, found, at) in [
+            ("ab\u{200D}cd", '\u{200D}', 3),
+            ("\u{200C}x", '\u{200C}', 1),
+            ("要\u{200D}", '\u{200D}', 2),
+            ("a\u{FE0F}", '\u{FE0F}', 2),
+        ] {
+            assert_eq!(check_name(name), Err(NameError::Joiner { found, at }), "{name:?}");
+        }
+        for ok in ["❤\u{FE0F}", "می\u{200C}خواهم", "क्\u{200D}ष"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok:?}");
+        }
     }
 
     #[test]

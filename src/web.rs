@@ -7,7 +7,8 @@
 //! by status, and throughput and ready-queue depth over the last ten minutes.
 //!
 //! The API, for tools as well (JSON, `GET`):
-//! - `/api/mesh`: this node, the admin it follows, term, voters, `no_quorum`,
+//! - `/api/mesh`: this node, the admin it follows, term, voters (`null` on
+//!   a node that keeps no replica of the ledger), `no_quorum`,
 //!   `peers` (as `taskmesh peers --json`), `workers` (as `taskmesh workers
 //!   --json`), and `error` when the admin could not be asked.
 //! - `/api/tasks`: `tasks`, the most recent submissions (up to 1,000, oldest
@@ -73,7 +74,9 @@ struct MeshView {
     admin: Option<String>,
     term: u64,
     is_admin: bool,
-    voters: usize,
+    /// `None` on a node that keeps no replica of the ledger (it does not
+    /// know the voters).
+    voters: Option<usize>,
     no_quorum: Option<(usize, usize)>,
     peers: Vec<PeerInfo>,
     workers: Vec<WorkerInfo>,
@@ -139,7 +142,7 @@ async fn mesh(State(web): State<Web>) -> Json<MeshView> {
         admin: s.admin.map(|a| a.to_string()),
         term: s.term,
         is_admin: s.is_admin,
-        voters: s.voters,
+        voters: (s.voters > 0).then_some(s.voters),
         no_quorum: s.no_quorum,
         peers: peers.unwrap_or_default(),
         workers: workers.unwrap_or_default(),
@@ -258,7 +261,10 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, handle: NodeHandle)
 /// `localhost` or its own host name (as `Host` says): a page on another
 /// site that points a name of its own at this address (DNS rebinding)
 /// cannot read the mesh through the visitor's browser.
-async fn known_host(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+pub(crate) async fn known_host(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let host = req
         .headers()
         .get(header::HOST)

@@ -136,6 +136,13 @@ fn metrics_tell_what_the_mesh_did() {
 
     // Anything but /metrics is not found; the node stays up.
     assert_eq!(common::http::get(&metrics, "/nothing").status, 404);
+    let foreign = common::http::get_as(&metrics, "evil.example", "/metrics");
+    assert_eq!(
+        foreign.status,
+        421,
+        "a foreign Host is refused: {}",
+        foreign.text()
+    );
     std::thread::sleep(Duration::from_millis(10));
     assert_eq!(value(&scrape(&metrics), "taskmesh_is_admin", &[]), Some(1.0));
 }

@@ -65,11 +65,20 @@ pub enum Choice {
 
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, "with room")
+    }
+}
+
+impl Choice {
+    /// The choice in words; `room` says where the candidates had room
+    /// ("with room", or "with room in their queues" for an award into a
+    /// queue).
+    fn render(&self, f: &mut fmt::Formatter<'_>, room: &str) -> fmt::Result {
         match self {
             Choice::OnlyCapable { skill, difficulty } => {
                 write!(
                     f,
-                    "only capable bidder with room (skill {skill} >= difficulty {difficulty})"
+                    "only capable bidder {room} (skill {skill} >= difficulty {difficulty})"
                 )
             }
             Choice::LeastLoaded {
@@ -81,7 +90,7 @@ impl fmt::Display for Choice {
             } => write!(
                 f,
                 "least loaded ({load}/{capacity}) with the lowest sufficient skill \
-                 ({skill} >= {difficulty}) among {among} capable bidders with room"
+                 ({skill} >= {difficulty}) among {among} capable bidders {room}"
             ),
             Choice::Said(words) => f.write_str(words),
         }
@@ -135,7 +144,10 @@ impl fmt::Display for AwardReason {
                 "late bid for round {round}, which had closed without an award: "
             )?,
         }
-        self.choice.fmt(f)
+        match self.queued {
+            true => self.choice.render(f, "with room in its queue"),
+            false => self.choice.fmt(f),
+        }
     }
 }
 
@@ -430,7 +442,7 @@ mod tests {
         assert_eq!(
             queued.to_string(),
             "standing bid, into its queue (no capable worker had a free slot): \
-             only capable bidder with room (skill 3 >= difficulty 1)"
+             only capable bidder with room in its queue (skill 3 >= difficulty 1)"
         );
         for (path, choice, text) in cases {
             let (omitted, held, queued) = (0, Box::default(), false);

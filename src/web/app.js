@@ -61,7 +61,7 @@ function drawTasks(tasks) {
     const status = el("td", {});
     status.append(el("span", { class: "status s-" + t.status }, t.status));
     tr.append(el("td", { class: "name" }, t.name), status, el("td", {}, t.role), el("td", {}, t.difficulty),
-      el("td", {}, t.worker || "-"), el("td", {}, t.attempts), el("td", { class: "why" }, t.error ? "error: " + t.error : (t.reason || "")));
+      el("td", {}, t.worker || "-"), el("td", {}, t.attempts), el("td", { class: "why" }, t.error ? (t.status === "failed" ? "error: " + t.error : t.error) : (t.reason || "")));
     body.append(tr);
   }
 }
