@@ -257,27 +257,14 @@ fn from_json(text: &str, path: &Path) -> Result<FileShape, TaskFileError> {
         let culprit = each
             .enumerate()
             .find(|(_, t)| serde_json::from_str::<TaskShape>(t.get()).is_err());
-        let path = path.to_path_buf();
-        let (line, column) = (e.line(), e.column());
-        match culprit {
-            Some((i, t)) => {
-                let name = serde_json::from_str::<serde_json::Value>(t.get()).ok();
-                let name = name.as_ref().and_then(|v| v.get("name")?.as_str());
-                TaskFileError::Value {
-                    path,
-                    line,
-                    column,
-                    task: name.map_or_else(|| format!("#{}", i + 1), |n| quoted(n).to_string()),
-                    message,
-                }
-            }
-            None => TaskFileError::Syntax {
-                path,
-                line,
-                column,
-                message,
-            },
-        }
+        let culprit = culprit.map(|(i, t)| {
+            let task = serde_json::from_str::<serde_json::Value>(t.get()).ok();
+            let name = task
+                .as_ref()
+                .and_then(|v| v.get("name")?.as_str().map(str::to_string));
+            (i, name)
+        });
+        located(path, e.line(), e.column(), message, culprit)
     })
 }
 
@@ -288,32 +275,35 @@ fn from_toml(text: &str, path: &Path) -> Result<FileShape, TaskFileError> {
         let tasks = toml::from_str::<toml::Table>(text)
             .ok()
             .and_then(|mut t| t.remove("task").or_else(|| t.remove("tasks")))
-            .and_then(|v| v.as_array().cloned());
-        located(path, line, column, e.message(), tasks.unwrap_or_default())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        let culprit = tasks
+            .into_iter()
+            .enumerate()
+            .find(|(_, t)| TaskShape::deserialize(t.clone()).is_err())
+            .map(|(i, t)| (i, t.get("name").and_then(|n| n.as_str()).map(str::to_string)));
+        located(path, line, column, e.message().to_string(), culprit)
     })
 }
 
 /// The error for a parse failure at `line:column`. When the file itself is
-/// well formed, the first task that does not fit the task shape is the one
-/// the parser stopped in (tasks are read in order): the error names it.
-fn located<V>(path: &Path, line: usize, column: usize, message: &str, tasks: Vec<V>) -> TaskFileError
-where
-    V: for<'de> Deserializer<'de> + Clone + TaskName,
-{
-    let culprit = tasks
-        .iter()
-        .enumerate()
-        .find(|(_, t)| TaskShape::deserialize((*t).clone()).is_err());
+/// well formed, `culprit` is the first task that does not fit the task shape
+/// (its position from 0, and its name if it has one): the one the parser
+/// stopped in, since tasks are read in order. The error names it.
+fn located(
+    path: &Path,
+    line: usize,
+    column: usize,
+    message: String,
+    culprit: Option<(usize, Option<String>)>,
+) -> TaskFileError {
     let path = path.to_path_buf();
-    let message = message.to_string();
     match culprit {
-        Some((i, t)) => TaskFileError::Value {
+        Some((i, name)) => TaskFileError::Value {
             path,
             line,
             column,
-            task: t
-                .task_name()
-                .map_or_else(|| format!("#{}", i + 1), |n| quoted(n).to_string()),
+            task: name.map_or_else(|| format!("#{}", i + 1), |n| quoted(&n).to_string()),
             message,
         },
         None => TaskFileError::Syntax {
@@ -322,17 +312,6 @@ where
             column,
             message,
         },
-    }
-}
-
-/// The `name` of a task read as a generic TOML or JSON value.
-trait TaskName {
-    fn task_name(&self) -> Option<&str>;
-}
-
-impl TaskName for toml::Value {
-    fn task_name(&self) -> Option<&str> {
-        self.get("name")?.as_str()
     }
 }
 
