@@ -298,20 +298,23 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
             max: MAX_NAME_BYTES,
         });
     }
-    let chars: Vec<char> = name.chars().collect();
-    for (i, &found) in chars.iter().enumerate() {
+    // One pass, no allocation: every submitted task's name comes here.
+    let beyond_ascii = |c: Option<char>| c.is_some_and(|c| !c.is_ascii());
+    let mut before = None;
+    let mut chars = name.chars().enumerate().peekable();
+    while let Some((i, found)) = chars.next() {
         let at = i + 1;
         if is_control(found) {
             return Err(NameError::Control { found, at });
         }
-        let beyond_ascii = |c: Option<&char>| c.is_some_and(|c| !c.is_ascii());
         let joiner = matches!(found, '\u{200C}' | '\u{200D}');
         let selector = matches!(found, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}');
-        let before = beyond_ascii(i.checked_sub(1).and_then(|p| chars.get(p)));
-        let after = beyond_ascii(chars.get(i + 1));
-        if (joiner && !(before && after)) || (selector && !before) {
+        let after = chars.peek().map(|&(_, c)| c);
+        let joins = beyond_ascii(before) && beyond_ascii(after);
+        if (joiner && !joins) || (selector && !beyond_ascii(before)) {
             return Err(NameError::Joiner { found, at });
         }
+        before = Some(found);
     }
     Ok(())
 }

@@ -25,15 +25,12 @@ fn escaped(text: &str) -> String {
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if taskmesh::task::is_control(c) {
-            out.extend(c.escape_debug());
-            if c.escape_debug().len() == 1 {
-                // escape_debug leaves some format characters as they are.
-                out.pop();
-                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-            }
-        } else {
-            out.push(c);
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if taskmesh::task::is_control(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
         }
     }
     out

@@ -141,7 +141,7 @@ impl EventLoop {
     }
 
     /// Counts the admin's decisions for the metrics.
-    fn count(&mut self, observed: &[crate::scheduler::Observation]) {
+    fn count(&self, observed: &[crate::scheduler::Observation]) {
         if let Some(m) = &self.metrics {
             for o in observed {
                 m.record(o);
