@@ -210,25 +210,33 @@ fn unusual_names_line_up_and_inputs_arrive_as_written() {
     let (_admin, addr) = mesh(45, &[], "1");
     let _cat = exec_worker(&addr, "cat:w:5", &["cat"], &[]);
     let dir = tempfile::tempdir().unwrap();
-    let names = ["ascii", "要約する", "🚀 launch", "cafe\u{301}", "tab-free"];
-    let want = [
-        r#"{"big":123456789012345678901234567890}"#,
-        r#"{"dt":"1979-05-27T07:32:00Z"}"#,
-        r#"{"z":1,"a":[0.1,1000.0]}"#,
-        r#"{"neg":-98765432109876543210}"#,
-        r#""plain""#,
+    // (name, input_json as written in the file, what the worker gets)
+    let cases = [
+        (
+            "ascii",
+            r#"{"big": 123456789012345678901234567890}"#,
+            r#"{"big":123456789012345678901234567890}"#,
+        ),
+        (
+            "要約する",
+            r#"{"dt": "1979-05-27T07:32:00Z"}"#,
+            r#"{"dt":"1979-05-27T07:32:00Z"}"#,
+        ),
+        (
+            "🚀 launch",
+            r#"{"z": 1, "a": [0.1, 1e3]}"#,
+            r#"{"z":1,"a":[0.1,1000.0]}"#,
+        ),
+        (
+            "cafe\u{301}",
+            r#"{"neg": -98765432109876543210}"#,
+            r#"{"neg":-98765432109876543210}"#,
+        ),
+        ("tab-free", r#""plain""#, r#""plain""#),
     ];
-    let json_inputs = [
-        r#"{"big": 123456789012345678901234567890}"#,
-        r#"{"dt": "1979-05-27T07:32:00Z"}"#,
-        r#"{"z": 1, "a": [0.1, 1e3]}"#,
-        r#"{"neg": -98765432109876543210}"#,
-        r#""plain""#,
-    ];
-    let tasks: Vec<String> = names
+    let tasks: Vec<String> = cases
         .iter()
-        .zip(json_inputs)
-        .map(|(n, i)| {
+        .map(|(n, i, _)| {
             let n = serde_json::to_string(n).unwrap();
             format!(r#"{{"name": {n}, "role": "w", "input_json": {i}}}"#)
         })
@@ -239,14 +247,14 @@ fn unusual_names_line_up_and_inputs_arrive_as_written() {
     let lines = json_lines(&out);
     assert_eq!(
         lines.len(),
-        names.len(),
+        cases.len(),
         "one line per task: {}",
         text(&out.stdout)
     );
-    for (l, (name, want)) in lines.iter().zip(names.iter().zip(want)) {
+    for (l, (name, _, want)) in lines.iter().zip(cases) {
         assert_eq!(
             (l["name"].as_str(), l["output"].as_str()),
-            (Some(*name), Some(want))
+            (Some(name), Some(want))
         );
     }
     // The same content as TOML gives the same bytes (TOML has no integer
@@ -262,7 +270,7 @@ fn unusual_names_line_up_and_inputs_arrive_as_written() {
         .iter()
         .map(|l| l["output"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(outputs, [want[1], want[2]]);
+    assert_eq!(outputs, [cases[1].2, cases[2].2]);
     // The table for people: every row's columns start where the header's do.
     let out = run(&["submit", &json, "--join", &addr, "--no-mdns"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -271,7 +279,7 @@ fn unusual_names_line_up_and_inputs_arrive_as_written() {
         .lines()
         .filter(|l| !l.trim_start().starts_with("why:"))
         .collect();
-    assert_eq!(rows.len(), names.len() + 1, "{table}");
+    assert_eq!(rows.len(), cases.len() + 1, "{table}");
     let column = |line: &str, word: &str| {
         let at = line.find(word).unwrap_or_else(|| panic!("{word:?} in {line:?}"));
         unicode_width::UnicodeWidthStr::width(&line[..at])

@@ -102,8 +102,12 @@ impl Browser {
 
     /// A PNG of the page.
     fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
         let b64 = self.call("GET", "/screenshot", None);
-        decode_base64(b64.as_str().expect("a base64 screenshot"))
+        let text = b64.as_str().expect("a base64 screenshot");
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("valid base64")
     }
 }
 
@@ -113,29 +117,6 @@ impl Drop for Browser {
             request(&self.addr, "DELETE", &format!("/session/{}", self.session), None)
         });
     }
-}
-
-/// Standard base64 (as WebDriver sends screenshots).
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let sextets: Vec<u8> = text.bytes().filter_map(value).collect();
-    let mut out = Vec::with_capacity(sextets.len() * 3 / 4);
-    for chunk in sextets.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &v)| n | (u32::from(v) << (18 - 6 * i)));
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
-    }
-    out
 }
 
 /// Polls `check` until it gives a value, bounded by `LIMIT`.
