@@ -88,6 +88,8 @@ pub(crate) struct Reading {
 pub(crate) struct Metrics {
     /// libp2p's own swarm and protocol metrics (`libp2p_…`).
     pub(crate) libp2p: libp2p::metrics::Metrics,
+    /// Held while a scrape sets the gauges and encodes them.
+    scraping: std::sync::Mutex<()>,
     submitted: Family<RoleLabels, Counter>,
     finished: Family<StatusLabels, Counter>,
     awards: Family<AwardLabels, Counter>,
@@ -122,6 +124,7 @@ impl Metrics {
     pub(crate) fn new(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             libp2p: libp2p::metrics::Metrics::new(registry),
+            scraping: std::sync::Mutex::new(()),
             submitted: Family::default(),
             finished: Family::default(),
             awards: Family::default(),
@@ -172,7 +175,7 @@ impl Metrics {
         );
         r.register(
             "attempts_lost",
-            "Attempts lost with their worker (its node left or its lease ran out)",
+            "Attempts lost with their worker after they started (its node left or its lease ran out); awards lost still waiting in a queue count as undelivered",
             m.attempts_lost.clone(),
         );
         r.register(
@@ -387,9 +390,16 @@ pub(crate) async fn serve(
                     "the node is stopping\n".to_string(),
                 );
             };
-            metrics.set(&reading);
+            // Setting the gauges clears and refills them: two scrapes at
+            // once take turns, or one would encode the other's half-set
+            // gauges.
             let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, &registry) {
+            let encoded = {
+                let _turn = metrics.scraping.lock().unwrap_or_else(|e| e.into_inner());
+                metrics.set(&reading);
+                prometheus_client::encoding::text::encode(&mut text, &registry)
+            };
+            match encoded {
                 Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -402,7 +412,5 @@ pub(crate) async fn serve(
     let app = axum::Router::new()
         .route("/metrics", get(scrape))
         .layer(axum::middleware::from_fn(crate::web::known_host));
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "the metrics server stopped");
-    }
+    crate::web::serve_bounded(listener, app, "the metrics").await;
 }

@@ -228,8 +228,9 @@ pub const MAX_NAME_BYTES: usize = 1024;
 /// Why a name (a task's or a worker's name, or a role) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    /// The name is empty.
-    #[error("is empty")]
+    /// The name is empty, or shows as blank: only white space (and the
+    /// braille blank U+2800).
+    #[error("is empty or blank")]
     Empty,
     /// The name is over [`MAX_NAME_BYTES`].
     #[error("is {bytes} bytes, over the limit of {max}")]
@@ -289,7 +290,7 @@ fn kind_of(c: char) -> &'static str {
 /// sequences use them, next to characters beyond ASCII
 /// ([`NameError::Joiner`]).
 pub fn check_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
+    if name.chars().all(|c| c.is_whitespace() || c == '\u{2800}') {
         return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_BYTES {
@@ -308,7 +309,9 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
             return Err(NameError::Control { found, at });
         }
         let joiner = matches!(found, '\u{200C}' | '\u{200D}');
-        let selector = matches!(found, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}');
+        // Variation selectors, and the tag characters of flag sequences.
+        let selector =
+            matches!(found, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' | '\u{E0020}'..='\u{E007F}');
         let after = chars.peek().map(|&(_, c)| c);
         let joins = beyond_ascii(before) && beyond_ascii(after);
         if (joiner && !joins) || (selector && !beyond_ascii(before)) {
@@ -373,6 +376,8 @@ pub fn is_control(c: char) -> bool {
                 | '\u{180B}'..='\u{180F}'
                 | '\u{3164}'
                 | '\u{FFA0}'
+                // Invisible musical formatting marks.
+                | '\u{1D173}'..='\u{1D17A}'
         )
 }
 
@@ -1032,7 +1037,16 @@ mod tests {
             Ok(()),
             "emoji joiners stay"
         );
-        assert_eq!(check_name(""), Err(NameError::Empty));
+        for blank in ["", " ", "\u{3000}", "\u{2800}", " \t"] {
+            assert!(
+                matches!(
+                    check_name(blank),
+                    Err(NameError::Empty | NameError::Control { .. })
+                ),
+                "{blank:?}"
+            );
+        }
+        assert_eq!(check_name("\u{3000} "), Err(NameError::Empty));
         let long = "é".repeat(MAX_NAME_BYTES / 2 + 1);
         assert_eq!(
             check_name(&long),
@@ -1078,10 +1092,21 @@ mod tests {
             ("\u{200C}x", '\u{200C}', 1),
             ("要\u{200D}", '\u{200D}', 2),
             ("a\u{FE0F}", '\u{FE0F}', 2),
+            ("tag\u{E0041}", '\u{E0041}', 4),
         ] {
             assert_eq!(check_name(name), Err(NameError::Joiner { found, at }), "{name:?}");
         }
-        for ok in ["❤\u{FE0F}", "می\u{200C}خواهم", "क्\u{200D}ष"] {
+        assert!(matches!(
+            check_name("music\u{1D173}"),
+            Err(NameError::Control { .. })
+        ));
+        for ok in [
+            "❤\u{FE0F}",
+            "می\u{200C}خواهم",
+            "क्\u{200D}ष",
+            "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+            "a b",
+        ] {
             assert_eq!(check_name(ok), Ok(()), "{ok:?}");
         }
     }

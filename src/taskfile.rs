@@ -228,6 +228,8 @@ pub fn load(path: &Path) -> Result<Vec<Task>, TaskFileError> {
 /// Parses task-file text; `path` names the file in errors and anchors
 /// relative `input_file`s.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Task>, TaskFileError> {
+    // A byte-order mark some editors write is not part of the text.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let shape: FileShape = if json {
         from_json(text, path)?
@@ -456,6 +458,12 @@ mod tests {
         assert!(
             e.starts_with("f.toml:4:") && e.contains("task \"n\"") && e.contains("JSON cannot write"),
             "{e}"
+        );
+        let bom = "\u{FEFF}{\"task\": [{\"name\": \"a\", \"role\": \"w\"}]}";
+        assert_eq!(
+            parse(bom, &p("f.json")).unwrap().len(),
+            1,
+            "a byte-order mark is skipped"
         );
         let json = r#"{"task": [{"name": "ok", "role": "w"},
             {"name": "dup", "role": "w", "input_json": {"a": 1, "a": 2}}]}"#;

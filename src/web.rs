@@ -252,8 +252,130 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, handle: NodeHandle)
         .route("/api/series", get(series))
         .layer(axum::middleware::from_fn(known_host))
         .with_state(web);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "the mesh page's server stopped");
+    serve_bounded(listener, app, "the mesh page").await;
+}
+
+/// Most connections one of the node's HTTP servers holds at once; more
+/// wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Longest a connection to one of the node's HTTP servers stays open, in all
+/// (a browser opens another): a client that sends half a request, or reads
+/// nothing, holds a connection no longer.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` with at most [`MAX_CONNECTIONS`] connections
+/// of at most [`CONNECTION_LIFETIME`] each, so that slow or idle clients
+/// cannot take the node's file descriptors (which its peers need) or keep a
+/// server busy for good. `what` names the server in the log.
+pub(crate) async fn serve_bounded(listener: tokio::net::TcpListener, app: axum::Router, what: &str) {
+    let bounded = Bounded {
+        inner: listener,
+        permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
+    if let Err(e) = axum::serve(bounded, app).await {
+        tracing::warn!(error = %e, "{what}'s server stopped");
+    }
+}
+
+/// A listener that accepts a connection only with a permit in hand.
+struct Bounded {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Limited;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Limited, SocketAddr) {
+        loop {
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                // Never closed; wait rather than spin if it were.
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((io, addr)) => {
+                    let deadline = Box::pin(tokio::time::sleep(CONNECTION_LIFETIME));
+                    return (
+                        Limited {
+                            io,
+                            deadline,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment.
+                    tracing::debug!(error = %e, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that fails its reads and writes once its lifetime is over,
+/// and gives its permit back when dropped.
+struct Limited {
+    io: tokio::net::TcpStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Limited {
+    /// Ready with an error once the lifetime is over (and wakes the task
+    /// then, even if the peer stays silent).
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
+        use std::future::Future as _;
+        let over = self.deadline.as_mut().poll(cx).is_ready();
+        over.then(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection lifetime over"))
+    }
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(e) = self.expired(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(e) = self.expired(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -338,5 +460,29 @@ mod tests {
         }
         let own = nix::unistd::gethostname().unwrap().into_string().unwrap();
         assert!(super::host_is_ours(&format!("{own}:8080")));
+    }
+
+    /// A client that sends half a request is cut off at the connection's
+    /// lifetime (virtual time: the runtime skips ahead while all wait).
+    #[tokio::test(start_paused = true)]
+    async fn a_half_sent_request_is_cut_off_at_the_connection_lifetime() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(super::serve_bounded(listener, app, "a test"));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(super::CONNECTION_LIFETIME * 4, slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is still open after four lifetimes");
+        assert!(
+            started.elapsed() >= super::CONNECTION_LIFETIME,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

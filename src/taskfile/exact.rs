@@ -37,9 +37,10 @@ const JSON_NUMBER: &str = "$serde_json::private::Number";
 /// (`toml_datetime::__unstable::FIELD`).
 const TOML_DATETIME: &str = "$__toml_private_datetime";
 
-/// Deepest nesting accepted: deeper values are refused rather than risking
-/// the stack (serde_json's own parser stops at 128).
-const MAX_DEPTH: usize = 128;
+/// Deepest nesting accepted, the same for both formats: below where either
+/// parser gives up on its own (the TOML parser near 80 levels, serde_json's
+/// at 128), so a deeper value is refused with this limit named.
+const MAX_DEPTH: usize = 64;
 
 /// The JSON text of an `input_json` value, built by the rules in the module
 /// documentation.
@@ -174,6 +175,13 @@ impl<'de> Visitor<'de> for Writer<'_> {
         // A number's or a date-time's text, handed over as a one-entry map.
         if first == JSON_NUMBER {
             let text: String = map.next_value()?;
+            // The same key written in a file reaches here too: only a
+            // number's text passes.
+            if !is_json_number(&text) {
+                return Err(de::Error::custom(format!(
+                    "input_json has the reserved key {JSON_NUMBER:?}"
+                )));
+            }
             self.out.push_str(&number(&text));
             return Ok(());
         }
@@ -208,6 +216,24 @@ impl<'de> Visitor<'de> for Writer<'_> {
 fn shortest(v: f64) -> Option<String> {
     v.is_finite()
         .then(|| serde_json::to_string(&v).unwrap_or_default())
+}
+
+/// True for text of JSON's number grammar (RFC 8259, section 6):
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn is_json_number(text: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let s = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (whole, fraction) = match mantissa.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (mantissa, None),
+    };
+    let whole_ok = whole == "0" || (digits(whole) && !whole.starts_with('0'));
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    whole_ok && fraction.is_none_or(digits) && exponent_ok
 }
 
 /// A JSON number's text by the module's rules.
@@ -344,8 +370,23 @@ mod tests {
             let e = from_toml(value).unwrap_err();
             assert!(e.contains("which JSON cannot write"), "{value}: {e}");
         }
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let e = from_json(&deep).unwrap_err();
-        assert!(e.contains("nested deeper") || e.contains("recursion"), "{e}");
+        assert!(e.contains("nested deeper than 64 levels"), "{e}");
+        let e = from_toml(&format!("{}{}", "[".repeat(70), "]".repeat(70))).unwrap_err();
+        assert!(e.contains("nested deeper than 64 levels"), "{e}");
+        for forged in [
+            r#"{"$serde_json::private::Number": "1 2 }{ x"}"#,
+            r#"{"$serde_json::private::Number": "01"}"#,
+        ] {
+            let e = from_json(forged).unwrap_err();
+            assert!(e.contains("reserved key"), "{forged}: {e}");
+        }
+        for n in ["0", "-0.5", "12e-3", "1E+9", "10"] {
+            assert!(is_json_number(n), "{n}");
+        }
+        for n in ["", "-", "01", "1.", ".5", "1e", "1e+", "0x1", "1 2", "+1"] {
+            assert!(!is_json_number(n), "{n}");
+        }
     }
 }

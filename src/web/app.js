@@ -60,7 +60,8 @@ function drawTasks(tasks) {
     const tr = el("tr", { "data-task-id": t.id, "data-status": t.status });
     const status = el("td", {});
     status.append(el("span", { class: "status s-" + t.status }, t.status));
-    tr.append(el("td", { class: "name" }, t.name), status, el("td", {}, t.role), el("td", {}, t.difficulty),
+    const name = Array.from(t.name);
+    tr.append(el("td", { class: "name", title: t.name }, name.length > 120 ? name.slice(0, 119).join("") + "…" : t.name), status, el("td", {}, t.role), el("td", {}, t.difficulty),
       el("td", {}, t.worker || "-"), el("td", {}, t.attempts), el("td", { class: "why" }, t.error ? (t.status === "failed" ? "error: " + t.error : t.error) : (t.reason || "")));
     body.append(tr);
   }
@@ -106,7 +107,9 @@ function drawDag(tasks) {
     const [x, y] = at.get(t.id);
     const g = el("svg:g", { class: "node s-" + t.status, "data-task-id": t.id, "data-status": t.status, transform: `translate(${x},${y})` });
     const title = el("svg:title", {}, `${t.name}: ${t.status}`);
-    const label = t.name.length > 18 ? t.name.slice(0, 17) + "…" : t.name;
+    // Cut by characters, not UTF-16 units, so an emoji is never split.
+    const chars = Array.from(t.name);
+    const label = chars.length > 18 ? chars.slice(0, 17).join("") + "…" : t.name;
     g.append(title, el("svg:rect", { width: W, height: H }), el("svg:text", { x: W / 2, y: H / 2 }, label));
     svg.append(g);
   }
