@@ -5,7 +5,9 @@
 # runs as root with apt-get, they are installed from the distribution's
 # packages first. Without them those tests say so and skip (unless
 # TASKMESH_REQUIRE_LAN=1 or TASKMESH_REQUIRE_BROWSER=1, as in CI, which
-# make that a failure). Arguments go to `cargo test`.
+# make that a failure). Then the Python package's tests
+# (scripts/test-python.sh: pip install . into a virtual environment, then
+# pytest). Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -23,4 +25,5 @@ if ((${#need[@]})); then
         echo "note: ${need[*]} missing, and installing needs root and apt-get; the tests that need them will skip" >&2
     fi
 fi
-exec cargo test "$@"
+cargo test "$@"
+bash scripts/test-python.sh

@@ -1,0 +1,34 @@
+"""taskmesh from Python: Ceylon's TaskProcessingPlayground over a real
+peer-to-peer mesh (libp2p), with the Rust library doing the networking,
+the Raft-replicated ledger and the scheduling.
+
+Ceylon's tutorial code runs with only its imports changed::
+
+    from taskmesh import ProcessWorker, ProcessRequest, Task, TaskResult, TaskProcessingPlayground
+
+The differences from Ceylon are listed in python/README.md.
+"""
+
+from ._data import EncodeError, Record
+from ._native import ConfigError, MeshError, SubmitError
+from ._node import Node, TaskManager, TaskProcessingPlayground, WorkerInfo
+from ._task import Task, TaskResult, TaskStatus
+from ._worker import PermanentError, ProcessRequest, ProcessWorker
+
+__all__ = [
+    "ConfigError",
+    "EncodeError",
+    "MeshError",
+    "Node",
+    "PermanentError",
+    "ProcessRequest",
+    "ProcessWorker",
+    "Record",
+    "SubmitError",
+    "Task",
+    "TaskManager",
+    "TaskProcessingPlayground",
+    "TaskResult",
+    "TaskStatus",
+    "WorkerInfo",
+]
