@@ -1,14 +1,16 @@
 //! `taskmesh._native`: the Rust side of the `taskmesh` Python package.
 //!
 //! A thin layer over the taskmesh library (PyO3): it starts a [`Node`] on
-//! the tokio runtime that pyo3-async-runtimes keeps, turns the node's calls
-//! into Python awaitables, and runs Python workers' coroutines on the
-//! asyncio loop that started the node. The Ceylon-shaped API, JSON
-//! encoding and error texts live in `python/taskmesh/` (pure Python).
+//! the tokio runtime of `bridge`, turns the node's calls into asyncio
+//! awaitables, and runs Python workers' coroutines on the asyncio loop that
+//! started the node. The Ceylon-shaped API, JSON encoding and error texts
+//! live in `python/taskmesh/` (pure Python).
 //!
-//! Rule of this layer: the node's event loop never waits on Python. Every
-//! call into Python (a worker's dispatch, its cancellation) runs on tokio's
-//! blocking pool; a worker's outcome comes back on a oneshot channel.
+//! Rules of this layer: the node's event loop never waits on Python (every
+//! call into Python, a worker's dispatch or its cancellation, runs on
+//! tokio's blocking pool, and a worker's outcome comes back on a oneshot
+//! channel); and no thread touches Python once the interpreter exits
+//! (everything goes through `bridge::with_python`).
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,8 @@ use taskmesh::{
     TaskReport, TaskRequest, Trigger, WorkerInfo,
 };
 use tokio::sync::oneshot;
+
+mod bridge;
 
 pyo3::create_exception!(
     taskmesh,
@@ -263,7 +267,7 @@ impl taskmesh::Worker for PyWorker {
         let object = self.object.clone();
         let cancel = req.cancel.clone();
         let dispatch = tokio::task::spawn_blocking(move || {
-            Python::attach(|py| -> PyResult<Py<PyAny>> {
+            bridge::with_python(|py| -> PyResult<Py<PyAny>> {
                 let request = request_dict(py, &req)?;
                 let done = Py::new(
                     py,
@@ -278,8 +282,9 @@ impl taskmesh::Worker for PyWorker {
             })
         });
         let handle = match dispatch.await {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(e)) => {
+            Ok(Some(Ok(handle))) => handle,
+            Ok(None) => return Err(ProcessError::retryable("the Python interpreter is exiting")),
+            Ok(Some(Err(e))) => {
                 return Err(ProcessError::permanent(format!(
                     "the Python worker could not start: {e}"
                 )))
@@ -302,7 +307,7 @@ impl taskmesh::Worker for PyWorker {
             _ = cancel.cancelled() => {
                 // Cancel the coroutine on its loop; its outcome no longer counts.
                 tokio::task::spawn_blocking(move || {
-                    Python::attach(|py| {
+                    bridge::with_python(|py| {
                         if let Err(e) = handle.bind(py).call_method0("cancel") {
                             e.print(py);
                         }
@@ -314,13 +319,12 @@ impl taskmesh::Worker for PyWorker {
     }
 }
 
-fn worker_from(py: Python<'_>, object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn taskmesh::Worker>> {
+fn worker_from(object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn taskmesh::Worker>> {
     let name: String = object.getattr("name")?.extract()?;
     let role: String = object.getattr("role")?.extract()?;
     let skill: u32 = object.getattr("skill")?.extract()?;
     let slots: u32 = object.getattr("slots")?.extract()?;
     let standing: Option<u32> = object.getattr("standing_bid")?.extract()?;
-    let _ = py;
     Ok(Arc::new(PyWorker {
         name,
         role,
@@ -349,7 +353,7 @@ impl MeshNode {
         call: impl std::future::Future<Output = Result<T, Error>> + Send,
     ) -> PyResult<T> {
         let wait = seconds(timeout, "timeout")?;
-        let rt = pyo3_async_runtimes::tokio::get_runtime();
+        let rt = bridge::runtime();
         py.detach(|| rt.block_on(async move { tokio::time::timeout(wait, call).await }))
             .map_err(|_| to_py(Error::Timeout(wait)))?
             .map_err(to_py)
@@ -384,9 +388,10 @@ impl MeshNode {
             .map(TaskSpec::into_task)
             .collect::<PyResult<Vec<_>>>()?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let ids = h.submit_batch(tasks).await.map_err(to_py)?;
-            Ok(ids.into_iter().map(|i| i.0.to_string()).collect::<Vec<_>>())
+        let submit = async move { h.submit_batch(tasks).await.map_err(to_py) };
+        bridge::awaitable(py, submit, |py, ids| {
+            let ids: Vec<String> = ids.into_iter().map(|i| i.0.to_string()).collect();
+            Ok(ids.into_pyobject(py)?.into_any().unbind())
         })
     }
 
@@ -394,28 +399,24 @@ impl MeshNode {
     fn wait<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let ids = parse_ids(&ids)?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let reports = h.wait_all(ids).await.map_err(to_py)?;
-            Python::attach(|py| reports_list(py, &reports))
-        })
+        let wait = async move { h.wait_all(ids).await.map_err(to_py) };
+        bridge::awaitable(py, wait, |py, reports| reports_list(py, &reports))
     }
 
     /// The reports of these tasks now (None for an unknown id).
     fn tasks<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let ids = parse_ids(&ids)?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let reports = h.tasks(ids).await.map_err(to_py)?;
-            Python::attach(|py| {
-                let list = PyList::empty(py);
-                for r in &reports {
-                    match r {
-                        Some(r) => list.append(report_dict(py, r)?)?,
-                        None => list.append(py.None())?,
-                    }
+        let read = async move { h.tasks(ids).await.map_err(to_py) };
+        bridge::awaitable(py, read, |py, reports| {
+            let list = PyList::empty(py);
+            for r in &reports {
+                match r {
+                    Some(r) => list.append(report_dict(py, r)?)?,
+                    None => list.append(py.None())?,
                 }
-                Ok(list.into_any().unbind())
-            })
+            }
+            Ok(list.into_any().unbind())
         })
     }
 
@@ -435,10 +436,8 @@ impl MeshNode {
     /// The workers connected to the admin, as dicts.
     fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let workers = h.connected_workers().await.map_err(to_py)?;
-            Python::attach(|py| workers_list(py, &workers))
-        })
+        let read = async move { h.connected_workers().await.map_err(to_py) };
+        bridge::awaitable(py, read, |py, workers| workers_list(py, &workers))
     }
 
     /// The workers connected to the admin now, blocking the calling thread
@@ -454,10 +453,8 @@ impl MeshNode {
     fn wait_for_workers<'py>(&self, py: Python<'py>, n: usize, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let wait = seconds(timeout, "timeout")?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let workers = h.wait_for_workers(n, wait).await.map_err(to_py)?;
-            Python::attach(|py| workers_list(py, &workers))
-        })
+        let read = async move { h.wait_for_workers(n, wait).await.map_err(to_py) };
+        bridge::awaitable(py, read, |py, workers| workers_list(py, &workers))
     }
 
     /// Waits until an admin is known, for at most `timeout` seconds; its
@@ -465,8 +462,9 @@ impl MeshNode {
     fn wait_for_admin<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let wait = seconds(timeout, "timeout")?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            Ok(h.wait_for_admin(wait).await.map_err(to_py)?.to_string())
+        let read = async move { h.wait_for_admin(wait).await.map_err(to_py) };
+        bridge::awaitable(py, read, |py, admin| {
+            Ok(admin.to_string().into_pyobject(py)?.into_any().unbind())
         })
     }
 
@@ -475,9 +473,9 @@ impl MeshNode {
     fn cancel<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let ids = parse_ids(&ids)?;
         let h = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let outcomes = h.cancel(ids).await.map_err(to_py)?;
-            Ok(outcomes
+        let cancel = async move { h.cancel(ids).await.map_err(to_py) };
+        bridge::awaitable(py, cancel, |py, outcomes| {
+            let outcomes: Vec<String> = outcomes
                 .into_iter()
                 .map(|o| match o {
                     CancelOutcome::Cancelled => "cancelled".to_string(),
@@ -485,7 +483,8 @@ impl MeshNode {
                     CancelOutcome::Evicted => "evicted".to_string(),
                     CancelOutcome::Unknown => "unknown".to_string(),
                 })
-                .collect::<Vec<_>>())
+                .collect();
+            Ok(outcomes.into_pyobject(py)?.into_any().unbind())
         })
     }
 
@@ -494,12 +493,13 @@ impl MeshNode {
     fn shutdown<'py>(&self, py: Python<'py>, grace: f64) -> PyResult<Bound<'py, PyAny>> {
         let grace = seconds(grace, "grace")?;
         let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).take();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let stop = async move {
             if let Some(node) = node {
                 node.shutdown_with_grace(grace).await;
             }
             Ok(())
-        })
+        };
+        bridge::awaitable(py, stop, |py, ()| Ok(py.None()))
     }
 }
 
@@ -569,20 +569,16 @@ fn start<'py>(
     workers: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg = config(options)?;
-    let workers = workers
-        .iter()
-        .map(|w| worker_from(py, w))
-        .collect::<PyResult<Vec<_>>>()?;
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        let node = Node::start(cfg, workers).await.map_err(to_py)?;
-        let handle = node.handle();
-        let addrs = node.listen_addrs().iter().map(|a| a.to_string()).collect();
-        Ok(MeshNode {
+    let workers = workers.iter().map(worker_from).collect::<PyResult<Vec<_>>>()?;
+    let start = async move { Node::start(cfg, workers).await.map_err(to_py) };
+    bridge::awaitable(py, start, |py, node| {
+        let mesh_node = MeshNode {
             peer_id: node.peer_id().to_string(),
-            addrs,
-            handle,
+            addrs: node.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            handle: node.handle(),
             node: Mutex::new(Some(node)),
-        })
+        };
+        Ok(Py::new(py, mesh_node)?.into_any())
     })
 }
 
@@ -592,6 +588,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_class::<MeshNode>()?;
     m.add_class::<Done>()?;
+    bridge::register(m)?;
     m.add("MeshError", m.py().get_type::<MeshError>())?;
     m.add("SubmitError", m.py().get_type::<SubmitError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

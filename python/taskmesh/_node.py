@@ -230,7 +230,8 @@ class Node:
             (result,) = await self.wait([task])
             return result
         result = await self.status(task)
-        assert result is not None, "a task just accepted is known to the admin"
+        if result is None:
+            raise MeshError(f"task {task.id} was accepted, but the admin no longer knows it (evicted?)")
         return result
 
     async def execute_task_group(self, tasks: Iterable[Task]) -> Dict[str, TaskResult]:

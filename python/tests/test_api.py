@@ -278,3 +278,41 @@ def test_bad_numbers_and_names_are_clear_errors():
                 await p.add_and_execute_task(Task("bad\u0007name", "r"))
 
     run(main())
+
+
+EXIT_SCRIPT = """
+import asyncio, sys
+from taskmesh import ProcessWorker, Task, TaskProcessingPlayground, Node
+
+class Echo(ProcessWorker):
+    async def _processor(self, request, time):
+        return request.data
+
+async def main(stop):
+    p = TaskProcessingPlayground()
+    if stop:
+        async with p.play(workers=[Echo("e", role="e")]):
+            await asyncio.gather(*[p.add_and_execute_task(Task(str(i), "e", {"data": i})) for i in range(20)])
+    else:
+        # Left running: the process exits with the node's threads alive.
+        p.workers = [Echo("e", role="e")]
+        await p.start()
+        await p.wait_for_workers(1)
+        await p.add_and_execute_task(Task("x", "e", {"data": 1}), wait_for_completion=False)
+
+asyncio.run(main(sys.argv[1] == "stop"))
+"""
+
+
+@pytest.mark.parametrize("how", ["stop", "leave running"])
+def test_the_interpreter_exits_cleanly_right_after_the_last_await(how):
+    """A future completing as asyncio.run returns used to take the GIL
+    back during finalization, and CPython aborted (3 runs in 4)."""
+    import subprocess
+    import sys
+
+    for _ in range(10):
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, how.split()[0]], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0 and "Fatal Python error" not in done.stderr, done.stderr[-3000:]
