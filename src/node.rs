@@ -18,6 +18,28 @@ use crate::task::{Task, TaskId, TaskReport, WorkerInfo};
 use crate::worker::{RuntimeConfig, Worker, WorkerRuntime};
 use crate::Error;
 
+/// Refuses a TCP listen address with a fixed port that another socket
+/// already holds. libp2p's TCP transport sets `SO_REUSEPORT` on its
+/// listeners, so a second node on the same port would otherwise start and
+/// share the first one's incoming connections. A probe bound without
+/// `SO_REUSEPORT` fails on a port in use; it is closed at once, before
+/// libp2p binds (a process that takes the port in between still shares it).
+fn check_port_free(addr: &Multiaddr) -> Result<(), Error> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}"))),
+        _ => Ok(()),
+    }
+}
+
 /// How a node is set up. `Default` gives a loopback node on a random port,
 /// mDNS off, admin-eligible with no preference.
 #[derive(Clone, Debug)]
@@ -471,6 +493,7 @@ impl Node {
         let bandwidth = metrics.is_some().then_some(&mut registry);
         let (mut swarm, codec) = build_swarm(&cfg, key, bandwidth)?;
         for addr in &cfg.listen {
+            check_port_free(addr)?;
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;

@@ -496,3 +496,25 @@ async fn a_local_wait_returns_every_report_whatever_their_size() {
     assert!(reports.iter().all(|r| r.status == TaskStatus::Completed));
     pg.shutdown().await;
 }
+
+/// A fixed listen port another node holds is refused at start: libp2p's
+/// listeners set SO_REUSEPORT, and two nodes would otherwise share one
+/// port's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_port_in_use_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_config();
+    cfg.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
+    let first = Node::start(cfg.clone(), vec![]).await.unwrap();
+    let second = Node::start(cfg, vec![]).await;
+    match second {
+        Err(Error::Config(message)) => assert!(message.contains(&format!("tcp/{port}")), "{message}"),
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("a second node started on port {port}, which the first holds"),
+    }
+    first.shutdown().await;
+}

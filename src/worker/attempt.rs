@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use super::{Cancel, ProcessError, RuntimeConfig, TaskRequest, Worker};
+use super::{Cancel, ProcessError, RuntimeConfig, TaskRequest, Worker, MAX_ERROR_BYTES};
 use crate::scheduler::{Assignment, Failure, Report};
 use crate::task::Payload;
 
@@ -103,11 +103,15 @@ fn outcome(end: End, max_output: usize) -> Result<Payload, Failure> {
             output.len()
         ))),
         End::Returned(Ok(Ok(output))) => Ok(output),
-        End::Returned(Ok(Err(e))) => Err(Failure::from(e)),
-        End::Returned(Err(panic)) => Err(Failure::permanent(format!(
+        End::Returned(Ok(Err(e))) => {
+            let mut failure = Failure::from(e);
+            failure.message = bounded(failure.message);
+            Err(failure)
+        }
+        End::Returned(Err(panic)) => Err(Failure::permanent(bounded(format!(
             "worker panicked: {}",
             panic_text(panic.as_ref())
-        ))),
+        )))),
         End::TimedOut(ms) => Err(Failure {
             message: format!("timed out after {ms} ms"),
             retryable: true,
@@ -115,6 +119,22 @@ fn outcome(end: End, max_output: usize) -> Result<Payload, Failure> {
         }),
         End::Cancelled => Err(Failure::retryable("cancelled")),
     }
+}
+
+/// `message` cut to [`MAX_ERROR_BYTES`] on a character boundary, saying how
+/// many bytes were cut.
+fn bounded(mut message: String) -> String {
+    let total = message.len();
+    if total <= MAX_ERROR_BYTES {
+        return message;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} of {total} bytes cut)", total - end));
+    message
 }
 
 fn panic_text(p: &(dyn Any + Send)) -> String {

@@ -23,6 +23,13 @@ mod tests;
 pub use runtime::RuntimeConfig;
 pub(crate) use runtime::WorkerRuntime;
 
+/// Longest error text a report carries, in bytes (64 KiB). A worker's error
+/// message (or panic text) beyond it is cut on a character boundary and
+/// ends with how many bytes were cut, so that a report always fits a frame
+/// ([`crate::protocol::DEFAULT_MAX_FRAME`]): a report too large to send
+/// would leave its task running for good.
+pub const MAX_ERROR_BYTES: usize = 64 * 1024;
+
 /// The error a worker returns from [`Worker::process`]: a message, and
 /// whether another attempt might succeed.
 ///

@@ -72,6 +72,8 @@ impl Worker for Probe {
         let result = match req.name.as_str() {
             "panic" => panic!("boom"),
             "fail" => Err(ProcessError::msg("nope")),
+            // An error text of one 3-byte character per input byte.
+            "long error" => Err(ProcessError::permanent("€".repeat(req.input.len()))),
             "coop" => {
                 req.cancel.cancelled().await;
                 Err(ProcessError::msg("stopped"))
@@ -245,6 +247,37 @@ async fn a_timeout_is_a_retryable_failure_that_names_the_limit() {
             "{ending:?}"
         );
     }
+}
+
+/// However long a worker's error text, the report carries at most
+/// MAX_ERROR_BYTES of it (cut on a character boundary) and says how much
+/// was cut: a report too large for a frame would be lost, leaving the task
+/// running for good.
+#[tokio::test(start_paused = true)]
+async fn a_long_error_text_is_cut_to_the_limit_and_says_so() {
+    let (w, _events) = probe("a", 1);
+    let mut rt = runtime(w);
+    let chars = MAX_ERROR_BYTES; // 3 bytes each: three times the limit
+    let long = Assignment {
+        input: Payload::from_bytes(vec![0; chars]),
+        ..assignment("long error", "a")
+    };
+    assert!(rt.accept(long).accepted);
+    let failure = rt.next_finished().await.outcome.unwrap_err();
+    // The cut falls on the last character boundary at or below the limit.
+    let kept = MAX_ERROR_BYTES / 3;
+    let total = 3 * chars;
+    let expected = format!(
+        "{}… ({} of {total} bytes cut)",
+        "€".repeat(kept),
+        total - 3 * kept
+    );
+    assert_eq!(failure.message, expected);
+    assert!(!failure.retryable);
+    // A short text is kept whole.
+    let mut rt = runtime(probe("b", 1).0);
+    assert!(rt.accept(assignment("fail", "b")).accepted);
+    assert_eq!(rt.next_finished().await.outcome, Err(Failure::retryable("nope")));
 }
 
 #[tokio::test(start_paused = true)]
