@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import signal
 
-from taskmesh import Node, ProcessRequest, ProcessWorker
+from taskmesh import MeshError, Node, ProcessRequest, ProcessWorker
 
 
 class PythonWorker(ProcessWorker):
@@ -52,7 +52,10 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Node([worker], join=args.join, mdns=args.mdns, psk_file=args.psk, mesh=args.mesh) as node:
-        admin = await node.wait_for_admin(60)
+        try:
+            admin = await node.wait_for_admin(60)
+        except MeshError as e:
+            raise SystemExit(f"remote_worker: {e}") from None
         print(
             f"worker {worker.name} (role {worker.role}, skill {worker.skill}) "
             f"on {node.peer_id}; admin {admin}",

@@ -20,6 +20,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use taskmesh::scheduler::CancelOutcome;
+use taskmesh::task::{MAX_PRIORITY, MAX_RETRIES, MAX_TIMEOUT_MS};
 use taskmesh::{
     Error, Multiaddr, Node, NodeConfig, NodeHandle, Payload, ProcessError, Task, TaskError, TaskId,
     TaskReport, TaskRequest, Trigger, WorkerInfo,
@@ -74,10 +75,19 @@ fn parse_ids(ids: &[String]) -> PyResult<Vec<TaskId>> {
     ids.iter().map(|s| parse_id(s)).collect()
 }
 
-/// `seconds` as a duration; refuses negative, NaN and infinite values.
+/// Longest wait, timeout or grace this layer takes: 30 days (the tasks'
+/// own limit, `MAX_TIMEOUT_MS`), so that no deadline overflows a clock.
+const MAX_SECONDS: f64 = (MAX_TIMEOUT_MS / 1000) as f64;
+
+/// `seconds` as a duration; refuses negative, NaN and values over
+/// [`MAX_SECONDS`].
 fn seconds(seconds: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be a number of seconds >= 0, not {seconds}")))
+    if !(0.0..=MAX_SECONDS).contains(&seconds) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a number of seconds from 0 to {MAX_SECONDS} (30 days), not {seconds}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Optional seconds as whole milliseconds (rounded), for a task's limits.
@@ -180,12 +190,31 @@ fn workers_list(py: Python<'_>, workers: &[WorkerInfo]) -> PyResult<Py<PyAny>> {
     Ok(list.into_any().unbind())
 }
 
-/// Where a Python worker's outcome arrives: `send(ok, text, retryable)`,
-/// called once from the asyncio loop when the worker's coroutine ends. A
-/// later call is ignored.
+/// How a Python worker's coroutine ended.
+enum Outcome {
+    /// It returned this output (JSON text).
+    Output(String),
+    /// It failed with this message; another attempt may succeed or not.
+    Failed { message: String, retryable: bool },
+    /// It was cancelled on its loop (by the mesh, or by the loop shutting
+    /// down).
+    Cancelled,
+}
+
+/// Where a Python worker's outcome arrives, once, from the asyncio loop
+/// when its coroutine ends: `send(ok, text, retryable)` or `cancelled()`.
+/// A later call is ignored.
 #[pyclass(frozen)]
 struct Done {
-    tx: Mutex<Option<oneshot::Sender<(bool, String, bool)>>>,
+    tx: Mutex<Option<oneshot::Sender<Outcome>>>,
+}
+
+impl Done {
+    fn give(&self, outcome: Outcome) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(outcome);
+        }
+    }
 }
 
 #[pymethods]
@@ -193,9 +222,19 @@ impl Done {
     /// `ok`: the text is the output (JSON); otherwise it is the error
     /// message, and `retryable` says whether another attempt may succeed.
     fn send(&self, ok: bool, text: String, retryable: bool) {
-        if let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send((ok, text, retryable));
-        }
+        self.give(if ok {
+            Outcome::Output(text)
+        } else {
+            Outcome::Failed {
+                message: text,
+                retryable,
+            }
+        });
+    }
+
+    /// The coroutine was cancelled on its loop.
+    fn cancelled(&self) {
+        self.give(Outcome::Cancelled);
     }
 }
 
@@ -210,6 +249,23 @@ struct PyWorker {
     slots: u32,
     standing: Option<u32>,
     object: Arc<Py<PyAny>>,
+    /// Fired when the worker's asyncio loop is gone (closed, or cancelling
+    /// everything as it shuts down): its node then leaves the mesh, so that
+    /// the admin gives its tasks to other workers instead of failing them.
+    orphaned: Arc<tokio::sync::Notify>,
+}
+
+impl PyWorker {
+    /// The loop is gone: tell the node to leave, and hold the attempt until
+    /// the node drops it (the admin then runs the task elsewhere).
+    async fn orphaned(&self) -> Result<Payload, ProcessError> {
+        tracing::warn!(
+            worker = %self.name,
+            "the worker's asyncio loop is gone: its node leaves the mesh so that its tasks run elsewhere"
+        );
+        self.orphaned.notify_one();
+        std::future::pending().await
+    }
 }
 
 /// The request as a dict: `task_id`, `name`, `role`, `difficulty`,
@@ -267,7 +323,7 @@ impl taskmesh::Worker for PyWorker {
         let object = self.object.clone();
         let cancel = req.cancel.clone();
         let dispatch = tokio::task::spawn_blocking(move || {
-            bridge::with_python(|py| -> PyResult<Py<PyAny>> {
+            bridge::with_python(|py| -> PyResult<Option<Py<PyAny>>> {
                 let request = request_dict(py, &req)?;
                 let done = Py::new(
                     py,
@@ -275,15 +331,15 @@ impl taskmesh::Worker for PyWorker {
                         tx: Mutex::new(Some(tx)),
                     },
                 )?;
-                Ok(object
-                    .bind(py)
-                    .call_method1("_dispatch", (request, done))?
-                    .unbind())
+                let handle = object.bind(py).call_method1("_dispatch", (request, done))?;
+                // None: the loop is closed.
+                Ok((!handle.is_none()).then(|| handle.unbind()))
             })
         });
         let handle = match dispatch.await {
-            Ok(Some(Ok(handle))) => handle,
-            Ok(None) => return Err(ProcessError::retryable("the Python interpreter is exiting")),
+            Ok(Some(Ok(Some(handle)))) => handle,
+            // The loop is closed, or the interpreter is exiting.
+            Ok(Some(Ok(None))) | Ok(None) => return self.orphaned().await,
             Ok(Some(Err(e))) => {
                 return Err(ProcessError::permanent(format!(
                     "the Python worker could not start: {e}"
@@ -297,12 +353,12 @@ impl taskmesh::Worker for PyWorker {
         };
         tokio::select! {
             outcome = rx => match outcome {
-                Ok((true, text, _)) => Ok(Payload::from_bytes(text.into_bytes())),
-                Ok((false, text, true)) => Err(ProcessError::retryable(text)),
-                Ok((false, text, false)) => Err(ProcessError::permanent(text)),
-                Err(_) => Err(ProcessError::retryable(
-                    "the Python worker's asyncio loop dropped the task without an outcome (was the loop closed?)",
-                )),
+                Ok(Outcome::Output(text)) => Ok(Payload::from_bytes(text.into_bytes())),
+                Ok(Outcome::Failed { message, retryable: true }) => Err(ProcessError::retryable(message)),
+                Ok(Outcome::Failed { message, retryable: false }) => Err(ProcessError::permanent(message)),
+                // Cancelled on the loop, not by the mesh: the loop is
+                // shutting down, or dropped the coroutine unfinished.
+                Ok(Outcome::Cancelled) | Err(_) => self.orphaned().await,
             },
             _ = cancel.cancelled() => {
                 // Cancel the coroutine on its loop; its outcome no longer counts.
@@ -319,7 +375,10 @@ impl taskmesh::Worker for PyWorker {
     }
 }
 
-fn worker_from(object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn taskmesh::Worker>> {
+fn worker_from(
+    object: &Bound<'_, PyAny>,
+    orphaned: &Arc<tokio::sync::Notify>,
+) -> PyResult<Arc<dyn taskmesh::Worker>> {
     let name: String = object.getattr("name")?.extract()?;
     let role: String = object.getattr("role")?.extract()?;
     let skill: u32 = object.getattr("skill")?.extract()?;
@@ -332,6 +391,7 @@ fn worker_from(object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn taskmesh::Worker>>
         slots,
         standing,
         object: Arc::new(object.clone().unbind()),
+        orphaned: orphaned.clone(),
     }))
 }
 
@@ -339,10 +399,14 @@ fn worker_from(object: &Bound<'_, PyAny>) -> PyResult<Arc<dyn taskmesh::Worker>>
 /// ones returns an awaitable.
 #[pyclass(frozen)]
 struct MeshNode {
-    node: Mutex<Option<Node>>,
+    node: Arc<Mutex<Option<Node>>>,
     handle: NodeHandle,
     peer_id: String,
     addrs: Vec<String>,
+    /// Join addresses given, and whether mDNS is on: with joins only, an
+    /// admin wait ends early once every join has failed.
+    joins: usize,
+    mdns: bool,
 }
 
 impl MeshNode {
@@ -462,7 +526,32 @@ impl MeshNode {
     fn wait_for_admin<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let wait = seconds(timeout, "timeout")?;
         let h = self.handle.clone();
-        let read = async move { h.wait_for_admin(wait).await.map_err(to_py) };
+        let (joins, only_joins) = (self.joins, !self.mdns);
+        let read = async move {
+            let state = h
+                .wait_for_state(wait, |s| {
+                    s.admin.is_some()
+                        || s.no_quorum.is_some()
+                        || (only_joins && joins > 0 && s.failed_joins.len() == joins)
+                })
+                .await
+                .map_err(|_| to_py(Error::NoAdmin(wait)))?;
+            match (state.admin, state.no_quorum) {
+                (Some(admin), _) => Ok(admin),
+                (None, Some((reached, voters))) => Err(to_py(Error::NoQuorum { reached, voters })),
+                (None, None) => {
+                    let why: Vec<String> = state
+                        .failed_joins
+                        .iter()
+                        .map(|(a, e)| format!("{a}: {e}"))
+                        .collect();
+                    Err(MeshError::new_err(format!(
+                        "cannot reach the mesh: {}",
+                        why.join("; ")
+                    )))
+                }
+            }
+        };
         bridge::awaitable(py, read, |py, admin| {
             Ok(admin.to_string().into_pyobject(py)?.into_any().unbind())
         })
@@ -516,6 +605,7 @@ struct Options {
     seed: Option<u64>,
     psk_file: Option<String>,
     no_worker_timeout: Option<f64>,
+    task_timeout: Option<f64>,
     http: Option<String>,
     metrics: Option<String>,
 }
@@ -524,6 +614,8 @@ fn config(o: Options) -> PyResult<NodeConfig> {
     let addr = |a: &str| {
         Multiaddr::from_str(a).map_err(|e| ConfigError::new_err(format!("{a:?} is not a multiaddr: {e}")))
     };
+    taskmesh::check_name(&o.mesh)
+        .map_err(|e| ConfigError::new_err(format!("mesh name {:?}: {e}", o.mesh)))?;
     let mut cfg = NodeConfig {
         mesh: o.mesh,
         mdns: o.mdns,
@@ -550,6 +642,10 @@ fn config(o: Options) -> PyResult<NodeConfig> {
     if let Some(t) = millis(o.no_worker_timeout, "no_worker_timeout")? {
         cfg.scheduler.no_worker_timeout = Duration::from_millis(t);
     }
+    // 0: no limit, as for a task's own timeout.
+    if let Some(t) = millis(o.task_timeout, "task_timeout")? {
+        cfg.scheduler.default_timeout = (t > 0).then(|| Duration::from_millis(t));
+    }
     let socket = |a: &str| {
         std::net::SocketAddr::from_str(a)
             .map_err(|e| ConfigError::new_err(format!("{a:?} is not an address like 127.0.0.1:8080: {e}")))
@@ -569,17 +665,39 @@ fn start<'py>(
     workers: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg = config(options)?;
-    let workers = workers.iter().map(worker_from).collect::<PyResult<Vec<_>>>()?;
-    let start = async move { Node::start(cfg, workers).await.map_err(to_py) };
-    bridge::awaitable(py, start, |py, node| {
-        let mesh_node = MeshNode {
-            peer_id: node.peer_id().to_string(),
-            addrs: node.listen_addrs().iter().map(|a| a.to_string()).collect(),
-            handle: node.handle(),
-            node: Mutex::new(Some(node)),
-        };
-        Ok(Py::new(py, mesh_node)?.into_any())
-    })
+    let (joins, mdns) = (cfg.join.len(), cfg.mdns);
+    let orphaned = Arc::new(tokio::sync::Notify::new());
+    let workers = workers
+        .iter()
+        .map(|w| worker_from(w, &orphaned))
+        .collect::<PyResult<Vec<_>>>()?;
+    let start = async move {
+        let node = Node::start(cfg, workers).await.map_err(to_py)?;
+        let (peer_id, handle) = (node.peer_id().to_string(), node.handle());
+        let addrs: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
+        let slot = Arc::new(Mutex::new(Some(node)));
+        // A worker whose loop is gone stops the node (unless Python has
+        // stopped it already, or dropped it).
+        let watched = Arc::downgrade(&slot);
+        tokio::spawn(async move {
+            orphaned.notified().await;
+            let node = watched
+                .upgrade()
+                .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+            if let Some(node) = node {
+                node.shutdown_with_grace(Duration::ZERO).await;
+            }
+        });
+        Ok(MeshNode {
+            peer_id,
+            addrs,
+            handle,
+            node: slot,
+            joins,
+            mdns,
+        })
+    };
+    bridge::awaitable(py, start, |py, node| Ok(Py::new(py, node)?.into_any()))
 }
 
 /// The module: [`start`], [`MeshNode`] and the exceptions.
@@ -589,6 +707,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MeshNode>()?;
     m.add_class::<Done>()?;
     bridge::register(m)?;
+    // The admin's limits, so that the Python layer checks tasks the same way.
+    m.add("MAX_RETRIES", MAX_RETRIES)?;
+    m.add("MAX_PRIORITY", MAX_PRIORITY)?;
+    m.add("MAX_TIMEOUT_SECONDS", MAX_TIMEOUT_MS / 1000)?;
+    m.add("MAX_ERROR_BYTES", taskmesh::worker::MAX_ERROR_BYTES)?;
+    m.add("MAX_WORKER_SLOTS", taskmesh::MAX_WORKER_SLOTS)?;
     m.add("MeshError", m.py().get_type::<MeshError>())?;
     m.add("SubmitError", m.py().get_type::<SubmitError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

@@ -62,15 +62,25 @@ def encode(value: Any, what: str) -> bytes:
             ensure_ascii=False,
             separators=(",", ":"),
         )
+        # A lone surrogate ("\ud800") is a str but not text: UTF-8 refuses it.
+        return text.encode("utf-8")
     except (TypeError, ValueError, RecursionError) as e:
         raise EncodeError(f"{what} cannot be sent as JSON: {e}") from e
-    return text.encode("utf-8")
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def decode(raw: bytes) -> Any:
-    """What :func:`encode` wrote, with objects as :class:`Record`. Bytes that
-    are not JSON (a command worker's plain output, say) come back as text,
-    or as bytes when they are not UTF-8; empty bytes as None."""
+    """What :func:`encode` wrote, with objects as :class:`Record`.
+
+    Any bytes that are JSON decode as JSON, whoever sent them: a task
+    file's plain-text ``input = "42"`` arrives as the number 42, and
+    ``"true"`` as True. Other UTF-8 text (a command worker's plain output,
+    ``NaN``) comes back as a str, bytes that are not UTF-8 as bytes, and
+    empty bytes as None. A JSON number too large for a float (``1e400``)
+    arrives as ``inf``."""
     if not raw:
         return None
     try:
@@ -78,6 +88,6 @@ def decode(raw: bytes) -> Any:
     except UnicodeDecodeError:
         return bytes(raw)
     try:
-        return json.loads(text, object_hook=Record)
+        return json.loads(text, object_hook=Record, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return text

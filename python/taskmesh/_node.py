@@ -55,9 +55,18 @@ class Node:
     - ``admin``: ``"never"`` (the default: hosts workers, keeps no ledger),
       ``"eligible"`` (may be elected admin) or ``"prefer"`` (founds a mesh).
     - ``no_worker_timeout``: seconds a task with no capable worker waits
-      before it fails, while this node is admin.
+      before it fails, while this node is admin (default 5).
+    - ``task_timeout``: seconds an attempt may run when its task sets no
+      ``timeout``, while this node is admin (default: no limit; 0: no
+      limit).
     - ``http`` / ``metrics``: ``"127.0.0.1:PORT"`` to serve the mesh page /
       Prometheus metrics.
+    - ``grace``: seconds ``stop()`` lets running tasks finish (default 10);
+      coroutines still running then are cancelled.
+
+    A node whose asyncio loop is gone while it runs (the loop closed, or
+    ``asyncio.run`` returned without ``stop()``) leaves the mesh at its
+    worker's next task, so that the admin gives its tasks to other workers.
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class Node:
         psk_file: Optional[str] = None,
         seed: Optional[int] = None,
         no_worker_timeout: Optional[float] = None,
+        task_timeout: Optional[float] = None,
         http: Optional[str] = None,
         metrics: Optional[str] = None,
         grace: float = 10.0,
@@ -86,11 +96,17 @@ class Node:
             "seed": seed,
             "psk_file": psk_file,
             "no_worker_timeout": no_worker_timeout,
+            "task_timeout": task_timeout,
             "http": http,
             "metrics": metrics,
         }
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
+        ):
+            raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, not {seed!r}")
         self.grace = grace
         self._native = None
+        self._adapters: List[Adapter] = []
         # Tasks whose submission is under way, by id: a dependent submitted
         # at the same time (asyncio.gather) waits for them.
         self._submitting: Dict[str, asyncio.Future[None]] = {}
@@ -104,6 +120,7 @@ class Node:
             raise MeshError("the node is already started")
         loop = asyncio.get_running_loop()
         adapters = [Adapter(w, loop) for w in self.workers]
+        self._adapters = adapters
         names = [a.name for a in adapters]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -119,6 +136,10 @@ class Node:
         node, self._native = self._native, None
         if node is not None:
             await node.shutdown(self.grace if grace is None else grace)
+        # Coroutines still running past the grace belong to no node now.
+        for adapter in self._adapters:
+            adapter.cancel_running()
+        self._adapters = []
 
     async def __aenter__(self) -> "Node":
         return await self.start()

@@ -6,6 +6,7 @@ import enum
 import uuid
 from typing import Any, Iterable, Optional, Union
 
+from . import _native
 from ._data import decode, encode
 
 #: The prefix of the error text a worker's ``(False, value)`` answer
@@ -54,12 +55,26 @@ def task_id(task: TaskRef) -> str:
     return task.id if isinstance(task, Task) else str(task)
 
 
+#: Triggers a task may name (see :class:`Task`).
+TRIGGERS = ("all_success", "one_failed", "all_done")
+
+
 def _seconds(value: Optional[float], what: str) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0 (0: no limit), not {value!r}")
+    top = _native.MAX_TIMEOUT_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+        raise ValueError(
+            f"{what} must be a number of seconds from 0 (no limit) to {top} (30 days), not {value!r}"
+        )
     return float(value)
+
+
+def _uuid(value: Any, what: str) -> str:
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{what} must be a task or a task id (a UUID string), not {value!r}") from None
 
 
 def _whole(value: Any, what: str, low: int, high: int) -> int:
@@ -100,7 +115,10 @@ class Task:
       fails (``0``: no limit; default: the admin's).
     - ``queue_timeout``: seconds the task may wait ready without an award.
     - ``deadline``: seconds from submission to its end, whatever happens.
-    - ``retries``: how often a worker's error is retried (default 0).
+    - ``retries``: how often a failed attempt is retried, on another
+      capable worker when there is one (default 0, at most 100). An
+      exception and a ``(False, value)`` answer both fail an attempt; a
+      :class:`PermanentError` fails the task at once.
     - ``max_attempts``: how many attempts may be lost to dead or paused
       workers before it fails (default 3).
     - ``priority``: higher runs first among ready tasks of its role.
@@ -136,24 +154,30 @@ class Task:
             )
         if difficulty is None:
             difficulty = _difficulty_in(input_data)
-        self.id = str(uuid.UUID(id)) if id is not None else str(uuid.uuid4())
+        this = f"task {name!r}"
+        if isinstance(dependencies, (str, bytes, Task)):
+            raise ValueError(
+                f"{this}: dependencies must be a collection of tasks or ids, not {dependencies!r}"
+            )
+        if trigger not in TRIGGERS:
+            raise ValueError(f"{this}: trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
+        self.id = _uuid(id, f"{this}: id") if id is not None else str(uuid.uuid4())
         self.name = name
         self.processor = role
         self.input_data = input_data
-        self.dependencies = {task_id(d) for d in dependencies or ()}
-        self.difficulty = _whole(
-            0 if difficulty is None else difficulty, f"task {name!r}: difficulty", 0, 2**32 - 1
-        )
-        self.timeout = _seconds(timeout, "timeout")
-        self.queue_timeout = _seconds(queue_timeout, "queue_timeout")
-        self.deadline = _seconds(deadline, "deadline")
-        self.retries = None if retries is None else _whole(retries, f"task {name!r}: retries", 0, 2**32 - 1)
+        self.dependencies = {
+            d.id if isinstance(d, Task) else _uuid(d, f"{this}: a dependency") for d in dependencies or ()
+        }
+        self.difficulty = _whole(0 if difficulty is None else difficulty, f"{this}: difficulty", 0, 2**32 - 1)
+        self.timeout = _seconds(timeout, f"{this}: timeout")
+        self.queue_timeout = _seconds(queue_timeout, f"{this}: queue_timeout")
+        self.deadline = _seconds(deadline, f"{this}: deadline")
+        most = _native.MAX_RETRIES
+        self.retries = None if retries is None else _whole(retries, f"{this}: retries", 0, most)
         self.max_attempts = (
-            None
-            if max_attempts is None
-            else _whole(max_attempts, f"task {name!r}: max_attempts", 1, 2**32 - 1)
+            None if max_attempts is None else _whole(max_attempts, f"{this}: max_attempts", 1, most)
         )
-        self.priority = _whole(priority, f"task {name!r}: priority", -(2**31), 2**31 - 1)
+        self.priority = _whole(priority, f"{this}: priority", -_native.MAX_PRIORITY, _native.MAX_PRIORITY)
         self.trigger = trigger
 
     @property

@@ -12,6 +12,7 @@ import time
 import traceback
 from typing import Any, Dict, Optional
 
+from . import _native
 from ._data import EncodeError, decode, encode
 from ._task import DECLARED_FAILURE, TaskResult, TaskStatus
 
@@ -154,7 +155,7 @@ class Adapter:
     """What the native layer drives: a worker's bidding data, and
     ``_dispatch``, called from the node's blocking pool, which runs
     ``_processor`` on ``loop`` and reports through ``done.send(ok, text,
-    retryable)``. Returns a future whose ``cancel()`` cancels it."""
+    retryable)`` or ``done.cancelled()``."""
 
     def __init__(self, worker: ProcessWorker, loop: asyncio.AbstractEventLoop):
         if not isinstance(worker, ProcessWorker):
@@ -164,12 +165,16 @@ class Adapter:
                 raise ValueError(f"a worker's {field} must be a str, not {getattr(worker, field)!r}")
         self.worker = worker
         self.loop = loop
+        #: Futures of the coroutines running now.
+        self.running: set = set()
         self.name = worker.name
         self.role = worker.role
         self.skill = worker._declared_skill()
-        slots = worker.slots
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"worker {worker.name!r}: slots must be a whole number >= 1, not {slots!r}")
+        slots, most = worker.slots, _native.MAX_WORKER_SLOTS
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= most:
+            raise ValueError(
+                f"worker {worker.name!r}: slots must be a whole number from 1 to {most}, not {slots!r}"
+            )
         self.slots = slots
         standing = worker.standing_bid
         if standing == "skill":
@@ -183,20 +188,42 @@ class Adapter:
         self.standing_bid = None if standing is None else min(standing, self.skill)
 
     def _dispatch(self, raw: dict, done: Any):
-        return asyncio.run_coroutine_threadsafe(self._run(raw, done), self.loop)
+        """Starts ``_processor`` on the loop; None when the loop is closed
+        (the node then leaves the mesh, and the task runs elsewhere)."""
+        work = self._run(raw, done)
+        try:
+            running = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            return None
+        self.running.add(running)
+        running.add_done_callback(self.running.discard)
+        return running
+
+    def cancel_running(self) -> None:
+        """Cancels the coroutines still running (their node has stopped)."""
+        for running in list(self.running):
+            running.cancel()
 
     async def _run(self, raw: dict, done: Any) -> None:
         try:
             request = ProcessRequest(raw)
             answer = await self.worker._processor(request, int(time.time() * 1000))
         except asyncio.CancelledError:
-            done.send(False, "cancelled", True)
+            done.cancelled()
             raise
         except PermanentError as e:
             done.send(False, describe(e), False)
             return
         except Exception as e:
             done.send(False, describe(e), True)
+            return
+        except BaseException as e:
+            # KeyboardInterrupt, SystemExit, or a class of the user's own:
+            # the task learns of it, and the program's own handling goes on.
+            done.send(False, describe(e), True)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
             return
         ok = True
         if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], bool):
@@ -210,5 +237,15 @@ class Adapter:
             return
         if ok:
             done.send(True, text, False)
+            return
+        # The answer's value, as JSON: `text` is "[false,<value>]".
+        value = text[len("[false,") : -1]
+        size, most = len(value.encode("utf-8")), _native.MAX_ERROR_BYTES - len(DECLARED_FAILURE)
+        if size > most:
+            done.send(
+                False,
+                f"the worker answered (False, ...) with {size} bytes, over the {most} a failure carries",
+                True,
+            )
         else:
-            done.send(False, DECLARED_FAILURE + encode(answer[1], what).decode("utf-8"), True)
+            done.send(False, DECLARED_FAILURE + value, True)

@@ -260,8 +260,16 @@ def test_bad_numbers_and_names_are_clear_errors():
         ({"difficulty": -1}, "difficulty must be a whole number"),
         ({"difficulty": 2**40}, "difficulty must be a whole number"),
         ({"retries": "3"}, "retries must be a whole number"),
+        ({"retries": 101}, r"retries must be a whole number from 0 to 100"),
         ({"priority": 1.5}, "priority must be a whole number"),
+        ({"priority": 2 * 10**6}, "priority must be a whole number from -1000000"),
         ({"max_attempts": 0}, "max_attempts must be a whole number"),
+        ({"timeout": 1e19}, r"timeout must be a number of seconds from 0 \(no limit\) to 2592000"),
+        ({"trigger": "bogus"}, "task 't': trigger must be one of all_success, one_failed, all_done"),
+        ({"trigger": None}, "trigger must be one of"),
+        ({"id": 123}, "task 't': id must be a task or a task id"),
+        ({"dependencies": "abc"}, "dependencies must be a collection of tasks or ids"),
+        ({"dependencies": ["abc"]}, "a dependency must be a task or a task id"),
     ]:
         with pytest.raises(ValueError, match=message):
             Task("t", "r", **kwargs)
@@ -271,13 +279,134 @@ def test_bad_numbers_and_names_are_clear_errors():
     async def main():
         with pytest.raises(ConfigError, match="worker"):
             await TaskProcessingPlayground().play(workers=[ProcessWorker("bad\nname", "r")]).__aenter__()
+        with pytest.raises(ValueError, match="slots must be a whole number from 1 to 65536"):
+            await (
+                TaskProcessingPlayground().play(workers=[ProcessWorker("w", "r", slots=10**10)]).__aenter__()
+            )
+        with pytest.raises(ConfigError, match="mesh name"):
+            await TaskProcessingPlayground(mesh="a\nb").play().__aenter__()
+        with pytest.raises(ValueError, match="seed must be"):
+            TaskProcessingPlayground(seed=-1)
         async with TaskProcessingPlayground().play(workers=[ProcessWorker("w", "r")]) as p:
-            with pytest.raises(SubmitError, match="retries"):
-                await p.add_and_execute_task(Task("too many retries", "r", retries=10**6))
             with pytest.raises(SubmitError, match="control"):
                 await p.add_and_execute_task(Task("bad\u0007name", "r"))
+            for call in (p.wait_for_workers(1, 1e19), p.stop(grace=1e19)):
+                with pytest.raises(ValueError, match="from 0 to 2592000"):
+                    await call
 
     run(main())
+
+
+def test_a_port_in_use_and_an_unreachable_mesh_are_clear_errors():
+    from taskmesh import ConfigError, MeshError, Node
+
+    async def main():
+        first = TaskProcessingPlayground()
+        async with first.play():
+            nowhere = first.addrs[0]
+            port = int(nowhere.split("/tcp/")[1].split("/")[0])
+            with pytest.raises(ConfigError, match=f"cannot listen on /ip4/127.0.0.1/tcp/{port}"):
+                await TaskProcessingPlayground(port=port).play().__aenter__()
+        # Nobody listens there now: the wait ends as soon as the join fails.
+        async with Node(join=[nowhere]) as lost:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(MeshError, match="cannot reach the mesh"):
+                await lost.wait_for_admin(30)
+            return asyncio.get_running_loop().time() - started
+
+    waited = run(main())
+    assert waited < 15, waited
+
+
+def test_data_decoding_rules():
+    from taskmesh._data import decode, encode
+
+    assert decode(b"42") == 42 and decode(b"true") is True and decode(b"") is None
+    assert decode(b"hello") == "hello" and decode(b"NaN") == "NaN" and decode(b"\xff\xfe") == b"\xff\xfe"
+    assert decode(b'{"a":{"b":1}}').a.b == 1
+    with pytest.raises(EncodeError, match="input_data of task 'x'.*surrogate"):
+        encode({"data": "\ud800"}, "input_data of task 'x'")
+
+
+def test_any_exception_fails_the_attempt_and_long_answers_are_cut():
+    class Odd(BaseException):
+        pass
+
+    class Strange(ProcessWorker):
+        async def _processor(self, request, time):
+            if request.data == "odd":
+                raise Odd("not an Exception")
+            return False, "q" * (1 << 20)
+
+    async def main():
+        async with TaskProcessingPlayground().play(workers=[Strange("s", role="s")]) as p:
+            odd = await p.add_and_execute_task(Task("odd", "s", {"data": "odd"}, timeout=10))
+            big = await p.add_and_execute_task(Task("big", "s", {"data": "big"}))
+            return odd, big
+
+    odd, big = run(main())
+    assert odd.status == TaskStatus.FAILED and "Odd: not an Exception" in odd.error
+    assert big.status == TaskStatus.FAILED and "over the" in big.error and "a failure carries" in big.error
+    assert len(big.error) < 1000
+
+
+def test_stop_cancels_coroutines_still_running_after_the_grace():
+    async def main():
+        s = sleeper()
+        p = TaskProcessingPlayground(grace=0.3)
+        async with p.play(workers=[s]):
+            await p.add_and_execute_task(Task("long", "sleep"), wait_for_completion=False)
+            await asyncio.wait_for(s.started.wait(), 20)
+        await asyncio.wait_for(s.cancelled.wait(), 20)
+
+    run(main())
+
+
+def test_a_worker_whose_loop_is_gone_leaves_and_its_tasks_run_elsewhere():
+    """A worker node started on an asyncio loop that then closed: its first
+    award finds the loop gone, the node leaves the mesh, and the admin runs
+    the task on the healthy worker."""
+    import threading
+
+    from taskmesh import Node
+
+    class Named(ProcessWorker):
+        async def _processor(self, request, time):
+            return self.name
+
+    async def main():
+        healthy = Named("healthy", role="n", skill=5)
+        async with TaskProcessingPlayground().play(workers=[healthy]) as p:
+            addr = p.addrs[0]
+            box = {}
+
+            def orphan():
+                # Its own loop, closed without stopping the node.
+                loop = asyncio.new_event_loop()
+                box["node"] = loop.run_until_complete(
+                    Node([Named("orphan", role="n", skill=1)], join=[addr]).start()
+                )
+                loop.close()
+
+            thread = threading.Thread(target=orphan)
+            thread.start()
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+            await p.wait_for_workers(2)
+            # The orphan has the lowest sufficient skill: it is awarded first.
+            results = await asyncio.gather(
+                *[p.add_and_execute_task(Task(f"t{i}", "n", difficulty=1)) for i in range(4)]
+            )
+            left = await until(lambda: _names(p), "the orphan to leave", timeout=30)
+            return results, left
+
+    async def _names(p):
+        names = {w.name for w in await p.connected_workers()}
+        return names if names == {"healthy"} else None
+
+    results, left = run(main())
+    assert all(r.success and r.output == "healthy" for r in results), results
+    assert any(r.attempts >= 2 for r in results), [r.attempts for r in results]
+    assert left == {"healthy"}
 
 
 EXIT_SCRIPT = """
