@@ -43,6 +43,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     taskmesh,
+    DuplicateTaskError,
+    SubmitError,
+    "The admin already holds a task with this id (it was submitted before)."
+);
+pyo3::create_exception!(
+    taskmesh,
     ConfigError,
     MeshError,
     "The node or its workers are set up wrongly (an address, a name, a key file)."
@@ -59,6 +65,9 @@ fn to_py(e: Error) -> PyErr {
         source = s.source();
     }
     match e {
+        Error::Submit(taskmesh::scheduler::SubmitError::DuplicateId { .. }) => {
+            DuplicateTaskError::new_err(text)
+        }
         Error::Submit(_) => SubmitError::new_err(text),
         Error::Config(_) | Error::Disk(_) => ConfigError::new_err(text),
         _ => MeshError::new_err(text),
@@ -715,6 +724,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_WORKER_SLOTS", taskmesh::MAX_WORKER_SLOTS)?;
     m.add("MeshError", m.py().get_type::<MeshError>())?;
     m.add("SubmitError", m.py().get_type::<SubmitError>())?;
+    m.add("DuplicateTaskError", m.py().get_type::<DuplicateTaskError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;
     Ok(())
 }

@@ -13,7 +13,7 @@ import atexit
 
 from . import _native
 from ._data import EncodeError, Record
-from ._native import ConfigError, MeshError, SubmitError
+from ._native import ConfigError, DuplicateTaskError, MeshError, SubmitError
 from ._node import Node, TaskManager, TaskProcessingPlayground, WorkerInfo
 from ._task import Task, TaskResult, TaskStatus
 from ._worker import PermanentError, ProcessRequest, ProcessWorker
@@ -24,6 +24,7 @@ atexit.register(_native.exiting)
 
 __all__ = [
     "ConfigError",
+    "DuplicateTaskError",
     "EncodeError",
     "MeshError",
     "Node",

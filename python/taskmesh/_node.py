@@ -3,6 +3,7 @@
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from . import _native
@@ -10,6 +11,7 @@ from ._task import Task, TaskRef, TaskResult, TaskStatus, task_id
 from ._worker import ANY_SKILL, Adapter, ProcessWorker
 
 SubmitError = _native.SubmitError
+DuplicateTaskError = _native.DuplicateTaskError
 MeshError = _native.MeshError
 
 #: Seconds a synchronous status call (``task_manager.get_task``,
@@ -245,8 +247,20 @@ class Node:
         waits for its end. Without waiting, returns its result as it stands
         right after submission (Ceylon returns None). A failed task is a
         result with ``success`` False; a refused submission raises
-        ``SubmitError``."""
-        await self.submit([task])
+        ``SubmitError``.
+
+        As in Ceylon, a task added again once it has ended runs again: it
+        gets a new id (``task.id`` changes), since the admin keeps each id
+        for one run. One added again while it is still pending or running
+        is refused (``DuplicateTaskError``)."""
+        try:
+            await self.submit([task])
+        except DuplicateTaskError:
+            before = await self.status(task)
+            if before is None or not before.status.is_final:
+                raise
+            task.id = str(uuid.uuid4())
+            await self.submit([task])
         if wait_for_completion:
             (result,) = await self.wait([task])
             return result

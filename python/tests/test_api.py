@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run, until
 from taskmesh import (
+    DuplicateTaskError,
     EncodeError,
     PermanentError,
     ProcessWorker,
@@ -91,6 +92,9 @@ def test_cancel_a_running_python_worker():
             task = Task("to cancel", "sleep")
             waiting = asyncio.ensure_future(p.add_and_execute_task(task))
             await asyncio.wait_for(s.started.wait(), 20)
+            # Added again while it runs: refused, and it goes on running.
+            with pytest.raises(DuplicateTaskError, match="duplicate task id"):
+                await p.add_and_execute_task(task)
             outcome = await p.cancel(task)
             await asyncio.wait_for(s.cancelled.wait(), 20)
             result = await waiting

@@ -312,3 +312,28 @@ def test_worker_pool_batching_and_aggregation():
     assert [r.output.batch_id for r in results] == list(range(batch_size))
     assert len({r.worker for r in results}) == num_workers
     assert sorted(r.output["batch_id"] for r in group.values()) == list(range(8))
+
+
+def test_error_handling_section_adds_the_last_task_again():
+    """The tutorial's error-handling snippet adds `task`, the last task of
+    its loop, once more: as in Ceylon, it runs again (under a new id)."""
+
+    async def main():
+        async with TaskProcessingPlayground().play(
+            workers=[TextProcessor("t", role="multiply")]
+        ) as active_playground:
+            task = Task(name="Process Data", processor="multiply", input_data={"data": 2})
+            first = await active_playground.add_and_execute_task(task=task, wait_for_completion=True)
+            first_id = task.id
+            try:
+                result = await active_playground.add_and_execute_task(task)
+                if not result.success:
+                    print(f"Task failed: {result.error}")
+            except Exception as e:
+                print(f"Error executing task: {e}")
+                raise
+            return first, first_id, result, task.id
+
+    first, first_id, again, again_id = run(main())
+    assert first.success and again.success and first.output == again.output == 10
+    assert first_id != again_id and again.task_id == again_id
