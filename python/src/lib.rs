@@ -349,16 +349,8 @@ impl taskmesh::Worker for PyWorker {
             Ok(Some(Ok(Some(handle)))) => handle,
             // The loop is closed, or the interpreter is exiting.
             Ok(Some(Ok(None))) | Ok(None) => return self.orphaned().await,
-            Ok(Some(Err(e))) => {
-                return Err(ProcessError::permanent(format!(
-                    "the Python worker could not start: {e}"
-                )))
-            }
-            Err(e) => {
-                return Err(ProcessError::permanent(format!(
-                    "the Python worker could not start: {e}"
-                )))
-            }
+            Ok(Some(Err(e))) => return Err(could_not_start(e)),
+            Err(e) => return Err(could_not_start(e)),
         };
         tokio::select! {
             outcome = rx => match outcome {
@@ -382,6 +374,12 @@ impl taskmesh::Worker for PyWorker {
             }
         }
     }
+}
+
+/// A dispatch that failed before the coroutine started (a bug in the
+/// package, or a worker object the user broke): no retry would help.
+fn could_not_start(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::permanent(format!("the Python worker could not start: {e}"))
 }
 
 fn worker_from(
