@@ -44,6 +44,7 @@ class Record(dict):
 
 def _fields(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A field with init=False may be unset: getattr then raises.
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     raise TypeError(
         f"a {type(value).__name__} is not JSON data (send dicts, lists, str, int, "
@@ -64,8 +65,8 @@ def encode(value: Any, what: str) -> bytes:
         )
         # A lone surrogate ("\ud800") is a str but not text: UTF-8 refuses it.
         return text.encode("utf-8")
-    except (TypeError, ValueError, RecursionError) as e:
-        raise EncodeError(f"{what} cannot be sent as JSON: {e}") from e
+    except Exception as e:  # also whatever a dataclass's fields raise
+        raise EncodeError(f"{what} cannot be sent as JSON: {type(e).__name__}: {e}") from e
 
 
 def _not_json(constant: str) -> Any:

@@ -7,12 +7,38 @@ import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from . import _native
-from ._task import Task, TaskRef, TaskResult, TaskStatus, task_id
+from ._task import Task, TaskRef, TaskResult, TaskStatus, _seconds, task_id
 from ._worker import ANY_SKILL, Adapter, ProcessWorker
 
 SubmitError = _native.SubmitError
 DuplicateTaskError = _native.DuplicateTaskError
 MeshError = _native.MeshError
+
+#: The roles a node may take in the ledger (see :class:`Node`).
+ADMIN_CHOICES = ("never", "eligible", "prefer")
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a str, not {value!r}")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
+def _addresses(value: Any, what: str) -> List[str]:
+    """Multiaddrs: one str, or an iterable of them."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [_text(a, f"each {what} address") for a in value]
+    except TypeError:
+        raise ValueError(f"{what} must be a multiaddr or a list of them, not {value!r}") from None
+
 
 #: Seconds a synchronous status call (``task_manager.get_task``,
 #: ``llm_agents``) waits for the admin's answer.
@@ -89,24 +115,28 @@ class Node:
         grace: float = 10.0,
     ):
         self.workers = list(workers)
-        self._options = {
-            "mesh": mesh,
-            "listen": list(listen),
-            "join": list(join),
-            "mdns": mdns,
-            "admin": admin,
-            "seed": seed,
-            "psk_file": psk_file,
-            "no_worker_timeout": no_worker_timeout,
-            "task_timeout": task_timeout,
-            "http": http,
-            "metrics": metrics,
-        }
+        if admin not in ADMIN_CHOICES:
+            raise ValueError(f"admin must be one of {', '.join(map(repr, ADMIN_CHOICES))}, not {admin!r}")
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64
         ):
             raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, not {seed!r}")
-        self.grace = grace
+        self._options = {
+            "mesh": _text(mesh, "mesh"),
+            "listen": _addresses(listen, "listen"),
+            "join": _addresses(join, "join"),
+            "mdns": _flag(mdns, "mdns"),
+            "admin": admin,
+            "seed": seed,
+            "psk_file": None if psk_file is None else _text(str(psk_file), "psk_file"),
+            "no_worker_timeout": _seconds(no_worker_timeout, "no_worker_timeout", zero=None),
+            "task_timeout": _seconds(task_timeout, "task_timeout"),
+            "http": None if http is None else _text(http, "http"),
+            "metrics": None if metrics is None else _text(metrics, "metrics"),
+        }
+        if grace is None:
+            raise ValueError("grace must be a number of seconds, not None")
+        self.grace = _seconds(grace, "grace", zero=None)
         self._native = None
         self._adapters: List[Adapter] = []
         # Tasks whose submission is under way, by id: a dependent submitted
@@ -135,9 +165,10 @@ class Node:
     async def stop(self, grace: Optional[float] = None) -> None:
         """Stops the node, letting running tasks finish for ``grace``
         seconds (default: the node's)."""
+        grace = self.grace if grace is None else _seconds(grace, "grace", zero=None)
         node, self._native = self._native, None
         if node is not None:
-            await node.shutdown(self.grace if grace is None else grace)
+            await node.shutdown(grace)
         # Coroutines still running past the grace belong to no node now.
         for adapter in self._adapters:
             adapter.cancel_running()
@@ -171,12 +202,18 @@ class Node:
         return self._node.is_admin
 
     async def wait_for_admin(self, timeout: float = 30.0) -> str:
-        """Waits until an admin is known; its peer id."""
-        return await self._node.wait_for_admin(timeout)
+        """Waits until an admin is known; its peer id. Raises ``MeshError``
+        at once, with the reasons, when every join address failed."""
+        return await self._node.wait_for_admin(_seconds(timeout, "timeout", zero=None))
 
     async def wait_for_workers(self, n: int, timeout: float = 30.0) -> List[WorkerInfo]:
         """Waits until the admin lists at least ``n`` workers."""
-        return [WorkerInfo(w) for w in await self._node.wait_for_workers(n, timeout)]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a whole number >= 0, not {n!r}")
+        return [
+            WorkerInfo(w)
+            for w in await self._node.wait_for_workers(n, _seconds(timeout, "timeout", zero=None))
+        ]
 
     # --- calls ---------------------------------------------------------
     async def submit(self, tasks: Iterable[Task]) -> List[str]:
@@ -186,7 +223,8 @@ class Node:
         tasks = list(tasks)
         specs = [t._spec() for t in tasks]
         ids = [t.id for t in tasks]
-        mine = [i for i in ids if i not in self._submitting]
+        # Each id once: a repeated one is for the admin to refuse.
+        mine = list(dict.fromkeys(i for i in ids if i not in self._submitting))
         loop = asyncio.get_running_loop()
         for i in mine:
             self._submitting[i] = loop.create_future()
@@ -322,9 +360,15 @@ class TaskProcessingPlayground(Node):
     def __init__(
         self, name: str = "task_processor", port: int = 0, *, host: str = "127.0.0.1", **options: Any
     ):
-        family = "ip6" if ":" in host else "ip4"
-        options.setdefault("listen", (f"/{family}/{host}/tcp/{int(port)}",))
-        options.setdefault("admin", "prefer")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 (any free port) to 65535, not {port!r}")
+        family = "ip6" if ":" in _text(host, "host") else "ip4"
+        options.setdefault("listen", (f"/{family}/{host}/tcp/{port}",))
+        # Alone, it founds its mesh and is its admin. Joining a mesh (of
+        # CLI nodes, say), it is a worker and client there: a short-lived
+        # playground that became a voter would leave the mesh short of one.
+        joining = bool(options.get("join")) or bool(options.get("mdns"))
+        options.setdefault("admin", "never" if joining else "prefer")
         super().__init__(**options)
         self.name = name
         self.port = port

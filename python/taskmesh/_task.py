@@ -59,14 +59,15 @@ def task_id(task: TaskRef) -> str:
 TRIGGERS = ("all_success", "one_failed", "all_done")
 
 
-def _seconds(value: Optional[float], what: str) -> Optional[float]:
+def _seconds(value: Optional[float], what: str, zero: Optional[str] = "no limit") -> Optional[float]:
+    """Seconds from 0 to 30 days (None stays None); ``zero`` says what 0
+    means, for the error."""
     if value is None:
         return None
     top = _native.MAX_TIMEOUT_SECONDS
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
-        raise ValueError(
-            f"{what} must be a number of seconds from 0 (no limit) to {top} (30 days), not {value!r}"
-        )
+        low = f"0 ({zero})" if zero else "0"
+        raise ValueError(f"{what} must be a number of seconds from {low} to {top} (30 days), not {value!r}")
     return float(value)
 
 
@@ -147,6 +148,12 @@ class Task:
     ):
         if not isinstance(name, str):
             raise ValueError(f"a task's name must be a str, not {name!r}")
+        for what, text in (("name", name), ("processor", processor if role is None else role)):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(f"task {name!r}: {what} is not text ({e})") from None
         role = processor if role is None else role
         if not isinstance(role, str):
             raise ValueError(
@@ -155,7 +162,9 @@ class Task:
         if difficulty is None:
             difficulty = _difficulty_in(input_data)
         this = f"task {name!r}"
-        if isinstance(dependencies, (str, bytes, Task)):
+        if isinstance(dependencies, (str, bytes, Task)) or not (
+            dependencies is None or hasattr(dependencies, "__iter__")
+        ):
             raise ValueError(
                 f"{this}: dependencies must be a collection of tasks or ids, not {dependencies!r}"
             )

@@ -145,10 +145,24 @@ def describe(e: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     frames = "".join(traceback.format_tb(tb)).rstrip().splitlines()
-    text = f"{type(e).__name__}: {e}"
+    try:
+        # "<exception str() failed>" when the exception's __str__ raises.
+        text = "".join(traceback.format_exception_only(type(e), e)).rstrip()
+    except Exception:
+        text = f"{type(e).__name__}: <unprintable>"
     if frames:
         text += "\nTraceback (most recent call last):\n" + "\n".join(frames[-TRACEBACK_LINES:])
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _cancelled_from_inside() -> bool:
+    """Whether a CancelledError in the running task came from its own code
+    rather than from a cancel() of the task (Python 3.11 and newer count
+    those; before 3.11 every CancelledError counts as a cancel() of the
+    task)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() == 0
 
 
 class Adapter:
@@ -207,9 +221,25 @@ class Adapter:
 
     async def _run(self, raw: dict, done: Any) -> None:
         try:
+            await self._attempt(raw, done)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # a bug here must not leave the task running
+            done.send(False, f"taskmesh could not report the outcome: {describe(e)}", True)
+
+    async def _attempt(self, raw: dict, done: Any) -> None:
+        try:
             request = ProcessRequest(raw)
             answer = await self.worker._processor(request, int(time.time() * 1000))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
+            if _cancelled_from_inside():
+                # The worker's own code cancelled something and let the
+                # error out: an ordinary failure.
+                done.send(False, describe(e), True)
+                return
+            # The mesh cancelled it (its outcome no longer counts), or the
+            # loop is shutting down (the node leaves; the task runs
+            # elsewhere).
             done.cancelled()
             raise
         except PermanentError as e:

@@ -449,3 +449,79 @@ def test_the_interpreter_exits_cleanly_right_after_the_last_await(how):
             [sys.executable, "-c", EXIT_SCRIPT, how.split()[0]], capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0 and "Fatal Python error" not in done.stderr, done.stderr[-3000:]
+
+
+def test_odd_failures_are_reported_never_left_running():
+    import sys
+    from dataclasses import field
+
+    @dataclass
+    class Out:
+        a: int
+        b: int = field(init=False)  # never set: reading it raises
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    class Odd(ProcessWorker):
+        async def _processor(self, request, time):
+            if request.data == "unset":
+                return Out(1)
+            if request.data == "unprintable":
+                raise Unprintable()
+            # Its own sub-task, cancelled by its own code.
+            sub = asyncio.ensure_future(asyncio.sleep(10))
+            asyncio.get_running_loop().call_later(0.05, sub.cancel)
+            await sub
+
+    async def main():
+        async with TaskProcessingPlayground().play(workers=[Odd("odd", role="o")]) as p:
+            results = {}
+            for data in ("unset", "unprintable", "self-cancel"):
+                results[data] = await p.add_and_execute_task(Task(data, "o", {"data": data}, timeout=20))
+            # The node is still up and working.
+            results["after"] = await p.add_and_execute_task(Task("after", "o", {"data": "unset"}, timeout=20))
+            return results
+
+    results = run(main())
+    assert "cannot be sent as JSON: AttributeError" in results["unset"].error, results["unset"].error
+    assert "Unprintable" in results["unprintable"].error, results["unprintable"].error
+    if sys.version_info >= (3, 11):
+        assert "CancelledError" in results["self-cancel"].error, results["self-cancel"].error
+    assert all(r.status == TaskStatus.FAILED for r in results.values())
+
+
+def test_node_arguments_are_checked_when_made():
+    from taskmesh import DuplicateTaskError, Node
+
+    for kwargs, message in [
+        ({"mdns": "yes"}, "mdns must be True or False"),
+        ({"mesh": 5}, "mesh must be a str"),
+        ({"admin": None}, "admin must be one of"),
+        ({"join": 5}, "join must be a multiaddr or a list of them"),
+        ({"listen": [5]}, "each listen address must be a str"),
+        ({"grace": float("inf")}, "grace must be a number of seconds from 0 to"),
+        ({"task_timeout": True}, "task_timeout must be a number of seconds"),
+        ({"no_worker_timeout": "5"}, "no_worker_timeout must be a number of seconds"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Node(**kwargs)
+    for port in (True, "abc", 1.5, 70000):
+        with pytest.raises(ValueError, match="port must be a whole number"):
+            TaskProcessingPlayground(port=port)
+
+    async def main():
+        async with TaskProcessingPlayground().play(workers=[ProcessWorker("w", "r")]) as p:
+            with pytest.raises(ValueError, match="n must be a whole number"):
+                await p.wait_for_workers(-1)
+            with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+                await p.wait_for_admin(True)
+            t = Task("twice", "r")
+            with pytest.raises(DuplicateTaskError, match="duplicate task id"):
+                await p.execute_task_group([t, t])
+            # One address as a str is one address.
+            async with Node(join=p.addrs[0]) as client:
+                assert await client.wait_for_admin() == p.peer_id
+
+    run(main())

@@ -3,6 +3,7 @@
 remote_worker.py), tasks submitted with the CLI and from Python. The
 admin awards each task by skill, whatever language its worker is in."""
 
+import asyncio
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run
-from taskmesh import Node, Task
+from taskmesh import Node, ProcessWorker, Task, TaskProcessingPlayground
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The CLI binary; scripts/test-python.sh builds it (cargo build --bin taskmesh).
@@ -167,6 +168,39 @@ def test_a_python_worker_takes_tasks_by_skill_in_a_mesh_of_cli_nodes(mesh):
     group, easy_id, hard_id = run(from_python())
     assert group[easy_id].worker == "Rusty" and group[easy_id].success
     assert group[hard_id].worker == "Pythonista" and group[hard_id].output["task"] == "py hard"
+
+
+def test_a_playground_joining_a_cli_mesh_leaves_it_whole(mesh):
+    """A playground that joins a mesh is a worker and client there, not a
+    voter: when it exits, the CLI admin keeps its quorum."""
+
+    class Shout(ProcessWorker):
+        async def _processor(self, request, time):
+            return str(request.data).upper()
+
+    async def visit():
+        playground = TaskProcessingPlayground(join=[mesh["addr"]], mesh=mesh["common"][2])
+        async with playground.play(workers=[Shout("Visitor", role="shout")]) as p:
+            result = await p.add_and_execute_task(Task("hello", "shout", {"data": "hello"}))
+            # A voter would be added within a second or two of joining:
+            # watch the admin's peer list for 3 s (a window, not a wait).
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 3
+            while loop.time() < end:
+                peers = await loop.run_in_executor(None, cli, mesh, "peers", "--json")
+                assert peers.returncode == 0, peers.stderr
+                for peer in map(json.loads, peers.stdout.splitlines()):
+                    if peer["peer"] == p.peer_id:
+                        assert not peer.get("is_voter") and not peer.get("is_admin"), peer
+                await asyncio.sleep(0.2)
+            return result
+
+    result = run(visit())
+    assert result.success and result.output == "HELLO" and result.worker == "Visitor"
+    listed = cli(mesh, "workers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = {json.loads(line)["name"] for line in listed.stdout.splitlines()}
+    assert {"Rusty", "Pythonista"} <= names and "Visitor" not in names
 
 
 def test_the_python_worker_stops_cleanly_on_sigterm(mesh):
