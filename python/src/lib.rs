@@ -75,8 +75,7 @@ fn to_py(e: Error) -> PyErr {
 }
 
 fn parse_id(id: &str) -> PyResult<TaskId> {
-    uuid::Uuid::parse_str(id)
-        .map(TaskId)
+    id.parse()
         .map_err(|e| PyValueError::new_err(format!("task id {id:?} is not a UUID: {e}")))
 }
 
